@@ -1,0 +1,38 @@
+"""backproplab: hand-written back-propagation in numpy, with pluggy components, Hydra configs
+and MLflow tracking."""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .hookspecs import hookimpl, hookspec
+from .errors import BackproplabError, ConfigError, NonFiniteLossError, PluginError, UnknownComponentError
+from .network import Network
+from .trainer import Callback, EpochSummary, History, Step, Trainer
+from .plugin_manager import get_plugins, get_registry, load_plugins
+from .api import build_network, build_trainer
+
+try:
+    __version__ = _version("backproplab")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "BackproplabError",
+    "ConfigError",
+    "NonFiniteLossError",
+    "PluginError",
+    "UnknownComponentError",
+    "Network",
+    "Trainer",
+    "Callback",
+    "Step",
+    "EpochSummary",
+    "History",
+    "get_plugins",
+    "get_registry",
+    "load_plugins",
+    "build_network",
+    "build_trainer",
+    "__version__",
+]

@@ -1,0 +1,70 @@
+"""The Python API: build components from registered names, then train on arrays.
+
+Component specs are a registered name (``"relu"``), a mapping with a name and keyword
+hyperparameters (``{"name": "leaky_relu", "alpha": 0.1}``) or a ready instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .network import Network
+from .plugin_manager import get_registry
+from .registry import Registry
+from .trainer import Trainer
+
+
+def build_network(
+    sizes: Sequence[int],
+    activation: Any = "sigmoid",
+    output_activation: Any = None,
+    initializer: Any = "xavier_normal",
+    *,
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = "float64",
+    registry: Registry | None = None,
+) -> Network:
+    """A dense network of widths ``sizes`` (inputs first, outputs last).
+
+    ``activation`` is one spec for every hidden layer or a list with one per hidden layer;
+    ``output_activation`` defaults to the hidden activation when there is a single spec.
+    """
+    registry = registry or get_registry()
+    sizes = list(sizes)
+    n_hidden = len(sizes) - 2
+    if n_hidden < 0:
+        raise ConfigError(f"sizes needs at least an input and an output width, got {sizes!r}")
+    if isinstance(activation, (list, tuple)):
+        if len(activation) != n_hidden:
+            raise ConfigError(f"{n_hidden} hidden layers need {n_hidden} activations, got {len(activation)}")
+        hidden_specs = list(activation)
+        if output_activation is None:
+            raise ConfigError("output_activation is required when activation is a per-layer list")
+    else:
+        hidden_specs = [activation] * n_hidden
+    output_spec = activation if output_activation is None else output_activation
+    # A fresh instance per layer, so a stateful activation is never shared between layers.
+    activations = [registry.resolve("activation", spec) for spec in hidden_specs + [output_spec]]
+    init = registry.resolve("initializer", initializer)
+    return Network(sizes, activations, init, rng=seed, dtype=dtype)
+
+
+def build_trainer(
+    network: Network,
+    loss: Any = "bce",
+    optimizer: Any = "sgd",
+    *,
+    registry: Registry | None = None,
+    **trainer_options: Any,
+) -> Trainer:
+    """A ``Trainer`` with its loss and optimizer resolved from specs; options go to ``Trainer``."""
+    registry = registry or get_registry()
+    return Trainer(
+        network,
+        registry.resolve("loss", loss),
+        registry.resolve("optimizer", optimizer),
+        **trainer_options,
+    )

@@ -1,0 +1,30 @@
+"""Exception types. Every user-facing error is one actionable line."""
+
+from __future__ import annotations
+
+
+class BackproplabError(Exception):
+    """Base class for errors that the CLI reports as one line, without a traceback."""
+
+
+class ConfigError(BackproplabError, ValueError):
+    """Bad input or configuration, detected before any computation starts."""
+
+
+class UnknownComponentError(ConfigError):
+    """A component name that no plugin registered."""
+
+
+class PluginError(BackproplabError, RuntimeError):
+    """A plugin that cannot be loaded or that breaks the plugin contract."""
+
+
+class NonFiniteLossError(BackproplabError, FloatingPointError):
+    """Training produced a NaN or infinite loss; the loop stops at the first one."""
+
+    def __init__(self, loss: float, epoch: int, iteration: int):
+        self.loss, self.epoch, self.iteration = loss, epoch, iteration
+        super().__init__(
+            f"non-finite loss {loss!r} at iteration {iteration} (epoch {epoch}); "
+            "try a smaller optimizer.lr or standardised inputs (data.standardize=true)"
+        )

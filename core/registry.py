@@ -1,0 +1,150 @@
+"""Names to components: what plugins registered, under which distribution, and how to build it.
+
+The registry is filled once at start-up by the plugin manager. After that, names become
+objects (``create``/``resolve``) before any training loop starts; the loop never looks up a name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+from .errors import ConfigError, PluginError, UnknownComponentError
+
+KINDS = ("activation", "loss", "initializer", "optimizer")
+HOOK_FOR_KIND = {
+    "activation": "register_activations",
+    "loss": "register_losses",
+    "initializer": "register_initializers",
+    "optimizer": "register_optimizers",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a component came from: a plugin entry point inside an installed distribution."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version} (entry point {self.plugin!r})"
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    source: Source
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Keyword hyperparameters and their defaults (``inspect.Parameter.empty`` if required)."""
+        return hyperparameters_of(self.factory)
+
+
+def hyperparameters_of(factory: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {}
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _accepts_any_keyword(factory: Callable[..., Any]) -> bool:
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def closest(name: str, choices: list[str]) -> str | None:
+    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class Registry:
+    """Component registrations, one namespace per kind."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+
+    def add(self, kind: str, name: str, factory: Callable[..., Any], source: Source) -> None:
+        self._check_kind(kind)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{source} registered a {kind} with invalid name {name!r}; names are non-empty strings")
+        if not callable(factory):
+            raise PluginError(f"{source} registered {kind} {name!r} with a non-callable factory {factory!r}")
+        existing = self._entries[kind].get(name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind} {name!r} is registered twice: by {existing.source} and by {source}; "
+                "uninstall one of them or restrict loading with BACKPROPLAB_PLUGINS"
+            )
+        self._entries[kind][name] = Registration(kind, name, factory, source)
+
+    def names(self, kind: str) -> list[str]:
+        self._check_kind(kind)
+        return sorted(self._entries[kind])
+
+    def __iter__(self) -> Iterator[Registration]:
+        for kind in KINDS:
+            yield from (self._entries[kind][n] for n in sorted(self._entries[kind]))
+
+    def get(self, kind: str, name: str) -> Registration:
+        self._check_kind(kind)
+        try:
+            return self._entries[kind][name]
+        except (KeyError, TypeError):
+            available = self.names(kind)
+            hint = closest(str(name), available)
+            did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+            raise UnknownComponentError(
+                f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}{did_you_mean}"
+            ) from None
+
+    def create(self, kind: str, name: str, **hyperparameters: Any) -> Any:
+        """Build a component from its registered name and keyword hyperparameters."""
+        registration = self.get(kind, name)
+        accepted = registration.hyperparameters()
+        if not _accepts_any_keyword(registration.factory):
+            unknown = sorted(set(hyperparameters) - set(accepted))
+            if unknown:
+                raise ConfigError(
+                    f"{kind} {name!r} has no hyperparameter {unknown[0]!r}; "
+                    f"valid: {', '.join(accepted) or '(none)'}"
+                )
+        try:
+            return registration.factory(**hyperparameters)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{kind} {name!r}: {exc}") from None
+
+    def resolve(self, kind: str, spec: Any) -> Any:
+        """Turn a name, a ``{"name": ..., **hyperparameters}`` mapping or an instance into a component."""
+        if isinstance(spec, str):
+            return self.create(kind, spec)
+        if isinstance(spec, Mapping):
+            params = dict(spec)
+            name = params.pop("name", None)
+            if name is None:
+                raise ConfigError(f"{kind} spec {dict(spec)!r} has no 'name'; available: {', '.join(self.names(kind))}")
+            return self.create(kind, name, **params)
+        if isinstance(spec, type):
+            return spec()
+        return spec
+
+    def source_of(self, kind: str, name: str) -> Source:
+        return self.get(kind, name).source
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown component kind {kind!r}; valid: {', '.join(KINDS)}")

@@ -1,0 +1,234 @@
+"""The training loop: epochs of mini-batches, each iteration one forward and one backward pass.
+
+Terms follow the article: an *iteration* is one forward and one backward pass over one batch;
+an *epoch* is one pass over the whole data set, ``ceil(n / batch_size)`` iterations, with the
+last partial batch used rather than dropped. Everything is resolved before ``fit`` is called:
+the loop holds objects, never names.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, NonFiniteLossError
+from .network import Network
+from .validation import check_positive_int
+
+
+def prepare_targets(loss: Any, y: Any, network: Network, name: str = "y") -> np.ndarray:
+    """Validate targets against the loss's domain and bring them to shape (m, n_outputs)."""
+    prepare = getattr(loss, "prepare", None)
+    if prepare is not None:
+        y = prepare(y, network.n_outputs)
+    try:
+        arr = np.asarray(y, dtype=network.dtype)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be numeric ({exc})") from None
+    if arr.ndim == 1 and network.n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != network.n_outputs:
+        raise ConfigError(f"{name} has shape {arr.shape} but the network has {network.n_outputs} outputs")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} contains non-finite values; targets must be finite")
+    return arr
+
+
+class Step:
+    """Read-only view of one iteration, handed to callbacks before the optimizer step.
+
+    ``params`` hold the values used in this iteration's forward pass; ``grads`` are dE/dθ of
+    this batch. Arrays are read-only views valid during the callback: copy what you keep.
+    """
+
+    __slots__ = ("_epoch", "_iteration", "_loss", "_params", "_grads", "_inputs", "_targets", "_outputs")
+
+    def __init__(self, params: Mapping[str, np.ndarray]) -> None:
+        ro = {}
+        for name, value in params.items():
+            view = value.view()
+            view.flags.writeable = False
+            ro[name] = view
+        self._params = MappingProxyType(ro)
+        self._epoch = self._iteration = 0
+        self._loss = math.nan
+        self._grads: Mapping[str, np.ndarray] = MappingProxyType({})
+        self._inputs = self._targets = self._outputs = None
+
+    epoch = property(lambda self: self._epoch, doc="0-based epoch index")
+    iteration = property(lambda self: self._iteration, doc="0-based global iteration index")
+    loss = property(lambda self: self._loss, doc="batch-mean loss of this iteration's forward pass")
+    params = property(lambda self: self._params, doc="parameters used in the forward pass")
+    grads = property(lambda self: self._grads, doc="gradients dE/dθ keyed W1, b1, ...")
+    inputs = property(lambda self: self._inputs, doc="the batch X")
+    targets = property(lambda self: self._targets, doc="the batch targets, shape (m, n_outputs)")
+    outputs = property(lambda self: self._outputs, doc="the network's outputs y_hat for the batch")
+
+
+@dataclass(frozen=True)
+class EpochSummary:
+    epoch: int
+    iterations: int
+    train_loss: float
+    train_accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+@dataclass
+class History:
+    losses: list[float] = field(default_factory=list)
+    epochs: list[EpochSummary] = field(default_factory=list)
+
+    @property
+    def iterations(self) -> int:
+        return len(self.losses)
+
+
+class Callback:
+    """Base class with no-op hooks; override the ones you need (duck typing works too)."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_iteration(self, step: Step) -> None: ...
+    def on_epoch_end(self, summary: EpochSummary) -> None: ...
+    def on_train_end(self, history: History) -> None: ...
+
+
+def _hooks(callbacks: Iterable[Any], name: str) -> list[Any]:
+    """Bound hook methods that do something: no-op base methods are skipped on the hot path."""
+    base = getattr(Callback, name)
+    out = []
+    for cb in callbacks:
+        method = getattr(type(cb), name, None)
+        if method is not None and method is not base:
+            out.append(getattr(cb, name))
+    return out
+
+
+class Trainer:
+    """Mini-batch training of a ``Network`` with a loss and an optimizer.
+
+    ``batch_size`` larger than the training set is clamped to it (with a warning), so one sweep
+    over batch sizes can include "full batch" on any data set.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        loss: Any,
+        optimizer: Any,
+        *,
+        batch_size: int = 32,
+        epochs: int = 1,
+        shuffle: bool = True,
+        seed: int | None = 0,
+        callbacks: Sequence[Any] = (),
+    ) -> None:
+        self.network = network
+        self.loss = loss
+        self.optimizer = optimizer
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.epochs = check_positive_int("epochs", epochs)
+        self.shuffle = bool(shuffle)
+        self.seed = seed
+        self.callbacks = list(callbacks)
+        self.iteration = 0
+        self.epoch = 0
+
+    def iterations_per_epoch(self, n_examples: int) -> int:
+        return math.ceil(n_examples / min(self.batch_size, n_examples))
+
+    def evaluate(self, X: Any, y: Any) -> tuple[float, float | None]:
+        """(loss, accuracy or None) of the current parameters on a whole data set."""
+        net = self.network
+        X = net.check_input(X)
+        y = prepare_targets(self.loss, y, net)
+        y_hat = net.forward(X)
+        accuracy = getattr(self.loss, "accuracy", None)
+        return float(self.loss.value(y_hat, y)), (None if accuracy is None else float(accuracy(y_hat, y)))
+
+    def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, Any] | None = None) -> History:
+        net, loss, optimizer = self.network, self.loss, self.optimizer
+        X = net.check_input(X)
+        y = prepare_targets(loss, y, net)
+        if X.shape[0] != y.shape[0]:
+            raise ConfigError(f"X has {X.shape[0]} examples but y has {y.shape[0]}")
+        if validation_data is not None:
+            X_val = net.check_input(validation_data[0], "X_val")
+            y_val = prepare_targets(loss, validation_data[1], net, "y_val")
+        n = X.shape[0]
+        batch_size = self.batch_size
+        if batch_size > n:
+            warnings.warn(f"batch_size {batch_size} exceeds the {n} training examples; using {n}", stacklevel=2)
+            batch_size = n
+        rng = np.random.default_rng(self.seed)
+
+        for cb in _hooks(self.callbacks, "on_train_begin"):
+            cb(self)
+        on_iteration = _hooks(self.callbacks, "on_iteration")
+        on_epoch_end = _hooks(self.callbacks, "on_epoch_end")
+        accuracy_fn = getattr(loss, "accuracy", None) if on_epoch_end else None
+        step = Step(net.params) if on_iteration else None
+        params = net.params
+        history = History()
+        losses = history.losses
+        isfinite = math.isfinite
+        forward, backward, value, grad = net.forward, net.backward, loss.value, loss.grad
+        optimizer_step = optimizer.step
+
+        for epoch in range(self.epochs):
+            self.epoch = epoch
+            if self.shuffle and n > 1:
+                order = rng.permutation(n)
+                Xe, ye = X[order], y[order]
+            else:
+                Xe, ye = X, y
+            loss_sum = 0.0
+            correct = 0.0
+            for start in range(0, n, batch_size):
+                xb = Xe[start : start + batch_size]
+                yb = ye[start : start + batch_size]
+                y_hat = forward(xb)
+                loss_value = float(value(y_hat, yb))
+                if not isfinite(loss_value):
+                    raise NonFiniteLossError(loss_value, epoch, self.iteration)
+                grads = backward(grad(y_hat, yb))
+                losses.append(loss_value)
+                m = xb.shape[0]
+                loss_sum += loss_value * m
+                if accuracy_fn is not None:
+                    correct += accuracy_fn(y_hat, yb) * m
+                if step is not None:
+                    for g in grads.values():
+                        g.flags.writeable = False
+                    step._epoch, step._iteration, step._loss = epoch, self.iteration, loss_value
+                    step._grads, step._inputs, step._targets, step._outputs = grads, xb, yb, y_hat
+                    for cb in on_iteration:
+                        cb(step)
+                    for g in grads.values():
+                        g.flags.writeable = True
+                optimizer_step(params, grads)
+                self.iteration += 1
+            if on_epoch_end:
+                val_loss = val_acc = None
+                if validation_data is not None:
+                    val_loss, val_acc = self.evaluate(X_val, y_val)
+                summary = EpochSummary(
+                    epoch=epoch,
+                    iterations=self.iteration,
+                    train_loss=loss_sum / n,
+                    train_accuracy=None if accuracy_fn is None else correct / n,
+                    val_loss=val_loss,
+                    val_accuracy=val_acc,
+                )
+                history.epochs.append(summary)
+                for cb in on_epoch_end:
+                    cb(summary)
+        for cb in _hooks(self.callbacks, "on_train_end"):
+            cb(history)
+        return history

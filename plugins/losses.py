@@ -1,0 +1,175 @@
+"""Built-in losses. E is the mean over the batch, E = (1/m) sum_i L_i, and ``grad`` is dE/dy_hat.
+
+For the element-wise losses (bce, mse, mae, huber, hinge) L_i is the mean over the output units,
+so with one output it is exactly the per-example loss; for cross_entropy L_i sums over classes.
+
+Clipping: bce and cross_entropy clip probabilities to [eps, 1 - eps] with eps = finfo(dtype).eps
+(2.2e-16 in float64, 1.2e-7 in float32) so that log(0) and division by zero cannot happen; the
+gradient is taken at the clipped value. Away from 0 and 1 clipping changes nothing.
+
+``prepare(y, n_outputs)`` checks the targets against the loss's domain once, before training,
+and returns them as shape (m, n_outputs); ``accuracy`` exists for classification losses.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backproplab import hookimpl
+from backproplab.errors import ConfigError
+from backproplab.validation import check_positive_float
+
+
+def _as_targets(name, y, n_outputs):
+    try:
+        arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} targets must be numeric ({exc})") from None
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise ConfigError(f"{name} targets have shape {np.shape(y)} but the network has {n_outputs} outputs")
+    if not np.isfinite(arr).all():
+        raise ConfigError(f"{name} targets contain non-finite values; targets must be finite")
+    return arr
+
+
+def _eps(dtype):
+    return np.finfo(dtype).eps if np.issubdtype(dtype, np.floating) else np.finfo(np.float64).eps
+
+
+class BinaryCrossEntropy:
+    """L = -[y log p + (1 - y) log(1 - p)]; targets in [0, 1], outputs are probabilities."""
+
+    def prepare(self, y, n_outputs):
+        arr = _as_targets("bce", y, n_outputs)
+        bad = (arr < 0) | (arr > 1)
+        if bad.any():
+            raise ConfigError(f"bce targets must lie in [0, 1], got {arr[bad][0]!r}")
+        return arr
+
+    def value(self, y_hat, y):
+        eps = _eps(y_hat.dtype)
+        p = np.clip(y_hat, eps, 1.0 - eps)
+        return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+    def grad(self, y_hat, y):
+        eps = _eps(y_hat.dtype)
+        p = np.clip(y_hat, eps, 1.0 - eps)
+        return (p - y) / (p * (1.0 - p) * y_hat.size)
+
+    def accuracy(self, y_hat, y):
+        return float(np.mean((y_hat >= 0.5) == (y >= 0.5)))
+
+
+class CrossEntropy:
+    """Categorical cross-entropy, L = -sum_k y_k log p_k. Targets: one-hot rows or integer labels."""
+
+    def prepare(self, y, n_outputs):
+        arr = np.asarray(y)
+        if arr.ndim == 2 and arr.shape[1] == 1 and n_outputs > 1:
+            arr = arr[:, 0]
+        if arr.ndim == 1:
+            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+                raise ConfigError("cross_entropy integer labels must be finite numbers")
+            if np.any(arr != np.round(arr)) or arr.min() < 0 or arr.max() >= n_outputs:
+                bad = arr[(arr != np.round(arr)) | (arr < 0) | (arr >= n_outputs)][0]
+                raise ConfigError(
+                    f"cross_entropy label {bad!r} is outside the classes 0..{n_outputs - 1} of a {n_outputs}-output network"
+                )
+            return np.eye(n_outputs)[arr.astype(np.intp)]
+        arr = _as_targets("cross_entropy", arr, n_outputs)
+        if (arr < 0).any() or (arr > 1).any() or not np.allclose(arr.sum(axis=1), 1.0):
+            raise ConfigError("cross_entropy one-hot targets must be rows of probabilities in [0, 1] summing to 1")
+        return arr
+
+    def value(self, y_hat, y):
+        p = np.clip(y_hat, _eps(y_hat.dtype), 1.0)
+        return float(-np.sum(y * np.log(p)) / y_hat.shape[0])
+
+    def grad(self, y_hat, y):
+        p = np.clip(y_hat, _eps(y_hat.dtype), 1.0)
+        return -y / (p * y_hat.shape[0])
+
+    def accuracy(self, y_hat, y):
+        return float(np.mean(y_hat.argmax(axis=1) == y.argmax(axis=1)))
+
+
+class MeanSquaredError:
+    """L = mean_k (y_hat_k - y_k)^2 (no factor 1/2)."""
+
+    def prepare(self, y, n_outputs):
+        return _as_targets("mse", y, n_outputs)
+
+    def value(self, y_hat, y):
+        d = y_hat - y
+        return float(np.mean(d * d))
+
+    def grad(self, y_hat, y):
+        return (2.0 / y_hat.size) * (y_hat - y)
+
+
+class MeanAbsoluteError:
+    """L = mean_k |y_hat_k - y_k|; the subgradient at 0 is 0."""
+
+    def prepare(self, y, n_outputs):
+        return _as_targets("mae", y, n_outputs)
+
+    def value(self, y_hat, y):
+        return float(np.mean(np.abs(y_hat - y)))
+
+    def grad(self, y_hat, y):
+        return np.sign(y_hat - y) / y_hat.size
+
+
+class Huber:
+    """Quadratic within ``delta`` of the target, linear outside: 0.5 d^2 or delta (|d| - delta/2)."""
+
+    def __init__(self, delta: float = 1.0):
+        self.delta = check_positive_float("delta", delta)
+
+    def prepare(self, y, n_outputs):
+        return _as_targets("huber", y, n_outputs)
+
+    def value(self, y_hat, y):
+        d = np.abs(y_hat - y)
+        quad = np.minimum(d, self.delta)
+        return float(np.mean(0.5 * quad * quad + self.delta * (d - quad)))
+
+    def grad(self, y_hat, y):
+        return np.clip(y_hat - y, -self.delta, self.delta) / y_hat.size
+
+
+class Hinge:
+    """L = mean_k max(0, 1 - y_k * y_hat_k) on raw scores. Targets in {-1, +1}; {0, 1} is
+    accepted and mapped to {-1, +1}, so the same binary data sets work with bce and hinge."""
+
+    def prepare(self, y, n_outputs):
+        arr = _as_targets("hinge", y, n_outputs)
+        values = set(np.unique(arr).tolist())
+        if values <= {-1.0, 1.0}:
+            return arr
+        if values <= {0.0, 1.0}:
+            return 2.0 * arr - 1.0
+        bad = sorted(values - {-1.0, 0.0, 1.0})
+        raise ConfigError(f"hinge targets must be -1/+1 (or 0/1), got {bad[0]!r}")
+
+    def value(self, y_hat, y):
+        return float(np.mean(np.maximum(0.0, 1.0 - y * y_hat)))
+
+    def grad(self, y_hat, y):
+        return np.where(y * y_hat < 1.0, -y, 0.0).astype(y_hat.dtype, copy=False) / y_hat.size
+
+    def accuracy(self, y_hat, y):
+        return float(np.mean(np.where(y_hat >= 0, 1.0, -1.0) == y))
+
+
+@hookimpl
+def register_losses(register):
+    register("bce", BinaryCrossEntropy)
+    register("binary_cross_entropy", BinaryCrossEntropy)
+    register("cross_entropy", CrossEntropy)
+    register("mse", MeanSquaredError)
+    register("mae", MeanAbsoluteError)
+    register("huber", Huber)
+    register("hinge", Hinge)
