@@ -1,0 +1,36 @@
+"""What one configured run is made of, handed from the app to tracking and progress display.
+
+Built by the Hydra app after validation and before training, so every consumer sees resolved
+objects and never has to look a name up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .network import Network
+from .registry import Source
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """A component as the user named it, with the plugin distribution that provided it."""
+
+    kind: str  # activation | loss | initializer | optimizer
+    role: str  # activation, output_activation, loss, initializer, optimizer
+    name: str
+    source: Source
+
+
+@dataclass
+class RunContext:
+    config: dict[str, Any]  # the resolved config as plain containers (OmegaConf.to_container)
+    network: Network
+    components: list[ComponentInfo]
+    overrides: list[str] = field(default_factory=list)
+    task: str = "binary"  # binary | multiclass | regression
+    n_train: int = 0
+    n_val: int = 0
+    iterations_per_epoch: int = 0
+    epochs: int = 0
