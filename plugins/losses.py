@@ -3,9 +3,12 @@
 For the element-wise losses (bce, mse, mae, huber, hinge) L_i is the mean over the output units,
 so with one output it is exactly the per-example loss; for cross_entropy L_i sums over classes.
 
-Clipping: bce and cross_entropy clip probabilities to [eps, 1 - eps] with eps = finfo(dtype).eps
-(2.2e-16 in float64, 1.2e-7 in float32) so that log(0) and division by zero cannot happen; the
-gradient is taken at the clipped value. Away from 0 and 1 clipping changes nothing.
+Clipping: bce clips predicted probabilities to [eps, 1 - eps] and cross_entropy clips them from
+below at eps (log p <= 0 needs no upper bound), with eps = finfo(dtype).eps (2.2e-16 in
+float64, 1.2e-7 in float32), so that log(0) and division by zero cannot happen. The value and
+the gradient are both taken at the clipped probability, so a prediction of exactly 0 or 1 gives
+a large but finite loss (-log eps: 36.0 in float64, 15.9 in float32) and a finite gradient.
+Away from 0 and 1 clipping changes nothing.
 
 ``prepare(y, n_outputs)`` checks the targets against the loss's domain once, before training,
 and returns them as shape (m, n_outputs); ``accuracy`` exists for classification losses.
@@ -45,7 +48,7 @@ class BinaryCrossEntropy:
         arr = _as_targets("bce", y, n_outputs)
         bad = (arr < 0) | (arr > 1)
         if bad.any():
-            raise ConfigError(f"bce targets must lie in [0, 1], got {arr[bad][0]!r}")
+            raise ConfigError(f"bce targets must lie in [0, 1], got {arr[bad][0].item()!r}")
         return arr
 
     def value(self, y_hat, y):
@@ -73,7 +76,9 @@ class CrossEntropy:
             if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
                 raise ConfigError("cross_entropy integer labels must be finite numbers")
             if np.any(arr != np.round(arr)) or arr.min() < 0 or arr.max() >= n_outputs:
-                bad = arr[(arr != np.round(arr)) | (arr < 0) | (arr >= n_outputs)][0]
+                bad = arr[(arr != np.round(arr)) | (arr < 0) | (arr >= n_outputs)][0].item()
+                if isinstance(bad, float) and bad.is_integer():
+                    bad = int(bad)
                 raise ConfigError(
                     f"cross_entropy label {bad!r} is outside the classes 0..{n_outputs - 1} of a {n_outputs}-output network"
                 )
@@ -84,11 +89,11 @@ class CrossEntropy:
         return arr
 
     def value(self, y_hat, y):
-        p = np.clip(y_hat, _eps(y_hat.dtype), 1.0)
+        p = np.maximum(y_hat, _eps(y_hat.dtype))
         return float(-np.sum(y * np.log(p)) / y_hat.shape[0])
 
     def grad(self, y_hat, y):
-        p = np.clip(y_hat, _eps(y_hat.dtype), 1.0)
+        p = np.maximum(y_hat, _eps(y_hat.dtype))
         return -y / (p * y_hat.shape[0])
 
     def accuracy(self, y_hat, y):
