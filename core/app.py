@@ -1,0 +1,198 @@
+"""One configured run: validate, build every object, then train inside tracking.
+
+``prepare`` does everything that can fail on bad input (config checks, data loading, names to
+objects, output width) before anything is tracked or trained, so a mistake costs no MLflow run.
+``run`` trains what ``prepare`` built. Both are free of Hydra, so the CLI, ``explain`` and tests
+share them; every object is built fresh per call, so jobs of one multirun share no state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .api import build_network
+from .config import RunConfig, validate
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .network import Network
+from .plugin_manager import get_registry
+from .progress import make_progress
+from .registry import Registry
+from .run_context import ComponentInfo, RunContext
+from .targets import encode, output_width
+from .trainer import History, Trainer
+
+
+@dataclass
+class PreparedRun:
+    """A validated run with every component built and the targets encoded for the network."""
+
+    config: RunConfig
+    dataset: Dataset
+    network: Network
+    loss: Any
+    optimizer: Any
+    y_train: np.ndarray
+    y_val: np.ndarray | None
+    components: list[ComponentInfo]
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        n = self.dataset.n_train
+        return math.ceil(n / min(self.config.batch_size, n))
+
+    def trainer(self, callbacks: Sequence[Any] = (), *, epochs: int | None = None) -> Trainer:
+        cfg = self.config
+        return Trainer(
+            self.network,
+            self.loss,
+            self.optimizer,
+            batch_size=cfg.batch_size,
+            epochs=epochs or cfg.trainer.epochs,
+            shuffle=cfg.shuffle,
+            seed=cfg.trainer.seed,
+            callbacks=callbacks,
+        )
+
+    def context(self, overrides: Sequence[str] = ()) -> RunContext:
+        return RunContext(
+            config=self.config.resolved,
+            network=self.network,
+            components=self.components,
+            overrides=list(overrides),
+            task=self.dataset.task,
+            n_train=self.dataset.n_train,
+            n_val=self.dataset.n_val,
+            iterations_per_epoch=self.iterations_per_epoch,
+            epochs=self.config.trainer.epochs,
+        )
+
+
+@dataclass
+class RunResult:
+    """What a finished (or failed) job reports; written as ``result.json`` by the CLI."""
+
+    status: str  # ok | failed
+    losses: list[float] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "final_loss": self.final_loss,
+            "iterations": len(self.losses),
+            "losses": self.losses,
+            "epochs": self.epochs,
+            "error": self.error,
+            "overrides": self.overrides,
+        }
+
+
+def _component_info(registry: Registry, kind: str, role: str, spec: Any) -> ComponentInfo:
+    name = spec if isinstance(spec, str) else spec["name"]
+    return ComponentInfo(kind, role, name, registry.source_of(kind, name))
+
+
+def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> Any:
+    try:
+        return registry.resolve(kind, dict(spec))
+    except ConfigError as exc:
+        raise ConfigError(f"{key}={spec['name']}: {exc}") from None
+
+
+def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
+    """Validate ``cfg`` (a composed DictConfig or plain mapping) and build the run's objects."""
+    registry = registry or get_registry()
+    config = validate(cfg, registry)
+    dataset = load_dataset(config.data)
+    loss = _build(registry, "loss", config.loss.as_spec(), "loss")
+    width = output_width(dataset, loss, config.loss.name, config.model.output_width)
+    model = config.model
+    # A fresh initializer per run: a seeded one (legacy_randn) keeps its stream in the instance.
+    initializer = _build(registry, "initializer", config.initializer.as_spec(), "initializer")
+    try:
+        network = build_network(
+            [dataset.n_features, *model.hidden, width],
+            activation=model.activation,
+            output_activation=model.output_activation,
+            initializer=initializer,
+            seed=config.trainer.seed,
+            dtype=model.dtype,
+            registry=registry,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"model: {exc}") from None
+    optimizer = _build(registry, "optimizer", config.optimizer.as_spec(), "optimizer")
+    y_train = encode(dataset, dataset.y_train, width)
+    y_val = None if dataset.y_val is None else encode(dataset, dataset.y_val, width)
+    components = [
+        _component_info(registry, "activation", "activation", model.activation),
+        _component_info(registry, "activation", "output_activation", model.output_activation),
+        _component_info(registry, "loss", "loss", config.loss.name),
+        _component_info(registry, "optimizer", "optimizer", config.optimizer.name),
+        _component_info(registry, "initializer", "initializer", config.initializer.name),
+    ]
+    return PreparedRun(config, dataset, network, loss, optimizer, y_train, y_val, components)
+
+
+TrackRun = Callable[[RunContext, Mapping[str, Any]], ContextManager[Any]]
+
+
+def _track_run() -> TrackRun:
+    try:  # TEMPORARY until backproplab.tracking lands
+        from .tracking import track_run
+    except ImportError:
+        return no_tracking
+    return track_run
+
+
+def fit(prepared: PreparedRun, callbacks: Sequence[Any]) -> History:
+    validation = None if prepared.y_val is None else (prepared.dataset.X_val, prepared.y_val)
+    return prepared.trainer(callbacks).fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+
+
+def run(
+    cfg: Any,
+    overrides: Sequence[str] = (),
+    *,
+    multirun: bool = False,
+    registry: Registry | None = None,
+    track_run: TrackRun | None = None,
+) -> tuple[RunResult, History]:
+    """Prepare, then train inside ``track_run`` (which records FINISHED/FAILED/KILLED and re-raises)."""
+    prepared = prepare(cfg, registry)
+    context = prepared.context(overrides)
+    track = track_run or _track_run()
+    progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun)
+    try:
+        with track(context, prepared.config.logger) as tracker:
+            history = fit(prepared, [cb for cb in (tracker, progress) if cb is not None])
+    finally:
+        close = getattr(progress, "close", None)
+        if close is not None:
+            close()
+    return result_of(history, overrides), history
+
+
+def result_of(history: History, overrides: Sequence[str] = ()) -> RunResult:
+    epochs = [
+        {k: v for k, v in vars(s).items()} for s in history.epochs
+    ]
+    return RunResult("ok", list(history.losses), epochs, None, list(overrides))
+
+
+@contextlib.contextmanager
+def no_tracking(context: RunContext, logger: Mapping[str, Any]) -> Iterator[Any]:
+    """A ``track_run`` stand-in for callers that track nothing (explain, the Python API)."""
+    yield None

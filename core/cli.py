@@ -1,0 +1,139 @@
+"""The ``backproplab`` command: the Hydra app, plus ``explain`` and ``plugins`` sub-commands.
+
+Hydra reports errors as multi-line messages with exit code 1. Here every error becomes one line
+naming the key, the bad value and the valid choices, with exit code 2 for a wrong config and 1
+for a failed run; ``HYDRA_FULL_ERROR=1`` brings the traceback back. Group choices such as
+``optimizer=adamm`` are checked before Hydra runs, so the message can list the registered
+names and the closest match rather than Hydra's search-path report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any, Sequence
+
+from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, tracebacks_wanted
+
+SUBCOMMANDS = ("explain", "plugins")
+
+
+def _one_line_warnings() -> None:
+    """Warnings (e.g. the batch_size clamp) as one ``warning:`` line, without source excerpts."""
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = " ".join(str(message).split())
+        print(f"warning: {text}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+
+
+def check_overrides(args: Sequence[str]) -> None:
+    """Unknown group choices (``optimizer=adamm``, sweeps included) as a one-line ConfigError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from .config_store import COMPONENT_GROUPS, group_options
+    from .errors import ConfigError
+    from .plugin_manager import get_registry
+    from .registry import closest
+
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as exc:
+        raise ConfigError(" ".join(str(exc).split())) from None
+    groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
+    registry = get_registry()
+    for ov in parsed:
+        group = ov.key_or_group.lstrip("+~")
+        if group not in groups or ov.package is not None or ov.is_delete():
+            continue
+        if ov.is_sweep_override():
+            try:
+                values = list(ov.sweep_string_iterator())
+            except Exception:  # glob/range sweeps: Hydra checks those itself
+                continue
+        else:
+            value = ov.value()
+            if not isinstance(value, str):
+                if value is None and group == "experiment":
+                    continue
+                values = [value]
+            else:
+                values = [value]
+        for value in values:
+            if group in COMPONENT_GROUPS:
+                if not isinstance(value, str):
+                    raise ConfigError(f"{group}={value!r} is not a name; available: {', '.join(registry.names(group))}")
+                try:
+                    registry.get(group, value)
+                except ConfigError as exc:
+                    raise ConfigError(f"{group}={value}: {exc}") from None
+                continue
+            options = group_options(group)
+            if value not in options:
+                hint = closest(str(value), options)
+                did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+                raise ConfigError(f"{group}={value!r} is unknown; available: {', '.join(options)}{did_you_mean}")
+
+
+def _plugins(argv: list[str]) -> int:
+    try:
+        from .plugin_report import main as report_main
+    except ImportError as exc:
+        print(f"error: 'backproplab plugins' is not available in this build ({exc})", file=sys.stderr)
+        return 1
+    return report_main(argv)
+
+
+def _run_hydra(argv: list[str]) -> int:
+    from . import sweep_status
+
+    try:
+        check_overrides(argv)
+        from .hydra_app import main as hydra_main
+
+        sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
+        sweep_status.finished = False
+        hydra_main()
+        from . import hydra_app
+
+        if hydra_app.last_error is not None:
+            error, hydra_app.last_error = hydra_app.last_error, None
+            raise error
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        if tracebacks_wanted() and not isinstance(exc, KeyboardInterrupt):
+            raise
+        line, code = describe(exc)
+        print(line, file=sys.stderr, flush=True)
+        return code
+    if sweep_status.finished and sweep_status.failures:
+        n = len(sweep_status.failures)
+        job, error = sweep_status.failures[0]
+        print(f"error: {n} job(s) of the multirun failed; first: {job}: {error}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script and of ``python -m backproplab``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    _one_line_warnings()
+    if args and args[0] == "plugins":
+        sys.exit(_plugins(args[1:]))
+    if args and args[0] == "explain":
+        from .explain import main as explain_main
+
+        sys.exit(explain_main(args[1:]))
+    # Hydra then hands every exception back to us (see module docstring); the user's own
+    # choice is remembered for tracebacks_wanted(), also in joblib worker processes.
+    os.environ.setdefault(TRACEBACK_ENV, "1" if os.environ.get("HYDRA_FULL_ERROR") == "1" else "0")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.exit(_run_hydra(args))
+
+
+__all__ = ["main", "check_overrides", "EXIT_CONFIG"]

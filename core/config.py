@@ -1,0 +1,214 @@
+"""The run config's schema and its validation, before anything is built or trained.
+
+Hydra composes plain nodes (component options are generated from constructor signatures, so a
+static dataclass schema cannot describe them); this module checks the composed config and
+turns it into a typed ``RunConfig``. Every problem is one ``ConfigError`` line that names the
+key as the user types it, the bad value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from .errors import ConfigError, UnknownComponentError
+from .network import SUPPORTED_DTYPES
+from .registry import Registry
+
+COMPONENT_KINDS = ("loss", "optimizer", "initializer")
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A component as configured: its group key, registered name and keyword hyperparameters."""
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+
+    def as_spec(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: list[int]
+    activation: Any  # a registered name, or {"name": ..., **hyperparameters}
+    output_activation: Any
+    output_width: int | None
+    dtype: str
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    epochs: int
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    data: dict[str, Any]  # checked further by backproplab.data.load_dataset
+    loss: ComponentSpec
+    optimizer: ComponentSpec
+    initializer: ComponentSpec
+    trainer: TrainerConfig
+    logger: dict[str, Any]
+    batch_size: int
+    shuffle: bool
+    resolved: dict[str, Any]  # the whole config as plain containers, for tracking
+
+
+def to_container(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """Plain containers with interpolations resolved; a missing ``???`` value names its key."""
+    if not isinstance(cfg, DictConfig):
+        return dict(cfg)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except MissingMandatoryValue as exc:
+        key = exc.full_key
+        raise ConfigError(f"{key} is required but has no value; set it on the command line, e.g. {key}=VALUE") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _section(cfg: Mapping[str, Any], key: str) -> dict[str, Any]:
+    node = cfg.get(key)
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"{key}={node!r} is not a config group; choose an option, e.g. {key}=NAME")
+    return dict(node)
+
+
+def _known_component(registry: Registry, kind: str, key: str, name: Any) -> None:
+    try:
+        registry.get(kind, name)
+    except UnknownComponentError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _activation(registry: Registry, key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        _known_component(registry, "activation", key, value)
+        return value
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        _known_component(registry, "activation", key, value["name"])
+        return dict(value)
+    available = ", ".join(registry.names("activation"))
+    raise ConfigError(f"{key}={value!r} is not an activation name; available: {available}")
+
+
+def _hidden(value: Any) -> list[int]:
+    if isinstance(value, (list, tuple)) and all(_is_int(v) and v > 0 for v in value):
+        return [int(v) for v in value]
+    raise ConfigError(f"model.hidden={value!r} is invalid; valid: a list of positive integers, e.g. model.hidden=[8,8] or []")
+
+
+def _type_name(default: Any) -> tuple[str, Any]:
+    """(description, check) for a hyperparameter whose constructor default is ``default``."""
+    if isinstance(default, bool):
+        return "true or false", lambda v: isinstance(v, bool)
+    if _is_int(default):
+        return "an integer", _is_int
+    if isinstance(default, float):
+        return "a number", lambda v: _is_number(v) and math.isfinite(v)
+    if isinstance(default, str):
+        return "a string", lambda v: isinstance(v, str)
+    return "", lambda v: True
+
+
+def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> ComponentSpec:
+    """Check a component node against the registered constructor's keyword defaults."""
+    params = dict(node)
+    name = params.pop("name", None)
+    if not isinstance(name, str):
+        raise ConfigError(f"{kind}.name={name!r} is invalid; available: {', '.join(registry.names(kind))}")
+    try:
+        registration = registry.get(kind, name)
+    except UnknownComponentError as exc:
+        raise ConfigError(f"{kind}={name}: {exc}") from None
+    defaults = registration.hyperparameters()
+    for key, value in params.items():
+        default = defaults.get(key, inspect.Parameter.empty)
+        if default is inspect.Parameter.empty or default is None:
+            continue
+        description, ok = _type_name(default)
+        if not ok(value):
+            raise ConfigError(f"{kind}.{key}={value!r} is invalid for {kind}={name}; valid: {description} (default {default!r})")
+    lr = params.get("lr")
+    if kind == "optimizer" and lr is not None and (not _is_number(lr) or not lr > 0 or not math.isfinite(lr)):
+        raise ConfigError(f"optimizer.lr={lr!r} is invalid; valid: a finite number > 0")
+    return ComponentSpec(kind, name, params)
+
+
+def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConfig:
+    """The typed run config, or a one-line ConfigError for the first problem found."""
+    resolved = to_container(cfg)
+    model = _section(resolved, "model")
+    data = _section(resolved, "data")
+    trainer = _section(resolved, "trainer")
+
+    allowed_model = {"hidden", "activation", "output_activation", "output_width", "dtype"}
+    extra = sorted(set(model) - allowed_model)
+    if extra:
+        raise ConfigError(f"model.{extra[0]} is not a model option; valid: {', '.join(sorted(allowed_model))}")
+    hidden = _hidden(model.get("hidden", []))
+    activation = _activation(registry, "model.activation", model.get("activation"))
+    output_activation = _activation(registry, "model.output_activation", model.get("output_activation", activation))
+    width = model.get("output_width")
+    if width is not None and not (_is_int(width) and width > 0):
+        raise ConfigError(f"model.output_width={width!r} is invalid; valid: a positive integer, or null to derive it from the data")
+    dtype = model.get("dtype", "float64")
+    if dtype not in SUPPORTED_DTYPES:
+        raise ConfigError(f"model.dtype={dtype!r} is invalid; valid: {', '.join(SUPPORTED_DTYPES)}")
+
+    specs = {kind: component(registry, kind, _section(resolved, kind)) for kind in COMPONENT_KINDS}
+
+    batch_size = data.get("batch_size")
+    if not (_is_int(batch_size) and batch_size > 0):
+        raise ConfigError(
+            f"data.batch_size={batch_size!r} is invalid; valid: a positive integer "
+            "(values above the training set size are clamped to it)"
+        )
+    shuffle = data.get("shuffle", True)
+    if not isinstance(shuffle, bool):
+        raise ConfigError(f"data.shuffle={shuffle!r} is invalid; valid: true, false")
+
+    allowed_trainer = {"epochs", "seed"}
+    extra = sorted(set(trainer) - allowed_trainer)
+    if extra:
+        raise ConfigError(f"trainer.{extra[0]} is not a trainer option; valid: {', '.join(sorted(allowed_trainer))}")
+    epochs = trainer.get("epochs")
+    if not (_is_int(epochs) and epochs > 0):
+        raise ConfigError(f"trainer.epochs={epochs!r} is invalid; valid: a positive integer")
+    seed = trainer.get("seed")
+    if seed is not None and not (_is_int(seed) and seed >= 0):
+        raise ConfigError(f"trainer.seed={seed!r} is invalid; valid: a non-negative integer or null")
+
+    logger = resolved.get("logger") or {"name": "none"}
+    if not isinstance(logger, Mapping):
+        raise ConfigError(f"logger={logger!r} is not a config group; valid: logger=mlflow or logger=none")
+
+    return RunConfig(
+        model=ModelConfig(hidden, activation, output_activation, width, dtype),
+        data=data,
+        loss=specs["loss"],
+        optimizer=specs["optimizer"],
+        initializer=specs["initializer"],
+        trainer=TrainerConfig(int(epochs), None if seed is None else int(seed)),
+        logger=dict(logger),
+        batch_size=int(batch_size),
+        shuffle=shuffle,
+        resolved=resolved,
+    )

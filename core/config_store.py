@@ -1,0 +1,106 @@
+"""Config nodes that cannot be YAML files: one per registered component, and the experiments.
+
+Third-party components ship no YAML, so at start-up every registered loss, optimizer and
+initializer becomes a ConfigStore option in its group (``optimizer=adam``) whose keys are the
+constructor's keyword defaults (``optimizer.beta1=0.95``). A YAML file of the same name in
+``conf/`` comes first on Hydra's search path and shadows the generated node; the built-in
+package only does that to pin the worked example's values.
+
+Experiments live in ``experiments/`` (outside ``conf/``, so that they read as a catalogue of
+runs rather than as config plumbing) and are stored as group ``experiment`` in the global
+package, exactly as ``# @package _global_`` files in ``conf/experiment/`` would be.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from importlib import resources
+from typing import Any
+
+import yaml
+from hydra.core.config_store import ConfigStore
+
+from .plugin_manager import get_registry
+from .registry import Registry
+
+COMPONENT_GROUPS = ("loss", "optimizer", "initializer")
+EXPERIMENTS_PACKAGE = "backproplab.experiments"
+CONF_PACKAGE = "backproplab.conf"
+
+_registered = False
+_EMPTY = inspect.Parameter.empty
+
+
+def _yaml_value(value: Any) -> tuple[bool, Any]:
+    """(representable, value) for a constructor default; required ones become Hydra's ``???``."""
+    if value is _EMPTY:
+        return True, "???"
+    if value is None or isinstance(value, (bool, int, str)):
+        return True, value
+    if isinstance(value, float):
+        return math.isfinite(value), value
+    if isinstance(value, (list, tuple)) and all(_yaml_value(v)[0] for v in value):
+        return True, [_yaml_value(v)[1] for v in value]
+    return False, None
+
+
+def component_node(registry: Registry, kind: str, name: str) -> dict[str, Any]:
+    """``{"name": name, **keyword defaults}`` for one registered component."""
+    node: dict[str, Any] = {"name": name}
+    for key, default in registry.get(kind, name).hyperparameters().items():
+        ok, value = _yaml_value(default)
+        if ok and key != "name":
+            node[key] = value
+    return node
+
+
+def experiment_names() -> list[str]:
+    root = resources.files(EXPERIMENTS_PACKAGE)
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_experiment(name: str) -> dict[str, Any]:
+    text = resources.files(EXPERIMENTS_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    node = yaml.safe_load(text) or {}
+    if not isinstance(node, dict):
+        raise ValueError(f"experiment {name!r} must be a mapping, got {type(node).__name__}")
+    return node
+
+
+def yaml_options(group: str) -> list[str]:
+    """Option names that ship as YAML files in ``conf/<group>/``."""
+    folder = resources.files(CONF_PACKAGE).joinpath(group)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def register_configs(registry: Registry | None = None) -> None:
+    """Store component and experiment nodes in Hydra's ConfigStore (idempotent per process)."""
+    global _registered
+    if _registered and registry is None:
+        return
+    registry = registry or get_registry()
+    cs = ConfigStore.instance()
+    for group in COMPONENT_GROUPS:
+        shipped = set(yaml_options(group))
+        for name in registry.names(group):
+            if name in shipped:  # the YAML file wins on the search path; two nodes would warn
+                continue
+            cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab")
+    for name in experiment_names():
+        cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab")
+    if not yaml_options("logger"):  # TEMPORARY until conf/logger lands
+        cs.store(group="logger", name="mlflow", node={"name": "mlflow"})
+        cs.store(group="logger", name="none", node={"name": "none"})
+    _registered = True
+
+
+def group_options(group: str, registry: Registry | None = None) -> list[str]:
+    """Every option of a config group: generated component nodes plus YAML files."""
+    if group in COMPONENT_GROUPS:
+        return sorted(set((registry or get_registry()).names(group)) | set(yaml_options(group)))
+    if group == "experiment":
+        return experiment_names()
+    return yaml_options(group)

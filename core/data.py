@@ -1,0 +1,304 @@
+"""Data sets selected with ``data=NAME``: loaded, checked, split and standardised before training.
+
+Every loader returns features and targets with a task (binary, multiclass or regression); the
+common options then apply the same way to every set:
+
+- ``data.val_fraction``: a held-out split drawn with ``data.seed`` (stratified for classes);
+- ``data.standardize``: zero mean and unit variance from the *training* split's statistics only,
+  so nothing about the validation split leaks into training;
+- ``data.shuffle`` and ``data.batch_size`` are read by the trainer, not here.
+
+Nothing is downloaded: the generators and the two bundled sets ship with scikit-learn, and the
+worked example's single row is built in (a wheel install has no ``../shared``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .errors import ConfigError
+from .validation import check_fraction
+
+TASKS = ("binary", "multiclass", "regression")
+# Keys every data config has; a loader lists its own extra ones.
+COMMON_KEYS = ("name", "batch_size", "shuffle", "val_fraction", "standardize", "seed")
+# Integer targets with at most this many distinct values count as classes in data.task=auto.
+MAX_AUTO_CLASSES = 20
+
+SEED_EXAMPLE_X = [[7.0, 8.0, 10.0]]
+SEED_EXAMPLE_Y = [1.0]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Arrays ready for the trainer. Classification targets are integer labels 0..k-1, shape (m,);
+    regression targets have shape (m, n_targets)."""
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    n_classes: int | None = None
+    feature_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def n_train(self) -> int:
+        return self.X_train.shape[0]
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.X_val is None else self.X_val.shape[0]
+
+    @property
+    def n_targets(self) -> int:
+        return 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
+
+
+@dataclass(frozen=True)
+class Raw:
+    X: np.ndarray
+    y: np.ndarray
+    task: str
+    feature_names: list[str]
+
+
+Loader = Callable[[Mapping[str, Any]], Raw]
+
+
+def _names(n: int) -> list[str]:
+    return [f"x{k}" for k in range(1, n + 1)]
+
+
+def _seed_example(cfg: Mapping[str, Any]) -> Raw:
+    return Raw(np.array(SEED_EXAMPLE_X), np.array(SEED_EXAMPLE_Y), "binary", ["x1", "x2", "x3"])
+
+
+def _xor(cfg: Mapping[str, Any]) -> Raw:
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    return Raw(X, np.array([0.0, 1.0, 1.0, 0.0]), "binary", ["x1", "x2"])
+
+
+def _n_samples(cfg: Mapping[str, Any]) -> int:
+    n = cfg.get("n_samples", 200)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ConfigError(f"data.n_samples={n!r} is invalid; valid: an integer >= 2")
+    return n
+
+
+def _noise(cfg: Mapping[str, Any], default: float) -> float:
+    noise = cfg.get("noise", default)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+        raise ConfigError(f"data.noise={noise!r} is invalid; valid: a number >= 0")
+    return float(noise)
+
+
+def _moons(cfg: Mapping[str, Any]) -> Raw:
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(n_samples=_n_samples(cfg), noise=_noise(cfg, 0.1), random_state=cfg.get("seed", 0))
+    return Raw(X, y.astype(float), "binary", ["x1", "x2"])
+
+
+def _circles(cfg: Mapping[str, Any]) -> Raw:
+    from sklearn.datasets import make_circles
+
+    factor = cfg.get("factor", 0.5)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+        raise ConfigError(f"data.factor={factor!r} is invalid; valid: a number in (0, 1)")
+    X, y = make_circles(
+        n_samples=_n_samples(cfg), noise=_noise(cfg, 0.05), factor=float(factor), random_state=cfg.get("seed", 0)
+    )
+    return Raw(X, y.astype(float), "binary", ["x1", "x2"])
+
+
+def _breast_cancer(cfg: Mapping[str, Any]) -> Raw:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    return Raw(bunch.data, bunch.target.astype(float), "binary", [str(n) for n in bunch.feature_names])
+
+
+def _digits(cfg: Mapping[str, Any]) -> Raw:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return Raw(bunch.data, bunch.target.astype(float), "multiclass", _names(bunch.data.shape[1]))
+
+
+def _csv(cfg: Mapping[str, Any]) -> Raw:
+    path = cfg.get("path")
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"data.path={path!r} is missing; give the CSV file, e.g. data.path=../shared/data/marks.csv")
+    return read_csv(Path(path), cfg.get("target", "y"), cfg.get("features"), cfg.get("task", "auto"))
+
+
+LOADERS: dict[str, tuple[Loader, tuple[str, ...]]] = {
+    "seed_example": (_seed_example, ()),
+    "csv": (_csv, ("path", "target", "features", "task")),
+    "xor": (_xor, ()),
+    "moons": (_moons, ("n_samples", "noise")),
+    "circles": (_circles, ("n_samples", "noise", "factor")),
+    "breast_cancer": (_breast_cancer, ()),
+    "digits": (_digits, ()),
+}
+
+
+def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
+    """A header-row CSV of numbers; errors name the file, the column and the row."""
+    if not path.is_file():
+        raise ConfigError(f"data.path={str(path)!r}: file not found (relative paths start in {Path.cwd()})")
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise ConfigError(f"data.path={str(path)!r}: the file is empty; it needs a header row")
+    header = [h.strip() for h in rows[0]]
+    if not isinstance(target, str) or target not in header:
+        raise ConfigError(f"data.target={target!r} is not a column of {path.name}; available: {', '.join(header)}")
+    if features is None:
+        feature_cols = [h for h in header if h != target]
+    else:
+        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
+            raise ConfigError(f"data.features={features!r} must be a list of column names, e.g. data.features=[x1,x2]")
+        feature_cols = list(features)
+        for f in feature_cols:
+            if f not in header:
+                raise ConfigError(f"data.features: {f!r} is not a column of {path.name}; available: {', '.join(header)}")
+        if target in feature_cols:
+            raise ConfigError(f"data.features: the target column {target!r} cannot also be a feature")
+    if not feature_cols:
+        raise ConfigError(f"data.features: {path.name} has no column besides the target {target!r}")
+    columns = [header.index(c) for c in feature_cols] + [header.index(target)]
+    names = feature_cols + [target]
+    data = np.empty((len(rows) - 1, len(columns)))
+    for r, row in enumerate(rows[1:], start=1):
+        if len(row) != len(header):
+            raise ConfigError(
+                f"{path.name} row {r} (line {r + 1}) has {len(row)} cells but the header has {len(header)} columns"
+            )
+        for c, (idx, name) in enumerate(zip(columns, names)):
+            cell = row[idx].strip()
+            try:
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ConfigError(
+                    f"{path.name} row {r} (line {r + 1}), column {name!r}: {cell!r} is not a finite number"
+                )
+            data[r - 1, c] = value
+    if data.shape[0] == 0:
+        raise ConfigError(f"data.path={str(path)!r}: the file has a header but no rows")
+    X, y = data[:, :-1], data[:, -1]
+    y, task = _target_task(y, task, path.name, target)
+    return Raw(X, y, task, feature_cols)
+
+
+def _target_task(y: np.ndarray, task: Any, file: str, column: str) -> tuple[np.ndarray, str]:
+    if task not in ("auto",) + TASKS:
+        raise ConfigError(f"data.task={task!r} is invalid; valid: auto, {', '.join(TASKS)}")
+    values = np.unique(y)
+    integral = bool(np.all(values == np.round(values)))
+    if task == "auto":
+        if set(values.tolist()) <= {0.0, 1.0}:
+            task = "binary"
+        elif integral and len(values) <= MAX_AUTO_CLASSES:
+            task = "multiclass"
+        else:
+            task = "regression"
+    if task == "regression":
+        return y.reshape(-1, 1), task
+    if not integral:
+        bad = values[values != np.round(values)][0]
+        raise ConfigError(f"data.task={task}: column {column!r} of {file} holds {bad!r}, which is not a class label")
+    if task == "binary" and len(values) > 2:
+        raise ConfigError(
+            f"data.task=binary: column {column!r} of {file} has {len(values)} classes; valid: multiclass or regression"
+        )
+    # Labels become 0..k-1 in sorted order, so e.g. {1, 2, 3} or {-1, 1} work as classes.
+    return np.searchsorted(values, y).astype(float), task
+
+
+def _split(raw: Raw, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    n = raw.X.shape[0]
+    if fraction == 0:
+        return raw.X, raw.y, None, None
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n - n_val < 1:
+        raise ConfigError(
+            f"data.val_fraction={fraction} leaves {n - n_val} training and {n_val} validation examples of {n}; "
+            "valid: a fraction that keeps at least one of each, or 0"
+        )
+    rng = np.random.default_rng(seed)
+    if raw.task == "regression":
+        order = rng.permutation(n)
+        val, train = order[:n_val], order[n_val:]
+    else:
+        # Stratified: each class contributes its share, so a small split keeps every class.
+        val_parts = []
+        for label in np.unique(raw.y):
+            idx = rng.permutation(np.flatnonzero(raw.y == label))
+            val_parts.append(idx[: int(round(len(idx) * fraction))])
+        val = np.sort(np.concatenate(val_parts))
+        mask = np.ones(n, dtype=bool)
+        mask[val] = False
+        train = rng.permutation(np.flatnonzero(mask))
+        val = rng.permutation(val)
+        if len(train) == 0 or len(val) == 0:
+            raise ConfigError(f"data.val_fraction={fraction} leaves an empty split of {n} examples; valid: a smaller fraction or 0")
+    return raw.X[train], raw.y[train], raw.X[val], raw.y[val]
+
+
+def _standardize(X_train: np.ndarray, X_val: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std[std == 0] = 1.0  # a constant column stays constant (zero) instead of dividing by zero
+    X_train = (X_train - mean) / std
+    return X_train, (None if X_val is None else (X_val - mean) / std)
+
+
+def _check_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"data.{key}={value!r} is invalid; valid: true, false")
+    return value
+
+
+def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
+    """Build the configured data set; every problem is a one-line ConfigError naming the key."""
+    name = cfg.get("name")
+    if name not in LOADERS:
+        raise ConfigError(f"data={name!r} is unknown; available: {', '.join(sorted(LOADERS))}")
+    loader, extra_keys = LOADERS[name]
+    unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(extra_keys))
+    if unknown:
+        valid = ", ".join(COMMON_KEYS + extra_keys)
+        raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; valid: {valid}")
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"data.seed={seed!r} is invalid; valid: a non-negative integer")
+    try:
+        fraction = check_fraction("data.val_fraction", cfg.get("val_fraction", 0.0))
+    except ConfigError:
+        raise ConfigError(
+            f"data.val_fraction={cfg.get('val_fraction')!r} is invalid; valid: a number in [0, 1)"
+        ) from None
+    standardize = _check_bool("standardize", cfg.get("standardize", False))
+    raw = loader(cfg)
+    X_train, y_train, X_val, y_val = _split(raw, fraction, seed)
+    if standardize:
+        X_train, X_val = _standardize(X_train, X_val)
+    n_classes = None
+    if raw.task != "regression":
+        n_classes = max(2, int(raw.y.max()) + 1)
+    return Dataset(name, raw.task, X_train, y_train, X_val, y_val, n_classes, raw.feature_names)

@@ -1,0 +1,70 @@
+"""Exceptions to the one line (and exit code) the command prints instead of a traceback."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import BackproplabError, ConfigError
+
+EXIT_FAILED = 1  # training failed (non-finite loss, a plugin raising, an unexpected error)
+EXIT_CONFIG = 2  # the command line or config is wrong; nothing was trained
+EXIT_INTERRUPTED = 130
+
+# The CLI forces HYDRA_FULL_ERROR=1 so that Hydra hands every exception back to it instead of
+# printing its own multi-line report; whether the *user* asked for tracebacks is kept here.
+TRACEBACK_ENV = "BACKPROPLAB_TRACEBACK"
+
+
+def tracebacks_wanted() -> bool:
+    return os.environ.get(TRACEBACK_ENV, os.environ.get("HYDRA_FULL_ERROR", "")) == "1"
+
+
+def _squash(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return "; ".join(lines)
+
+
+def _hydra_line(exc: BaseException) -> str | None:
+    """Hydra's and OmegaConf's composition errors, rephrased as one line; None if not one of them."""
+    try:
+        from hydra.errors import HydraException, MissingConfigException
+        from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return None
+    if isinstance(exc, MissingConfigException):
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "config not found"
+        options = getattr(exc, "options", None)
+        return f"{first}; available: {', '.join(options)}" if options else first
+    if isinstance(exc, HydraException):
+        cause = exc.__cause__
+        if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
+            key = cause.full_key
+            parent = getattr(cause, "parent_node", None)
+            valid = ""
+            if parent is not None and hasattr(parent, "keys"):
+                valid = f"; valid keys: {', '.join(str(k) for k in parent.keys())}"
+            return f"{key} is not a key of the config{valid}"
+        text = _squash(exc)
+        if isinstance(cause, OmegaConfBaseException):
+            text = f"{text}; {_squash(cause)}"
+        return text
+    if isinstance(exc, OmegaConfBaseException):
+        return _squash(exc)
+    return None
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """(one line, exit code) for an exception that reached the command line."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, ConfigError):
+        return f"error: {_squash(exc)}", EXIT_CONFIG
+    if isinstance(exc, BackproplabError):
+        return f"error: {_squash(exc)}", EXIT_FAILED
+    hydra_line = _hydra_line(exc)
+    if hydra_line is not None:
+        return f"error: {hydra_line}", EXIT_CONFIG
+    return (
+        f"error: {type(exc).__name__}: {_squash(exc)} (set HYDRA_FULL_ERROR=1 for the traceback)",
+        EXIT_FAILED,
+    )

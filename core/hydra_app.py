@@ -1,0 +1,67 @@
+"""The Hydra application behind ``backproplab``: compose, run one job, record its result.
+
+Importing this module stores the generated config nodes (components, experiments) in Hydra's
+ConfigStore. That must happen at import, not in ``main``: the joblib launcher composes each
+job's config inside a worker process, which only imports the module of the task function.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from . import app
+from .config_store import register_configs
+from .error_report import describe, tracebacks_wanted
+from .sweep_status import RESULT_FILE
+
+register_configs()
+
+# The exception of the last single run, handed to the CLI. Raising it through Hydra instead would
+# make Hydra log its own "Error executing job" line before ours.
+last_error: BaseException | None = None
+
+
+def _write_result(out_dir: Path, record: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RESULT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+
+def task(cfg: DictConfig) -> dict[str, Any]:
+    """One job. A single run hands its failure to the CLI (one line, non-zero exit); a multirun
+    job prints it and returns, so the sweep carries on with the next job."""
+    global last_error
+    last_error = None
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    out_dir = Path(hc.runtime.output_dir)
+    label = f"[{' '.join(overrides)}] " if multirun and overrides else ""
+    try:
+        result, _ = app.run(cfg, overrides, multirun=multirun)
+    except Exception as exc:
+        line, _code = describe(exc)
+        record = app.RunResult("failed", error=line.removeprefix("error: "), overrides=overrides).to_json()
+        _write_result(out_dir, record)
+        if not multirun:
+            last_error = exc
+            return record
+        if tracebacks_wanted():
+            traceback.print_exc()
+        print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
+        return record
+    record = result.to_json()
+    _write_result(out_dir, record)
+    print(f"{label}final loss {record['final_loss']:.6f} after {record['iterations']} iterations", flush=True)
+    return record
+
+
+main = hydra.main(config_path="pkg://backproplab.conf", config_name="config", version_base="1.3")(task)
