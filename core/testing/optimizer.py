@@ -1,0 +1,152 @@
+"""Conformance checks for optimizers: ``step(params, grads)`` updates the arrays of ``params`` in
+place and keeps its state keyed by parameter name.
+
+The network holds references to its parameter arrays, so an optimizer that rebinds
+``params[name]`` to a new array silently stops training it; one that shares state between
+names couples parameters that should be independent. Both are checked, together with
+determinism and progress on a quadratic, all with the component's default hyperparameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._checks import register_check, run_checks
+from ._subject import call, fail, fresh, keyword_hyperparameters
+
+KIND = "optimizer"
+STEPS = 5
+QUADRATIC_STEPS = 200
+
+
+def _grad_sequence(seed, shapes, steps=STEPS):
+    rng = np.random.default_rng(seed)
+    return [{name: rng.standard_normal(shape) for name, shape in shapes.items()} for _ in range(steps)]
+
+
+def _params(seed, shapes):
+    rng = np.random.default_rng(seed + 1000)
+    return {name: rng.standard_normal(shape) for name, shape in shapes.items()}
+
+
+def _step(component, opt, params, grads, t):
+    call(KIND, component, f"step {t} with parameters {sorted(grads)}", opt.step, params, grads)
+
+
+@register_check(KIND)
+def check_optimizer_builds_from_keywords(optimizer: Any) -> None:
+    """Every constructor parameter has a config-friendly default; building with them works."""
+    __tracebackhide__ = True
+    params = keyword_hyperparameters(KIND, optimizer)
+    cls = optimizer if isinstance(optimizer, type) else type(optimizer)
+    call(KIND, optimizer, f"building from keyword hyperparameters {params}", cls, **params)
+
+
+@register_check(KIND)
+def check_optimizer_updates_in_place(optimizer: Any, *, seed: int = 0) -> None:
+    """Every parameter with a non-zero gradient changes, in the same array object (and so keeps
+    its dtype, float32 or float64); the gradients are left alone."""
+    __tracebackhide__ = True
+    shapes = {"W1": (3, 2), "b1": (3,)}
+    for dtype in (np.float32, np.float64):
+        opt = fresh(KIND, optimizer)
+        params = {k: v.astype(dtype) for k, v in _params(seed, shapes).items()}
+        for t, grads in enumerate(_grad_sequence(seed, shapes)):
+            grads = {k: v.astype(dtype) for k, v in grads.items()}
+            originals = dict(params)
+            before = {k: v.copy() for k, v in params.items()}
+            grads_before = {k: v.copy() for k, v in grads.items()}
+            _step(optimizer, opt, params, grads, t)
+            for name in shapes:
+                if params[name] is not originals[name]:
+                    fail(KIND, optimizer, f"step replaced params[{name!r}] with a new array; update it in place "
+                         f"(params[{name!r}] -= ...) because the network keeps a reference to it")
+                if np.array_equal(params[name], before[name]):
+                    fail(KIND, optimizer, f"step {t} left params[{name!r}] unchanged despite a non-zero gradient "
+                         f"({np.dtype(dtype).name})")
+                if not np.isfinite(params[name]).all():
+                    fail(KIND, optimizer, f"step {t} made params[{name!r}] non-finite ({np.dtype(dtype).name})")
+                if not np.array_equal(grads[name], grads_before[name]):
+                    fail(KIND, optimizer, f"step modified grads[{name!r}] in place; the gradients belong to the caller")
+
+
+@register_check(KIND)
+def check_optimizer_deterministic(optimizer: Any, *, seed: int = 0) -> None:
+    """Two fresh optimizers given the same parameters and gradients produce identical parameters."""
+    __tracebackhide__ = True
+    plan = [(0, ("a", "b", "c"))] * STEPS
+    first, second = _run(optimizer, plan, seed), _run(optimizer, plan, seed)
+    for name in first:
+        if not np.array_equal(first[name], second[name]):
+            fail(KIND, optimizer, f"two runs on identical inputs gave different params[{name!r}]: step is not "
+                 "deterministic (hidden randomness or state shared between instances)")
+
+
+def _run(component, plan, seed):
+    """Apply ``plan``: a list of (optimizer index, names) steps, over fresh optimizers."""
+    shapes = {"a": (3, 2), "b": (3, 2), "c": (3, 2)}
+    params = _params(seed, shapes)
+    seq = _grad_sequence(seed, shapes)
+    opts: dict[int, Any] = {}
+    counters: dict[str, int] = {name: 0 for name in shapes}
+    for which, names in plan:
+        opt = opts.setdefault(which, fresh(KIND, component))
+        grads = {}
+        for name in names:
+            grads[name] = seq[counters[name]][name]
+            counters[name] += 1
+        _step(component, opt, {n: params[n] for n in names}, grads, min(counters.values()))
+    return params
+
+
+@register_check(KIND)
+def check_optimizer_state_per_parameter(optimizer: Any, *, seed: int = 0) -> None:
+    """Stepping parameters together, each with its own optimizer, or one at a time in
+    interleaved calls gives the same result: state is keyed by parameter name."""
+    __tracebackhide__ = True
+    together = _run(optimizer, [(0, ("a", "b", "c"))] * STEPS, seed)
+    separate = _run(optimizer, [(i, (n,)) for _ in range(STEPS) for i, n in enumerate("abc")], seed)
+    interleaved = _run(optimizer, [(0, (n,)) for _ in range(STEPS) for n in "abc"], seed)
+    for name in "abc":
+        if not np.allclose(together[name], separate[name], rtol=1e-12, atol=0):
+            fail(KIND, optimizer, f"params[{name!r}] ends differently when stepped together with other parameters "
+                 "than with an optimizer of its own: state is shared between parameters; key it by parameter name")
+        if not np.allclose(interleaved[name], separate[name], rtol=1e-12, atol=0):
+            fail(KIND, optimizer, f"params[{name!r}] ends differently when parameters are stepped one at a time in "
+                 "interleaved calls: some state (e.g. a step counter) is shared between parameters; key it by name")
+
+
+@register_check(KIND)
+def check_optimizer_lowers_quadratic(optimizer: Any, *, seed: int = 0, steps: int = QUADRATIC_STEPS) -> None:
+    """With its default hyperparameters it lowers f(θ) = ½ Σ d (θ − c)² over a few hundred steps."""
+    __tracebackhide__ = True
+    rng = np.random.default_rng(seed)
+    shapes = {"W1": (4, 3), "b1": (4,)}
+    centre = {k: rng.standard_normal(s) for k, s in shapes.items()}
+    curvature = {k: rng.uniform(0.5, 2.0, s) for k, s in shapes.items()}
+    params = {k: centre[k] + rng.choice([-1.0, 1.0], s) * rng.uniform(0.5, 1.5, s) for k, s in shapes.items()}
+
+    def f():
+        return sum(0.5 * float(np.sum(curvature[k] * (params[k] - centre[k]) ** 2)) for k in shapes)
+
+    start = f()
+    opt = fresh(KIND, optimizer)
+    for t in range(steps):
+        grads = {k: curvature[k] * (params[k] - centre[k]) for k in shapes}
+        _step(optimizer, opt, params, grads, t)
+    end = f()
+    if not np.isfinite(end) or not end < start:
+        fail(KIND, optimizer, f"did not lower a convex quadratic with its default hyperparameters: "
+             f"f = {start:.6g} before and {end:.6g} after {steps} steps")
+
+
+def check_optimizer(optimizer: Any, **options: Any) -> None:
+    """Run every optimizer check on a class (built with its defaults) or an instance.
+
+    Options: ``seed``; ``steps`` for the quadratic (default 200). Raises AssertionError naming
+    the component and the violated property.
+    """
+    __tracebackhide__ = True
+    run_checks(optimizer, KIND, options)
