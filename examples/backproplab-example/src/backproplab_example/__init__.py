@@ -1,0 +1,22 @@
+"""An example backproplab plugin: the Mish activation and the Lion optimizer.
+
+backproplab finds this module through the ``backproplab`` entry point in pyproject.toml and
+calls the two hook implementations below once, at start-up.
+"""
+
+import backproplab
+
+from .activations import Mish
+from .optimizers import Lion
+
+__all__ = ["Lion", "Mish", "register_activations", "register_optimizers"]
+
+
+@backproplab.hookimpl
+def register_activations(register):
+    register("mish", Mish)
+
+
+@backproplab.hookimpl
+def register_optimizers(register):
+    register("lion", Lion)

@@ -1,0 +1,10 @@
+"""The backproplab conformance kit on this package's components: one pytest test per check."""
+
+from backproplab.testing import parametrize_with_checks
+
+from backproplab_example import Lion, Mish
+
+
+@parametrize_with_checks([Mish, Lion, Lion(lr=0.01, weight_decay=0.1)])
+def test_conformance(component, check):
+    check(component)
