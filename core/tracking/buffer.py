@@ -1,0 +1,157 @@
+"""Metrics buffered in preallocated numpy arrays and written with ``log_batch``.
+
+A single MLflow write costs milliseconds while a small network trains in microseconds per
+iteration, so the hot path only copies numbers into a row of a preallocated array. MLflow
+``Metric`` objects are built at flush time, a block at a time, and sent in ``log_batch`` calls
+of at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit).
+
+The writer is synchronous by default; ``background=True`` moves conversion and writes to one
+thread. On the sqlite store both are dominated by the same GIL-holding SQLAlchemy work, so the
+background thread mostly overlaps the sqlite commit with training (see benchmarks/bench_tracking.py).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+from mlflow.entities import Metric
+
+from .metric_names import MetricLayout
+
+MAX_METRICS_PER_BATCH = 1000
+
+
+@dataclass
+class Block:
+    """Rows taken out of the buffer: ready to become ``Metric`` objects off the hot path."""
+
+    keys: tuple[str, ...]
+    steps: np.ndarray  # (rows,) int64
+    timestamps_ms: np.ndarray  # (rows,) int64
+    values: np.ndarray  # (rows, columns) float64, norms already finished
+    extra: list[tuple[str, float, int, int]] = field(default_factory=list)  # (key, value, ts_ms, step)
+
+    @property
+    def n_metrics(self) -> int:
+        return self.values.size + len(self.extra)
+
+    def metrics(self) -> list[Metric]:
+        keys = self.keys
+        out = [Metric(k, v, t, s) for k, v, t, s in self.extra]
+        for step, ts, row in zip(self.steps.tolist(), self.timestamps_ms.tolist(), self.values.tolist()):
+            out.extend([Metric(k, v, ts, step) for k, v in zip(keys, row)])
+        return out
+
+    def chunks(self, size: int = MAX_METRICS_PER_BATCH) -> Iterator[list[Metric]]:
+        metrics = self.metrics()
+        for start in range(0, len(metrics), size):
+            yield metrics[start : start + size]
+
+
+class MetricBuffer:
+    """Preallocated rows of per-iteration values plus a short list of sparse (per-epoch) metrics.
+
+    The caller writes ``values[n]``, ``steps[n]`` and ``times[n]`` and advances ``n``; ``full``
+    tells it when to ``take`` a block. The leading summary columns (loss and norms) of every
+    block are kept so the run's plots can be drawn after the metrics have left the process.
+    """
+
+    def __init__(self, layout: MetricLayout, max_metrics: int) -> None:
+        self.layout = layout
+        self.capacity = max(1, max_metrics // layout.n_columns)
+        self.values = np.zeros((self.capacity, layout.n_columns), dtype=np.float64)
+        self.steps = np.zeros(self.capacity, dtype=np.int64)
+        self.times = np.zeros(self.capacity, dtype=np.float64)  # seconds since the epoch
+        self.n = 0
+        self.extra: list[tuple[str, float, int, int]] = []
+        self._summary_steps: list[np.ndarray] = []
+        self._summary_values: list[np.ndarray] = []
+
+    def add_sparse(self, key: str, value: float, timestamp_s: float, step: int) -> None:
+        self.extra.append((key, float(value), int(timestamp_s * 1000), int(step)))
+
+    def take(self) -> Block | None:
+        n = self.n
+        if n == 0 and not self.extra:
+            return None
+        values = self.values[:n].copy()
+        self.layout.finish_rows(values)
+        steps = self.steps[:n].copy()
+        self._summary_steps.append(steps)
+        self._summary_values.append(values[:, : self.layout.n_summary].copy())
+        block = Block(self.layout.keys, steps, (self.times[:n] * 1000).astype(np.int64), values, self.extra)
+        self.n = 0
+        self.extra = []
+        return block
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, loss-and-norm columns) of everything taken so far, for plotting."""
+        if not self._summary_steps:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.layout.n_summary))
+        return np.concatenate(self._summary_steps), np.concatenate(self._summary_values)
+
+
+class BatchWriter:
+    """Sends blocks to one run with ``log_batch``, inline or from one background thread.
+
+    A write error in the background thread is re-raised in the training thread at the next
+    ``submit`` or at ``close``, so a broken store still fails the run instead of losing data
+    silently. The queue is bounded: a store slower than training applies back-pressure.
+    """
+
+    def __init__(self, client: Any, run_id: str, *, background: bool = False) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.metrics_written = 0
+        self.log_batch_calls = 0
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[Block | None] | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=4)
+            self._thread = threading.Thread(target=self._drain, name=f"mlflow-writer-{run_id[:8]}", daemon=True)
+            self._thread.start()
+
+    def write(self, block: Block) -> None:
+        for chunk in block.chunks():
+            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+            self.metrics_written += len(chunk)
+            self.log_batch_calls += 1
+
+    def submit(self, block: Block | None) -> None:
+        self._raise_pending()
+        if block is None:
+            return
+        if self._queue is None:
+            self.write(block)
+        else:
+            self._queue.put(block)
+
+    def close(self) -> None:
+        """Wait until every submitted block is written; raise the first write error, if any."""
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        self._raise_pending()
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            block = self._queue.get()
+            if block is None:
+                return
+            if self._error is None:  # after a failure, keep draining so producers never block
+                try:
+                    self.write(block)
+                except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                    self._error = exc
+
+    def _raise_pending(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

@@ -1,0 +1,104 @@
+"""The trainer callback that turns each ``Step`` into one buffered row of metrics.
+
+``on_iteration`` runs inside the training loop, so it only copies numbers into a preallocated
+row (no MLflow objects, no dicts of metric names); everything else happens at flush time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..trainer import Callback, EpochSummary, Step
+from .buffer import BatchWriter, MetricBuffer
+from .metric_names import EPOCH_METRICS, MetricLayout
+from .trace import TraceRecorder
+
+
+class MlflowTracker(Callback):
+    """Per-iteration and per-epoch metrics of one run, written through a ``BatchWriter``.
+
+    Per-epoch metrics use step = the number of iterations completed at the end of the epoch
+    (``EpochSummary.iterations``), so on MLflow's shared step axis they sit just after the last
+    iteration of that epoch.
+    """
+
+    def __init__(
+        self,
+        layout: MetricLayout,
+        writer: BatchWriter,
+        *,
+        max_metrics: int,
+        every_n_iterations: int = 1,
+        flush_interval_s: float = 15.0,
+        trace: TraceRecorder | None = None,
+    ) -> None:
+        self.layout = layout
+        self.writer = writer
+        self.buffer = MetricBuffer(layout, max_metrics)
+        self.every = every_n_iterations
+        self.flush_interval_s = flush_interval_s
+        self.trace = trace
+        self.epochs: list[EpochSummary] = []
+        self._next_flush = time.time() + flush_interval_s
+        # Precomputed (param, start, stop) triples: the hot path never builds names.
+        self._grad_slots = [(s.param, s.start, s.stop) for s in layout.grad_slots]
+        self._param_slots = [(s.param, s.start, s.stop) for s in layout.param_slots]
+        self._norm_slots = [(c, which == "grad", p) for c, which, p in layout.norm_columns]
+
+    def on_iteration(self, step: Step) -> None:
+        if self.trace is not None:
+            self.trace.record(step)
+        iteration = step.iteration
+        if iteration % self.every:
+            return
+        buf = self.buffer
+        n = buf.n
+        row = buf.values[n]
+        row[0] = step.loss
+        grads = step.grads
+        if self._grad_slots:
+            params = step.params
+            for name, start, stop in self._grad_slots:
+                row[start:stop] = grads[name].ravel()
+            for name, start, stop in self._param_slots:
+                row[start:stop] = params[name].ravel()
+        else:
+            params = step.params
+            vdot = np.vdot
+            for column, is_grad, name in self._norm_slots:
+                v = grads[name] if is_grad else params[name]
+                row[column] = vdot(v, v)
+        now = time.time()
+        buf.steps[n] = iteration
+        buf.times[n] = now
+        buf.n = n + 1
+        if buf.n == buf.capacity or now >= self._next_flush:
+            self.flush()
+
+    def on_epoch_end(self, summary: EpochSummary) -> None:
+        self.epochs.append(summary)
+        now = time.time()
+        for field_name, key in EPOCH_METRICS.items():
+            value = getattr(summary, field_name)
+            if value is not None:
+                self.buffer.add_sparse(key, value, now, summary.iterations)
+
+    def flush(self) -> None:
+        self.writer.submit(self.buffer.take())
+        self._next_flush = time.time() + self.flush_interval_s
+
+    def close(self) -> None:
+        """Flush what is buffered and wait for every write to land."""
+        try:
+            self.flush()
+        finally:
+            self.writer.close()
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.buffer.summary()
+
+    def describe(self) -> dict[str, Any]:
+        return {"metrics_written": self.writer.metrics_written, "log_batch_calls": self.writer.log_batch_calls}

@@ -1,0 +1,104 @@
+"""The ``logger`` config node, validated once before a run starts.
+
+Every bad value is reported as one line naming the key, the value and what is allowed, so a
+typo in ``logger.*`` never surfaces as an MLflow stack trace halfway through training.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+
+LOGGER_NAMES = ("mlflow", "none")
+_KNOWN_KEYS = {
+    "name",
+    "tracking_uri",
+    "experiment_name",
+    "run_name",
+    "every_n_iterations",
+    "elementwise_max_params",
+    "trace",
+    "buffer",
+}
+_BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background"}
+
+
+def _int(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"logger.{key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"logger.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"logger.{key} must be a non-empty string or null, got {value!r}")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    name: str = "mlflow"
+    tracking_uri: str | None = None  # None: MLflow's own default (MLFLOW_TRACKING_URI, else ./mlflow.db)
+    experiment_name: str = "backproplab"
+    run_name: str | None = None
+    every_n_iterations: int = 1
+    elementwise_max_params: int = 64
+    trace: bool = False
+    # Flushing: a full buffer or an elapsed interval triggers one flush of log_batch calls.
+    max_metrics: int = 10_000
+    flush_interval_s: float = 15.0
+    background: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.name == "mlflow"
+
+    @classmethod
+    def from_mapping(cls, logger: Mapping[str, Any] | None) -> "TrackingSettings":
+        if logger is None:
+            return cls(name="none")
+        if not isinstance(logger, Mapping):
+            raise ConfigError(f"logger must be a mapping with a 'name' ({', '.join(LOGGER_NAMES)}), got {logger!r}")
+        name = logger.get("name", "mlflow")
+        if name not in LOGGER_NAMES:
+            raise ConfigError(f"unknown logger {name!r}; valid: {', '.join(LOGGER_NAMES)}")
+        if name == "none":
+            return cls(name="none")
+        unknown = sorted(set(logger) - _KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"logger has no key {unknown[0]!r}; valid: {', '.join(sorted(_KNOWN_KEYS))}")
+        buffer = logger.get("buffer") or {}
+        if not isinstance(buffer, Mapping):
+            raise ConfigError(f"logger.buffer must be a mapping, got {buffer!r}")
+        unknown = sorted(set(buffer) - _BUFFER_KEYS)
+        if unknown:
+            raise ConfigError(f"logger.buffer has no key {unknown[0]!r}; valid: {', '.join(sorted(_BUFFER_KEYS))}")
+        interval = buffer.get("flush_interval_s", cls.flush_interval_s)
+        if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not interval > 0:
+            raise ConfigError(f"logger.buffer.flush_interval_s must be a number > 0, got {interval!r}")
+        experiment = _optional_str("experiment_name", logger.get("experiment_name", cls.experiment_name))
+        if experiment is None:
+            raise ConfigError("logger.experiment_name must be a non-empty string, got None")
+        return cls(
+            name=name,
+            tracking_uri=_optional_str("tracking_uri", logger.get("tracking_uri")),
+            experiment_name=experiment,
+            run_name=_optional_str("run_name", logger.get("run_name")),
+            every_n_iterations=_int("every_n_iterations", logger.get("every_n_iterations", 1), 1),
+            elementwise_max_params=_int("elementwise_max_params", logger.get("elementwise_max_params", 64), 0),
+            trace=_bool("trace", logger.get("trace", False)),
+            max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000),
+            flush_interval_s=float(interval),
+            background=_bool("buffer.background", buffer.get("background", False)),
+        )

@@ -1,0 +1,250 @@
+"""Hydra callback: a multirun becomes one MLflow parent run with every job a nested child.
+
+Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``.
+
+- ``on_multirun_start`` (the launching process): checks the store, creates the parent run, logs
+  which parameters are swept (``sweep.<key>`` params, ``sweep.params`` tag) and publishes the
+  parent for the jobs (see ``parent.py``).
+- ``on_job_start`` (the job's process, also under joblib): loads the parent so ``track_run``
+  nests the job's run under it with ``mlflow.parentRunId``.
+- ``on_multirun_end``: reads the children back from the store (the jobs' return values belong
+  to the app), logs ``sweep_summary.csv``, the same table as ``sweep_summary.json`` via
+  ``log_table``, and ``plots/final_loss.png``, then ends the parent.
+
+Parent status: FINISHED when at least one job finished (failed jobs are counted in
+``sweep/failed_jobs``); FAILED when every job failed. A multirun that never reaches
+``on_multirun_end`` (a job raised past the app, or Ctrl-C) is ended at interpreter exit:
+KILLED after an interrupt, else FAILED, with ``failure_reason``.
+
+The callback holds only plain data (no MLflow client), because joblib pickles it into workers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunStatus
+from omegaconf import DictConfig, OmegaConf
+
+from .. import __version__
+from ..errors import ConfigError
+from . import parent as sweep_parent
+from .params import truncate
+from .settings import TrackingSettings
+from .store import connect, resolve_uri
+from .tags import base_tags, one_line, overrides_tag
+
+PARENT_TAG = "mlflow.parentRunId"
+SUMMARY_METRICS = ("loss", "train/loss", "val/loss", "train/accuracy", "val/accuracy")
+
+
+def swept_parameters(config: DictConfig) -> dict[str, str]:
+    """Swept key -> the values as typed, from ``hydra.sweeper.params`` and the command line."""
+    swept: dict[str, str] = {}
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    if params:
+        for key, value in params.items():
+            swept[str(key)] = str(value)
+    task = list(OmegaConf.select(config, "hydra.overrides.task") or [])
+    if task:
+        for override in OverridesParser.create().parse_overrides(task):
+            if override.is_sweep_override():
+                swept[override.get_key_element().lstrip("+~")] = override.input_line.split("=", 1)[1]
+    return swept
+
+
+def _sweep_dir(config: DictConfig) -> Path | None:
+    value = OmegaConf.select(config, "hydra.sweep.dir")
+    if value is None:
+        return None
+    path = Path(str(value))
+    if not path.is_absolute():
+        # Relative to where Hydra was started, even if the job has since changed directory.
+        cwd = OmegaConf.select(config, "hydra.runtime.cwd")
+        path = Path(str(cwd)) / path if cwd else path.resolve()
+    return path
+
+
+def _overrides_of(run: Any) -> dict[str, str]:
+    text = run.data.tags.get("hydra.overrides", "")
+    out = {}
+    for item in text.split():
+        if "=" in item:
+            key, value = item.split("=", 1)
+            out[key.lstrip("+~")] = value
+    return out
+
+
+class MlflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self._parent: sweep_parent.ParentRun | None = None
+        self._swept: dict[str, str] = {}
+
+    # -- launching process -------------------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        logger = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
+        settings = TrackingSettings.from_mapping(logger)  # type: ignore[arg-type]
+        if not settings.enabled:
+            return
+        uri = resolve_uri(settings.tracking_uri)
+        try:
+            client, experiment_id = connect(uri, settings.experiment_name)
+        except ConfigError as exc:
+            # Hydra turns exceptions from callbacks into warnings and would start every job
+            # anyway; an unusable store must stop the multirun before its first job.
+            raise SystemExit(f"error: {exc}") from None
+        swept = swept_parameters(config)
+        sweep_dir = _sweep_dir(config)
+        tags = base_tags(__version__)
+        tags.update(
+            {
+                "backproplab.sweep": "true",
+                "sweep.params": ",".join(swept),
+                "sweep.dir": str(sweep_dir),
+                "hydra.overrides": overrides_tag(list(OmegaConf.select(config, "hydra.overrides.task") or [])),
+                "hydra.sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_")),
+                "hydra.launcher": str(OmegaConf.select(config, "hydra.launcher._target_")),
+            }
+        )
+        name = settings.run_name or f"sweep {sweep_dir.name if sweep_dir else ''}".strip()
+        run = client.create_run(experiment_id, run_name=truncate(name, 250), tags=tags)
+        params = [(f"sweep.{k}", truncate(v, 6000)) for k, v in swept.items()]
+        if params:
+            from mlflow.entities import Param
+
+            for start in range(0, len(params), 100):
+                client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params[start : start + 100]], synchronous=True)
+        self._parent = sweep_parent.ParentRun(run.info.run_id, uri, experiment_id, tuple(swept))
+        self._swept = swept
+        sweep_parent.publish(self._parent, sweep_dir if sweep_dir is not None else Path.cwd())
+        sweep_parent.interrupted = False
+        atexit.register(self._abandon)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._parent is not None:
+            self._end(None)
+
+    # -- job process -------------------------------------------------------------------------
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:
+            sweep_parent.set_current(None)
+            return
+        sweep_parent.set_current(sweep_parent.discover(_sweep_dir(config)))
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        sweep_parent.set_current(None)
+
+    # -- ending the parent -------------------------------------------------------------------
+    def _abandon(self) -> None:
+        if self._parent is not None:
+            reason = "interrupted" if sweep_parent.interrupted else "the multirun stopped before its end (a job raised)"
+            self._end(reason)
+
+    def _end(self, abandoned: str | None) -> None:
+        parent, self._parent = self._parent, None
+        sweep_parent.unpublish()
+        assert parent is not None
+        client = MlflowClient(parent.tracking_uri)
+        try:
+            children = self.children(client, parent)
+            finished = sum(r.info.status == "FINISHED" for r in children)
+            self._log_summary(client, parent, children)
+        except Exception as exc:  # noqa: BLE001 - the parent must still be ended
+            client.set_tag(parent.run_id, "failure_reason", f"could not summarise the sweep: {one_line(exc)}")
+            client.set_terminated(parent.run_id, "FAILED")
+            raise
+        if abandoned is not None:
+            client.set_tag(parent.run_id, "failure_reason", abandoned)
+            status = RunStatus.KILLED if sweep_parent.interrupted else RunStatus.FAILED
+        elif children and finished == 0:
+            client.set_tag(parent.run_id, "failure_reason", f"all {len(children)} jobs failed")
+            status = RunStatus.FAILED
+        else:
+            status = RunStatus.FINISHED
+        client.set_terminated(parent.run_id, RunStatus.to_string(status))
+
+    @staticmethod
+    def children(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[Any]:
+        runs: list[Any] = []
+        token = None
+        while True:
+            page = client.search_runs(
+                [parent.experiment_id],
+                filter_string=f"tags.`{PARENT_TAG}` = '{parent.run_id}'",
+                max_results=1000,
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def _log_summary(self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any]) -> None:
+        keys = list(self._swept) or list(parent.swept_keys)
+        rows = []
+        for run in children:
+            overrides = _overrides_of(run)
+            row: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
+            for key in keys:
+                row[key] = run.data.params.get(key, overrides.get(key, ""))
+            for metric in SUMMARY_METRICS:
+                value = run.data.metrics.get(metric)
+                row["final_" + metric.replace("/", "_")] = "" if value is None else value
+            rows.append(row)
+        columns = ["run_id", "run_name", "status", *keys, *("final_" + m.replace("/", "_") for m in SUMMARY_METRICS)]
+        losses = [r["final_loss"] for r in rows if r["status"] == "FINISHED" and r["final_loss"] != ""]
+        counts = {
+            "sweep/jobs": len(rows),
+            "sweep/finished_jobs": sum(r["status"] == "FINISHED" for r in rows),
+            "sweep/failed_jobs": sum(r["status"] != "FINISHED" for r in rows),
+        }
+        metrics = [Metric(k, float(v), 0, 0) for k, v in counts.items()]
+        if losses:
+            metrics.append(Metric("sweep/best_final_loss", float(min(losses)), 0, 0))
+        client.log_batch(parent.run_id, metrics=metrics, synchronous=True)
+        with tempfile.TemporaryDirectory(prefix="backproplab-sweep-") as tmp:
+            root = Path(tmp)
+            with open(root / "sweep_summary.csv", "w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            (root / "plots").mkdir()
+            _plot_final_loss(root / "plots" / "final_loss.png", rows, keys)
+            client.log_artifacts(parent.run_id, str(root))
+        if rows:
+            table = {c: [str(r[c]) if c in ("run_id", "run_name", "status", *keys) else r[c] for r in rows] for c in columns}
+            table = {c: [None if v == "" else v for v in vals] for c, vals in table.items()}
+            client.log_table(parent.run_id, data=table, artifact_file="sweep_summary.json")
+
+
+def _plot_final_loss(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 0.5 * len(rows) + 2), 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    labels = [", ".join(f"{k}={r[k]}" for k in keys) or r["run_name"] for r in rows]
+    values = [r["final_loss"] if r["final_loss"] != "" and r["status"] == "FINISHED" else math.nan for r in rows]
+    colors = ["tab:blue" if r["status"] == "FINISHED" else "tab:red" for r in rows]
+    positions = list(range(len(rows)))
+    ax.bar(positions, [0 if math.isnan(v) else v for v in values], color=colors)
+    for x, r, v in zip(positions, rows, values):
+        if math.isnan(v):
+            ax.text(x, 0, r["status"], rotation=90, ha="center", va="bottom", fontsize="small", color="tab:red")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
+    ax.set_ylabel("final loss (last iteration)")
+    ax.set_title("Final loss per configuration (red: not finished)")
+    fig.tight_layout()
+    fig.savefig(path)

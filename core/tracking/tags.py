@@ -1,0 +1,74 @@
+"""Run tags: which code and which plugins produced a run, and how it was invoked."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import subprocess
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+from .params import truncate
+
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+
+
+@functools.lru_cache(maxsize=None)
+def git_commit(directory: str | None = None) -> str | None:
+    """The commit of backproplab's own source tree (an editable install), else None.
+
+    Best effort by design: no git, no repository or a slow filesystem all mean "unknown".
+    """
+    where = Path(directory) if directory else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
+
+
+def base_tags(version: str) -> dict[str, str]:
+    tags = {
+        "backproplab.version": version,
+        "mlflow.user": _user(),
+        "mlflow.source.name": "backproplab",
+        "mlflow.source.type": "LOCAL",
+    }
+    commit = git_commit()
+    if commit:
+        tags[GIT_COMMIT_TAG] = commit
+    return tags
+
+
+def component_tags(components: Iterable) -> dict[str, str]:
+    """``component.<role>`` = registered name; ``component.<role>.plugin`` = distribution and version."""
+    tags: dict[str, str] = {}
+    for info in components:
+        tags[f"component.{info.role}"] = info.name
+        tags[f"component.{info.role}.plugin"] = f"{info.source.distribution} {info.source.version}"
+    return tags
+
+
+def overrides_tag(overrides: Sequence[str]) -> str:
+    return truncate(" ".join(overrides), MAX_TAG_VAL_LENGTH)
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    return truncate(f"{type(exc).__name__}: {text}", 1000)
