@@ -43,7 +43,8 @@ class Step:
     """Read-only view of one iteration, handed to callbacks before the optimizer step.
 
     ``params`` hold the values used in this iteration's forward pass; ``grads`` are dE/dθ of
-    this batch. Arrays are read-only views valid during the callback: copy what you keep.
+    this batch. Every array (params, grads, inputs, targets, outputs) is a read-only view that
+    is valid during the callback only: copy what you keep.
     """
 
     __slots__ = ("_epoch", "_iteration", "_loss", "_params", "_grads", "_inputs", "_targets", "_outputs")
@@ -72,6 +73,10 @@ class Step:
 
 @dataclass(frozen=True)
 class EpochSummary:
+    """One epoch: ``iterations`` is the global count so far; ``train_loss``/``train_accuracy`` are
+    example-weighted means over the epoch's batches (each taken before that batch's update);
+    the validation figures use the parameters at the end of the epoch."""
+
     epoch: int
     iterations: int
     train_loss: float
@@ -82,6 +87,8 @@ class EpochSummary:
 
 @dataclass
 class History:
+    """What ``fit`` returns: the loss of every iteration and a summary of every epoch."""
+
     losses: list[float] = field(default_factory=list)
     epochs: list[EpochSummary] = field(default_factory=list)
 
@@ -147,12 +154,15 @@ class Trainer:
         """(loss, accuracy or None) of the current parameters on a whole data set."""
         net = self.network
         X = net.check_input(X)
-        y = prepare_targets(self.loss, y, net)
-        y_hat = net.forward(X)
+        return self._evaluate(X, prepare_targets(self.loss, y, net))
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
+        y_hat = self.network.forward(X)
         accuracy = getattr(self.loss, "accuracy", None)
         return float(self.loss.value(y_hat, y)), (None if accuracy is None else float(accuracy(y_hat, y)))
 
     def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, Any] | None = None) -> History:
+        """Train for ``epochs`` epochs; every input is checked before the first iteration."""
         net, loss, optimizer = self.network, self.loss, self.optimizer
         X = net.check_input(X)
         y = prepare_targets(loss, y, net)
@@ -161,18 +171,22 @@ class Trainer:
         if validation_data is not None:
             X_val = net.check_input(validation_data[0], "X_val")
             y_val = prepare_targets(loss, validation_data[1], net, "y_val")
+            if X_val.shape[0] != y_val.shape[0]:
+                raise ConfigError(f"X_val has {X_val.shape[0]} examples but y_val has {y_val.shape[0]}")
         n = X.shape[0]
         batch_size = self.batch_size
         if batch_size > n:
             warnings.warn(f"batch_size {batch_size} exceeds the {n} training examples; using {n}", stacklevel=2)
             batch_size = n
         rng = np.random.default_rng(self.seed)
+        shuffle = self.shuffle and n > 1
+        starts = range(0, n, batch_size)
 
         for cb in _hooks(self.callbacks, "on_train_begin"):
             cb(self)
         on_iteration = _hooks(self.callbacks, "on_iteration")
         on_epoch_end = _hooks(self.callbacks, "on_epoch_end")
-        accuracy_fn = getattr(loss, "accuracy", None) if on_epoch_end else None
+        accuracy_fn = getattr(loss, "accuracy", None)
         step = Step(net.params) if on_iteration else None
         params = net.params
         history = History()
@@ -183,16 +197,17 @@ class Trainer:
 
         for epoch in range(self.epochs):
             self.epoch = epoch
-            if self.shuffle and n > 1:
-                order = rng.permutation(n)
-                Xe, ye = X[order], y[order]
-            else:
-                Xe, ye = X, y
+            order = rng.permutation(n) if shuffle else None
             loss_sum = 0.0
             correct = 0.0
-            for start in range(0, n, batch_size):
-                xb = Xe[start : start + batch_size]
-                yb = ye[start : start + batch_size]
+            for start in starts:
+                if order is None:  # slices are views: no copy at all
+                    xb = X[start : start + batch_size]
+                    yb = y[start : start + batch_size]
+                else:  # gather one batch at a time: no shuffled copy of the whole data set
+                    idx = order[start : start + batch_size]
+                    xb = X[idx]
+                    yb = y[idx]
                 y_hat = forward(xb)
                 loss_value = float(value(y_hat, yb))
                 if not isfinite(loss_value):
@@ -207,28 +222,35 @@ class Trainer:
                     for g in grads.values():
                         g.flags.writeable = False
                     step._epoch, step._iteration, step._loss = epoch, self.iteration, loss_value
-                    step._grads, step._inputs, step._targets, step._outputs = grads, xb, yb, y_hat
+                    step._grads = MappingProxyType(grads)
+                    step._inputs, step._targets, step._outputs = _read_only(xb), _read_only(yb), _read_only(y_hat)
                     for cb in on_iteration:
                         cb(step)
                     for g in grads.values():
                         g.flags.writeable = True
                 optimizer_step(params, grads)
                 self.iteration += 1
-            if on_epoch_end:
-                val_loss = val_acc = None
-                if validation_data is not None:
-                    val_loss, val_acc = self.evaluate(X_val, y_val)
-                summary = EpochSummary(
-                    epoch=epoch,
-                    iterations=self.iteration,
-                    train_loss=loss_sum / n,
-                    train_accuracy=None if accuracy_fn is None else correct / n,
-                    val_loss=val_loss,
-                    val_accuracy=val_acc,
-                )
-                history.epochs.append(summary)
-                for cb in on_epoch_end:
-                    cb(summary)
+            val_loss = val_acc = None
+            if validation_data is not None:
+                val_loss, val_acc = self._evaluate(X_val, y_val)
+            summary = EpochSummary(
+                epoch=epoch,
+                iterations=self.iteration,
+                train_loss=loss_sum / n,
+                train_accuracy=None if accuracy_fn is None else correct / n,
+                val_loss=val_loss,
+                val_accuracy=val_acc,
+            )
+            history.epochs.append(summary)
+            for cb in on_epoch_end:
+                cb(summary)
         for cb in _hooks(self.callbacks, "on_train_end"):
             cb(history)
         return history
+
+
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    """A view callbacks cannot write through; the array itself may be the caller's data."""
+    view = arr.view()
+    view.flags.writeable = False
+    return view

@@ -54,7 +54,11 @@ def as_float_matrix(name: str, value: Any, dtype: np.dtype, n_columns: int | Non
         )
     if arr.shape[0] == 0:
         raise ConfigError(f"{name} has no examples (shape {arr.shape})")
-    if not np.isfinite(arr).all():
+    # A finite sum proves every element finite without a boolean copy of the data; only when it
+    # is not (a NaN or inf, or an overflow of huge finite values) is the element-wise check run.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(arr, axis=None)
+    if not np.isfinite(total) and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ConfigError(
             f"{name} contains a non-finite value {arr[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "

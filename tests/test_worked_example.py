@@ -7,24 +7,19 @@ user would, so a regression anywhere on that path shows up here.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import backproplab as bp
 
-# The shared data sits beside the repository checkout (CI clones main with shared/ next to it).
-SEED_EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed_example.json"
-
 TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def example() -> dict:
-    if not SEED_EXAMPLE.is_file():
-        pytest.fail(f"worked example data not found at {SEED_EXAMPLE}; shared/ must sit beside the repository")
-    return json.loads(SEED_EXAMPLE.read_text())
+def example(shared_data) -> dict:
+    """``../shared/data/seed_example.json``, located by the ``shared_data`` fixture (conftest)."""
+    return json.loads((shared_data / "seed_example.json").read_text())
 
 
 def build(example: dict) -> tuple[bp.Network, bp.Trainer]:
