@@ -163,7 +163,10 @@ def _register_one(pm: pluggy.PluginManager, info: PluginInfo, load: Callable[[],
 
 
 def _collect_components(pm: pluggy.PluginManager, registry: Registry, info: PluginInfo, strict: bool) -> None:
+    """Run the plugin's registration hooks; its components are added only if every hook succeeds,
+    so a plugin reported as failed never leaves half of its components behind."""
     plugin = pm.get_plugin(f"{info.distribution}:{info.name}")
+    staged: list[tuple[str, str, Callable[..., Any]]] = []
     for kind in KINDS:
         caller = getattr(pm.hook, HOOK_FOR_KIND[kind])
         for impl in caller.get_hookimpls():
@@ -171,15 +174,18 @@ def _collect_components(pm: pluggy.PluginManager, registry: Registry, info: Plug
                 continue
 
             def register(name: str, factory: Callable[..., Any], kind: str = kind) -> None:
-                registry.add(kind, name, factory, info.source)
-                info.components[kind].append(name)
+                Registry.validate(kind, name, factory, info.source)
+                staged.append((kind, name, factory))
 
             try:
                 impl.function(register=register)
-            except PluginError:
-                raise  # a duplicate name is an error for the whole set, naming both owners
-            except Exception as exc:
+            except Exception as exc:  # includes a malformed registration (PluginError)
                 _fail(info, f"{HOOK_FOR_KIND[kind]} raised {_one_line(exc)}", strict)
+                return
+    for kind, name, factory in staged:
+        # A duplicate name raises here: an error for the whole set, naming both owners.
+        registry.add(kind, name, factory, info.source)
+        info.components[kind].append(name)
 
 
 _default: PluginSet | None = None

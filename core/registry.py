@@ -77,12 +77,17 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
 
-    def add(self, kind: str, name: str, factory: Callable[..., Any], source: Source) -> None:
-        self._check_kind(kind)
+    @classmethod
+    def validate(cls, kind: str, name: Any, factory: Any, source: Source) -> None:
+        """Raise PluginError if a registration breaks the contract (whatever else is registered)."""
+        cls._check_kind(kind)
         if not isinstance(name, str) or not name:
             raise PluginError(f"{source} registered a {kind} with invalid name {name!r}; names are non-empty strings")
         if not callable(factory):
             raise PluginError(f"{source} registered {kind} {name!r} with a non-callable factory {factory!r}")
+
+    def add(self, kind: str, name: str, factory: Callable[..., Any], source: Source) -> None:
+        self.validate(kind, name, factory, source)
         existing = self._entries[kind].get(name)
         if existing is not None:
             raise PluginError(

@@ -15,7 +15,8 @@ import backproplab.plugins.losses as losses_module
 from backproplab.errors import ConfigError
 
 REGISTRY = bp.get_registry()
-LOSSES = REGISTRY.names("loss")
+# Built-ins only: an installed third-party plugin is checked by its own tests (and the kit).
+LOSSES = [n for n in REGISTRY.names("loss") if REGISTRY.get("loss", n).source.distribution == "backproplab"]
 
 
 def make(name: str, **hyper):

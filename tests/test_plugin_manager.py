@@ -1,0 +1,265 @@
+"""Plugin discovery through real entry points and in-process plugins: isolation, the error rules
+of DESIGN.md, strict mode and BACKPROPLAB_PLUGINS.
+
+Real entry points come from throwaway distributions: a directory on sys.path holding a module
+and a ``*.dist-info`` with METADATA and entry_points.txt, which importlib.metadata discovers
+exactly as it discovers an installed package.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import types
+import warnings
+from pathlib import Path
+
+import pytest
+
+import backproplab as bp
+from backproplab import hookimpl
+from backproplab.errors import PluginError
+from backproplab.plugin_manager import PLUGINS_ENV, STRICT_ENV, get_plugins, reset_plugins
+from backproplab.registry import Source
+
+BUILTIN_ENTRY_POINTS = ["activations", "initializers", "losses", "optimizers"]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv(PLUGINS_ENV, raising=False)
+    monkeypatch.delenv(STRICT_ENV, raising=False)
+
+
+@pytest.fixture
+def make_dist(tmp_path, monkeypatch):
+    """make_dist(dist, module, source, entry_point=None): install a throwaway distribution."""
+    modules: list[str] = []
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(dist: str, module: str, source: str, entry_point: str | None = None, version: str = "1.0"):
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+        info = tmp_path / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[backproplab]\n{entry_point or module} = {module}\n")
+        modules.append(module)
+
+    yield make
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+GOOD = """
+    from backproplab import hookimpl
+
+    class Cube:
+        def forward(self, z):
+            return z ** 3
+
+        def backward(self, z, a, grad_a):
+            return grad_a * 3 * z ** 2
+
+    @hookimpl
+    def register_activations(register):
+        register("cube", Cube)
+"""
+
+BROKEN_IMPORT = """
+    raise ImportError("No module named 'a_dependency_that_is_missing'")
+"""
+
+
+def quiet_load(**kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bp.load_plugins(**kwargs)
+    return result, [str(w.message) for w in caught]
+
+
+def by_name(plugin_set):
+    return {p.name: p for p in plugin_set.plugins}
+
+
+def test_builtins_load_through_their_entry_points():
+    plugin_set, messages = quiet_load()
+    plugins = by_name(plugin_set)
+    for name, kind, hook in zip(BUILTIN_ENTRY_POINTS, ["activation", "initializer", "loss", "optimizer"],
+                                ["register_activations", "register_initializers", "register_losses", "register_optimizers"]):
+        info = plugins[name]
+        assert info.distribution == "backproplab" and info.version == bp.__version__
+        assert info.value == f"backproplab.plugins.{name}"
+        assert info.loaded and info.hooks == [hook]
+        assert info.components[kind] and all(plugin_set.registry.source_of(kind, n) == info.source for n in info.components[kind])
+    assert not any("backproplab " in m for m in messages)
+
+
+def test_a_third_party_entry_point_is_discovered(make_dist):
+    make_dist("cube-plugin", "bpl_cube", GOOD, entry_point="cube")
+    plugin_set, _ = quiet_load()
+    info = by_name(plugin_set)["cube"]
+    assert (info.distribution, info.version, info.value, info.hooks) == ("cube-plugin", "1.0", "bpl_cube", ["register_activations"])
+    assert info.components["activation"] == ["cube"]
+    assert plugin_set.registry.source_of("activation", "cube") == Source("cube", "cube-plugin", "1.0")
+    net = bp.build_network([2, 1], "cube", registry=plugin_set.registry)
+    assert type(net.activations[0]).__name__ == "Cube"
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_works(make_dist):
+    make_dist("broken-plugin", "bpl_broken", BROKEN_IMPORT, entry_point="broken")
+    make_dist("cube-plugin", "bpl_cube", GOOD, entry_point="cube")
+    plugin_set, messages = quiet_load()
+    broken = by_name(plugin_set)["broken"]
+    assert not broken.loaded
+    assert broken.error == "ImportError: No module named 'a_dependency_that_is_missing'"
+    assert plugin_set.failures == [broken]
+    (message,) = [m for m in messages if "broken" in m]
+    assert message == (
+        "plugin 'broken' from distribution broken-plugin 1.0 failed to load: "
+        "ImportError: No module named 'a_dependency_that_is_missing'"
+    )
+    # Everything else still works: the built-ins and the other third-party plugin.
+    assert "cube" in plugin_set.registry.names("activation")
+    assert "sigmoid" in plugin_set.registry.names("activation")
+    assert all(by_name(plugin_set)[n].loaded for n in BUILTIN_ENTRY_POINTS)
+
+
+def test_strict_mode_turns_a_failure_into_an_error(make_dist, monkeypatch):
+    make_dist("broken-plugin", "bpl_broken", BROKEN_IMPORT, entry_point="broken")
+    with pytest.raises(PluginError, match=r"^plugin 'broken' from distribution broken-plugin 1\.0 failed to load: ImportError"):
+        bp.load_plugins(strict=True)
+    monkeypatch.setenv(STRICT_ENV, "1")
+    with pytest.raises(PluginError, match="broken-plugin"):
+        bp.load_plugins()
+    monkeypatch.setenv(STRICT_ENV, "0")
+    plugin_set, _ = quiet_load()
+    assert [p.name for p in plugin_set.failures] == ["broken"]
+
+
+def test_a_duplicate_name_names_both_distributions(make_dist):
+    make_dist("sigmoid-plugin", "bpl_dup", GOOD.replace('"cube"', '"sigmoid"'), entry_point="dup")
+    with pytest.raises(PluginError) as info:
+        quiet_load()
+    assert str(info.value) == (
+        f"activation 'sigmoid' is registered twice: by backproplab {bp.__version__} (entry point 'activations') "
+        "and by sigmoid-plugin 1.0 (entry point 'dup'); uninstall one of them or restrict loading with BACKPROPLAB_PLUGINS"
+    )
+
+
+def test_backproplab_plugins_selects_third_party_plugins(make_dist, monkeypatch):
+    make_dist("broken-plugin", "bpl_broken", BROKEN_IMPORT, entry_point="broken")
+    make_dist("cube-plugin", "bpl_cube", GOOD, entry_point="cube")
+    third_party = {"broken", "cube"}
+
+    def loaded_third_party(value):
+        monkeypatch.setenv(PLUGINS_ENV, value)
+        plugin_set, _ = quiet_load()
+        names = {p.name for p in plugin_set.plugins}
+        assert set(BUILTIN_ENTRY_POINTS) <= names  # built-ins always load
+        return names & third_party
+
+    assert loaded_third_party("cube") == {"cube"}  # by entry-point name: the broken one is never imported
+    assert loaded_third_party("cube-plugin") == {"cube"}  # by distribution name
+    assert loaded_third_party(" cube , broken ") == {"cube", "broken"}
+    assert loaded_third_party("") == set()
+    monkeypatch.delenv(PLUGINS_ENV)
+    plugin_set, _ = quiet_load()
+    assert third_party <= {p.name for p in plugin_set.plugins}
+
+
+def test_a_hookimpl_matching_no_hookspec_is_rejected():
+    class Misspelt:
+        @hookimpl
+        def register_activation(self, register):  # missing "s"
+            register("never", object)
+
+    plugin_set, messages = quiet_load(extra=[(Misspelt(), Source("misspelt", "typo-plugin", "0.1"))])
+    info = by_name(plugin_set)["misspelt"]
+    assert not info.loaded
+    assert "register_activation" in info.error and "unknown hook" in info.error
+    assert "known hooks: register_activations, register_losses, register_initializers, register_optimizers" in info.error
+    assert "never" not in plugin_set.registry.names("activation")
+    assert any("typo-plugin 0.1" in m for m in messages)
+    assert "sigmoid" in plugin_set.registry.names("activation")
+    with pytest.raises(PluginError, match="register_activation"):
+        bp.load_plugins(extra=[(Misspelt(), Source("misspelt", "typo-plugin", "0.1"))], strict=True)
+
+
+def test_a_hookimpl_with_a_wrong_argument_is_rejected():
+    class WrongArgument:
+        @hookimpl
+        def register_losses(self, callback):
+            pass
+
+    plugin_set, _ = quiet_load(extra=[(WrongArgument(), Source("wrongarg", "wrongarg-plugin", "0.1"))])
+    info = by_name(plugin_set)["wrongarg"]
+    assert not info.loaded and "callback" in info.error
+
+
+def test_a_hook_that_raises_leaves_nothing_behind():
+    class HalfWay:
+        @hookimpl
+        def register_activations(self, register):
+            register("first_one", object)
+            raise RuntimeError("boom")
+
+    plugin_set, messages = quiet_load(extra=[(HalfWay(), Source("halfway", "halfway-plugin", "0.1"))])
+    info = by_name(plugin_set)["halfway"]
+    assert info.error == "register_activations raised RuntimeError: boom"
+    assert "first_one" not in plugin_set.registry.names("activation")
+    assert info.components["activation"] == []
+    assert any("halfway-plugin 0.1" in m and "boom" in m for m in messages)
+
+
+def test_a_malformed_registration_fails_only_that_plugin():
+    class BadName:
+        @hookimpl
+        def register_optimizers(self, register):
+            register("", object)
+
+    plugin_set, _ = quiet_load(extra=[(BadName(), Source("badname", "badname-plugin", "0.1"))])
+    info = by_name(plugin_set)["badname"]
+    assert "invalid name ''" in info.error
+    assert "sgd" in plugin_set.registry.names("optimizer")
+
+
+def test_in_process_modules_and_several_hooks():
+    module = types.ModuleType("bpl_inline")
+    exec(
+        textwrap.dedent(
+            """
+            from backproplab import hookimpl
+
+            class Half:
+                def __call__(self, shape, rng, dtype):
+                    import numpy as np
+                    return np.full(shape, 0.5, dtype)
+
+            @hookimpl
+            def register_initializers(register):
+                register("half", Half)
+
+            @hookimpl
+            def register_losses(register):
+                register("half_loss", Half)
+            """
+        ),
+        module.__dict__,
+    )
+    plugin_set, _ = quiet_load(extra=[(module, Source("inline", "inline-plugin", "0.2"))], entry_points=False)
+    assert [p.name for p in plugin_set.plugins] == ["inline"]  # entry_points=False: nothing else
+    info = plugin_set.plugins[0]
+    assert info.value == "bpl_inline"
+    assert info.hooks == ["register_initializers", "register_losses"]
+    assert info.components["initializer"] == ["half"] and info.components["loss"] == ["half_loss"]
+    assert plugin_set.registry.names("activation") == []
+
+
+def test_discovery_runs_once_per_process_until_reset():
+    first = get_plugins()
+    assert get_plugins() is first and bp.get_registry() is first.registry
+    reset_plugins()
+    try:
+        assert get_plugins() is not first
+    finally:
+        reset_plugins()
