@@ -67,9 +67,9 @@ class Network:
             b = np.zeros(shape[0], dtype=self.dtype) if bias is None else np.asarray(bias((shape[0],), rng, self.dtype), dtype=self.dtype)
             self.params[f"W{l}"] = np.ascontiguousarray(W)
             self.params[f"b{l}"] = b
-        self._layers = [
-            (self.params[f"W{l}"], self.params[f"b{l}"], self.activations[l - 1]) for l in range(1, len(sizes))
-        ]
+        # Names, not arrays: the forward pass looks the arrays up each time, so replacing an entry
+        # of ``params`` (rather than updating it in place) cannot leave the network on stale weights.
+        self._layers = [(f"W{l}", f"b{l}", self.activations[l - 1]) for l in range(1, len(sizes))]
         self._zs: list[np.ndarray] = []
         self._as: list[np.ndarray] = []
 
@@ -104,12 +104,13 @@ class Network:
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """Forward pass on a checked batch; caches every z and a for ``backward``."""
+        params = self.params
         zs = self._zs = []
         as_ = self._as = [X]
         a = X
-        for W, b, act in self._layers:
-            z = a @ W.T
-            z += b
+        for w_name, b_name, act in self._layers:
+            z = a @ params[w_name].T
+            z += params[b_name]
             a = act.forward(z)
             zs.append(z)
             as_.append(a)
@@ -119,17 +120,18 @@ class Network:
         """Chain rule from dE/da_L back to every parameter, for the last ``forward`` batch."""
         if not self._zs:
             raise RuntimeError("backward() needs a forward() first")
-        grads: dict[str, np.ndarray] = {}
+        params = self.params
+        grads: dict[str, Any] = dict.fromkeys(params)  # keys in the order W1, b1, W2, b2, ...
         grad_a = grad_output
         zs, as_ = self._zs, self._as
-        for l in range(len(self._layers), 0, -1):
-            W, _, act = self._layers[l - 1]
-            grad_z = act.backward(zs[l - 1], as_[l], grad_a)
-            grads[f"b{l}"] = grad_z.sum(axis=0)
-            grads[f"W{l}"] = grad_z.T @ as_[l - 1]
-            if l > 1:
-                grad_a = grad_z @ W
-        return {name: grads[name] for name in self.params}
+        for l in range(len(self._layers) - 1, -1, -1):  # l is 0-based here: layer l + 1
+            w_name, b_name, act = self._layers[l]
+            grad_z = act.backward(zs[l], as_[l + 1], grad_a)  # dE/dz = f'(z) * dE/da
+            grads[w_name] = grad_z.T @ as_[l]  # dE/dw_jk = sum over the batch of dE/dz_j a_k
+            grads[b_name] = grad_z.sum(axis=0)
+            if l:
+                grad_a = grad_z @ params[w_name]  # dE/da of the layer below
+        return grads
 
     def predict(self, X: Any) -> np.ndarray:
         return self.forward(self.check_input(X))

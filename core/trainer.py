@@ -217,7 +217,7 @@ class Trainer:
                 m = xb.shape[0]
                 loss_sum += loss_value * m
                 if accuracy_fn is not None:
-                    correct += accuracy_fn(y_hat, yb) * m
+                    correct += float(accuracy_fn(y_hat, yb)) * m
                 if step is not None:
                     for g in grads.values():
                         g.flags.writeable = False

@@ -38,11 +38,12 @@ def _as_targets(name, y, n_outputs):
 
 
 _EPS = {np.dtype(t): np.finfo(t).eps for t in (np.float16, np.float32, np.float64)}
+_EPS_DEFAULT = _EPS[np.dtype(np.float64)]
 
 
 def _eps(dtype):
-    # Looked up once per dtype: the losses run every iteration, and finfo() is not free.
-    return _EPS.get(dtype, _EPS[np.dtype(np.float64)])
+    # A table lookup: the losses run every iteration, and finfo() is not free.
+    return _EPS.get(dtype, _EPS_DEFAULT)
 
 
 class BinaryCrossEntropy:

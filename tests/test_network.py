@@ -113,6 +113,12 @@ def test_params_are_the_live_arrays():
     assert net.forward(X)[0, 0] == 3.5
 
 
+def test_replacing_a_params_entry_is_seen_by_the_next_pass():
+    net = bp.build_network([2, 1], "identity", initializer="zeros")
+    net.params["W1"] = np.array([[2.0, 0.0]])
+    assert net.forward(np.array([[1.5, 9.0]]))[0, 0] == 3.0
+
+
 def test_set_params_copies_into_the_existing_arrays():
     net = bp.build_network([2, 2], "identity")
     w = net.params["W1"]

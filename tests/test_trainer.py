@@ -195,6 +195,9 @@ def test_validation_and_accuracy_in_the_epoch_summary():
     last = history.epochs[-1]
     assert (last.val_loss, last.val_accuracy) == pytest.approx(trainer.evaluate(X[60:], y[60:]))
     assert last.train_accuracy > 0.9 and last.val_accuracy > 0.9
+    # Plain Python floats, ready for MLflow and JSON, whatever numpy scalar a loss returns.
+    for summary in history.epochs:
+        assert all(type(getattr(summary, f)) is float for f in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"))
 
 
 def test_float32_stays_float32_end_to_end():
