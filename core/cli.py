@@ -29,6 +29,17 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show  # type: ignore[assignment]
 
 
+def _override_args(args: Sequence[str]) -> list[str]:
+    """The overrides among Hydra's command-line arguments (``--cfg job`` etc. are not ones)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        namespace, _unknown = get_args_parser().parse_known_args(list(args))
+    except SystemExit:  # a malformed flag: Hydra itself reports it with its usage text
+        return []
+    return list(namespace.overrides or [])
+
+
 def check_overrides(args: Sequence[str]) -> None:
     """Unknown group choices (``optimizer=adamm``, sweeps included) as a one-line ConfigError."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -39,11 +50,14 @@ def check_overrides(args: Sequence[str]) -> None:
     from .plugin_manager import get_registry
     from .registry import closest
 
-    overrides = [a for a in args if not a.startswith("-")]
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except OverrideParseException as exc:
-        raise ConfigError(" ".join(str(exc).split())) from None
+    parser = OverridesParser.create()
+    parsed = []
+    for text in _override_args(args):
+        try:
+            parsed += parser.parse_overrides([text])
+        except OverrideParseException as exc:
+            reason = " ".join(str(exc).split()).replace("See https", "see https")
+            raise ConfigError(f"cannot parse the override {text!r}: {reason}") from None
     groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
     registry = get_registry()
     for ov in parsed:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ def task(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(hc.runtime.output_dir)
     label = f"[{' '.join(overrides)}] " if multirun and overrides else ""
     try:
-        result, _ = app.run(cfg, overrides, multirun=multirun)
+        # Python shows a warning once per code location per process; a fresh filter state per
+        # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            result, _ = app.run(cfg, overrides, multirun=multirun)
     except Exception as exc:
         line, _code = describe(exc)
         record = app.RunResult("failed", error=line.removeprefix("error: "), overrides=overrides).to_json()

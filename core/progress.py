@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 from typing import IO, Any
 
@@ -88,7 +89,18 @@ class BarProgress(Callback):
     def on_train_begin(self, trainer: Any) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.total, unit="it", desc=f"epoch 1/{self.epochs}", file=self.stream, leave=True)
+        # A terminal that reports a 0x0 size (some CI ptys, `script`) makes tqdm hide the bar;
+        # shutil falls back to 80x24 there.
+        size = shutil.get_terminal_size((80, 24))
+        self.bar = tqdm(
+            total=self.total,
+            unit="it",
+            desc=f"epoch 1/{self.epochs}",
+            file=self.stream,
+            leave=True,
+            ncols=size.columns,
+            nrows=size.lines,
+        )
 
     def on_iteration(self, step: Step) -> None:
         if self.per_iteration:

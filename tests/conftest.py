@@ -1,0 +1,55 @@
+"""Fixtures shared across the suite. Only generic ones live here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``shared/data`` beside the repository checkout (CI clones main with shared/ next to it)."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir():
+        pytest.fail(f"shared data not found at {path}; shared/ must sit beside the repository")
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a CLI subprocess: the user's, minus switches that change its output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "BACKPROPLAB_TRACEBACK")}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(name="cli_env")
+def cli_env_fixture() -> Callable[..., dict[str, str]]:
+    return cli_env
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CliRunner:
+    """Run the real command (``python -m backproplab ARGS``) in ``tmp_path``, so outputs/,
+    multirun/ and mlflow.db never land in the repository. Returns the CompletedProcess."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120):
+        return subprocess.run(
+            [sys.executable, "-m", "backproplab", *args],
+            cwd=cwd or tmp_path,
+            env=env or cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

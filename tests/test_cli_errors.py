@@ -1,0 +1,112 @@
+"""Every kind of bad input gives one line naming the key, the value and the valid choices, a
+non-zero exit code, no traceback, and no training."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CONFIG = 2  # exit code for a wrong command line or config
+FAILED = 1  # exit code for a run that failed while training
+
+
+def one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert len(lines) == 1, f"expected one error line, got:\n{stderr}"
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def three_classes(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "three.csv"
+    path.write_text("a,b,label\n0,1,0\n1,0,1\n1,1,2\n0,0,1\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_cell(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "bad.csv"
+    path.write_text("y,x1,x2\n1,2,3\n0,4,5\n1,six,7\n")
+    return path
+
+
+CASES = {
+    "unknown optimizer": (
+        ["optimizer=adamm"],
+        r"^error: optimizer=adamm: unknown optimizer 'adamm'; available: .*adam, adamw.*sgd; did you mean 'adam'\?$",
+    ),
+    "unknown optimizer in a sweep": (["-m", "optimizer=sgd,rmsprp"], r"unknown optimizer 'rmsprp'; available: .*did you mean 'rmsprop'"),
+    "unknown loss": (["loss=bce2"], r"^error: loss=bce2: unknown loss 'bce2'; available: .*bce.*; did you mean 'bce'\?$"),
+    "unknown initializer": (["initializer=xavier"], r"unknown initializer 'xavier'; available: .*xavier_normal"),
+    "unknown activation": (["model.activation=sigmod"], r"^error: model.activation: unknown activation 'sigmod'; available: .*did you mean 'sigmoid'\?$"),
+    "unknown data set": (["data=mnist"], r"^error: data='mnist' is unknown; available: breast_cancer, circles, csv, digits, moons, seed_example, xor"),
+    "unknown experiment": (["experiment=lr_sweeps"], r"experiment='lr_sweeps' is unknown; available: .*; did you mean 'lr_sweep'\?$"),
+    "unknown hyperparameter": (["optimizer.momentun=0.9"], r"^error: optimizer.momentun is not a key of the config; valid keys: name, lr, momentum, nesterov, weight_decay$"),
+    "lr is not a number": (["optimizer.lr=abc"], r"^error: optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number"),
+    "hidden is not a list": (["model.hidden=foo"], r"^error: model.hidden='foo' is invalid; valid: a list of positive integers"),
+    "hidden width zero": (["model.hidden=[4,0]"], r"^error: model.hidden=\[4, 0\] is invalid; valid: a list of positive integers"),
+    "bad dtype": (["model.dtype=float16"], r"^error: model.dtype='float16' is invalid; valid: float64, float32$"),
+    "epochs is not an integer": (["trainer.epochs=1.5"], r"^error: trainer.epochs=1.5 is invalid; valid: a positive integer$"),
+    "lr zero": (["optimizer.lr=0"], r"^error: optimizer.lr=0 is invalid; valid: a finite number > 0$"),
+    "lr negative": (["optimizer=adam", "optimizer.lr=-0.1"], r"^error: optimizer.lr=-0.1 is invalid; valid: a finite number > 0$"),
+    "batch size zero": (["data.batch_size=0"], r"^error: data.batch_size=0 is invalid; valid: a positive integer \(values above the training set size are clamped to it\)$"),
+    "batch size negative": (["data.batch_size=-4"], r"^error: data.batch_size=-4 is invalid"),
+    "output width vs classes": (
+        ["data=digits", "model.output_width=3", "loss=cross_entropy"],
+        r"^error: model.output_width=3 does not fit data=digits with 10 classes; valid: 10 \(or null to derive it from the data\)$",
+    ),
+    "csv path missing": (["data=csv"], r"^error: data.path is required but has no value; set it on the command line"),
+    "csv file missing": (["data=csv", "data.path=nowhere.csv"], r"^error: data.path='nowhere.csv': file not found"),
+    "csv column missing": (["data=csv", "data.path={bad_cell}", "data.target=label"], r"^error: data.target='label' is not a column of bad.csv; available: y, x1, x2$"),
+    "csv non-numeric cell": (["data=csv", "data.path={bad_cell}"], r"^error: bad.csv row 3 \(line 4\), column 'x1': 'six' is not a finite number$"),
+    "cross_entropy with 2 outputs on 3 classes": (
+        ["data=csv", "data.path={three_classes}", "data.target=label", "loss=cross_entropy", "model.output_activation=softmax", "model.output_width=2"],
+        r"^error: model.output_width=2 does not fit data=csv with 3 classes; valid: 3 \(or null",
+    ),
+    "malformed override": (["optimizer.lr=[1,"], r"^error: cannot parse the override 'optimizer.lr=\[1,': .*override_grammar"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_config_error(cli, tmp_path, case, three_classes, bad_cell):
+    args, pattern = CASES[case]
+    args = [a.format(three_classes=three_classes, bad_cell=bad_cell) for a in args]
+    proc = cli(*args, "logger=none")
+    line = one_line(proc.stderr)
+    assert proc.returncode == CONFIG, (proc.returncode, proc.stderr)
+    assert re.search(pattern, line), line
+    # Nothing was trained: no iteration was printed and no run succeeded.
+    assert "iteration 1/" not in proc.stdout and "final loss" not in proc.stdout
+    assert not list(tmp_path.glob("mlflow.db"))
+
+
+def test_non_finite_loss_fails_the_run_with_one_line(cli, tmp_path):
+    proc = cli(
+        "data=xor", "model.activation=identity", "model.output_activation=identity", "loss=mse",
+        "optimizer.lr=10", "trainer.epochs=100", "logger=none",
+    )
+    assert proc.returncode == FAILED
+    line = one_line(proc.stderr)
+    assert line.startswith("error: non-finite loss") and "optimizer.lr" in line
+    (result,) = tmp_path.glob("outputs/**/result.json")
+    record = json.loads(result.read_text())
+    assert record["status"] == "failed" and "non-finite loss" in record["error"]
+
+
+def test_full_error_brings_the_traceback_back(cli, cli_env):
+    proc = cli("optimizer.lr=abc", "logger=none", env=cli_env(HYDRA_FULL_ERROR="1"))
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "ConfigError" in proc.stderr
+
+
+def test_batch_size_above_the_training_set_is_clamped_with_a_warning(cli):
+    proc = cli("data.batch_size=20", "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: batch_size 20 exceeds the 1 training examples; using 1" in proc.stderr
+    assert "iteration 7/7  prediction 0.925053" in proc.stdout

@@ -1,0 +1,89 @@
+"""The real command in a subprocess: the default run, ``python -m``, every experiment, explain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WORKED_EXAMPLE = [0.520888, 0.647828, 0.757648, 0.836315, 0.880797, 0.907697, 0.925053]
+
+
+def results(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("**/result.json"))]
+
+
+def predictions(stdout: str) -> list[float]:
+    return [float(line.split("prediction")[1].split()[0]) for line in stdout.splitlines() if " prediction " in line]
+
+
+def test_default_run_is_the_worked_example(cli, tmp_path, shared_data):
+    proc = cli("logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
+    example = json.loads((shared_data / "seed_example.json").read_text())
+    assert f"iteration 1/7  prediction 0.520888  loss {example['iteration_0']['loss']:.6f}" in proc.stdout
+    (record,) = results(tmp_path / "outputs")
+    assert record["status"] == "ok" and record["iterations"] == 7
+    assert record["losses"][0] == pytest.approx(example["iteration_0"]["loss"], abs=1e-6)
+    assert proc.stderr.strip() == ""
+
+
+def test_console_script_runs_the_same_app(tmp_path, cli_env):
+    script = Path(sys.executable).with_name("backproplab")
+    proc = subprocess.run([str(script), "logger=none"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
+
+
+def test_seed_backprop_experiment(cli):
+    proc = cli("experiment=seed_backprop", "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
+
+
+def test_marks_experiment(cli, tmp_path, shared_data):
+    proc = cli("experiment=marks", f"data.path={shared_data / 'marks.csv'}", "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    (record,) = results(tmp_path / "outputs")
+    # 395 rows, 20% held out -> 316 training rows, batches of 20 -> 16 iterations x 100 epochs.
+    assert record["iterations"] == 1600
+    last = record["epochs"][-1]
+    assert last["val_loss"] is not None and last["val_accuracy"] >= 0.9
+    assert record["losses"][-1] < record["losses"][0]
+    assert "epoch 100/100" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "name, key, values",
+    [
+        ("lr_sweep", "optimizer.lr", ["0.01", "0.1", "0.5", "1.0"]),
+        ("batch_size_sweep", "data.batch_size", ["1", "8", "32", "160"]),
+        ("architecture_sweep", "model.hidden", ["[2]", "[8]", "[8,8]", "[16,16,16]"]),
+    ],
+)
+def test_sweep_experiments_run_as_multiruns(cli, tmp_path, name, key, values):
+    proc = cli(f"experiment={name}", "logger=none", "trainer.epochs=3", "hydra.sweep.dir=sweep")
+    assert proc.returncode == 0, proc.stderr
+    records = results(tmp_path / "sweep")
+    assert len(records) == len(values)
+    swept = sorted(o.split("=", 1)[1] for r in records for o in r["overrides"] if o.startswith(key + "="))
+    assert swept == sorted(values)
+    assert all(r["status"] == "ok" for r in records)
+    if name == "batch_size_sweep":
+        # 160 training examples: iterations per epoch are ceil(160 / batch size).
+        by_batch = {o.split("=")[1]: r["iterations"] for r in records for o in r["overrides"] if o.startswith(key)}
+        assert by_batch == {"1": 480, "8": 60, "32": 15, "160": 3}
+
+
+def test_explain_command(cli, shared_data):
+    proc = cli("explain")
+    assert proc.returncode == 0, proc.stderr
+    grad = json.loads((shared_data / "seed_example.json").read_text())["iteration_0"]["grad"]
+    row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("w^2_11 "))
+    assert float(row.split()[2]) == pytest.approx(grad["W2"][0][0], abs=1e-6)

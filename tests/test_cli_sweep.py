@@ -1,0 +1,120 @@
+"""Multiruns through the real command: jobs in their own directories, no state shared between
+jobs of one process, the joblib launcher agreeing with the basic one, failed jobs not stopping
+the sweep."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import cli_env
+
+pytestmark = pytest.mark.slow
+
+# Stateful on purpose: legacy_randn (the default initializer) keeps a seeded stream in its
+# instance, momentum keeps a velocity per parameter, shuffling draws from the trainer's rng.
+# If any of that leaked from one job into the next, the later jobs would differ from solo runs.
+BASE = [
+    "data=moons", "data.n_samples=40", "data.batch_size=8", "data.val_fraction=0.25",
+    "optimizer.momentum=0.9", "model.activation=tanh", "trainer.epochs=4", "logger=none",
+]
+LRS = ["0.1", "0.5"]
+HIDDEN = ["[3]", "[4,4]"]
+
+
+def job_results(root: Path) -> dict[tuple[str, ...], dict]:
+    """Result records keyed by the job's swept overrides."""
+    out = {}
+    for path in root.glob("**/result.json"):
+        record = json.loads(path.read_text())
+        swept = tuple(sorted(o for o in record["overrides"] if o.split("=")[0] in ("optimizer.lr", "model.hidden")))
+        out[swept] = record
+    return out
+
+
+@pytest.fixture(scope="module")
+def basic_sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("basic")
+    proc = subprocess.run(
+        [sys.executable, "-m", "backproplab", "-m", *BASE, f"optimizer.lr={','.join(LRS)}",
+         f"model.hidden={','.join(HIDDEN)}", "hydra.sweep.dir=sweep"],
+        cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )
+    return proc, cwd
+
+
+def test_four_jobs_each_in_its_own_directory(basic_sweep):
+    proc, cwd = basic_sweep
+    assert proc.returncode == 0, proc.stderr
+    dirs = sorted(p.parent for p in (cwd / "sweep").glob("*/result.json"))
+    assert [d.name for d in dirs] == ["0", "1", "2", "3"]
+    assert all((d / ".hydra" / "overrides.yaml").is_file() for d in dirs)
+    results = job_results(cwd / "sweep")
+    assert len(results) == 4 and all(r["status"] == "ok" for r in results.values())
+    # 30 training examples in batches of 8: 4 iterations per epoch.
+    assert all(r["iterations"] == 16 for r in results.values())
+    assert len({r["final_loss"] for r in results.values()}) == 4
+    assert proc.stdout.count("final loss") == 4
+
+
+@pytest.mark.parametrize("lr, hidden", [("0.1", "[3]"), ("0.5", "[4,4]")])
+def test_each_job_equals_the_same_run_alone(basic_sweep, cli, tmp_path, lr, hidden):
+    _, cwd = basic_sweep
+    job = job_results(cwd / "sweep")[tuple(sorted([f"optimizer.lr={lr}", f"model.hidden={hidden}"]))]
+    solo = cli(*BASE, f"optimizer.lr={lr}", f"model.hidden={hidden}", "hydra.run.dir=solo")
+    assert solo.returncode == 0, solo.stderr
+    (alone,) = job_results(tmp_path / "solo").values()
+    assert alone["losses"] == job["losses"]  # exact: same floats, not approximately
+    assert alone["epochs"] == job["epochs"]
+
+
+def test_joblib_launcher_gives_identical_jobs(basic_sweep, cli, tmp_path):
+    _, cwd = basic_sweep
+    proc = cli(
+        "-m", *BASE, f"optimizer.lr={','.join(LRS)}", "model.hidden=[3]",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout
+    parallel = job_results(tmp_path / "sweep")
+    basic = job_results(cwd / "sweep")
+    assert len(parallel) == 2
+    for key, record in parallel.items():
+        assert record["losses"] == basic[key]["losses"]
+
+
+def test_a_failed_job_does_not_stop_the_sweep(cli, tmp_path):
+    proc = cli(
+        "-m", "data=xor", "model.activation=identity", "model.output_activation=identity", "loss=mse",
+        "trainer.epochs=100", "optimizer.lr=10,0.1", "logger=none", "hydra.sweep.dir=sweep",
+    )
+    assert proc.returncode == 1
+    failed = [line for line in proc.stderr.splitlines() if "job failed" in line]
+    assert len(failed) == 1 and "optimizer.lr=10" in failed[0] and "non-finite loss" in failed[0]
+    assert "error: 1 job(s) of the multirun failed" in proc.stderr
+    records = job_results(tmp_path / "sweep")
+    by_lr = {next(o for o in r["overrides"] if o.startswith("optimizer.lr")): r for r in map(
+        lambda p: json.loads(p.read_text()), (tmp_path / "sweep").glob("*/result.json"))}
+    assert by_lr["optimizer.lr=10"]["status"] == "failed"
+    assert by_lr["optimizer.lr=0.1"]["status"] == "ok" and by_lr["optimizer.lr=0.1"]["iterations"] == 100
+    assert len(records) == 2
+
+
+def test_the_issues_eighteen_job_sweep(cli, tmp_path):
+    proc = cli(
+        "-m", "optimizer.lr=0.05,0.5,1.0", "data.batch_size=1,20,100", "model.hidden=[4],[8,8]",
+        "logger=none", "hydra.sweep.dir=sweep",
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/result.json")]
+    assert len(records) == 18 and all(r["status"] == "ok" and r["iterations"] == 7 for r in records)
+    # The worked example has one example: batch sizes 20 and 100 are clamped to it, with a warning.
+    assert proc.stderr.count("warning: batch_size") == 12
+    by_config = {}
+    for r in records:
+        key = tuple(sorted(o for o in r["overrides"] if not o.startswith("data.batch_size")))
+        by_config.setdefault(key, set()).add(tuple(r["losses"]))
+    assert len(by_config) == 6 and all(len(v) == 1 for v in by_config.values())

@@ -1,0 +1,178 @@
+"""Data sets: what each loader returns, the seeded split, train-only standardisation, CSV errors,
+and how the output layer is fitted to the targets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backproplab.data import LOADERS, load_dataset
+from backproplab.errors import ConfigError
+from backproplab.plugin_manager import get_registry
+from backproplab.targets import encode, output_width
+
+COMMON = {"batch_size": 1, "shuffle": False, "val_fraction": 0.0, "standardize": False, "seed": 0}
+
+
+def data(name: str, **options) -> dict:
+    return {"name": name, **COMMON, **options}
+
+
+@pytest.mark.parametrize(
+    "name, options, n, n_features, task, n_classes",
+    [
+        ("seed_example", {}, 1, 3, "binary", 2),
+        ("xor", {}, 4, 2, "binary", 2),
+        ("moons", {"n_samples": 50, "noise": 0.1}, 50, 2, "binary", 2),
+        ("circles", {"n_samples": 60, "noise": 0.05, "factor": 0.5}, 60, 2, "binary", 2),
+        ("breast_cancer", {}, 569, 30, "binary", 2),
+        ("digits", {}, 1797, 64, "multiclass", 10),
+    ],
+)
+def test_builtin_sets(name, options, n, n_features, task, n_classes):
+    ds = load_dataset(data(name, **options))
+    assert (ds.n_train, ds.n_features, ds.task, ds.n_classes) == (n, n_features, task, n_classes)
+    assert ds.n_val == 0 and ds.X_val is None
+    assert set(np.unique(ds.y_train)) <= set(range(n_classes))
+    assert np.isfinite(ds.X_train).all()
+
+
+def test_seed_example_is_the_articles_row():
+    ds = load_dataset(data("seed_example"))
+    assert ds.X_train.tolist() == [[7.0, 8.0, 10.0]] and ds.y_train.tolist() == [1.0]
+
+
+def test_xor_truth_table():
+    ds = load_dataset(data("xor"))
+    assert [int(a) ^ int(b) for a, b in ds.X_train] == ds.y_train.astype(int).tolist()
+
+
+def test_marks_csv(shared_data):
+    ds = load_dataset(data("csv", path=str(shared_data / "marks.csv"), target="y", features=None, task="auto"))
+    assert (ds.n_train, ds.n_features, ds.task) == (395, 3, "binary")
+    assert ds.feature_names == ["x1", "x2", "x3"]
+    assert (int((ds.y_train == 1).sum()), int((ds.y_train == 0).sum())) == (265, 130)
+    # Row 3 of the file is the worked example's training row.
+    assert ds.X_train[2].tolist() == [7.0, 8.0, 10.0] and ds.y_train[2] == 1
+
+
+def test_csv_feature_selection(shared_data):
+    ds = load_dataset(data("csv", path=str(shared_data / "marks.csv"), target="y", features=["x3", "x1"]))
+    assert ds.feature_names == ["x3", "x1"] and ds.X_train[2].tolist() == [10.0, 7.0]
+
+
+def test_val_split_is_seeded_stratified_and_disjoint():
+    a = load_dataset(data("breast_cancer", val_fraction=0.25, seed=4))
+    b = load_dataset(data("breast_cancer", val_fraction=0.25, seed=4))
+    c = load_dataset(data("breast_cancer", val_fraction=0.25, seed=5))
+    assert np.array_equal(a.X_val, b.X_val) and np.array_equal(a.X_train, b.X_train)
+    assert not np.array_equal(a.X_val, c.X_val)
+    assert a.n_train + a.n_val == 569 and abs(a.n_val - 569 * 0.25) <= 2
+    # Stratified: the class shares of the two splits agree to within one example.
+    assert abs(a.y_val.mean() - a.y_train.mean()) < 2 / a.n_val
+    rows_train = {tuple(r) for r in a.X_train}
+    assert not any(tuple(r) in rows_train for r in a.X_val)
+
+
+def test_standardize_uses_training_statistics_only():
+    raw = load_dataset(data("breast_cancer", val_fraction=0.2, seed=1))
+    std = load_dataset(data("breast_cancer", val_fraction=0.2, seed=1, standardize=True))
+    mean, sd = raw.X_train.mean(axis=0), raw.X_train.std(axis=0)
+    np.testing.assert_allclose(std.X_train, (raw.X_train - mean) / sd)
+    np.testing.assert_allclose(std.X_val, (raw.X_val - mean) / sd)
+    np.testing.assert_allclose(std.X_train.mean(axis=0), 0, atol=1e-12)
+    assert np.abs(std.X_val.mean(axis=0)).max() > 1e-3  # the validation split was not used
+
+
+def test_standardize_keeps_constant_columns_finite():
+    ds = load_dataset(data("digits", standardize=True))  # digits has all-zero pixel columns
+    assert np.isfinite(ds.X_train).all()
+
+
+def test_multiclass_csv_labels_become_0_to_k_minus_1(tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("a,b,label\n0,1,3\n1,0,5\n1,1,7\n0,0,5\n")
+    ds = load_dataset(data("csv", path=str(path), target="label"))
+    assert ds.task == "multiclass" and ds.n_classes == 3
+    assert ds.y_train.tolist() == [0.0, 1.0, 2.0, 1.0]
+
+
+def test_regression_csv(tmp_path):
+    path = tmp_path / "reg.csv"
+    path.write_text("x,t\n0,0.5\n1,1.5\n2,2.25\n")
+    ds = load_dataset(data("csv", path=str(path), target="t"))
+    assert ds.task == "regression" and ds.y_train.shape == (3, 1)
+
+
+@pytest.mark.parametrize(
+    "text, options, message",
+    [
+        (None, {}, r"data.path='.*missing.csv': file not found"),
+        ("y,x1\n1,2\n", {"target": "label"}, r"data.target='label' is not a column of bad.csv; available: y, x1"),
+        ("y,x1\n1,2\n", {"features": ["x9"]}, r"data.features: 'x9' is not a column of bad.csv; available: y, x1"),
+        ("y,x1,x2\n1,2,3\n0,abc,4\n", {}, r"bad.csv row 2 \(line 3\), column 'x1': 'abc' is not a finite number"),
+        ("y,x1\n1,2\n0,\n", {}, r"bad.csv row 2 \(line 3\), column 'x1': '' is not a finite number"),
+        ("y,x1\n1,2\n0,3,4\n", {}, r"bad.csv row 2 \(line 3\) has 3 cells but the header has 2 columns"),
+        ("y,x1\n", {}, r"has a header but no rows"),
+        ("y,x1\n1,2\n", {"task": "nominal"}, r"data.task='nominal' is invalid; valid: auto, binary, multiclass, regression"),
+    ],
+)
+def test_csv_errors_name_file_column_and_row(tmp_path, text, options, message):
+    path = tmp_path / ("missing.csv" if text is None else "bad.csv")
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(data("csv", path=str(path), **{"target": "y", **options}))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"val_fraction": 1.5}, r"data.val_fraction=1.5 is invalid; valid: a number in \[0, 1\)"),
+        ({"val_fraction": 0.5}, r"data.val_fraction=0.5 leaves"),  # one example cannot be split
+        ({"standardize": "yes"}, r"data.standardize='yes' is invalid; valid: true, false"),
+        ({"noise": 0.1}, r"data.noise is not an option of data=seed_example; valid: name, batch_size"),
+    ],
+)
+def test_option_errors(options, message):
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(data("seed_example", **options))
+
+
+def test_unknown_data_set():
+    with pytest.raises(ConfigError, match=r"data='mnist' is unknown; available: breast_cancer, circles, csv"):
+        load_dataset(data("mnist"))
+
+
+# -- output width and target encoding ---------------------------------------------------------
+
+
+def _loss(name):
+    return get_registry().create("loss", name)
+
+
+def test_width_is_derived_from_the_data():
+    binary, digits = load_dataset(data("xor")), load_dataset(data("digits"))
+    assert output_width(binary, _loss("bce"), "bce", None) == 1
+    assert output_width(binary, _loss("cross_entropy"), "cross_entropy", None) == 2
+    assert output_width(digits, _loss("cross_entropy"), "cross_entropy", None) == 10
+    assert encode(digits, digits.y_train[:3], 10).shape == (3, 10)
+    assert encode(binary, binary.y_train, 1).tolist() == [[0.0], [1.0], [1.0], [0.0]]
+
+
+def test_width_mismatch_names_the_key(tmp_path):
+    path = tmp_path / "three.csv"
+    path.write_text("a,label\n0,0\n1,1\n2,2\n")
+    three = load_dataset(data("csv", path=str(path), target="label"))
+    with pytest.raises(
+        ConfigError, match=r"model.output_width=2 does not fit data=csv with 3 classes; valid: 3 \(or null"
+    ):
+        output_width(three, _loss("cross_entropy"), "cross_entropy", 2)
+
+
+def test_loss_that_does_not_fit_the_targets(tmp_path):
+    path = tmp_path / "reg.csv"
+    path.write_text("x,t\n0,0.5\n1,1.5\n2,2.25\n")
+    regression = load_dataset(data("csv", path=str(path), target="t"))
+    with pytest.raises(ConfigError, match=r"loss=bce does not fit data=csv with 1 regression target\(s\): bce targets must lie in \[0, 1\]"):
+        output_width(regression, _loss("bce"), "bce", None)
