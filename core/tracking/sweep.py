@@ -44,7 +44,16 @@ from .store import connect, resolve_uri
 from .tags import base_tags, one_line, overrides_tag
 
 PARENT_TAG = "mlflow.parentRunId"
-SUMMARY_METRICS = ("loss", "train/loss", "val/loss", "train/accuracy", "val/accuracy")
+# Latest value of each child metric -> summary column. ``final_loss`` is the last epoch's mean
+# training loss (the last iteration's loss of one mini-batch is too noisy to compare configs),
+# or the last iteration's loss when no epoch ended.
+SUMMARY_METRICS = {
+    "loss": "last_iteration_loss",
+    "train/loss": "final_train_loss",
+    "val/loss": "final_val_loss",
+    "train/accuracy": "final_train_accuracy",
+    "val/accuracy": "final_val_accuracy",
+}
 
 
 def swept_parameters(config: DictConfig) -> dict[str, str]:
@@ -197,11 +206,14 @@ class MlflowSweepCallback(Callback):
             row: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
             for key in keys:
                 row[key] = run.data.params.get(key, overrides.get(key, ""))
+            metrics = run.data.metrics  # the latest value of each metric
+            final = metrics.get("train/loss", metrics.get("loss"))
+            row["final_loss"] = "" if final is None else final
             for metric in SUMMARY_METRICS:
-                value = run.data.metrics.get(metric)
-                row["final_" + metric.replace("/", "_")] = "" if value is None else value
+                value = metrics.get(metric)
+                row[SUMMARY_METRICS[metric]] = "" if value is None else value
             rows.append(row)
-        columns = ["run_id", "run_name", "status", *keys, *("final_" + m.replace("/", "_") for m in SUMMARY_METRICS)]
+        columns = ["run_id", "run_name", "status", *keys, "final_loss", *SUMMARY_METRICS.values()]
         losses = [r["final_loss"] for r in rows if r["status"] == "FINISHED" and r["final_loss"] != ""]
         counts = {
             "sweep/jobs": len(rows),
@@ -244,7 +256,7 @@ def _plot_final_loss(path: Path, rows: list[dict[str, Any]], keys: list[str]) ->
             ax.text(x, 0, r["status"], rotation=90, ha="center", va="bottom", fontsize="small", color="tab:red")
     ax.set_xticks(positions)
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
-    ax.set_ylabel("final loss (last iteration)")
+    ax.set_ylabel("final loss (last epoch's train/loss)")
     ax.set_title("Final loss per configuration (red: not finished)")
     fig.tight_layout()
     fig.savefig(path)

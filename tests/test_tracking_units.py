@@ -1,0 +1,206 @@
+"""Unit tests of tracking's pure parts: names, layout, config flattening, buffer, settings,
+and the sweep-parent hand-over. No MLflow store is touched here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+from backproplab.errors import ConfigError
+from backproplab.tracking import parent as sweep_parent
+from backproplab.tracking.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, MetricBuffer
+from backproplab.tracking.metric_names import MetricLayout, element_names
+from backproplab.tracking.params import flatten, param_batches
+from backproplab.tracking.settings import TrackingSettings
+
+
+def worked_example_params() -> dict[str, np.ndarray]:
+    return {"W1": np.zeros((4, 3)), "b1": np.zeros(4), "W2": np.zeros((1, 4)), "b2": np.zeros(1)}
+
+
+# -- names --------------------------------------------------------------------------------------
+def test_element_names_follow_the_article_notation():
+    # w^l_jk: row j (neuron), column k (input), both from 1.
+    assert element_names("W1", (2, 3)) == ["w1_1_1", "w1_1_2", "w1_1_3", "w1_2_1", "w1_2_2", "w1_2_3"]
+    assert element_names("b2", (3,)) == ["b2_1", "b2_2", "b2_3"]
+    with pytest.raises(ValueError, match="notation"):
+        element_names("gamma", (3,))
+
+
+def test_raveled_weights_line_up_with_their_names():
+    W = np.arange(12.0).reshape(4, 3)
+    names = element_names("W1", W.shape)
+    by_name = dict(zip(names, W.ravel()))
+    for j in range(1, 5):
+        for k in range(1, 4):
+            assert by_name[f"w1_{j}_{k}"] == W[j - 1, k - 1]
+
+
+def test_layout_of_the_worked_example_has_every_element():
+    layout = MetricLayout.for_params(worked_example_params(), elementwise_max_params=64)
+    keys = layout.keys
+    assert keys[0] == "loss"
+    assert keys[1:7] == (
+        "grad_norm/W1", "grad_norm/b1", "weight_norm/W1", "grad_norm/W2", "grad_norm/b2", "weight_norm/W2",
+    )
+    assert len([k for k in keys if k.startswith("grad/")]) == 21
+    assert len([k for k in keys if k.startswith("param/")]) == 21
+    assert {"grad/w1_4_3", "grad/b1_4", "grad/w2_1_4", "grad/b2_1", "param/w1_1_1", "param/b2_1"} <= set(keys)
+    assert len(set(keys)) == len(keys) == 1 + 6 + 42
+
+
+def test_layout_drops_elements_above_the_threshold():
+    params = worked_example_params()  # 21 parameters
+    assert MetricLayout.for_params(params, elementwise_max_params=21).elementwise
+    layout = MetricLayout.for_params(params, elementwise_max_params=20)
+    assert not layout.elementwise
+    assert layout.keys == ("loss", "grad_norm/W1", "grad_norm/b1", "weight_norm/W1", "grad_norm/W2", "grad_norm/b2", "weight_norm/W2")
+
+
+def test_norms_are_computed_from_elements_at_flush():
+    params = {"W1": np.zeros((2, 2)), "b1": np.zeros(2)}
+    layout = MetricLayout.for_params(params, 64)
+    row = np.zeros((1, layout.n_columns))
+    col = {k: i for i, k in enumerate(layout.keys)}
+    g_w, g_b, w = np.array([3.0, 0, 0, 4.0]), np.array([1.0, 0]), np.array([0, 0, 6.0, 8.0])
+    for i, v in enumerate(g_w):
+        row[0, col[f"grad/w1_{i // 2 + 1}_{i % 2 + 1}"]] = v
+    for i, v in enumerate(g_b):
+        row[0, col[f"grad/b1_{i + 1}"]] = v
+    for i, v in enumerate(w):
+        row[0, col[f"param/w1_{i // 2 + 1}_{i % 2 + 1}"]] = v
+    layout.finish_rows(row)
+    assert row[0, col["grad_norm/W1"]] == pytest.approx(5.0)
+    assert row[0, col["grad_norm/b1"]] == pytest.approx(1.0)
+    assert row[0, col["weight_norm/W1"]] == pytest.approx(10.0)
+
+
+# -- params -------------------------------------------------------------------------------------
+def test_flatten_gives_dotted_keys_and_yaml_spelled_values():
+    config = {
+        "optimizer": {"name": "sgd", "lr": 0.5, "nesterov": False},
+        "data": {"batch_size": 20, "path": None},
+        "model": {"hidden": [8, 8], "extra": {}},
+    }
+    assert flatten(config) == {
+        "optimizer.name": "sgd",
+        "optimizer.lr": "0.5",
+        "optimizer.nesterov": "false",
+        "data.batch_size": "20",
+        "data.path": "null",
+        "model.hidden": "[8, 8]",
+        "model.extra": "{}",
+    }
+
+
+def test_flatten_truncates_values_to_mlflows_limit():
+    flat = flatten({"note": "x" * (MAX_PARAM_VAL_LENGTH + 50)})
+    assert len(flat["note"]) == MAX_PARAM_VAL_LENGTH
+    assert flat["note"].endswith("[truncated]")
+
+
+def test_params_are_sent_at_most_100_per_batch():
+    batches = list(param_batches({f"k{i:03d}": str(i) for i in range(250)}))
+    assert [len(b) for b in batches] == [100, 100, 50]
+    assert sorted(p.key for b in batches for p in b) == [f"k{i:03d}" for i in range(250)]
+
+
+# -- buffer -------------------------------------------------------------------------------------
+def test_block_builds_chunks_of_at_most_1000_metrics_in_step_order():
+    keys = tuple(f"k{i}" for i in range(49))
+    rows = 45
+    values = np.arange(rows * 49, dtype=float).reshape(rows, 49)
+    block = Block(keys, np.arange(rows), np.full(rows, 1234), values, [("train/loss", 0.5, 99, 7)])
+    chunks = list(block.chunks())
+    assert [len(c) for c in chunks] == [1000, 1000, 206]
+    assert all(len(c) <= MAX_METRICS_PER_BATCH for c in chunks)
+    flat = [m for c in chunks for m in c]
+    assert (flat[0].key, flat[0].value, flat[0].step, flat[0].timestamp) == ("train/loss", 0.5, 7, 99)
+    assert (flat[1].key, flat[1].value, flat[1].step) == ("k0", 0.0, 0)
+    assert (flat[-1].key, flat[-1].value, flat[-1].step) == ("k48", float(rows * 49 - 1), rows - 1)
+
+
+class RecordingClient:
+    """Stands in for the network boundary only: records what would be sent."""
+
+    def __init__(self, fail: bool = False):
+        self.calls: list[list] = []
+        self.fail = fail
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+        if self.fail:
+            raise RuntimeError("store is gone")
+        self.calls.append(list(metrics))
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_writer_sends_every_buffered_row_once(background):
+    layout = MetricLayout.for_params({"W1": np.zeros((1, 1)), "b1": np.zeros(1)}, 0)
+    buf = MetricBuffer(layout, max_metrics=1000)
+    client = RecordingClient()
+    writer = BatchWriter(client, "run", background=background)
+    for i in range(buf.capacity):
+        buf.values[i] = [i, 4.0, 9.0, 16.0]  # squared norms on the non-elementwise path
+        buf.steps[i] = i
+        buf.times[i] = 1.0
+        buf.n += 1
+    writer.submit(buf.take())
+    writer.close()
+    sent = [m for call in client.calls for m in call]
+    assert len(sent) == buf.capacity * layout.n_columns == writer.metrics_written
+    assert {m.key: m.value for m in sent if m.step == 3} == {
+        "loss": 3.0, "grad_norm/W1": 2.0, "grad_norm/b1": 3.0, "weight_norm/W1": 4.0,
+    }
+    assert buf.take() is None
+
+
+def test_background_write_error_reaches_the_training_thread():
+    layout = MetricLayout.for_params({"W1": np.zeros((1, 1)), "b1": np.zeros(1)}, 0)
+    block = Block(layout.keys, np.arange(1), np.zeros(1, dtype=np.int64), np.zeros((1, 4)))
+    writer = BatchWriter(RecordingClient(fail=True), "run", background=True)
+    writer.submit(block)
+    with pytest.raises(RuntimeError, match="store is gone"):
+        writer.close()
+
+
+# -- settings -----------------------------------------------------------------------------------
+def test_settings_defaults_and_none():
+    s = TrackingSettings.from_mapping({"name": "mlflow"})
+    assert (s.enabled, s.tracking_uri, s.experiment_name, s.every_n_iterations, s.elementwise_max_params) == (
+        True, None, "backproplab", 1, 64,
+    )
+    assert not TrackingSettings.from_mapping({"name": "none"}).enabled
+
+
+@pytest.mark.parametrize(
+    "logger, message",
+    [
+        ({"name": "wandb"}, "unknown logger 'wandb'; valid: mlflow, none"),
+        ({"name": "mlflow", "every_n_iterations": 0}, "logger.every_n_iterations must be an integer >= 1, got 0"),
+        ({"name": "mlflow", "trace": "yes"}, "logger.trace must be true or false, got 'yes'"),
+        ({"name": "mlflow", "tracking_url": "x"}, "logger has no key 'tracking_url'; valid:"),
+        ({"name": "mlflow", "buffer": {"max_metrics": 10}}, "logger.buffer.max_metrics must be an integer >= 1000"),
+    ],
+)
+def test_settings_reject_bad_values_in_one_line(logger, message):
+    with pytest.raises(ConfigError) as info:
+        TrackingSettings.from_mapping(logger)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+# -- sweep parent hand-over ---------------------------------------------------------------------
+def test_parent_file_in_the_sweep_dir_wins_over_the_environment(tmp_path, monkeypatch):
+    stale = sweep_parent.ParentRun("stale", "sqlite:///a.db", "1", ("x",))
+    monkeypatch.setenv(sweep_parent.ENV_VAR, stale.to_json())
+    assert sweep_parent.discover(tmp_path) == stale  # no file: the environment is the fallback
+    fresh = sweep_parent.ParentRun("fresh", "sqlite:///b.db", "2", ("optimizer.lr",))
+    sweep_parent.publish(fresh, tmp_path)
+    monkeypatch.setenv(sweep_parent.ENV_VAR, stale.to_json())
+    assert sweep_parent.discover(tmp_path) == fresh
+    assert json.loads((tmp_path / sweep_parent.FILE_NAME).read_text())["run_id"] == "fresh"
+    sweep_parent.unpublish()
+    assert sweep_parent.discover(None) is None
