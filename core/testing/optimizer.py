@@ -1,9 +1,10 @@
 """Conformance checks for optimizers: ``step(params, grads)`` updates the arrays of ``params`` in
 place and keeps its state keyed by parameter name.
 
-The network holds references to its parameter arrays, so an optimizer that rebinds
-``params[name]`` to a new array silently stops training it; one that shares state between
-names couples parameters that should be independent. Both are checked, together with
+The contract is in-place updates: callers and callbacks hold references to the parameter arrays
+(``network.params["W1"]`` in the Python API, the read-only Step view), and an update that
+allocates a new array per step costs time in the hot loop. An optimizer that shares state
+between names couples parameters that should be independent. Both are checked, together with
 determinism and progress on a quadratic, all with the component's default hyperparameters.
 """
 
@@ -62,7 +63,7 @@ def check_optimizer_updates_in_place(optimizer: Any, *, seed: int = 0) -> None:
             for name in shapes:
                 if params[name] is not originals[name]:
                     fail(KIND, optimizer, f"step replaced params[{name!r}] with a new array; update it in place "
-                         f"(params[{name!r}] -= ...) because the network keeps a reference to it")
+                         f"(params[{name!r}] -= ...): callers hold references to the parameter arrays")
                 if np.array_equal(params[name], before[name]):
                     fail(KIND, optimizer, f"step {t} left params[{name!r}] unchanged despite a non-zero gradient "
                          f"({np.dtype(dtype).name})")
