@@ -9,6 +9,7 @@ the loop holds objects, never names.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -142,12 +143,17 @@ class Trainer:
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.epochs = check_positive_int("epochs", epochs)
         self.shuffle = bool(shuffle)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         self.callbacks = list(callbacks)
         self.iteration = 0
         self.epoch = 0
 
     def iterations_per_epoch(self, n_examples: int) -> int:
+        """ceil(n / batch_size), with batch_size clamped to n as ``fit`` does."""
+        if n_examples <= 0:
+            return 0
         return math.ceil(n_examples / min(self.batch_size, n_examples))
 
     def evaluate(self, X: Any, y: Any) -> tuple[float, float | None]:

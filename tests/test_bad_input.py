@@ -127,6 +127,13 @@ def test_epochs_must_be_a_positive_integer(epochs):
         bp.build_trainer(bp.build_network([3, 1]), "mse", "sgd", epochs=epochs)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, "7"])
+def test_seed_must_be_a_non_negative_integer_or_none(seed):
+    with pytest.raises(ConfigError, match=rf"^seed must be a non-negative integer or None, got {seed!r}$"):
+        bp.build_trainer(bp.build_network([3, 1]), "mse", "sgd", seed=seed)
+    bp.build_trainer(bp.build_network([3, 1]), "mse", "sgd", seed=None)
+
+
 @pytest.mark.parametrize("sizes,bad", [([3, 0, 1], 0), ([3, -4, 1], -4), ([3, 4, 0], 0), ([0, 4, 1], 0), ([3, 2.5, 1], 2.5)])
 def test_layer_width_must_be_a_positive_integer(sizes, bad):
     with pytest.raises(ConfigError, match=rf"layer width \(layer \d, sizes .*\) must be a positive integer, got {bad}"):

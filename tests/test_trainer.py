@@ -242,6 +242,7 @@ def test_batch_size_larger_than_the_data_is_clamped_with_a_warning():
     assert history.iterations == 2 and [s["m"] for s in rec.steps] == [10, 10]
     assert trainer.batch_size == 50  # the setting itself is left alone
     assert trainer.iterations_per_epoch(10) == 1
+    assert trainer.iterations_per_epoch(0) == 0
 
 
 def test_fit_continues_counting_iterations_across_calls():
