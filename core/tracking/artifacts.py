@@ -40,16 +40,33 @@ def _figure(width: float = 7.0, height: float = 4.0):
     return fig
 
 
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Non-finite points become gaps: a diverging run must still get its plots."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
 def _log_scale_if_positive(ax, *series: np.ndarray) -> None:
     values = np.concatenate([np.asarray(s, dtype=float).ravel() for s in series]) if series else np.zeros(0)
     values = values[np.isfinite(values)]
-    if values.size and (values > 0).all():
+    # Beyond ~1e150 matplotlib's log tick formatter overflows; such runs diverged anyway.
+    if values.size and (values > 1e-150).all() and (values < 1e150).all():
         ax.set_yscale("log")
+
+
+def _save(fig, ax, path: Path) -> None:
+    try:
+        fig.tight_layout()
+        fig.savefig(path)
+    except (OverflowError, ValueError):
+        ax.set_yscale("linear")
+        fig.savefig(path)
 
 
 def plot_loss(path: Path, steps: np.ndarray, loss: np.ndarray, epochs: Sequence[EpochSummary]) -> None:
     fig = _figure()
     ax = fig.add_subplot()
+    loss = _finite(loss)
     ax.plot(steps, loss, lw=0.8, label="loss (per iteration)")
     series = [loss]
     for field_name, label in (("train_loss", "train/loss"), ("val_loss", "val/loss")):
@@ -63,8 +80,7 @@ def plot_loss(path: Path, steps: np.ndarray, loss: np.ndarray, epochs: Sequence[
     ax.set_ylabel("loss")
     ax.set_title("Loss")
     ax.legend(loc="best", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, ax, path)
 
 
 def plot_grad_norms(path: Path, steps: np.ndarray, summary: np.ndarray, layout: MetricLayout) -> None:
@@ -73,15 +89,15 @@ def plot_grad_norms(path: Path, steps: np.ndarray, summary: np.ndarray, layout: 
     plotted = []
     for column, which, param in layout.norm_columns:
         if which == "grad":
-            ax.plot(steps, summary[:, column], lw=0.8, label=f"grad_norm/{param}")
-            plotted.append(summary[:, column])
+            values = _finite(summary[:, column])
+            ax.plot(steps, values, lw=0.8, label=f"grad_norm/{param}")
+            plotted.append(values)
     _log_scale_if_positive(ax, *plotted)
     ax.set_xlabel("iteration (step)")
     ax.set_ylabel("Frobenius norm of dE/dθ")
     ax.set_title("Gradient norms")
     ax.legend(loc="best", fontsize="small", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, ax, path)
 
 
 def log_run_artifacts(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import csv
 import math
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,11 @@ class MlflowSweepCallback(Callback):
         except ConfigError as exc:
             # Hydra turns exceptions from callbacks into warnings and would start every job
             # anyway; an unusable store must stop the multirun before its first job.
-            raise SystemExit(f"error: {exc}") from None
+            from ..error_report import describe
+
+            line, code = describe(exc)
+            print(line, file=sys.stderr, flush=True)
+            raise SystemExit(code) from None
         swept = swept_parameters(config)
         sweep_dir = _sweep_dir(config)
         tags = base_tags(__version__)
