@@ -8,10 +8,9 @@ share them; every object is built fresh per call, so jobs of one multirun share 
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 import numpy as np
 
@@ -150,10 +149,9 @@ TrackRun = Callable[[RunContext, Mapping[str, Any]], ContextManager[Any]]
 
 
 def _track_run() -> TrackRun:
-    try:  # TEMPORARY until backproplab.tracking lands
-        from .tracking import track_run
-    except ImportError:
-        return no_tracking
+    # Imported per run, not at module import: mlflow is heavy and explain/compose never need it.
+    from .tracking import track_run
+
     return track_run
 
 
@@ -168,12 +166,11 @@ def run(
     *,
     multirun: bool = False,
     registry: Registry | None = None,
-    track_run: TrackRun | None = None,
 ) -> tuple[RunResult, History]:
     """Prepare, then train inside ``track_run`` (which records FINISHED/FAILED/KILLED and re-raises)."""
     prepared = prepare(cfg, registry)
     context = prepared.context(overrides)
-    track = track_run or _track_run()
+    track = _track_run()
     progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun)
     try:
         with track(context, prepared.config.logger) as tracker:
@@ -186,13 +183,5 @@ def run(
 
 
 def result_of(history: History, overrides: Sequence[str] = ()) -> RunResult:
-    epochs = [
-        {k: v for k, v in vars(s).items()} for s in history.epochs
-    ]
+    epochs = [dict(vars(summary)) for summary in history.epochs]
     return RunResult("ok", list(history.losses), epochs, None, list(overrides))
-
-
-@contextlib.contextmanager
-def no_tracking(context: RunContext, logger: Mapping[str, Any]) -> Iterator[Any]:
-    """A ``track_run`` stand-in for callers that track nothing (explain, the Python API)."""
-    yield None

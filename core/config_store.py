@@ -91,9 +91,6 @@ def register_configs(registry: Registry | None = None) -> None:
             cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab")
     for name in experiment_names():
         cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab")
-    if not yaml_options("logger"):  # TEMPORARY until conf/logger lands
-        cs.store(group="logger", name="mlflow", node={"name": "mlflow"})
-        cs.store(group="logger", name="none", node={"name": "none"})
     _registered = True
 
 

@@ -50,7 +50,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         # Python shows a warning once per code location per process; a fresh filter state per
         # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
+            warnings.simplefilter("default", UserWarning)
             result, _ = app.run(cfg, overrides, multirun=multirun)
     except Exception as exc:
         line, _code = describe(exc)

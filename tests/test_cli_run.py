@@ -87,3 +87,14 @@ def test_explain_command(cli, shared_data):
     grad = json.loads((shared_data / "seed_example.json").read_text())["iteration_0"]["grad"]
     row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("w^2_11 "))
     assert float(row.split()[2]) == pytest.approx(grad["W2"][0][0], abs=1e-6)
+
+
+def test_default_tracking_store_lands_in_the_working_directory(cli, tmp_path, cli_env):
+    env = cli_env()
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = cli(env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
+    # hydra.job.chdir is false: MLflow's default sqlite:///mlflow.db is the user's cwd, not outputs/.
+    assert (tmp_path / "mlflow.db").is_file()
+    assert not list((tmp_path / "outputs").glob("**/mlflow.db"))
