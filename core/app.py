@@ -165,13 +165,16 @@ def run(
     overrides: Sequence[str] = (),
     *,
     multirun: bool = False,
+    label: str = "",
     registry: Registry | None = None,
 ) -> tuple[RunResult, History]:
-    """Prepare, then train inside ``track_run`` (which records FINISHED/FAILED/KILLED and re-raises)."""
+    """Prepare, then train inside ``track_run`` (which records FINISHED/FAILED/KILLED and re-raises).
+
+    ``label`` prefixes the progress lines of a multirun job."""
     prepared = prepare(cfg, registry)
     context = prepared.context(overrides)
     track = _track_run()
-    progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun)
+    progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun, label=label)
     try:
         with track(context, prepared.config.logger) as tracker:
             history = fit(prepared, [cb for cb in (tracker, progress) if cb is not None])

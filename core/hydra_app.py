@@ -51,7 +51,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
         with warnings.catch_warnings():
             warnings.simplefilter("default", UserWarning)
-            result, _ = app.run(cfg, overrides, multirun=multirun)
+            result, _ = app.run(cfg, overrides, multirun=multirun, label=label)
     except Exception as exc:
         line, _code = describe(exc)
         record = app.RunResult("failed", error=line.removeprefix("error: "), overrides=overrides).to_json()

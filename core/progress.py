@@ -54,8 +54,17 @@ def epoch_line(summary: EpochSummary, epochs: int) -> str:
 class LineProgress(Callback):
     """Plain lines: every iteration of a tiny run, else (unless ``quiet``) thinned epochs."""
 
-    def __init__(self, epochs: int, iterations_per_epoch: int, *, quiet: bool = False, stream: IO[str] | None = None):
+    def __init__(
+        self,
+        epochs: int,
+        iterations_per_epoch: int,
+        *,
+        quiet: bool = False,
+        prefix: str = "",
+        stream: IO[str] | None = None,
+    ):
         self.epochs = epochs
+        self.prefix = prefix
         self.total = epochs * iterations_per_epoch
         self.per_iteration = self.total <= PER_ITERATION_LIMIT
         self.quiet = quiet
@@ -63,7 +72,7 @@ class LineProgress(Callback):
         self.every = max(1, math.ceil(epochs / EPOCH_LINES))
 
     def _write(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        print(self.prefix + text, file=self.stream or sys.stdout, flush=True)
 
     def on_iteration(self, step: Step) -> None:
         if self.per_iteration:
@@ -124,9 +133,12 @@ class BarProgress(Callback):
             self.bar = None
 
 
-def make_progress(epochs: int, iterations_per_epoch: int, *, multirun: bool, stream: IO[str] | None = None) -> Callback:
-    """The display for this run: see the module docstring for the rules."""
+def make_progress(
+    epochs: int, iterations_per_epoch: int, *, multirun: bool, label: str = "", stream: IO[str] | None = None
+) -> Callback:
+    """The display for this run: see the module docstring for the rules. ``label`` prefixes a
+    multirun job's lines, so the lines of parallel jobs can be told apart."""
     out = stream or sys.stdout
     if not multirun and getattr(out, "isatty", lambda: False)():
         return BarProgress(epochs, iterations_per_epoch, stream=out)
-    return LineProgress(epochs, iterations_per_epoch, quiet=multirun, stream=stream)
+    return LineProgress(epochs, iterations_per_epoch, quiet=multirun, prefix=label, stream=stream)

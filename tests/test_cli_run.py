@@ -98,3 +98,10 @@ def test_default_tracking_store_lands_in_the_working_directory(cli, tmp_path, cl
     # hydra.job.chdir is false: MLflow's default sqlite:///mlflow.db is the user's cwd, not outputs/.
     assert (tmp_path / "mlflow.db").is_file()
     assert not list((tmp_path / "outputs").glob("**/mlflow.db"))
+
+
+def test_plugins_subcommand_is_dispatched(cli):
+    proc = cli("plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert "sgd" in json.dumps(report) and "legacy_randn" in json.dumps(report)
