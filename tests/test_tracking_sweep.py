@@ -1,0 +1,214 @@
+"""Multiruns through the real CLI become one MLflow parent run with nested children.
+
+Basic launcher (jobs in the launching process), joblib launcher (jobs in worker processes),
+sweeps declared in an experiment's ``hydra.sweeper.params``, a sweep whose every job fails, and
+a real ``mlflow server`` over HTTP.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+PARENT = "mlflow.parentRunId"
+
+
+def sweep_runs(uri: str, experiment: str = "backproplab"):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("backproplab.sweep") == "true"]
+    assert len(parents) == 1, [r.info.run_name for r in runs]
+    parent = parents[0]
+    children = [r for r in runs if r is not parent]
+    assert all(r.data.tags.get(PARENT) == parent.info.run_id for r in children)
+    return client, parent, children
+
+
+def loss_steps(client: MlflowClient, run) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+
+
+def summary_rows(client: MlflowClient, parent, tmp: Path) -> list[dict]:
+    path = client.download_artifacts(parent.info.run_id, "sweep_summary.csv", dst_path=str(tmp))
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def check_summary(client, parent, children, tmp_path, keys):
+    rows = summary_rows(client, parent, tmp_path / "summary")
+    assert sorted(r["run_id"] for r in rows) == sorted(c.info.run_id for c in children)
+    by_id = {c.info.run_id: c for c in children}
+    for row in rows:
+        child = by_id[row["run_id"]]
+        assert row["status"] == child.info.status
+        for key in keys:
+            assert row[key] == child.data.params[key]
+        if child.info.status == "FINISHED":
+            assert float(row["final_loss"]) == pytest.approx(child.data.metrics["train/loss"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"sweep_summary.csv", "sweep_summary.json", "plots"} <= artifacts
+    table = json.loads(Path(client.download_artifacts(parent.info.run_id, "sweep_summary.json", dst_path=str(tmp_path / "t"))).read_text())
+    assert len(table["data"]) == len(children)
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/final_loss.png"}
+
+
+def test_basic_launcher_sweep_is_a_parent_with_four_children(cli, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli("-m", "optimizer.lr=0.1,0.5", "data.batch_size=1,2", f"logger.tracking_uri={uri}")
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params == {"sweep.optimizer.lr": "0.1,0.5", "sweep.data.batch_size": "1,2"}
+    assert parent.data.tags["sweep.params"] == "optimizer.lr,data.batch_size"
+    assert parent.data.metrics["sweep/finished_jobs"] == 4
+    assert len(children) == 4
+    assert sorted((c.data.params["optimizer.lr"], c.data.params["data.batch_size"]) for c in children) == [
+        ("0.1", "1"), ("0.1", "2"), ("0.5", "1"), ("0.5", "2"),
+    ]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert loss_steps(client, child) == list(range(7))
+        assert child.info.run_name == f"optimizer.lr={child.data.params['optimizer.lr']},data.batch_size={child.data.params['data.batch_size']}"
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr", "data.batch_size"])
+
+
+def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.1,0.5", f"logger.tracking_uri={uri}", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["hydra.launcher"].endswith("JoblibLauncher")
+    assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.1", "0.5"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert loss_steps(client, child) == list(range(7))
+
+
+def test_sweeper_params_of_an_experiment_are_recorded(cli, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli("experiment=lr_sweep", "trainer.epochs=2", f"logger.tracking_uri={uri}", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    swept = parent.data.params["sweep.optimizer.lr"]
+    assert len(children) == len(swept.split(","))
+    assert sorted(float(c.data.params["optimizer.lr"]) for c in children) == sorted(float(v) for v in swept.split(","))
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+
+
+def test_a_sweep_whose_jobs_all_fail_ends_failed_and_every_job_ran(cli, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli(
+        "-m", "model.activation=identity", "model.output_activation=identity", "loss=mse",
+        "optimizer.lr=1000,10000", "trainer.epochs=50", f"logger.tracking_uri={uri}",
+    )
+    assert proc.returncode != 0
+    assert "while ending" not in proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert len(children) == 2
+    for child in children:
+        assert child.info.status == "FAILED"
+        assert child.data.tags["failure_reason"].startswith("NonFiniteLossError: non-finite loss")
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failure_reason"] == "all 2 jobs failed"
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+
+
+def test_unreachable_server_stops_the_multirun_before_any_job(cli, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    proc = cli("-m", "optimizer.lr=0.1,0.5", f"logger.tracking_uri=http://127.0.0.1:{port}")
+    assert time.monotonic() - start < 30  # includes interpreter start-up; the check itself is bounded at ~3 s
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2
+    assert lines[-1] == (
+        f"error: MLflow tracking server http://127.0.0.1:{port} is not reachable ([Errno 111] Connection refused); "
+        "start it, fix logger.tracking_uri, or run with logger=none"
+    )
+    assert "final loss" not in proc.stdout
+    assert not (tmp_path / "multirun").exists() or not list((tmp_path / "multirun").glob("**/result.json"))
+
+
+# -- a real tracking server -----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    root = tmp_path / "server"
+    root.mkdir()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")), "server",
+            "--backend-store-uri", f"sqlite:///{root}/db.sqlite",
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow server exited with {proc.returncode}: {(root / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(uri + "/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("mlflow server did not answer /health within 90 s")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        log.close()
+
+
+def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
+    proc = cli("-m", "optimizer.lr=0.1,0.5", "data.batch_size=1,2", f"logger.tracking_uri={mlflow_server}", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(mlflow_server)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4
+    for child in children:
+        assert child.info.status == "FINISHED"
+        for key in ("loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2"):
+            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
+            assert steps == list(range(7)), (child.info.run_name, key)
+        assert {"config.yaml", "params.npz", "plots"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr", "data.batch_size"])
+    assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
