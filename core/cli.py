@@ -71,12 +71,9 @@ def check_overrides(args: Sequence[str]) -> None:
                 continue
         else:
             value = ov.value()
-            if not isinstance(value, str):
-                if value is None and group == "experiment":
-                    continue
-                values = [value]
-            else:
-                values = [value]
+            if value is None:  # group=null removes the group; validation names what is missing
+                continue
+            values = [value]
         for value in values:
             if group in COMPONENT_GROUPS:
                 if not isinstance(value, str):

@@ -12,6 +12,7 @@ import inspect
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 import backproplab.hydra_app  # noqa: F401  (stores the generated nodes, as the CLI does)
@@ -81,7 +82,7 @@ def test_component_hyperparameters_are_set_from_overrides():
 
 
 def test_unknown_hyperparameter_is_rejected_by_hydra():
-    with pytest.raises(Exception, match="lrr"):
+    with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
         _compose("optimizer.lrr=0.1")
 
 
