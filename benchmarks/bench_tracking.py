@@ -1,0 +1,238 @@
+"""What MLflow tracking costs, measured in one process against temporary sqlite stores.
+
+Two cases from issue 4, each with the default logging (every metric, every iteration):
+
+* worked example: 3-4-1 sigmoid/bce/sgd lr 0.5, one example, 2000 iterations
+  (49 metrics per iteration: loss, 6 norms, 21 grad/* and 21 param/* elements);
+* marks.csv: [3, 8, 8, 1] tanh/sigmoid/bce/sgd lr 0.1, batch 20, 100 epochs, standardised inputs
+  (2000 iterations, 10 metrics per iteration: loss and 9 norms, plus per-epoch metrics).
+
+Printed per case:
+
+* wall time of training with ``logger=none`` vs with tracking (training + final flush, i.e. until
+  every metric is in the store; also the whole ``track_run`` block with run creation, params,
+  artifacts and status), inline and with the background writer;
+* speed-up over the naive way: ``mlflow.log_metrics`` once per iteration, same metrics;
+* cost per metric written vs raw ``MlflowClient.log_batch`` of prebuilt ``Metric`` objects in
+  batches of 1000, the same metrics, in the same process and store.
+
+Repetitions are interleaved and the best is compared, so a noisy neighbour slows every variant
+alike. A script, not a test: wall-clock numbers never decide a test.
+
+    python benchmarks/bench_tracking.py [--repeat N] [--naive-iterations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import backproplab as bp
+from backproplab.run_context import RunContext
+from backproplab.tracking import track_run
+from backproplab.tracking.metric_names import MetricLayout
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def worked_example():
+    net = bp.build_network([3, 4, 1], "sigmoid", initializer={"name": "legacy_randn", "seed": 3, "scale": 0.1})
+    trainer_args = dict(loss="bce", optimizer={"name": "sgd", "lr": 0.5}, batch_size=1, epochs=2000, shuffle=False)
+    return net, trainer_args, np.array([[7.0, 8.0, 10.0]]), np.array([1.0])
+
+
+def marks():
+    data = np.loadtxt(SHARED / "marks.csv", delimiter=",", skiprows=1)
+    X, y = data[:, 1:], data[:, 0]
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    net = bp.build_network([3, 8, 8, 1], "tanh", "sigmoid", initializer="xavier_normal", seed=0)
+    trainer_args = dict(loss="bce", optimizer={"name": "sgd", "lr": 0.1}, batch_size=20, epochs=100, shuffle=True, seed=0)
+    return net, trainer_args, X, y
+
+
+CASES = {"worked example (2000 it.)": worked_example, "marks.csv [8,8] b20 e100": marks}
+
+
+def context(net, trainer_args):
+    config = {"trainer": {k: v for k, v in trainer_args.items() if k in ("batch_size", "epochs")}, "optimizer": trainer_args["optimizer"]}
+    return RunContext(config=config, network=net, components=[], epochs=trainer_args["epochs"])
+
+
+class NaiveLogger(bp.Callback):
+    """The approach tracking replaces: one ``mlflow.log_metrics`` call per iteration."""
+
+    def __init__(self, layout: MetricLayout):
+        self.layout = layout
+
+    def on_iteration(self, step):
+        import mlflow
+
+        values = {"loss": step.loss}
+        elementwise = self.layout.elementwise
+        for key in self.layout.keys[1 : self.layout.n_summary]:
+            kind, name = key.split("/")
+            array = step.grads[name] if kind == "grad_norm" else step.params[name]
+            values[key] = float(np.linalg.norm(array))
+        if elementwise:
+            for prefix, slots, source in (("grad", self.layout.grad_slots, step.grads), ("param", self.layout.param_slots, step.params)):
+                for slot in slots:
+                    keys = self.layout.keys[slot.start : slot.stop]
+                    values.update(zip(keys, source[slot.param].ravel().tolist()))
+        mlflow.log_metrics(values, step=step.iteration)
+
+
+def time_none(make):
+    net, args, X, y = make()
+    with track_run(context(net, args), {"name": "none"}) as tracker:
+        trainer = bp.build_trainer(net, callbacks=[tracker], **args)
+        t0 = time.perf_counter()
+        trainer.fit(X, y)
+        return time.perf_counter() - t0
+
+
+def time_tracked(make, uri, experiment, background, hot_path_only=False):
+    """(training+flush seconds, whole block seconds, metrics written).
+
+    ``hot_path_only``: a buffer large enough that nothing is written during ``fit``; the first
+    figure is then the training time with buffering alone, i.e. what the loop itself pays.
+    """
+    net, args, X, y = make()
+    buffer = {"background": background}
+    if hot_path_only:
+        buffer.update(max_metrics=10**8, flush_interval_s=3600)
+    logger = {"name": "mlflow", "tracking_uri": uri, "experiment_name": experiment, "buffer": buffer}
+    t_block = time.perf_counter()
+    with track_run(context(net, args), logger) as tracker:
+        trainer = bp.build_trainer(net, callbacks=[tracker], **args)
+        t0 = time.perf_counter()
+        trainer.fit(X, y)
+        if not hot_path_only:
+            tracker.close()  # the final flush: every metric is in the store after this
+        t_train = time.perf_counter() - t0
+    return t_train, time.perf_counter() - t_block, tracker.writer.metrics_written
+
+
+def time_core_insert(make, uri, n_metrics):
+    """For reference only (tracking does not do this): seconds per metric of a SQLAlchemy Core
+    executemany straight into MLflow's ``metrics`` table, bypassing the store's ORM."""
+    import sqlalchemy as sa
+    from mlflow import MlflowClient
+    from mlflow.store.tracking.dbmodels.models import SqlMetric
+
+    net, _, _, _ = make()
+    keys = MetricLayout.for_params(net.params, 64).keys
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("core-insert") or client.get_experiment(client.create_experiment("core-insert"))
+    run_id = client.create_run(exp.experiment_id).info.run_id
+    ts = int(time.time() * 1000)
+    rows = [
+        {"run_uuid": run_id, "key": keys[i % len(keys)], "value": float(i), "timestamp": ts, "step": i // len(keys), "is_nan": False}
+        for i in range(n_metrics)
+    ]
+    engine = sa.create_engine(uri)
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        for start in range(0, n_metrics, 1000):
+            conn.execute(sa.insert(SqlMetric.__table__), rows[start : start + 1000])
+    elapsed = time.perf_counter() - t0
+    engine.dispose()
+    client.set_terminated(run_id)
+    return elapsed / n_metrics
+
+
+def time_naive(make, uri, experiment, iterations):
+    """Seconds per iteration of the naive logger, over the first ``iterations`` iterations."""
+    import mlflow
+
+    net, args, X, y = make()
+    layout = MetricLayout.for_params(net.params, 64)
+    args = dict(args)
+    per_epoch = -(-X.shape[0] // min(args["batch_size"], X.shape[0]))
+    args["epochs"] = max(1, iterations // per_epoch)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run():
+        trainer = bp.build_trainer(net, callbacks=[NaiveLogger(layout)], **args)
+        t0 = time.perf_counter()
+        trainer.fit(X, y)
+        return (time.perf_counter() - t0) / trainer.iteration
+
+
+def time_raw_log_batch(make, uri, experiment, n_metrics):
+    """Seconds per metric of MlflowClient.log_batch, 1000 prebuilt metrics per call."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    net, _, _, _ = make()
+    keys = MetricLayout.for_params(net.params, 64).keys
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment) or client.get_experiment(client.create_experiment(experiment))
+    run_id = client.create_run(exp.experiment_id).info.run_id
+    ts = int(time.time() * 1000)
+    metrics = [Metric(keys[i % len(keys)], float(i), ts, i // len(keys)) for i in range(n_metrics)]
+    t0 = time.perf_counter()
+    for start in range(0, n_metrics, 1000):
+        client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
+    elapsed = time.perf_counter() - t0
+    client.set_terminated(run_id)
+    return elapsed / n_metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--naive-iterations", type=int, default=2000, help="iterations timed for the naive logger")
+    args = parser.parse_args()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+    print(f"python {platform.python_version()}, numpy {np.__version__}, ", end="")
+    import mlflow
+
+    print(f"mlflow {mlflow.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        from backproplab.tracking.store import connect
+
+        connect(uri, "warm-up")  # the schema is created once per store; not part of any figure
+        for name, make in CASES.items():
+            none, inline, background, raw, hot = [], [], [], [], []
+            for r in range(args.repeat):
+                none.append(time_none(make))
+                hot.append(time_tracked(make, uri, f"{name} hot path", background=False, hot_path_only=True)[0])
+                inline.append(time_tracked(make, uri, f"{name} inline", background=False))
+                background.append(time_tracked(make, uri, f"{name} background", background=True))
+                raw.append(time_raw_log_batch(make, uri, f"{name} raw", inline[-1][2]))
+            naive = time_naive(make, uri, f"{name} naive", args.naive_iterations)
+            core = time_core_insert(make, uri, inline[-1][2])
+            t_none = min(none)
+            best_inline = min(inline)
+            best_bg = min(background)
+            n_metrics = best_inline[2]
+            iterations = 2000
+            per_metric = (best_inline[0] - t_none) / n_metrics
+            per_metric_bg = (best_bg[0] - t_none) / n_metrics
+            raw_per_metric = min(raw)
+            naive_total = naive * iterations
+            print(f"\n== {name}: {iterations} iterations, {n_metrics} metrics written")
+            print(f"  logger=none                      {t_none * 1e3:9.1f} ms")
+            print(f"  buffering only (no writes)       {min(hot) * 1e3:9.1f} ms  (+{(min(hot) - t_none) / iterations * 1e6:.1f} us per iteration on the training loop)")
+            print(f"  tracking, inline writer          {best_inline[0] * 1e3:9.1f} ms  (x{best_inline[0] / t_none:.0f} of none; whole track_run block {best_inline[1] * 1e3:.0f} ms)")
+            print(f"  tracking, background writer      {best_bg[0] * 1e3:9.1f} ms  (whole block {best_bg[1] * 1e3:.0f} ms)")
+            print(f"  naive mlflow.log_metrics/iter.   {naive_total * 1e3:9.1f} ms  ({naive * 1e3:.2f} ms per iteration, timed over {args.naive_iterations})")
+            print(f"  speed-up over naive              {naive_total / best_inline[0]:9.1f} x   (target >= 10)")
+            print(f"  cost per metric, tracking        {per_metric * 1e6:9.1f} us  (background writer {per_metric_bg * 1e6:.1f} us)")
+            print(f"  cost per metric, raw log_batch   {raw_per_metric * 1e6:9.1f} us  (1000 prebuilt metrics per call)")
+            print(f"  tracking / raw                   {per_metric / raw_per_metric:9.2f}     (target <= 1.3)")
+            print(f"  for reference: Core insert       {core * 1e6:9.1f} us  per metric, bypassing MLflow's ORM (not used)")
+
+
+if __name__ == "__main__":
+    main()
