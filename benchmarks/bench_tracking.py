@@ -197,7 +197,9 @@ def main() -> None:
     import mlflow
 
     print(f"mlflow {mlflow.__version__}, {platform.machine()}, {os.cpu_count()} CPUs")
+    home = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+        os.chdir(tmp)  # the sqlite store's artifacts go to ./mlruns: keep them in the temp dir
         uri = f"sqlite:///{tmp}/mlflow.db"
         from backproplab.tracking.store import connect
 
@@ -232,6 +234,7 @@ def main() -> None:
             print(f"  cost per metric, raw log_batch   {raw_per_metric * 1e6:9.1f} us  (1000 prebuilt metrics per call)")
             print(f"  tracking / raw                   {per_metric / raw_per_metric:9.2f}     (target <= 1.3)")
             print(f"  for reference: Core insert       {core * 1e6:9.1f} us  per metric, bypassing MLflow's ORM (not used)")
+        os.chdir(home)
 
 
 if __name__ == "__main__":

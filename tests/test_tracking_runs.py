@@ -33,7 +33,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> str:
-    return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+    # MLflow puts a sqlite store's artifacts in ./mlruns of the directory the store was first
+    # opened from: open it, and run every test, from the temporary directory.
+    root = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        yield "sqlite:///" + str(root / "mlflow.db")
 
 
 @pytest.fixture
