@@ -1,0 +1,45 @@
+"""Tracking as the user meets it from a single CLI run: the default store, logger=none, and an
+unreachable server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def test_default_run_records_to_mlflow_db_in_the_working_directory(cli, tmp_path):
+    proc = cli()  # the worked example, MLflow's default store
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "mlflow.db").is_file()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["hydra.overrides"] == ""
+    assert len(client.get_metric_history(run.info.run_id, "grad/w1_4_3")) == 7
+    assert run.data.params["optimizer.lr"] == "0.5"
+
+
+def test_logger_none_writes_no_store(cli, tmp_path):
+    proc = cli("logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_unreachable_server_is_one_line_and_no_training(cli):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    proc = cli(f"logger.tracking_uri=http://127.0.0.1:{port}")
+    assert time.monotonic() - start < 30  # interpreter start-up included; the check is bounded at ~3 s
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"error: MLflow tracking server http://127.0.0.1:{port} is not reachable"
+    )
+    assert "iteration" not in proc.stdout
