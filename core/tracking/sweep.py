@@ -34,12 +34,13 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunStatus
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from .. import __version__
 from ..errors import ConfigError
 from . import parent as sweep_parent
-from .params import truncate
+from .params import param_batches, truncate
 from .settings import TrackingSettings
 from .store import connect, resolve_uri
 from .tags import base_tags, one_line, overrides_tag
@@ -131,12 +132,8 @@ class MlflowSweepCallback(Callback):
         )
         name = settings.run_name or f"sweep {sweep_dir.name if sweep_dir else ''}".strip()
         run = client.create_run(experiment_id, run_name=truncate(name, 250), tags=tags)
-        params = [(f"sweep.{k}", truncate(v, 6000)) for k, v in swept.items()]
-        if params:
-            from mlflow.entities import Param
-
-            for start in range(0, len(params), 100):
-                client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params[start : start + 100]], synchronous=True)
+        for batch in param_batches({f"sweep.{k}": truncate(v, MAX_PARAM_VAL_LENGTH) for k, v in swept.items()}):
+            client.log_batch(run.info.run_id, params=batch, synchronous=True)
         self._parent = sweep_parent.ParentRun(run.info.run_id, uri, experiment_id, tuple(swept))
         self._swept = swept
         sweep_parent.publish(self._parent, sweep_dir if sweep_dir is not None else Path.cwd())
