@@ -166,7 +166,7 @@ class ReturnsList:
         (ReluWrongAtKink, "check_activation_gradient_edge", ["ReluWrongAtKink", "at the kink z[", "= 0.0", "not between the one-sided slopes"]),
         (MutatesZ, "check_activation_does_not_mutate_inputs", ["MutatesZ", "forward modified its input z in place"]),
         (MutatesGradA, "check_activation_does_not_mutate_inputs", ["MutatesGradA", "backward modified its input grad_a in place"]),
-        (UpcastsToFloat64, "check_activation_shape_and_dtype", ["UpcastsToFloat64", "forward changed the dtype: input float32, output float64"]),
+        (UpcastsToFloat64, "check_activation_shape_and_dtype", ["UpcastsToFloat64", "forward changed the dtype: input float32, forward float64"]),
         (NaiveSigmoid, "check_activation_finite_for_large_inputs", ["NaiveSigmoid", "|z| = 1000", "overflow"]),
         (NaiveSoftplus, "check_activation_finite_for_large_inputs", ["NaiveSoftplus", "forward is not finite at z = 1000"]),
         (NeedsAlpha, "check_activation_builds_from_keywords", ["NeedsAlpha", "'alpha' has no default"]),

@@ -33,6 +33,17 @@ def fail(kind: str, component: Any, message: str) -> None:
     raise AssertionError(f"{kind} {label(component)}: {message}")
 
 
+def expect_array_like(kind: str, component: Any, what: str, out: Any, reference: np.ndarray, reference_name: str) -> None:
+    """``out`` must be an ndarray with ``reference``'s shape and dtype (float32 stays float32)."""
+    __tracebackhide__ = True
+    if not isinstance(out, np.ndarray):
+        fail(kind, component, f"{what} returned {type(out).__name__}, not a numpy array")
+    if out.shape != reference.shape:
+        fail(kind, component, f"{what} changed the shape: {reference_name} {reference.shape}, {what} {out.shape}")
+    if out.dtype != reference.dtype:
+        fail(kind, component, f"{what} changed the dtype: {reference_name} {reference.dtype}, {what} {out.dtype}")
+
+
 def fresh(kind: str, component: Any) -> Any:
     """A pristine instance: a class built with its defaults, or a deep copy of an instance."""
     __tracebackhide__ = True

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._checks import register_check, run_checks
 from ._numeric import compare_gradient
-from ._subject import call, fail, fresh, keyword_hyperparameters, strict_floats
+from ._subject import call, expect_array_like, fail, fresh, keyword_hyperparameters, strict_floats
 
 KIND = "activation"
 
@@ -64,12 +64,7 @@ def check_activation_shape_and_dtype(activation: Any, *, seed: int = 0) -> None:
             for what, out in (("forward", a), ("backward", None)):
                 if out is None:
                     out = _backward(act, z, a, rng.standard_normal(shape).astype(dtype))
-                if not isinstance(out, np.ndarray):
-                    fail(KIND, activation, f"{what} returned {type(out).__name__}, not a numpy array")
-                if out.shape != z.shape:
-                    fail(KIND, activation, f"{what} changed the shape: input {z.shape}, output {out.shape}")
-                if out.dtype != z.dtype:
-                    fail(KIND, activation, f"{what} changed the dtype: input {z.dtype}, output {out.dtype}")
+                expect_array_like(KIND, activation, what, out, z, "input")
 
 
 @register_check(KIND)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ._checks import register_check, run_checks
 from ._numeric import compare_gradient
-from ._subject import call, fail, fresh, keyword_hyperparameters, strict_floats
+from ._subject import call, expect_array_like, fail, fresh, keyword_hyperparameters, strict_floats
 
 KIND = "loss"
 
@@ -128,12 +128,7 @@ def check_loss_shape_and_dtype(loss: Any, *, seed: int = 0, targets: Callable | 
             if not np.isfinite(v):
                 fail(KIND, loss, f"value is {v!r} on valid {np.dtype(dtype).name} inputs")
             g = _grad(obj, loss, y_hat, y)
-            if not isinstance(g, np.ndarray):
-                fail(KIND, loss, f"grad returned {type(g).__name__}, not a numpy array")
-            if g.shape != y_hat.shape:
-                fail(KIND, loss, f"grad changed the shape: predictions {y_hat.shape}, grad {g.shape}")
-            if g.dtype != y_hat.dtype:
-                fail(KIND, loss, f"grad changed the dtype: predictions {y_hat.dtype}, grad {g.dtype}")
+            expect_array_like(KIND, loss, "grad", g, y_hat, "predictions")
 
 
 @register_check(KIND)
