@@ -201,55 +201,58 @@ class Trainer:
         forward, backward, value, grad = net.forward, net.backward, loss.value, loss.grad
         optimizer_step = optimizer.step
 
-        for epoch in range(self.epochs):
-            self.epoch = epoch
-            order = rng.permutation(n) if shuffle else None
-            loss_sum = 0.0
-            correct = 0.0
-            for start in starts:
-                if order is None:  # slices are views: no copy at all
-                    xb = X[start : start + batch_size]
-                    yb = y[start : start + batch_size]
-                else:  # gather one batch at a time: no shuffled copy of the whole data set
-                    idx = order[start : start + batch_size]
-                    xb = X[idx]
-                    yb = y[idx]
-                y_hat = forward(xb)
-                loss_value = float(value(y_hat, yb))
-                if not isfinite(loss_value):
-                    raise NonFiniteLossError(loss_value, epoch, self.iteration)
-                grads = backward(grad(y_hat, yb))
-                losses.append(loss_value)
-                m = xb.shape[0]
-                loss_sum += loss_value * m
-                if accuracy_fn is not None:
-                    correct += float(accuracy_fn(y_hat, yb)) * m
-                if step is not None:
-                    for g in grads.values():
-                        g.flags.writeable = False
-                    step._epoch, step._iteration, step._loss = epoch, self.iteration, loss_value
-                    step._grads = MappingProxyType(grads)
-                    step._inputs, step._targets, step._outputs = _read_only(xb), _read_only(yb), _read_only(y_hat)
-                    for cb in on_iteration:
-                        cb(step)
-                    for g in grads.values():
-                        g.flags.writeable = True
-                optimizer_step(params, grads)
-                self.iteration += 1
-            val_loss = val_acc = None
-            if validation_data is not None:
-                val_loss, val_acc = self._evaluate(X_val, y_val)
-            summary = EpochSummary(
-                epoch=epoch,
-                iterations=self.iteration,
-                train_loss=loss_sum / n,
-                train_accuracy=None if accuracy_fn is None else correct / n,
-                val_loss=val_loss,
-                val_accuracy=val_acc,
-            )
-            history.epochs.append(summary)
-            for cb in on_epoch_end:
-                cb(summary)
+        # A diverging run is reported once, as NonFiniteLossError at the first non-finite loss,
+        # rather than as numpy overflow warnings from deep inside a matmul.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for epoch in range(self.epochs):
+                self.epoch = epoch
+                order = rng.permutation(n) if shuffle else None
+                loss_sum = 0.0
+                correct = 0.0
+                for start in starts:
+                    if order is None:  # slices are views: no copy at all
+                        xb = X[start : start + batch_size]
+                        yb = y[start : start + batch_size]
+                    else:  # gather one batch at a time: no shuffled copy of the whole data set
+                        idx = order[start : start + batch_size]
+                        xb = X[idx]
+                        yb = y[idx]
+                    y_hat = forward(xb)
+                    loss_value = float(value(y_hat, yb))
+                    if not isfinite(loss_value):
+                        raise NonFiniteLossError(loss_value, epoch, self.iteration)
+                    grads = backward(grad(y_hat, yb))
+                    losses.append(loss_value)
+                    m = xb.shape[0]
+                    loss_sum += loss_value * m
+                    if accuracy_fn is not None:
+                        correct += float(accuracy_fn(y_hat, yb)) * m
+                    if step is not None:
+                        for g in grads.values():
+                            g.flags.writeable = False
+                        step._epoch, step._iteration, step._loss = epoch, self.iteration, loss_value
+                        step._grads = MappingProxyType(grads)
+                        step._inputs, step._targets, step._outputs = _read_only(xb), _read_only(yb), _read_only(y_hat)
+                        for cb in on_iteration:
+                            cb(step)
+                        for g in grads.values():
+                            g.flags.writeable = True
+                    optimizer_step(params, grads)
+                    self.iteration += 1
+                val_loss = val_acc = None
+                if validation_data is not None:
+                    val_loss, val_acc = self._evaluate(X_val, y_val)
+                summary = EpochSummary(
+                    epoch=epoch,
+                    iterations=self.iteration,
+                    train_loss=loss_sum / n,
+                    train_accuracy=None if accuracy_fn is None else correct / n,
+                    val_loss=val_loss,
+                    val_accuracy=val_acc,
+                )
+                history.epochs.append(summary)
+                for cb in on_epoch_end:
+                    cb(summary)
         for cb in _hooks(self.callbacks, "on_train_end"):
             cb(history)
         return history

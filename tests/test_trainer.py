@@ -222,7 +222,8 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss():
     rec = Recorder(keep_arrays=False)
     trainer = small_trainer([rec], batch_size=5, epochs=50, optimizer={"name": "sgd", "lr": 5.0})
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow warnings on the way up
+        # The divergence is reported once, as the error below, not as numpy overflow warnings.
+        warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(NonFiniteLossError, match=r"non-finite loss (inf|nan) at iteration \d+ \(epoch \d+\); try a smaller optimizer.lr") as info:
             trainer.fit(X, y)
     err = info.value
