@@ -64,3 +64,17 @@ def test_wheel_installs_and_runs_the_worked_example(tmp_path):
         capture_output=True, text=True, cwd="/",
     )
     assert probe.stdout.split() == ["None", "None"]
+
+
+def test_every_python_and_config_folder_is_a_listed_package():
+    """setuptools ships only listed packages: a new subpackage or config group must be added."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    listed = set(config["packages"])
+    roots = {folder: package for package, folder in config["package-dir"].items()}
+    for folder, package in roots.items():
+        for path in (REPO / folder).rglob("*"):
+            if path.is_dir() and (any(path.glob("*.py")) or any(path.glob("*.yaml"))) and "__pycache__" not in path.parts:
+                name = ".".join([package, *path.relative_to(REPO / folder).parts])
+                assert name in listed, f"{path.relative_to(REPO)} is not shipped: add {name!r} to [tool.setuptools] packages"
