@@ -41,6 +41,15 @@ _EPS = {np.dtype(t): np.finfo(t).eps for t in (np.float16, np.float32, np.float6
 _EPS_DEFAULT = _EPS[np.dtype(np.float64)]
 
 
+def _exact_match(correct):
+    """Fraction of examples with every output right (scikit-learn's accuracy_score on
+    multi-label data); with one output, the plain fraction of correct predictions. A per-element
+    mean would credit an all-zero guess with 90% on ten one-hot classes."""
+    if correct.shape[1] == 1:
+        return np.count_nonzero(correct) / correct.shape[0]
+    return np.count_nonzero(correct.all(axis=1)) / correct.shape[0]
+
+
 def _eps(dtype):
     # A table lookup: the losses run every iteration, and finfo() is not free.
     return _EPS.get(dtype, _EPS_DEFAULT)
@@ -72,7 +81,7 @@ class BinaryCrossEntropy:
         return (p - y) / (p * (1.0 - p) * y_hat.size)
 
     def accuracy(self, y_hat, y):
-        return np.count_nonzero((y_hat >= 0.5) == (y >= 0.5)) / y.size
+        return _exact_match((y_hat >= 0.5) == (y >= 0.5))
 
 
 class CrossEntropy:
@@ -176,7 +185,7 @@ class Hinge:
         return np.where(y * y_hat < 1.0, -y, 0.0).astype(y_hat.dtype, copy=False) / y_hat.size
 
     def accuracy(self, y_hat, y):
-        return np.count_nonzero((y_hat >= 0) == (y > 0)) / y.size
+        return _exact_match((y_hat >= 0) == (y > 0))
 
 
 @hookimpl

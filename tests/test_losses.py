@@ -187,6 +187,20 @@ def test_accuracy():
     assert make("hinge").accuracy(np.array([[0.3], [-2.0]]), np.array([[1.0], [1.0]])) == 0.5
 
 
+@pytest.mark.parametrize("name, miss", [("bce", 0.0), ("hinge", -1.0)])
+def test_multi_output_accuracy_counts_an_example_right_only_when_every_output_is(name, miss):
+    """An all-negative guess on ten one-hot classes is 0% accurate, not 90% (scikit-learn's
+    accuracy_score on multi-label data)."""
+    y = np.eye(10)[[3, 7]]
+    if name == "hinge":
+        y = 2 * y - 1
+    all_negative = np.full((2, 10), miss)
+    assert make(name).accuracy(all_negative, y) == 0.0
+    right_first = all_negative.copy()
+    right_first[0, 3] = 1.0
+    assert make(name).accuracy(right_first, y) == 0.5
+
+
 @pytest.mark.parametrize("delta", [0, -1.0, float("nan")])
 def test_huber_delta_must_be_positive(delta):
     with pytest.raises(ConfigError, match="delta"):
