@@ -11,7 +11,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from backproplab.errors import ConfigError
 from backproplab.tracking import parent as sweep_parent
-from backproplab.tracking.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, MetricBuffer
+from backproplab.tracking.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, LogBatchSink, MetricBuffer
 from backproplab.tracking.metric_names import MetricLayout, element_names
 from backproplab.tracking.params import flatten, param_batches
 from backproplab.tracking.settings import TrackingSettings
@@ -141,7 +141,7 @@ def test_writer_sends_every_buffered_row_once(background):
     layout = MetricLayout.for_params({"W1": np.zeros((1, 1)), "b1": np.zeros(1)}, 0)
     buf = MetricBuffer(layout, max_metrics=1000)
     client = RecordingClient()
-    writer = BatchWriter(client, "run", background=background)
+    writer = BatchWriter(LogBatchSink(client, "run"), "run", background=background)
     for i in range(buf.capacity):
         buf.values[i] = [i, 4.0, 9.0, 16.0]  # squared norms on the non-elementwise path
         buf.steps[i] = i
@@ -160,7 +160,7 @@ def test_writer_sends_every_buffered_row_once(background):
 def test_background_write_error_reaches_the_training_thread():
     layout = MetricLayout.for_params({"W1": np.zeros((1, 1)), "b1": np.zeros(1)}, 0)
     block = Block(layout.keys, np.arange(1), np.zeros(1, dtype=np.int64), np.zeros((1, 4)))
-    writer = BatchWriter(RecordingClient(fail=True), "run", background=True)
+    writer = BatchWriter(LogBatchSink(RecordingClient(fail=True), "run"), "run", background=True)
     writer.submit(block)
     with pytest.raises(RuntimeError, match="store is gone"):
         writer.close()
@@ -204,3 +204,27 @@ def test_parent_file_in_the_sweep_dir_wins_over_the_environment(tmp_path, monkey
     assert json.loads((tmp_path / sweep_parent.FILE_NAME).read_text())["run_id"] == "fresh"
     sweep_parent.unpublish()
     assert sweep_parent.discover(None) is None
+
+
+# -- tags ---------------------------------------------------------------------------------------
+def test_git_commit_tag_is_the_users_project_and_backproplabs_own_is_separate(tmp_path):
+    import subprocess
+
+    from backproplab.tracking.tags import GIT_COMMIT_TAG, OWN_COMMIT_TAG, base_tags
+
+    project = tmp_path / "my-experiments"
+    project.mkdir()
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (project / "notes.txt").write_text("x")
+    subprocess.run([*git, "add", "notes.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    tags = base_tags("1.0", workdir=str(project))
+    assert tags[GIT_COMMIT_TAG] == head
+    assert tags.get(OWN_COMMIT_TAG) != head
+
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    assert GIT_COMMIT_TAG not in base_tags("1.0", workdir=str(elsewhere))

@@ -1,13 +1,13 @@
-"""Metrics buffered in preallocated numpy arrays and written with ``log_batch``.
+"""Metrics buffered in preallocated numpy arrays and written a block at a time.
 
 A single MLflow write costs milliseconds while a small network trains in microseconds per
-iteration, so the hot path only copies numbers into a row of a preallocated array. MLflow
-``Metric`` objects are built at flush time, a block at a time, and sent in ``log_batch`` calls
-of at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit).
+iteration, so the hot path only copies numbers into a row of a preallocated array. At flush
+time a ``Block`` goes to a sink: ``LogBatchSink`` builds MLflow ``Metric`` objects and sends
+``log_batch`` calls of at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit), and
+``sql_writer.SqlMetricSink`` inserts the same rows into a sqlite store's tables directly.
 
 The writer is synchronous by default; ``background=True`` moves conversion and writes to one
-thread. On the sqlite store both are dominated by the same GIL-holding SQLAlchemy work, so the
-background thread mostly overlaps the sqlite commit with training (see benchmarks/bench_tracking.py).
+thread, which overlaps the sqlite commit with training (see benchmarks/bench_tracking.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from mlflow.entities import Metric
@@ -95,19 +95,41 @@ class MetricBuffer:
         return np.concatenate(self._summary_steps), np.concatenate(self._summary_values)
 
 
+class LogBatchSink:
+    """Writes a block with ``MlflowClient.log_batch``: works with every MLflow store."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.calls = 0
+
+    def __call__(self, block: Block) -> int:
+        written = 0
+        for chunk in block.chunks():
+            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+            written += len(chunk)
+            self.calls += 1
+        return written
+
+    def close(self) -> None:
+        pass
+
+
+Sink = Callable[[Block], int]
+
+
 class BatchWriter:
-    """Sends blocks to one run with ``log_batch``, inline or from one background thread.
+    """Sends blocks to one run through a sink, inline or from one background thread.
 
     A write error in the background thread is re-raised in the training thread at the next
     ``submit`` or at ``close``, so a broken store still fails the run instead of losing data
     silently. The queue is bounded: a store slower than training applies back-pressure.
     """
 
-    def __init__(self, client: Any, run_id: str, *, background: bool = False) -> None:
-        self.client = client
+    def __init__(self, sink: Sink, run_id: str, *, background: bool = False) -> None:
+        self.sink = sink
         self.run_id = run_id
         self.metrics_written = 0
-        self.log_batch_calls = 0
         self._error: BaseException | None = None
         self._queue: queue.Queue[Block | None] | None = None
         self._thread: threading.Thread | None = None
@@ -116,11 +138,13 @@ class BatchWriter:
             self._thread = threading.Thread(target=self._drain, name=f"mlflow-writer-{run_id[:8]}", daemon=True)
             self._thread.start()
 
+    @property
+    def write_calls(self) -> int:
+        """log_batch calls, or transactions for the SQL sink."""
+        return getattr(self.sink, "calls", 0)
+
     def write(self, block: Block) -> None:
-        for chunk in block.chunks():
-            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
-            self.metrics_written += len(chunk)
-            self.log_batch_calls += 1
+        self.metrics_written += self.sink(block)
 
     def submit(self, block: Block | None) -> None:
         self._raise_pending()
@@ -137,6 +161,9 @@ class BatchWriter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
         self._raise_pending()
 
     def _drain(self) -> None:

@@ -101,4 +101,4 @@ class MlflowTracker(Callback):
         return self.buffer.summary()
 
     def describe(self) -> dict[str, Any]:
-        return {"metrics_written": self.writer.metrics_written, "log_batch_calls": self.writer.log_batch_calls}
+        return {"metrics_written": self.writer.metrics_written, "write_calls": self.writer.write_calls}

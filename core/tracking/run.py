@@ -18,16 +18,18 @@ from typing import Any, Iterator, Mapping
 from mlflow.entities import RunStatus
 
 from .. import __version__
+from ..errors import ConfigError
 from ..run_context import RunContext
 from ..trainer import Callback
 from . import parent as sweep_parent
 from .artifacts import log_run_artifacts
-from .buffer import BatchWriter
+from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
 from .metric_names import MetricLayout
 from .params import log_params, truncate
 from .settings import TrackingSettings
 from .signals import Terminated, sigterm_as_interrupt
+from .sql_writer import SqlMetricSink, supports_sql_writer
 from .store import connect, resolve_uri
 from .tags import base_tags, component_tags, one_line, overrides_tag
 from .trace import TraceRecorder
@@ -46,8 +48,23 @@ def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
     if not settings.enabled:
         return None
     uri = _uri_for(settings, sweep_parent.current())
+    _check_writer(settings, uri)
     connect(uri, settings.experiment_name)
     return uri
+
+
+def _check_writer(settings: TrackingSettings, uri: str) -> None:
+    if settings.writer == "sql" and not supports_sql_writer(uri):
+        raise ConfigError(
+            f"logger.buffer.writer=sql writes into a sqlite store's tables, but the tracking URI is {uri}; "
+            "use logger.buffer.writer=auto or log_batch"
+        )
+
+
+def _sink(settings: TrackingSettings, uri: str, client: Any, run_id: str) -> LogBatchSink | SqlMetricSink:
+    if settings.writer == "log_batch" or not supports_sql_writer(uri):
+        return LogBatchSink(client, run_id)
+    return SqlMetricSink(uri, run_id, client)
 
 
 def _uri_for(settings: TrackingSettings, parent: sweep_parent.ParentRun | None) -> str:
@@ -80,6 +97,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
 
     parent = sweep_parent.current()
     uri = _uri_for(settings, parent)
+    _check_writer(settings, uri)
     client, experiment_id = connect(uri, settings.experiment_name)
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
@@ -103,7 +121,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
             trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
         tracker = MlflowTracker(
             layout,
-            BatchWriter(client, run_id, background=settings.background),
+            BatchWriter(_sink(settings, uri, client, run_id), run_id, background=settings.background),
             max_metrics=settings.max_metrics,
             every_n_iterations=settings.every_n_iterations,
             flush_interval_s=settings.flush_interval_s,

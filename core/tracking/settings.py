@@ -23,7 +23,9 @@ _KNOWN_KEYS = {
     "trace",
     "buffer",
 }
-_BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background"}
+_BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background", "writer"}
+# auto: SQL inserts into MLflow's tables for sqlite stores, log_batch for every other store.
+WRITERS = ("auto", "sql", "log_batch")
 
 
 def _int(key: str, value: Any, minimum: int) -> int:
@@ -59,6 +61,7 @@ class TrackingSettings:
     max_metrics: int = 10_000
     flush_interval_s: float = 15.0
     background: bool = False
+    writer: str = "auto"
 
     @property
     def enabled(self) -> bool:
@@ -87,6 +90,9 @@ class TrackingSettings:
         interval = buffer.get("flush_interval_s", cls.flush_interval_s)
         if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not interval > 0:
             raise ConfigError(f"logger.buffer.flush_interval_s must be a number > 0, got {interval!r}")
+        writer = buffer.get("writer", cls.writer)
+        if writer not in WRITERS:
+            raise ConfigError(f"logger.buffer.writer must be one of {', '.join(WRITERS)}, got {writer!r}")
         experiment = _optional_str("experiment_name", logger.get("experiment_name", cls.experiment_name))
         if experiment is None:
             raise ConfigError("logger.experiment_name must be a non-empty string, got None")
@@ -101,4 +107,5 @@ class TrackingSettings:
             max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000),
             flush_interval_s=float(interval),
             background=_bool("buffer.background", buffer.get("background", False)),
+            writer=writer,
         )

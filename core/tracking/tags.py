@@ -13,11 +13,13 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from .params import truncate
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
+OWN_COMMIT_TAG = "backproplab.git_commit"
 
 
 @functools.lru_cache(maxsize=None)
 def git_commit(directory: str | None = None) -> str | None:
-    """The commit of backproplab's own source tree (an editable install), else None.
+    """HEAD of the git repository holding ``directory`` (default: backproplab's own source tree,
+    i.e. an editable install), else None.
 
     Best effort by design: no git, no repository or a slow filesystem all mean "unknown".
     """
@@ -43,16 +45,34 @@ def _user() -> str:
         return "unknown"
 
 
-def base_tags(version: str) -> dict[str, str]:
+def _launch_dir() -> str:
+    """Where the user started the command: Hydra's original cwd even when a job changed directory."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            return HydraConfig.get().runtime.cwd
+    except Exception:  # noqa: BLE001 - outside a Hydra app
+        pass
+    return str(Path.cwd())
+
+
+def base_tags(version: str, workdir: str | None = None) -> dict[str, str]:
+    """``mlflow.source.git.commit`` is the user's project (the repository of the directory the
+    run was started from), as MLflow records it for a script; backproplab's own checkout, when it
+    is one, goes to ``backproplab.git_commit``."""
     tags = {
         "backproplab.version": version,
         "mlflow.user": _user(),
         "mlflow.source.name": "backproplab",
         "mlflow.source.type": "LOCAL",
     }
-    commit = git_commit()
-    if commit:
-        tags[GIT_COMMIT_TAG] = commit
+    project = git_commit(str(Path(workdir or _launch_dir()).resolve()))
+    if project:
+        tags[GIT_COMMIT_TAG] = project
+    own = git_commit()
+    if own:
+        tags[OWN_COMMIT_TAG] = own
     return tags
 
 
