@@ -228,3 +228,15 @@ def test_git_commit_tag_is_the_users_project_and_backproplabs_own_is_separate(tm
     elsewhere = tmp_path / "not-a-repo"
     elsewhere.mkdir()
     assert GIT_COMMIT_TAG not in base_tags("1.0", workdir=str(elsewhere))
+
+
+def test_params_npz_keeps_the_networks_dtype(tmp_path):
+    import backproplab as bp
+    from backproplab.tracking.artifacts import write_params
+
+    net = bp.build_network([3, 2, 1], "tanh", dtype="float32", seed=0)
+    write_params(tmp_path / "params.npz", net.params)
+    with np.load(tmp_path / "params.npz", allow_pickle=False) as saved:
+        for name, value in net.params.items():
+            assert saved[name].dtype == np.float32
+            np.testing.assert_array_equal(saved[name], value)

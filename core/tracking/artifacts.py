@@ -1,8 +1,8 @@
 """Files attached to a run: what is needed to understand it without rerunning it.
 
 - ``config.yaml``: the resolved config;
-- ``params.npz``: the final parameters ``W1, b1, ...`` (plain float arrays, loadable with
-  ``allow_pickle=False``);
+- ``params.npz``: the final parameters ``W1, b1, ...`` (plain float arrays in the network's
+  dtype, loadable with ``allow_pickle=False``);
 - ``plots/loss.png`` and ``plots/grad_norms.png``;
 - ``trace.npz`` when ``logger.trace=true``.
 
@@ -28,7 +28,8 @@ def write_config(path: Path, config: Mapping[str, Any]) -> None:
 
 
 def write_params(path: Path, params: Mapping[str, np.ndarray]) -> None:
-    np.savez(path, **{name: np.array(value, dtype=np.float64) for name, value in params.items()})
+    # In the network's own dtype: a float32 run's weights reload bit for bit.
+    np.savez(path, **{name: np.asarray(value) for name, value in params.items()})
 
 
 def _figure(width: float = 7.0, height: float = 4.0):
