@@ -162,3 +162,20 @@ def test_a_tracked_run_uses_the_chosen_writer_and_logs_the_same(client, store, w
     assert [m.step for m in client.get_metric_history(run.info.run_id, "grad/w2_1_1")] == [0, 1, 2]
     # the article's second prediction follows from these parameters: every writer must agree
     assert run.data.metrics["loss"] == pytest.approx(-math.log(0.758), abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("uri", "direct"),
+    [
+        ("sqlite:///mlflow.db", True),
+        ("sqlite:////abs/path/mlflow.db", True),
+        ("sqlite://", False),
+        ("sqlite:///:memory:", False),
+        ("http://127.0.0.1:5000", False),
+        ("postgresql://user@host/db", False),
+    ],
+)
+def test_only_sqlite_files_are_written_directly(uri, direct):
+    from backproplab.tracking.sql_writer import supports_sql_writer
+
+    assert supports_sql_writer(uri) is direct

@@ -40,8 +40,12 @@ _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 
 
 def supports_sql_writer(uri: str) -> bool:
-    """Only sqlite stores are written directly: it is the one database backproplab tests against."""
-    return urlparse(uri).scheme == "sqlite"
+    """Only sqlite files are written directly: it is the one database backproplab tests against,
+    and an in-memory database would be a different, empty one on a second connection."""
+    if urlparse(uri).scheme != "sqlite":
+        return False
+    path = uri.split("://", 1)[1].lstrip("/").split("?", 1)[0]
+    return bool(path) and path != ":memory:"
 
 
 def _sanitise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
