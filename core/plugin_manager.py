@@ -101,6 +101,8 @@ class PluginSet:
                 for source in conflict.sources:
                     if source not in dropped and source.distribution != BUILTIN_DISTRIBUTION:
                         counts[source] = counts.get(source, 0) + 1
+            if not counts:  # only built-ins left in a clash: nothing BACKPROPLAB_PLUGINS can do
+                break
             dropped.add(max(counts, key=lambda s: (counts[s], order.get(s, -1))))
         third_party = [p for p in self.plugins if p.loaded and p.distribution != BUILTIN_DISTRIBUTION]
         kept = [p for p in third_party if p.source not in dropped]
