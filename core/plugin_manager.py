@@ -4,6 +4,11 @@ Each entry point is loaded in isolation: a plugin that fails to import, register
 matches no hookspec, or raises inside a registration hook is recorded as a failure (with its
 distribution and entry point) and everything else keeps working. Discovery runs once per process.
 
+Two plugins that register the same name within a kind are a conflict. Every conflict is
+collected first; then ``load_plugins`` raises one PluginError naming the first conflict's
+providers and how to settle it, unless it is called with ``on_conflict="report"`` (which
+``backproplab plugins`` does, so that the command that should show the conflict still works).
+
 Environment:
     BACKPROPLAB_PLUGINS         comma-separated entry-point or distribution names of third-party
                                 plugins to load (unset: all; empty: none). Built-ins always load.
@@ -51,6 +56,22 @@ class PluginInfo:
         return Source(self.name, self.distribution, self.version)
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """One name of one kind registered by more than one plugin; ``sources`` in loading order
+    (built-ins first, then by distribution name), so the first is the one that kept the name."""
+
+    kind: str
+    name: str
+    sources: tuple[Source, ...]
+
+    def describe(self) -> str:
+        times = "twice" if len(self.sources) == 2 else f"{len(self.sources)} times"
+        owners = [f"by {source}" for source in self.sources]
+        listed = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+        return f"{self.kind} {self.name!r} is registered {times}: {listed}"
+
+
 @dataclass
 class PluginSet:
     """The outcome of discovery: the pluggy manager, the filled registry and a report per plugin."""
@@ -58,10 +79,54 @@ class PluginSet:
     manager: pluggy.PluginManager
     registry: Registry
     plugins: list[PluginInfo]
+    conflicts: list[Conflict] = field(default_factory=list)
 
     @property
     def failures(self) -> list[PluginInfo]:
         return [p for p in self.plugins if not p.loaded]
+
+    def settle_with(self) -> str:
+        """A BACKPROPLAB_PLUGINS value that settles every conflict, leaving out as few plugins as
+        it can: built-ins always load, so a third-party plugin in the most unsettled conflicts is
+        left out first (the later-loaded one on a tie) until each name has one claimant left."""
+        dropped: set[Source] = set()
+
+        def unsettled() -> list[Conflict]:
+            return [c for c in self.conflicts if len([s for s in c.sources if s not in dropped]) > 1]
+
+        order = {p.source: i for i, p in enumerate(self.plugins)}
+        while open_ := unsettled():
+            counts: dict[Source, int] = {}
+            for conflict in open_:
+                for source in conflict.sources:
+                    if source not in dropped and source.distribution != BUILTIN_DISTRIBUTION:
+                        counts[source] = counts.get(source, 0) + 1
+            if not counts:  # only built-ins left in a clash: nothing BACKPROPLAB_PLUGINS can do
+                break
+            dropped.add(max(counts, key=lambda s: (counts[s], order.get(s, -1))))
+        third_party = [p for p in self.plugins if p.loaded and p.distribution != BUILTIN_DISTRIBUTION]
+        kept = [p for p in third_party if p.source not in dropped]
+        kept_ids = {id(p) for p in kept}
+        names: list[str] = []
+        for info in kept:
+            whole = all(id(q) in kept_ids for q in third_party if q.distribution == info.distribution)
+            item = info.distribution if whole else info.name
+            if item not in names:
+                names.append(item)
+        return ",".join(names)
+
+    def conflict_message(self) -> str:
+        """One line: the first conflict with both providers, how to settle it, how many more."""
+        first = self.conflicts[0]
+        value = self.settle_with() or '""'
+        text = (
+            f"{first.describe()}; uninstall one of them or leave one out with {PLUGINS_ENV} "
+            f"(built-ins always load), e.g. {PLUGINS_ENV}={value}"
+        )
+        more = len(self.conflicts) - 1
+        if more:
+            text += f"; {more} more name conflict{'s' if more > 1 else ''}, all listed by 'backproplab plugins'"
+        return text
 
 
 def new_manager() -> pluggy.PluginManager:
@@ -99,12 +164,18 @@ def load_plugins(
     *,
     entry_points: bool = True,
     strict: bool | None = None,
+    on_conflict: str = "raise",
 ) -> PluginSet:
     """Discover and register every plugin, then let each register its components.
 
     ``extra`` adds in-process plugins (module or object, with the Source to report them under),
     which is how tests exercise the same path without installing a distribution.
+    ``on_conflict="raise"`` (the default) makes a name registered by two plugins a PluginError
+    once every plugin has registered; ``"report"`` keeps the first claimant's registration and
+    lists every conflict in ``PluginSet.conflicts``.
     """
+    if on_conflict not in ("raise", "report"):
+        raise ValueError(f"on_conflict must be 'raise' or 'report', got {on_conflict!r}")
     if strict is None:
         strict = os.environ.get(STRICT_ENV, "") not in ("", "0", "false", "False")
     env_value = os.environ.get(PLUGINS_ENV)
@@ -127,10 +198,15 @@ def load_plugins(
         infos.append(info)
         _register_one(pm, info, load, strict)
 
+    claims: dict[tuple[str, str], list[Source]] = {}
     for info in infos:
         if info.loaded:
-            _collect_components(pm, registry, info, strict)
-    return PluginSet(pm, registry, infos)
+            _collect_components(pm, registry, info, strict, claims)
+    conflicts = [Conflict(kind, name, tuple(sources)) for (kind, name), sources in claims.items() if len(sources) > 1]
+    plugin_set = PluginSet(pm, registry, infos, sorted(conflicts, key=lambda c: (KINDS.index(c.kind), c.name)))
+    if plugin_set.conflicts and on_conflict == "raise":
+        raise PluginError(plugin_set.conflict_message())
+    return plugin_set
 
 
 def _fail(info: PluginInfo, message: str, strict: bool) -> None:
@@ -162,9 +238,16 @@ def _register_one(pm: pluggy.PluginManager, info: PluginInfo, load: Callable[[],
     info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
 
 
-def _collect_components(pm: pluggy.PluginManager, registry: Registry, info: PluginInfo, strict: bool) -> None:
+def _collect_components(
+    pm: pluggy.PluginManager,
+    registry: Registry,
+    info: PluginInfo,
+    strict: bool,
+    claims: dict[tuple[str, str], list[Source]],
+) -> None:
     """Run the plugin's registration hooks; its components are added only if every hook succeeds,
-    so a plugin reported as failed never leaves half of its components behind."""
+    so a plugin reported as failed never leaves half of its components behind. A name already
+    taken by another plugin is recorded in ``claims`` (the first claimant keeps it)."""
     plugin = pm.get_plugin(f"{info.distribution}:{info.name}")
     staged: list[tuple[str, str, Callable[..., Any]]] = []
     for kind in KINDS:
@@ -175,6 +258,8 @@ def _collect_components(pm: pluggy.PluginManager, registry: Registry, info: Plug
 
             def register(name: str, factory: Callable[..., Any], kind: str = kind) -> None:
                 Registry.validate(kind, name, factory, info.source)
+                if any(k == kind and n == name for k, n, _ in staged):
+                    raise PluginError(f"{kind} {name!r} registered twice by this plugin; register each name once")
                 staged.append((kind, name, factory))
 
             try:
@@ -183,8 +268,9 @@ def _collect_components(pm: pluggy.PluginManager, registry: Registry, info: Plug
                 _fail(info, f"{HOOK_FOR_KIND[kind]} raised {_one_line(exc)}", strict)
                 return
     for kind, name, factory in staged:
-        # A duplicate name raises here: an error for the whole set, naming both owners.
-        registry.add(kind, name, factory, info.source)
+        claims.setdefault((kind, name), []).append(info.source)
+        if registry.owner(kind, name) is None:
+            registry.add(kind, name, factory, info.source)
         info.components[kind].append(name)
 
 

@@ -4,6 +4,11 @@ registers, and which failed to load and why (after ``llm plugins``).
 Discovery runs afresh here rather than reusing the cached plugin set, so the report reflects the
 environment variables of this invocation. Load failures are reported in the listing instead of
 as warnings; with ``BACKPROPLAB_STRICT_PLUGINS=1`` the first failure is an error (exit 1).
+
+A name registered by more than one plugin (a conflict) makes every other command fail, so this
+command must keep working then: it lists everything, marks each conflicting name, lists every
+conflict with the distributions and versions that claim it, and exits 1 with the same one-line
+error that a training command prints.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .registry import KINDS
 
 EXIT_OK = 0
 EXIT_PLUGIN_ERROR = 1
+CONFLICT_MARK = "[conflict]"
 
 
 def collect(plugin_set: PluginSet) -> dict[str, Any]:
@@ -50,9 +56,22 @@ def collect(plugin_set: PluginSet) -> dict[str, Any]:
     for dist in distributions.values():
         dist["components"] = {kind: sorted(names) for kind, names in dist["components"].items()}
     plugins = sorted(distributions.values(), key=lambda d: (not d["builtin"], d["distribution"]))
+    conflicts = [
+        {
+            "kind": conflict.kind,
+            "name": conflict.name,
+            "claimants": [
+                {"distribution": s.distribution, "version": s.version, "entry_point": s.plugin}
+                for s in conflict.sources
+            ],
+        }
+        for conflict in plugin_set.conflicts
+    ]
     return {
         "plugins": plugins,
         "failed": failed,
+        "conflicts": conflicts,
+        "settle_with": plugin_set.settle_with() if plugin_set.conflicts else None,
         "environment": {
             PLUGINS_ENV: os.environ.get(PLUGINS_ENV),
             STRICT_ENV: os.environ.get(STRICT_ENV),
@@ -63,13 +82,18 @@ def collect(plugin_set: PluginSet) -> dict[str, Any]:
 def format_text(report: dict[str, Any]) -> str:
     lines: list[str] = []
     width = max(len(kind) for kind in KINDS)
+    clashing = {(c["kind"], c["name"]) for c in report.get("conflicts", [])}
+
+    def shown(kind: str, name: str) -> str:
+        return f"{name} {CONFLICT_MARK}" if (kind, name) in clashing else name
+
     for dist in report["plugins"]:
         eps = ", ".join(ep["name"] for ep in dist["entry_points"])
         suffix = " (built-in)" if dist["builtin"] else ""
         lines.append(f"{dist['distribution']} {dist['version']}{suffix}  entry points: {eps}")
         registered = [(kind, names) for kind, names in dist["components"].items() if names]
         for kind, names in registered:
-            lines.append(f"  {kind:<{width}}  {', '.join(names)}")
+            lines.append(f"  {kind:<{width}}  {', '.join(shown(kind, n) for n in names)}")
         if not registered:
             lines.append("  (registers no components)")
     if report["failed"]:
@@ -77,6 +101,15 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append("failed to load:")
         for f in report["failed"]:
             lines.append(f"  {f['distribution']} {f['version']} (entry point {f['entry_point']!r} = {f['value']}): {f['error']}")
+    if report.get("conflicts"):
+        lines.append("")
+        lines.append(f"conflicts {CONFLICT_MARK}: names registered by more than one plugin; every other command fails until each is settled:")
+        for c in report["conflicts"]:
+            claimants = ", ".join(f"{x['distribution']} {x['version']} (entry point {x['entry_point']!r})" for x in c["claimants"])
+            lines.append(f"  {c['kind']} {c['name']!r}: {claimants}")
+        settle = report.get("settle_with") or '""'
+        lines.append(f"  settle them: uninstall one plugin of each, or load only some with {PLUGINS_ENV} "
+                     f"(built-ins always load), e.g. {PLUGINS_ENV}={settle}")
     wanted = report["environment"].get(PLUGINS_ENV)
     if wanted is not None:
         lines.append("")
@@ -105,7 +138,7 @@ def main(argv: list[str], *, extra: Iterable[tuple[Any, Any]] = ()) -> int:
         with warnings.catch_warnings():
             # Failures are part of the report below, not noise on stderr.
             warnings.simplefilter("ignore", RuntimeWarning)
-            plugin_set = load_plugins(extra=extra)
+            plugin_set = load_plugins(extra=extra, on_conflict="report")
     except PluginError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_PLUGIN_ERROR
@@ -114,4 +147,8 @@ def main(argv: list[str], *, extra: Iterable[tuple[Any, Any]] = ()) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(format_text(report))
+    if plugin_set.conflicts:
+        # The listing above shows every conflict; the exit code and this line make it fail in CI.
+        print(f"error: {plugin_set.conflict_message()}", file=sys.stderr)
+        return EXIT_PLUGIN_ERROR
     return EXIT_OK

@@ -96,6 +96,12 @@ class Registry:
             )
         self._entries[kind][name] = Registration(kind, name, factory, source)
 
+    def owner(self, kind: str, name: str) -> Source | None:
+        """The source that registered ``name`` (None if nobody did)."""
+        self._check_kind(kind)
+        entry = self._entries[kind].get(name)
+        return None if entry is None else entry.source
+
     def names(self, kind: str) -> list[str]:
         self._check_kind(kind)
         return sorted(self._entries[kind])

@@ -136,14 +136,86 @@ def test_strict_mode_turns_a_failure_into_an_error(make_dist, monkeypatch):
     assert [p.name for p in plugin_set.failures] == ["broken"]
 
 
-def test_a_duplicate_name_names_both_distributions(make_dist):
+def test_a_duplicate_name_names_both_distributions_and_how_to_settle_it(make_dist, monkeypatch):
     make_dist("sigmoid-plugin", "bpl_dup", GOOD.replace('"cube"', '"sigmoid"'), entry_point="dup")
+    make_dist("cube-plugin", "bpl_cube", GOOD, entry_point="cube")
+    monkeypatch.setenv(PLUGINS_ENV, "dup,cube-plugin")  # only these two third-party plugins, whatever else is installed
     with pytest.raises(PluginError) as info:
         quiet_load()
     assert str(info.value) == (
         f"activation 'sigmoid' is registered twice: by backproplab {bp.__version__} (entry point 'activations') "
-        "and by sigmoid-plugin 1.0 (entry point 'dup'); uninstall one of them or restrict loading with BACKPROPLAB_PLUGINS"
+        "and by sigmoid-plugin 1.0 (entry point 'dup'); uninstall one of them or leave one out with "
+        "BACKPROPLAB_PLUGINS (built-ins always load), e.g. BACKPROPLAB_PLUGINS=cube-plugin"
     )
+    # The advice works: with the suggested value everything loads, and the built-in keeps its name.
+    monkeypatch.setenv(PLUGINS_ENV, "cube-plugin")
+    plugin_set, _ = quiet_load()
+    assert plugin_set.conflicts == []
+    assert plugin_set.registry.source_of("activation", "sigmoid").distribution == "backproplab"
+    assert "cube" in plugin_set.registry.names("activation")
+    # When the clashing plugin is the only third-party one loaded, the advice is to load none.
+    monkeypatch.setenv(PLUGINS_ENV, "dup")
+    with pytest.raises(PluginError, match=r'e\.g\. BACKPROPLAB_PLUGINS=""$'):
+        quiet_load()
+
+
+def test_every_conflict_is_collected_before_the_error(make_dist, monkeypatch):
+    """Three claimants of one name, and a second conflicting name: one error line counts the rest;
+    on_conflict="report" lists them all and keeps the first claimant's registration."""
+    two = GOOD + '\n    @hookimpl\n    def register_optimizers(register):\n        register("sgd", Cube)\n'
+    make_dist("a-plugin", "bpl_a", GOOD, entry_point="a")
+    make_dist("b-plugin", "bpl_b", two, entry_point="b")
+    make_dist("c-plugin", "bpl_c", GOOD, entry_point="c", version="3.1")
+    monkeypatch.setenv(PLUGINS_ENV, "a,b,c")
+    with pytest.raises(PluginError) as info:
+        quiet_load()
+    assert str(info.value) == (
+        "activation 'cube' is registered 3 times: by a-plugin 1.0 (entry point 'a'), by b-plugin 1.0 "
+        "(entry point 'b') and by c-plugin 3.1 (entry point 'c'); uninstall one of them or leave one out with "
+        "BACKPROPLAB_PLUGINS (built-ins always load), e.g. BACKPROPLAB_PLUGINS=a-plugin; "
+        "1 more name conflict, all listed by 'backproplab plugins'"
+    )
+    assert "\n" not in str(info.value)
+
+    plugin_set, _ = quiet_load(on_conflict="report")
+    assert [(c.kind, c.name, [s.distribution for s in c.sources]) for c in plugin_set.conflicts] == [
+        ("activation", "cube", ["a-plugin", "b-plugin", "c-plugin"]),
+        ("optimizer", "sgd", ["backproplab", "b-plugin"]),
+    ]
+    plugins = by_name(plugin_set)
+    assert all(plugins[n].components["activation"] == ["cube"] for n in "abc"), "each claimant lists what it registered"
+    assert plugin_set.registry.source_of("activation", "cube").distribution == "a-plugin"
+    assert plugin_set.registry.source_of("optimizer", "sgd").distribution == "backproplab"
+    assert plugin_set.settle_with() == "a-plugin"
+    with pytest.raises(ValueError, match="on_conflict must be 'raise' or 'report', got 'ignore'"):
+        bp.load_plugins(on_conflict="ignore")
+
+
+def test_two_entry_points_of_one_distribution_are_settled_by_entry_point_name(make_dist, tmp_path, monkeypatch):
+    make_dist("twin-plugin", "bpl_left", GOOD, entry_point="left")
+    make_dist("other-plugin", "bpl_right", GOOD, entry_point="unused")
+    # One distribution with two entry points that both register "cube".
+    (tmp_path / "twin_plugin-1.0.dist-info" / "entry_points.txt").write_text("[backproplab]\nleft = bpl_left\nright = bpl_right\n")
+    monkeypatch.setenv(PLUGINS_ENV, "left,right")
+    plugin_set, _ = quiet_load(on_conflict="report")
+    assert [c.name for c in plugin_set.conflicts] == ["cube"]
+    assert plugin_set.settle_with() == "left"
+    monkeypatch.setenv(PLUGINS_ENV, plugin_set.settle_with())
+    assert quiet_load()[0].conflicts == []
+
+
+def test_a_plugin_registering_one_name_twice_fails_alone():
+    class Twice:
+        @hookimpl
+        def register_losses(self, register):
+            register("twice", object)
+            register("twice", object)
+
+    plugin_set, messages = quiet_load(extra=[(Twice(), Source("twice", "twice-plugin", "0.1"))])
+    info = by_name(plugin_set)["twice"]
+    assert info.error == "register_losses raised PluginError: loss 'twice' registered twice by this plugin; register each name once"
+    assert plugin_set.conflicts == [] and "twice" not in plugin_set.registry.names("loss")
+    assert any("twice-plugin 0.1" in m for m in messages)
 
 
 def test_backproplab_plugins_selects_third_party_plugins(make_dist, monkeypatch):

@@ -141,6 +141,69 @@ def test_failures_in_process_are_listed_with_their_reason(capsys, monkeypatch):
     assert "sigmoid" in by_distribution(json.loads(out))["backproplab"]["components"]["activation"]
 
 
+def test_a_name_conflict_is_listed_marked_and_exits_1(capsys, monkeypatch):
+    """The command that shows conflicts must work when there is one: everything is listed, each
+    clashing name is marked, each conflict names its claimants, and the exit code is 1."""
+    monkeypatch.setenv("BACKPROPLAB_PLUGINS", "")  # no installed third-party plugins: only these two
+    monkeypatch.delenv("BACKPROPLAB_STRICT_PLUGINS", raising=False)
+
+    def register_activations(register):
+        register("sigmoid", object)  # clashes with the built-in
+        register("cube", object)
+
+    def register_other(register):
+        register("cube", object)  # clashes with the first plugin
+
+    first = _module("first", register_activations=register_activations)
+    second = _module("second", register_activations=register_other)
+    extra = [(first, Source("first", "backproplab-first", "1.0")), (second, Source("second", "backproplab-second", "2.5"))]
+
+    code, out, err = run_report(capsys, extra=extra)
+    assert code == 1
+    lines = out.splitlines()
+    builtin_activations = lines[1].split(None, 1)[1]
+    assert "sigmoid [conflict]," in builtin_activations and builtin_activations.count("[conflict]") == 1
+    assert "  activation   cube [conflict], sigmoid [conflict]" in lines
+    assert "  activation   cube [conflict]" in lines
+    conflicts = lines.index("conflicts [conflict]: names registered by more than one plugin; "
+                            "every other command fails until each is settled:")
+    assert lines[conflicts + 1:conflicts + 4] == [
+        "  activation 'cube': backproplab-first 1.0 (entry point 'first'), backproplab-second 2.5 (entry point 'second')",
+        f"  activation 'sigmoid': backproplab {backproplab.__version__} (entry point 'activations'), "
+        "backproplab-first 1.0 (entry point 'first')",
+        "  settle them: uninstall one plugin of each, or load only some with BACKPROPLAB_PLUGINS "
+        "(built-ins always load), e.g. BACKPROPLAB_PLUGINS=backproplab-second",  # first is in both conflicts
+    ]
+    assert err == (
+        "error: activation 'cube' is registered twice: by backproplab-first 1.0 (entry point 'first') and by "
+        "backproplab-second 2.5 (entry point 'second'); uninstall one of them or leave one out with "
+        "BACKPROPLAB_PLUGINS (built-ins always load), e.g. BACKPROPLAB_PLUGINS=backproplab-second; "
+        "1 more name conflict, all listed by 'backproplab plugins'\n"
+    )
+
+    code, out, err = run_report(capsys, "--json", extra=extra)
+    assert code == 1 and err.startswith("error: activation 'cube' is registered twice")
+    report = json.loads(out)
+    assert report["conflicts"] == [
+        {"kind": "activation", "name": "cube", "claimants": [
+            {"distribution": "backproplab-first", "version": "1.0", "entry_point": "first"},
+            {"distribution": "backproplab-second", "version": "2.5", "entry_point": "second"}]},
+        {"kind": "activation", "name": "sigmoid", "claimants": [
+            {"distribution": "backproplab", "version": backproplab.__version__, "entry_point": "activations"},
+            {"distribution": "backproplab-first", "version": "1.0", "entry_point": "first"}]},
+    ]
+    assert report["settle_with"] == "backproplab-second"
+    assert by_distribution(report)["backproplab-second"]["components"]["activation"] == ["cube"]
+
+
+def test_no_conflict_means_no_conflict_section(capsys, monkeypatch):
+    monkeypatch.setenv("BACKPROPLAB_PLUGINS", "")
+    code, out, _ = run_report(capsys)
+    assert code == 0 and "[conflict]" not in out
+    code, out, _ = run_report(capsys, "--json")
+    assert json.loads(out)["conflicts"] == [] and json.loads(out)["settle_with"] is None
+
+
 def test_installed_distributions_text_report(on_path, capsys):
     code, out, err = run_report(capsys)
     assert code == 0
@@ -241,3 +304,64 @@ def test_cli_keeps_working_next_to_a_broken_plugin(tmp_path, site):
     strict = cli(tmp_path, site, "trainer.epochs=1", "logger=none", BACKPROPLAB_STRICT_PLUGINS="1")
     assert strict.returncode != 0 and "final loss" not in strict.stdout
     assert "backproplab-broken" in strict.stderr.strip().splitlines()[-1]
+
+
+CLASH_SOURCE = """
+import backproplab
+
+
+class Twice:
+    def forward(self, z):
+        return 2 * z
+
+    def backward(self, z, a, grad_a):
+        return 2 * grad_a
+
+
+@backproplab.hookimpl
+def register_activations(register):
+    register("sigmoid", Twice)  # the built-in's name
+    register("cube", Twice)     # backproplab-goodplug's name
+"""
+
+
+@pytest.mark.slow
+def test_cli_name_conflict_end_to_end(tmp_path, site):
+    """A second real distribution claiming two taken names: ``plugins`` still lists everything and
+    exits 1; a training run fails with one line naming both providers; its advice works."""
+    install_distribution(site, "backproplab-clash", "0.5", "clash", "bpl_clash", CLASH_SOURCE)
+
+    listing = cli(tmp_path, site, "plugins")
+    assert listing.returncode == 1
+    out = listing.stdout
+    assert "backproplab-goodplug 1.2.0  entry points: goodplug" in out and "  activation   cube [conflict]" in out
+    assert "backproplab-clash 0.5  entry points: clash" in out
+    assert "  activation   cube [conflict], sigmoid [conflict]" in out
+    assert "  activation 'cube': backproplab-clash 0.5 (entry point 'clash'), backproplab-goodplug 1.2.0 (entry point 'goodplug')" in out
+    assert f"  activation 'sigmoid': backproplab {backproplab.__version__} (entry point 'activations'), backproplab-clash 0.5 (entry point 'clash')" in out
+    assert "failed to load:" in out and "backproplab-broken 0.3" in out, "failures are still listed"
+    (error,) = listing.stderr.splitlines()
+    assert error.startswith("error: activation 'cube' is registered twice: by backproplab-clash 0.5 (entry point 'clash') "
+                            "and by backproplab-goodplug 1.2.0 (entry point 'goodplug'); uninstall one of them")
+
+    as_json = cli(tmp_path, site, "plugins", "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert [(c["name"], [x["distribution"] for x in c["claimants"]]) for c in report["conflicts"]] == [
+        ("cube", ["backproplab-clash", "backproplab-goodplug"]),
+        ("sigmoid", ["backproplab", "backproplab-clash"]),
+    ]
+
+    run = cli(tmp_path, site, "model.activation=cube", "trainer.epochs=1", "logger=none")
+    assert run.returncode == 1 and "final loss" not in run.stdout
+    last = run.stderr.strip().splitlines()[-1]
+    assert last == error, "a training run fails with the same one line"
+    assert "1 more name conflict" in last
+    settle = last.split("e.g. BACKPROPLAB_PLUGINS=", 1)[1].split(";", 1)[0]
+    # Leaving out the one plugin in both conflicts settles them; the good plugin stays.
+    assert "backproplab-goodplug" in settle.split(",") and "backproplab-clash" not in settle
+
+    fixed = cli(tmp_path, site, "model.activation=cube", "trainer.epochs=1", "logger=none", BACKPROPLAB_PLUGINS=settle)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "final loss" in fixed.stdout
+    assert cli(tmp_path, site, "plugins", BACKPROPLAB_PLUGINS=settle).returncode == 0

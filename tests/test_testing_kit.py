@@ -44,6 +44,15 @@ def rejected_by(component, check_name, *fragments, **options):
     return rejects(by_name[check_name], component, *fragments)
 
 
+def only_rejected_by(component, check_name, *fragments, **options):
+    """``check_name`` rejects ``component`` and every other check passes it: the defect is one
+    that only this check catches."""
+    for check in checks_for(component, **options):
+        if check.name != check_name:
+            check(component)
+    return rejected_by(component, check_name, *fragments, **options)
+
+
 # --- activations -------------------------------------------------------------------------
 
 
@@ -347,6 +356,70 @@ def test_check_initializer_rejects(component, check_name, fragments):
     rejected_by(component, check_name, *fragments)
 
 
+class CachedStream:
+    """Seeds a stream of its own from rng on the first call and never again: the first network is
+    reproducible, a second one built with the same instance and seed is not."""
+
+    def __init__(self):
+        self._stream = None
+
+    def __call__(self, shape, rng, dtype=np.float64):
+        if self._stream is None:
+            self._stream = np.random.RandomState(int(rng.integers(2**32)))
+        return (self._stream.randn(*shape) * 0.1).astype(dtype)
+
+
+class CountingScale:
+    """Draws from rng, but scales by its call count."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, shape, rng, dtype=np.float64):
+        self.calls += 1
+        return (rng.standard_normal(shape) / self.calls).astype(dtype)
+
+
+class IgnoresItsSeed:
+    """Takes a seed hyperparameter but seeds its stream with a constant."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def __call__(self, shape, rng, dtype=np.float64):
+        return np.random.RandomState(0).randn(*shape).astype(dtype)
+
+
+@pytest.mark.parametrize(
+    "component, options, fragments",
+    [
+        (CachedStream, {}, ["initializer CachedStream", "same instance and seed", "gave different W1",
+                            "depends on how many times it has been called"]),
+        (CountingScale, {}, ["initializer CountingScale", "depends on how many times it has been called"]),
+        # deterministic=True exempts a stream of its own only if the output really ignores rng.
+        (CountingScale, {"deterministic": True}, ["declared deterministic=True", "default_rng(0) and default_rng(1)"]),
+        (IgnoresItsSeed, {"deterministic": True}, ["initializer IgnoresItsSeed", "seed=0 and with seed=1",
+                                                   "seed hyperparameter is ignored"]),
+    ],
+    ids=["CachedStream", "CountingScale", "CountingScale-deterministic", "IgnoresItsSeed"],
+)
+def test_check_initializer_repeatable_rejects(component, options, fragments):
+    only_rejected_by(component, "check_initializer_repeatable", *fragments, **options)
+
+
+def test_check_initializer_repeatable_is_fair_to_legacy_randn():
+    """legacy_randn is deterministic given its seed at build time: with seed=None it draws its
+    legacy seed from rng on every call, and with seed=3 (the worked example) a fresh instance
+    always replays the same stream, which it declares with deterministic=True."""
+    (repeatable,) = [c for c in checks_for(LegacyRandn) if c.name == "check_initializer_repeatable"]
+    repeatable(LegacyRandn)
+    repeatable(LegacyRandn(scale=0.1))
+    check_initializer(LegacyRandn(seed=3, scale=0.1), deterministic=True)
+    # The same instance continues its stream, so without the declaration it is reported.
+    (strict,) = [c for c in checks_for(LegacyRandn(seed=3)) if c.name == "check_initializer_repeatable"]
+    rejects(strict, LegacyRandn(seed=3), "depends on how many times it has been called")
+
+
 def test_initializer_options_and_instances():
     check_initializer(Identityish, deterministic=True)
     check_initializer(Zeros)  # constant output needs no declaration
@@ -428,6 +501,59 @@ class NeedsLr:
     def step(self, params, grads):
         for name, g in grads.items():
             params[name] -= self.lr * g
+
+
+class Float16Update(SGD):
+    """Rounds each update to float16 before applying it: in place, same dtype, but 11 bits."""
+
+    def step(self, params, grads):
+        for name, g in grads.items():
+            params[name] -= (self.lr * g).astype(np.float16)
+
+
+class Float32Update(SGD):
+    def step(self, params, grads):
+        for name, g in grads.items():
+            params[name] -= (self.lr * g).astype(np.float32)
+
+
+class Float16Result(SGD):
+    """Stores the stepped parameters rounded to float16 (in place, still a float64 array)."""
+
+    def step(self, params, grads):
+        for name, g in grads.items():
+            params[name][...] = (params[name] - self.lr * g).astype(np.float16)
+
+
+class SignSGD:
+    """Updates by lr * sign(g): with lr a power of two every change is a float16 number, legitimately."""
+
+    def __init__(self, lr: float = 0.5):
+        self.lr = lr
+
+    def step(self, params, grads):
+        for name, g in grads.items():
+            params[name] -= self.lr * np.sign(g)
+
+
+@pytest.mark.parametrize(
+    "component, fragments",
+    [
+        (Float16Update, ["optimizer Float16Update", "all 180 changes over 5 steps are float16 numbers",
+                         "the update is rounded to float16"]),
+        (Float32Update, ["optimizer Float32Update", "are float32 numbers", "the update is rounded to float32"]),
+        (Float16Result, ["optimizer Float16Result", "every float64 parameter is a float16 number"]),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_check_optimizer_float64_precision_rejects(component, fragments):
+    only_rejected_by(component, "check_optimizer_float64_precision", *fragments)
+
+
+def test_check_optimizer_float64_precision_accepts_exact_coarse_updates():
+    check_optimizer(SignSGD)  # changes of exactly ±0.5 lose nothing
+    check_optimizer(SignSGD(lr=2.0**-10))
+    check_optimizer(SGD(lr=0.5))
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ The contract is in-place updates: callers and callbacks hold references to the p
 (``network.params["W1"]`` in the Python API, the read-only Step view), and an update that
 allocates a new array per step costs time in the hot loop. An optimizer that shares state
 between names couples parameters that should be independent. Both are checked, together with
-determinism and progress on a quadratic, all with the component's default hyperparameters.
+determinism, float64 precision and progress on a quadratic, all with the component's default
+hyperparameters.
 """
 
 from __future__ import annotations
@@ -71,6 +72,65 @@ def check_optimizer_updates_in_place(optimizer: Any, *, seed: int = 0) -> None:
                     fail(KIND, optimizer, f"step {t} made params[{name!r}] non-finite ({np.dtype(dtype).name})")
                 if not np.array_equal(grads[name], grads_before[name]):
                     fail(KIND, optimizer, f"step modified grads[{name!r}] in place; the gradients belong to the caller")
+
+
+def _low_precision_update(deltas, bounds, low):
+    """Whether every informative change lies on ``low``'s grid, to within float64 round-off.
+
+    A change d of a parameter is recovered as ``after - before``; it differs from the update the
+    optimizer computed by at most ``bound`` (a float64 ulp of the result). An element is
+    informative when ``low``'s spacing at |d| dwarfs that bound, so that a genuine float64 update
+    lands within it only by a 1-in-32 chance or less. Changes of one magnitude only (a sign-based
+    update with lr a power of two) are inconclusive: rounding them loses nothing.
+    """
+    rounded = deltas.astype(low).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        spacing = np.spacing(np.abs(deltas).astype(low)).astype(np.float64)
+    informative = (deltas != 0) & np.isfinite(rounded) & np.isfinite(spacing) & (spacing > 64 * bounds)
+    if informative.sum() < 8 or np.unique(np.abs(rounded[informative])).size < 3:
+        return None
+    on_grid = np.abs(deltas - rounded) <= bounds
+    if not on_grid[informative].all():
+        return None
+    first = int(np.flatnonzero(informative)[0])
+    return int(informative.sum()), float(deltas[first]), float(rounded[first])
+
+
+@register_check(KIND)
+def check_optimizer_float64_precision(optimizer: Any, *, seed: int = 0) -> None:
+    """On float64 parameters the update keeps float64 precision: the parameters do not become
+    float16 or float32 numbers, and neither do their changes (an update rounded to a lower
+    precision, e.g. ``p -= (lr * g).astype(np.float16)``, still passes the in-place checks)."""
+    __tracebackhide__ = True
+    shapes = {"W1": (6, 5), "b1": (6,)}
+    opt = fresh(KIND, optimizer)
+    params = _params(seed, shapes)
+    deltas, bounds, stored = [], [], {np.float16: True, np.float32: True}
+    for t, grads in enumerate(_grad_sequence(seed, shapes)):
+        before = {k: v.copy() for k, v in params.items()}
+        _step(optimizer, opt, params, grads, t)
+        for name in shapes:
+            after = params[name]
+            if after.dtype != np.float64:
+                fail(KIND, optimizer, f"step {t} turned float64 params[{name!r}] into {after.dtype.name}")
+            delta = after - before[name]
+            deltas.append(delta.ravel())
+            bounds.append((np.spacing(np.abs(after)) + np.spacing(np.abs(delta))).ravel())
+            for low in stored:
+                stored[low] = stored[low] and bool(np.array_equal(after, after.astype(low).astype(np.float64)))
+    for low, all_low in stored.items():
+        if all_low:
+            fail(KIND, optimizer, f"after each step every float64 parameter is a {np.dtype(low).name} number: step "
+                 f"rounds its result to {np.dtype(low).name}; compute and store it in the parameters' dtype")
+    d, b = np.concatenate(deltas), np.concatenate(bounds)
+    for low in (np.float16, np.float32):
+        found = _low_precision_update(d, b, low)
+        if found:
+            n, delta, rounded = found
+            name = np.dtype(low).name
+            fail(KIND, optimizer, f"on float64 parameters all {n} changes over {STEPS} steps are {name} numbers "
+                 f"(e.g. {delta!r} == {name}({rounded!r})): the update is rounded to {name}; "
+                 "compute it in the parameters' dtype")
 
 
 @register_check(KIND)
