@@ -4,7 +4,9 @@ Hydra reports errors as multi-line messages with exit code 1. Here every error b
 naming the key, the bad value and the valid choices, with exit code 2 for a wrong config and 1
 for a failed run; ``HYDRA_FULL_ERROR=1`` brings the traceback back. Group choices such as
 ``optimizer=adamm`` are checked before Hydra runs, so the message can list the registered
-names and the closest match rather than Hydra's search-path report.
+names and the closest match rather than Hydra's search-path report. A multirun has every job
+composed and validated first (``backproplab.preflight``), so a bad value anywhere in a sweep
+stops it before any job trains and before any MLflow run exists.
 """
 
 from __future__ import annotations
@@ -31,13 +33,10 @@ def _one_line_warnings() -> None:
 
 def _override_args(args: Sequence[str]) -> list[str]:
     """The overrides among Hydra's command-line arguments (``--cfg job`` etc. are not ones)."""
-    from hydra._internal.utils import get_args_parser
+    from .preflight import hydra_args
 
-    try:
-        namespace, _unknown = get_args_parser().parse_known_args(list(args))
-    except SystemExit:  # a malformed flag: Hydra itself reports it with its usage text
-        return []
-    return list(namespace.overrides or [])
+    namespace = hydra_args(args)
+    return [] if namespace is None else list(namespace.overrides or [])
 
 
 def check_overrides(args: Sequence[str]) -> None:
@@ -100,10 +99,13 @@ def _plugins(argv: list[str]) -> int:
 
 
 def _run_hydra(argv: list[str]) -> int:
-    from . import sweep_status
+    from . import preflight, sweep_status
 
     try:
         check_overrides(argv)
+        # A multirun: every job composed and validated before the first starts (and before
+        # the MLflow parent run exists); the first bad one is the one error line.
+        preflight.check_multirun(argv)
         from .hydra_app import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
