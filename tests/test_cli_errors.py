@@ -157,3 +157,42 @@ def test_a_bad_sweep_job_stops_the_multirun_before_anything_runs(cli, tmp_path, 
     assert "iteration" not in proc.stdout and "final loss" not in proc.stdout and "Launching" not in proc.stdout
     assert not (tmp_path / "mlflow.db").exists()  # no parent run, no child run, no store
     assert not (tmp_path / "sweep").exists()  # Hydra did not even create the sweep directory
+
+
+# -- sub-commands -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["explain", "plugins"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_subcommand_help_prints_its_usage(cli, command, flag):
+    proc = cli(command, flag)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: backproplab {command} [-h]")
+    assert proc.stderr == ""
+
+
+def test_explain_help_ignores_overrides_and_runs_nothing(cli):
+    proc = cli("explain", "optimizer=adam", "--help")
+    assert proc.returncode == 0 and "KEY=VALUE" in proc.stdout and "Parameters:" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "word, pattern",
+    [
+        ("explian", r"^error: unknown command 'explian'; did you mean 'explain'\? \(commands: explain, plugins\)$"),
+        ("plugns", r"^error: unknown command 'plugns'; did you mean 'plugins'\? \(commands: explain, plugins\)$"),
+        ("train", r"^error: 'train' is neither a command \(explain, plugins\) nor an override \(KEY=VALUE"),
+    ],
+)
+def test_a_typo_d_subcommand_gets_a_hint(cli, tmp_path, word, pattern):
+    proc = cli(word, "optimizer.lr=0.1")
+    line = one_line(proc.stderr)
+    assert proc.returncode == CONFIG
+    assert re.search(pattern, line), line
+    assert proc.stdout == "" and not list(tmp_path.iterdir())
+
+
+def test_only_bare_words_are_taken_for_commands():
+    from backproplab.cli import unknown_command
+
+    for arg in ("optimizer.lr=0.1", "~model.dtype", "+trainer.x=1", "-m", "--cfg", "explain", "plugins", "model.hidden"):
+        assert unknown_command(arg) is None, arg
+    assert unknown_command("Explain").startswith("error: unknown command 'Explain'; did you mean 'explain'?")
