@@ -4,12 +4,18 @@ Hydra reports errors as multi-line messages with exit code 1. Here every error b
 naming the key, the bad value and the valid choices, with exit code 2 for a wrong config and 1
 for a failed run; ``HYDRA_FULL_ERROR=1`` brings the traceback back. Group choices such as
 ``optimizer=adamm`` are checked before Hydra runs, so the message can list the registered
-names and the closest match rather than Hydra's search-path report.
+names and the closest match rather than Hydra's search-path report. A multirun has every job
+composed and validated first (``backproplab.preflight``), so a bad value anywhere in a sweep
+stops it before any job trains and before any MLflow run exists. A first argument that is
+neither a sub-command nor an override (``backproplab explian``) gets a "did you mean" line.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import os
+import re
 import sys
 import warnings
 from typing import Any, Sequence
@@ -17,6 +23,8 @@ from typing import Any, Sequence
 from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, tracebacks_wanted
 
 SUBCOMMANDS = ("explain", "plugins")
+# A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 def _one_line_warnings() -> None:
@@ -31,13 +39,10 @@ def _one_line_warnings() -> None:
 
 def _override_args(args: Sequence[str]) -> list[str]:
     """The overrides among Hydra's command-line arguments (``--cfg job`` etc. are not ones)."""
-    from hydra._internal.utils import get_args_parser
+    from .preflight import hydra_args
 
-    try:
-        namespace, _unknown = get_args_parser().parse_known_args(list(args))
-    except SystemExit:  # a malformed flag: Hydra itself reports it with its usage text
-        return []
-    return list(namespace.overrides or [])
+    namespace = hydra_args(args)
+    return [] if namespace is None else list(namespace.overrides or [])
 
 
 def check_overrides(args: Sequence[str]) -> None:
@@ -100,10 +105,13 @@ def _plugins(argv: list[str]) -> int:
 
 
 def _run_hydra(argv: list[str]) -> int:
-    from . import sweep_status
+    from . import preflight, sweep_status
 
     try:
         check_overrides(argv)
+        # A multirun: every job composed and validated before the first starts (and before
+        # the MLflow parent run exists); the first bad one is the one error line.
+        preflight.check_multirun(argv)
         from .hydra_app import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
@@ -130,16 +138,53 @@ def _run_hydra(argv: list[str]) -> int:
     return 0
 
 
+def _explain_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backproplab explain",
+        description="Print the article's tables for the first iteration of the configured run: the inputs, each "
+        "layer's parameters, the forward values z and f, the loss, and for every parameter its value, its "
+        "gradient dE/dparam and its value after the optimizer step. Nothing is tracked.",
+        epilog="Overrides are those of 'backproplab' itself, e.g. "
+        "'backproplab explain optimizer=adam model.hidden=[8] data=xor'.",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Hydra overrides of the run's config")
+    return parser
+
+
+def _explain(argv: list[str]) -> int:
+    if any(arg in ("-h", "--help") for arg in argv):
+        _explain_parser().print_help()
+        return 0
+    from .explain import main as explain_main
+
+    return explain_main(argv)
+
+
+def unknown_command(word: str) -> str | None:
+    """The error line for a first argument that is neither a sub-command nor an override
+    (``backproplab explian``); None if ``word`` may be an override or a flag for Hydra."""
+    if word in SUBCOMMANDS or not _WORD.fullmatch(word):
+        return None
+    hint = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+    if hint:
+        return f"error: unknown command {word!r}; did you mean {hint[0]!r}? (commands: {', '.join(SUBCOMMANDS)})"
+    return (
+        f"error: {word!r} is neither a command ({', '.join(SUBCOMMANDS)}) nor an override (KEY=VALUE, e.g. "
+        "optimizer.lr=0.1); see backproplab --help"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m backproplab``."""
     args = list(sys.argv[1:] if argv is None else argv)
     _one_line_warnings()
     if args and args[0] == "plugins":
-        sys.exit(_plugins(args[1:]))
+        sys.exit(_plugins(args[1:]))  # argparse: --help / -h print its usage
     if args and args[0] == "explain":
-        from .explain import main as explain_main
-
-        sys.exit(explain_main(args[1:]))
+        sys.exit(_explain(args[1:]))
+    if args and (line := unknown_command(args[0])) is not None:
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG)
     # Hydra then hands every exception back to us (see module docstring); the user's own
     # choice is remembered for tracebacks_wanted(), also in joblib worker processes.
     os.environ.setdefault(TRACEBACK_ENV, "1" if os.environ.get("HYDRA_FULL_ERROR") == "1" else "0")

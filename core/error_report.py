@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 
 from .errors import BackproplabError, ConfigError
@@ -42,7 +43,11 @@ def _hydra_line(exc: BaseException) -> str | None:
             parent = getattr(cause, "parent_node", None)
             valid = ""
             if parent is not None and hasattr(parent, "keys"):
-                valid = f"; valid keys: {', '.join(str(k) for k in parent.keys())}"
+                keys = [str(k) for k in parent.keys()]
+                valid = f"; valid keys: {', '.join(keys)}"
+                hint = difflib.get_close_matches(str(key).rsplit(".", 1)[-1], keys, n=1, cutoff=0.6)
+                if hint:
+                    valid += f"; did you mean {hint[0]!r}?"
             return f"{key} is not a key of the config{valid}"
         text = _squash(exc)
         if isinstance(cause, OmegaConfBaseException):

@@ -47,7 +47,7 @@ CASES = {
     "unknown activation": (["model.activation=sigmod"], r"^error: model.activation: unknown activation 'sigmod'; available: .*did you mean 'sigmoid'\?$"),
     "unknown data set": (["data=mnist"], r"^error: data='mnist' is unknown; available: breast_cancer, circles, csv, digits, moons, seed_example, xor"),
     "unknown experiment": (["experiment=lr_sweeps"], r"experiment='lr_sweeps' is unknown; available: .*; did you mean 'lr_sweep'\?$"),
-    "unknown hyperparameter": (["optimizer.momentun=0.9"], r"^error: optimizer.momentun is not a key of the config; valid keys: name, lr, momentum, nesterov, weight_decay$"),
+    "unknown hyperparameter": (["optimizer.momentun=0.9"], r"^error: optimizer.momentun is not a key of the config; valid keys: name, lr, momentum, nesterov, weight_decay; did you mean 'momentum'\?$"),
     "lr is not a number": (["optimizer.lr=abc"], r"^error: optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number"),
     "hidden is not a list": (["model.hidden=foo"], r"^error: model.hidden='foo' is invalid; valid: a list of positive integers"),
     "hidden width zero": (["model.hidden=[4,0]"], r"^error: model.hidden=\[4, 0\] is invalid; valid: a list of positive integers"),
@@ -110,3 +110,89 @@ def test_batch_size_above_the_training_set_is_clamped_with_a_warning(cli):
     assert proc.returncode == 0, proc.stderr
     assert "warning: batch_size 20 exceeds the 1 training examples; using 1" in proc.stderr
     assert "iteration 7/7  prediction 0.925053" in proc.stdout
+
+
+# -- multiruns: every job is validated before the first one starts ------------------------------
+SWEEP_CASES = {
+    "bad value in a sweep list": (
+        ["-m", "optimizer.lr=0.5,abc"],
+        r"^error: sweep job #1 of 2 \(optimizer.lr=abc\) is invalid, so no job was started: "
+        r"optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number \(default 0.01\)$",
+    ),
+    "typo'd key in a multirun": (
+        ["-m", "modl.x=1,2"],
+        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(modl.x=1\): "
+        r"modl is not a key of the config; valid keys: .*model.*; did you mean 'model'\?$",
+    ),
+    "bad job in the middle of a product": (
+        ["-m", "optimizer.lr=0.1,0.5", "model.hidden=[2],[0],[3]"],
+        r"^error: 2 of 6 sweep jobs are invalid, so no job was started; the first, #1 \(optimizer.lr=0.1 model.hidden=\[0\]\): "
+        r"model.hidden=\[0\] is invalid; valid: a list of positive integers",
+    ),
+    "bad value under the joblib launcher": (
+        ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.batch_size=4,0"],
+        r"^error: sweep job #1 of 2 \(data.batch_size=0\) is invalid, so no job was started: data.batch_size=0 is invalid; valid: a positive integer",
+    ),
+    # hydra.mode=MULTIRUN comes from the experiment, not from -m; the fixed override breaks every job.
+    "experiment sweep with a bad fixed value": (
+        ["experiment=lr_sweep", "trainer.epochs=0"],
+        r"^error: 4 of 4 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
+    ),
+    "data file missing in one job": (
+        ["-m", "data=csv", "data.target=label", "data.path={three_classes},nowhere.csv"],
+        r"^error: sweep job #1 of 2 \(data.path=nowhere.csv\) is invalid, so no job was started: data.path='nowhere.csv': file not found",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SWEEP_CASES))
+def test_a_bad_sweep_job_stops_the_multirun_before_anything_runs(cli, tmp_path, case, three_classes):
+    args, pattern = SWEEP_CASES[case]
+    args = [a.format(three_classes=three_classes) for a in args]
+    # MLflow tracking stays on: the check must come before the parent run is created.
+    proc = cli(*args, f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "hydra.sweep.dir=sweep")
+    line = one_line(proc.stderr)
+    assert proc.returncode == CONFIG, (proc.returncode, proc.stderr)
+    assert re.search(pattern, line), line
+    assert "iteration" not in proc.stdout and "final loss" not in proc.stdout and "Launching" not in proc.stdout
+    assert not (tmp_path / "mlflow.db").exists()  # no parent run, no child run, no store
+    assert not (tmp_path / "sweep").exists()  # Hydra did not even create the sweep directory
+
+
+# -- sub-commands -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["explain", "plugins"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_subcommand_help_prints_its_usage(cli, command, flag):
+    proc = cli(command, flag)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: backproplab {command} [-h]")
+    assert proc.stderr == ""
+
+
+def test_explain_help_ignores_overrides_and_runs_nothing(cli):
+    proc = cli("explain", "optimizer=adam", "--help")
+    assert proc.returncode == 0 and "KEY=VALUE" in proc.stdout and "Parameters:" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "word, pattern",
+    [
+        ("explian", r"^error: unknown command 'explian'; did you mean 'explain'\? \(commands: explain, plugins\)$"),
+        ("plugns", r"^error: unknown command 'plugns'; did you mean 'plugins'\? \(commands: explain, plugins\)$"),
+        ("train", r"^error: 'train' is neither a command \(explain, plugins\) nor an override \(KEY=VALUE"),
+    ],
+)
+def test_a_typo_d_subcommand_gets_a_hint(cli, tmp_path, word, pattern):
+    proc = cli(word, "optimizer.lr=0.1")
+    line = one_line(proc.stderr)
+    assert proc.returncode == CONFIG
+    assert re.search(pattern, line), line
+    assert proc.stdout == "" and not list(tmp_path.iterdir())
+
+
+def test_only_bare_words_are_taken_for_commands():
+    from backproplab.cli import unknown_command
+
+    for arg in ("optimizer.lr=0.1", "~model.dtype", "+trainer.x=1", "-m", "--cfg", "explain", "plugins", "model.hidden"):
+        assert unknown_command(arg) is None, arg
+    assert unknown_command("Explain").startswith("error: unknown command 'Explain'; did you mean 'explain'?")

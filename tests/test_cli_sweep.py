@@ -118,3 +118,39 @@ def test_the_issues_eighteen_job_sweep(cli, tmp_path):
         key = tuple(sorted(o for o in r["overrides"] if not o.startswith("data.batch_size")))
         by_config.setdefault(key, set()).add(tuple(r["losses"]))
     assert len(by_config) == 6 and all(len(v) == 1 for v in by_config.values())
+
+
+def test_jobs_are_expanded_and_numbered_as_hydra_launches_them(basic_sweep):
+    """The up-front check sees exactly the jobs Hydra then ran: same overrides, same numbers."""
+    import yaml
+
+    from backproplab.preflight import sweep_jobs
+
+    _, cwd = basic_sweep
+    args = ["-m", *BASE, f"optimizer.lr={','.join(LRS)}", f"model.hidden={','.join(HIDDEN)}", "hydra.sweep.dir=sweep"]
+    jobs = sweep_jobs(args)
+    assert [job.num for job in jobs] == [0, 1, 2, 3]
+    for job in jobs:
+        ran = yaml.safe_load((cwd / "sweep" / str(job.num) / ".hydra" / "overrides.yaml").read_text())
+        assert list(job.overrides) == ran
+
+
+def test_which_command_lines_are_multiruns():
+    from backproplab.preflight import check_multirun, sweep_jobs
+
+    assert sweep_jobs(["optimizer.lr=0.1"]) is None  # a single run
+    assert sweep_jobs(["--cfg", "job", "-m", "optimizer.lr=0.1,0.2"]) is None  # prints, runs nothing
+    # hydra.mode=MULTIRUN set by an experiment, values from its hydra.sweeper.params
+    jobs = sweep_jobs(["experiment=lr_sweep"])
+    assert [j.overrides for j in jobs] == [(f"optimizer.lr={v}", "experiment=lr_sweep") for v in ("0.01", "0.1", "0.5", "1.0")]
+    assert check_multirun(["-m", "optimizer.lr=0.05,0.5,1.0", "data.batch_size=1,20,100", "model.hidden=[4],[8,8]"]) == 18
+    assert check_multirun(["-m", "optimizer.lr=range(1,4)", "trainer.epochs=1"]) == 3
+
+
+def test_the_check_composes_each_job_like_the_launcher(tmp_path):
+    """Interpolations into the Hydra config resolve as they do in the job itself."""
+    from backproplab.preflight import check_multirun
+
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n0,0\n1,1\n")
+    assert check_multirun(["-m", f"data=csv", f"data.path={data}", "data.seed=${hydra:job.num}", "trainer.epochs=1,2"]) == 2

@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 pytestmark = pytest.mark.slow
@@ -52,9 +53,14 @@ def summary_rows(client: MlflowClient, parent, tmp: Path) -> list[dict]:
 def check_summary(client, parent, children, tmp_path, keys):
     rows = summary_rows(client, parent, tmp_path / "summary")
     assert sorted(r["run_id"] for r in rows) == sorted(c.info.run_id for c in children)
+    # One row per Hydra job, in job order; each row is the job Hydra ran under that number.
+    assert [r["job"] for r in rows] == [str(n) for n in range(len(children))]
+    sweep_dir = Path(parent.data.tags["sweep.dir"])
     by_id = {c.info.run_id: c for c in children}
     for row in rows:
         child = by_id[row["run_id"]]
+        ran = yaml.safe_load((sweep_dir / row["job"] / ".hydra" / "overrides.yaml").read_text())
+        assert child.data.tags["hydra.overrides"] == " ".join(ran)
         assert row["status"] == child.info.status
         for key in keys:
             assert row[key] == child.data.params[key]
@@ -99,6 +105,7 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
     for child in children:
         assert child.info.status == "FINISHED"
         assert loss_steps(client, child) == list(range(7))
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
 
 
 def test_sweeper_params_of_an_experiment_are_recorded(cli, tmp_path):
@@ -128,6 +135,111 @@ def test_a_sweep_whose_jobs_all_fail_ends_failed_and_every_job_ran(cli, tmp_path
     assert parent.info.status == "FAILED"
     assert parent.data.tags["failure_reason"] == "all 2 jobs failed"
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+
+
+def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli(
+        "-m", "model.activation=identity", "model.output_activation=identity", "loss=mse",
+        "optimizer.lr=0.001,1000", "trainer.epochs=50", f"logger.tracking_uri={uri}",
+    )
+    assert proc.returncode == 1
+    assert "error: 1 job(s) of the multirun failed" in proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert len(children) == 2  # the job's own FAILED run, no second one for the same job
+    status = {c.data.params["optimizer.lr"]: c for c in children}
+    assert status["0.001"].info.status == "FINISHED" and loss_steps(client, status["0.001"]) == list(range(50))
+    failed = status["1000"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["failure_reason"].startswith("NonFiniteLossError: non-finite loss")
+    assert loss_steps(client, failed)  # what was logged before the divergence stays
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
+    assert parent.data.metrics["sweep/jobs"] == 2
+    assert parent.data.metrics["sweep/finished_jobs"] == 1 and parent.data.metrics["sweep/failed_jobs"] == 1
+    assert parent.data.metrics["sweep/best_final_loss"] == pytest.approx(status["0.001"].data.metrics["train/loss"])
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+    rows = summary_rows(client, parent, tmp_path / "rows")
+    assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000", "FAILED")]
+
+
+HYDRA_APP_ONLY = "import sys; from backproplab.hydra_app import main; sys.argv[0] = 'backproplab'; main()"
+
+
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
+def test_a_job_that_fails_before_tracking_still_gets_a_failed_child(tmp_path, launcher):
+    """The Hydra app without the CLI's up-front check (as a sweeper that picks jobs while it
+    runs would be): the job whose config is bad fails before ``track_run``, and the sweep
+    callback records it as a FAILED child with the reason, counted by the parent."""
+    from conftest import cli_env
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [sys.executable, "-c", HYDRA_APP_ONLY, "-m", *launcher, "optimizer.lr=0.5,abc,0.1", f"logger.tracking_uri={uri}"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert "job failed: optimizer.lr='abc' is invalid" in proc.stderr, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert len(children) == 3
+    by_lr = {c.data.params["optimizer.lr"]: c for c in children}
+    bad = by_lr["abc"]
+    assert bad.info.status == "FAILED"
+    assert bad.data.tags["failure_reason"] == "optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number (default 0.01)"
+    assert bad.data.tags["hydra.job.num"] == "1" and bad.info.run_name == "optimizer.lr=abc"
+    assert by_lr["0.5"].info.status == by_lr["0.1"].info.status == "FINISHED"
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 3 jobs failed"
+    assert parent.data.metrics["sweep/failed_jobs"] == 1
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+
+
+def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
+    """Children finishing in any order (as under joblib) still give rows in Hydra's job order."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from mlflow.entities import Metric
+
+    from backproplab import hydra_app  # noqa: F401  (stores the generated config nodes)
+    from backproplab.preflight import expand
+    from backproplab.tracking.sweep import PARENT_TAG as TAG, MlflowSweepCallback
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with initialize_config_module("backproplab.conf", version_base="1.3"):
+        master = GlobalHydra.instance().config_loader().load_configuration(
+            "config", ["optimizer.lr=0.1,0.5,1.0", "data.batch_size=1,2", f"logger.tracking_uri={uri}",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+            run_mode=RunMode.MULTIRUN,
+        )
+    callback = MlflowSweepCallback()
+    callback.on_multirun_start(master)
+    client, (parent_run,) = MlflowClient(uri), MlflowClient(uri).search_runs(["1"])
+    jobs = [(lr, bs) for lr in ("0.1", "0.5", "1.0") for bs in ("1", "2")]  # Hydra's order
+    # What each job's run is tagged with: the job's overrides as the launcher passes them.
+    launched = {job.num: " ".join(job.overrides) for job in expand(master, None)}
+    assert launched[3].startswith("optimizer.lr=0.5 data.batch_size=2 logger.tracking_uri=sqlite")
+    finishing = [4, 1, 5, 0, 3, 2]  # the order the children start and end
+    for num in finishing:
+        lr, bs = jobs[num]
+        run = client.create_run(parent_run.info.experiment_id, run_name=f"job {num}", tags={
+            TAG: parent_run.info.run_id, "hydra.overrides": launched[num]})
+        client.log_batch(run.info.run_id, metrics=[Metric("train/loss", float(num), 0, 0)],
+                         params=[mlflow_param("optimizer.lr", lr), mlflow_param("data.batch_size", bs)])
+        client.set_terminated(run.info.run_id, "FINISHED")
+    callback.on_multirun_end(master)
+    parent = client.get_run(parent_run.info.run_id)
+    assert parent.info.status == "FINISHED"
+    rows = summary_rows(client, parent, tmp_path / "rows")
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3", "4", "5"]
+    assert [(r["optimizer.lr"], r["data.batch_size"]) for r in rows] == jobs
+    assert [r["run_name"] for r in rows] == [f"job {n}" for n in range(6)]
+    assert [float(r["final_loss"]) for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert list(rows[0])[:4] == ["job", "run_id", "run_name", "status"]
+
+
+def mlflow_param(key, value):
+    from mlflow.entities import Param
+
+    return Param(key, value)
 
 
 def test_unreachable_server_stops_the_multirun_before_any_job(cli, tmp_path):

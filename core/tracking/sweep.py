@@ -7,12 +7,19 @@ Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``
   parent for the jobs (see ``parent.py``).
 - ``on_job_start`` (the job's process, also under joblib): loads the parent so ``track_run``
   nests the job's run under it with ``mlflow.parentRunId``.
+- ``on_job_end`` (the job's process): a job that failed before ``track_run`` created its run
+  (its config could not be built) still gets a child run, FAILED with ``failure_reason``, so
+  every failed job is visible and counted. The CLI validates every job before the multirun
+  starts (``backproplab.preflight``), so this is the safety net for what only shows at run time.
 - ``on_multirun_end``: reads the children back from the store (the jobs' return values belong
   to the app), logs ``sweep_summary.csv``, the same table as ``sweep_summary.json`` via
-  ``log_table``, and ``plots/final_loss.png``, then ends the parent.
+  ``log_table``, and ``plots/final_loss.png``, then ends the parent. Rows are in Hydra's job
+  order, with the job number (``hydra.job.num``) in column ``job``: the launching process
+  expands the sweep as the sweeper does and matches each child by its ``hydra.overrides`` tag.
 
-Parent status: FINISHED when at least one job finished (failed jobs are counted in
-``sweep/failed_jobs``); FAILED when every job failed. A multirun that never reaches
+Parent status: FINISHED when every job finished; FAILED when any job did not, with
+``failure_reason`` saying how many ("1 of 4 jobs failed", "all 4 jobs failed"), the counts in
+``sweep/finished_jobs`` and ``sweep/failed_jobs``. A multirun that never reaches
 ``on_multirun_end`` (a job raised past the app, or Ctrl-C) is ended at interpreter exit:
 KILLED after an interrupt, else FAILED, with ``failure_reason``.
 
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from mlflow import MlflowClient
@@ -38,6 +46,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from .. import __version__
+from ..preflight import expand, task_overrides
 from ..errors import ConfigError
 from . import parent as sweep_parent
 from .params import param_batches, truncate
@@ -46,6 +55,8 @@ from .store import connect, resolve_uri
 from .tags import base_tags, one_line, overrides_tag
 
 PARENT_TAG = "mlflow.parentRunId"
+FAILURE_TAG = "failure_reason"
+JOB_TAG = "hydra.job.num"  # on the child runs this callback creates itself
 # Latest value of each child metric -> summary column. ``final_loss`` is the last epoch's mean
 # training loss (the last iteration's loss of one mini-batch is too noisy to compare configs),
 # or the last iteration's loss when no epoch ended.
@@ -85,6 +96,32 @@ def _sweep_dir(config: DictConfig) -> Path | None:
     return path
 
 
+def job_numbers(config: DictConfig) -> dict[str, list[int]]:
+    """``hydra.overrides`` tag -> Hydra job numbers, from the sweeper's own expansion of the
+    sweep (empty when the sweeper picks its jobs while it runs)."""
+
+    try:
+        jobs = expand(config, None) or []
+    except Exception:  # noqa: BLE001 - Hydra reports a sweep it cannot expand
+        return {}
+    numbers: dict[str, list[int]] = {}
+    for job in jobs:
+        numbers.setdefault(overrides_tag(list(job.overrides)), []).append(job.num)
+    return numbers
+
+
+def _job_failure(job_return: Any) -> str | None:
+    """The one-line reason a job failed, or None if it finished."""
+    if job_return is None:
+        return None
+    if getattr(job_return, "status", None) == JobStatus.FAILED:  # the task raised
+        return one_line(job_return._return_value)  # noqa: SLF001 - ``return_value`` re-raises it
+    value = getattr(job_return, "_return_value", None)
+    if isinstance(value, dict) and value.get("status") == "failed":  # the app's result record
+        return str(value.get("error") or "the job failed")
+    return None
+
+
 def _overrides_of(run: Any) -> dict[str, str]:
     text = run.data.tags.get("hydra.overrides", "")
     out = {}
@@ -99,6 +136,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self._parent: sweep_parent.ParentRun | None = None
         self._swept: dict[str, str] = {}
+        self._job_numbers: dict[str, list[int]] = {}
 
     # -- launching process -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -136,6 +174,7 @@ class MlflowSweepCallback(Callback):
             client.log_batch(run.info.run_id, params=batch, synchronous=True)
         self._parent = sweep_parent.ParentRun(run.info.run_id, uri, experiment_id, tuple(swept))
         self._swept = swept
+        self._job_numbers = job_numbers(config)
         sweep_parent.publish(self._parent, sweep_dir if sweep_dir is not None else Path.cwd())
         sweep_parent.interrupted = False
         atexit.register(self._abandon)
@@ -152,7 +191,12 @@ class MlflowSweepCallback(Callback):
         sweep_parent.set_current(sweep_parent.discover(_sweep_dir(config)))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        parent = sweep_parent.current()
         sweep_parent.set_current(None)
+        reason = _job_failure(job_return)
+        if parent is not None and reason is not None:
+            overrides = task_overrides(config)
+            record_failed_job(parent, overrides, OmegaConf.select(config, "hydra.job.num"), reason)
 
     # -- ending the parent -------------------------------------------------------------------
     def _abandon(self) -> None:
@@ -170,14 +214,16 @@ class MlflowSweepCallback(Callback):
             finished = sum(r.info.status == "FINISHED" for r in children)
             self._log_summary(client, parent, children)
         except Exception as exc:  # noqa: BLE001 - the parent must still be ended
-            client.set_tag(parent.run_id, "failure_reason", f"could not summarise the sweep: {one_line(exc)}")
+            client.set_tag(parent.run_id, FAILURE_TAG, f"could not summarise the sweep: {one_line(exc)}")
             client.set_terminated(parent.run_id, "FAILED")
             raise
+        failed = len(children) - finished
         if abandoned is not None:
-            client.set_tag(parent.run_id, "failure_reason", abandoned)
+            client.set_tag(parent.run_id, FAILURE_TAG, abandoned)
             status = RunStatus.KILLED if sweep_parent.interrupted else RunStatus.FAILED
-        elif children and finished == 0:
-            client.set_tag(parent.run_id, "failure_reason", f"all {len(children)} jobs failed")
+        elif failed:
+            how_many = f"all {failed}" if finished == 0 else f"{failed} of {len(children)}"
+            client.set_tag(parent.run_id, FAILURE_TAG, f"{how_many} jobs failed")
             status = RunStatus.FAILED
         else:
             status = RunStatus.FINISHED
@@ -200,12 +246,37 @@ class MlflowSweepCallback(Callback):
             if not token:
                 return runs
 
+    def numbered(self, children: list[Any]) -> list[tuple[Any, int | None]]:
+        """(child, Hydra job number) in job order; children of unknown number come last, in
+        the order they started. Children are read in start order, so identical overrides
+        (``lr=0.1,0.1``) take their job numbers in turn."""
+        available = {tag: list(nums) for tag, nums in self._job_numbers.items()}
+        pairs: list[tuple[Any, int | None]] = []
+        for run in children:
+            tagged = run.data.tags.get(JOB_TAG, "")
+            if tagged.isdigit():
+                job: int | None = int(tagged)
+                nums = available.get(run.data.tags.get("hydra.overrides", ""), [])
+                if job in nums:
+                    nums.remove(job)
+            else:
+                nums = available.get(run.data.tags.get("hydra.overrides", ""), [])
+                job = nums.pop(0) if nums else None
+            pairs.append((run, job))
+        order = {id(run): i for i, run in enumerate(children)}
+        return sorted(pairs, key=lambda p: (p[1] is None, p[1] if p[1] is not None else 0, order[id(p[0])]))
+
     def _log_summary(self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any]) -> None:
         keys = list(self._swept) or list(parent.swept_keys)
         rows = []
-        for run in children:
+        for run, job in self.numbered(children):
             overrides = _overrides_of(run)
-            row: dict[str, Any] = {"run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status}
+            row: dict[str, Any] = {
+                "job": "" if job is None else job,
+                "run_id": run.info.run_id,
+                "run_name": run.info.run_name,
+                "status": run.info.status,
+            }
             for key in keys:
                 row[key] = run.data.params.get(key, overrides.get(key, ""))
             metrics = run.data.metrics  # the latest value of each metric
@@ -215,7 +286,7 @@ class MlflowSweepCallback(Callback):
                 value = metrics.get(metric)
                 row[SUMMARY_METRICS[metric]] = "" if value is None else value
             rows.append(row)
-        columns = ["run_id", "run_name", "status", *keys, "final_loss", *SUMMARY_METRICS.values()]
+        columns = ["job", "run_id", "run_name", "status", *keys, "final_loss", *SUMMARY_METRICS.values()]
         losses = [r["final_loss"] for r in rows if r["status"] == "FINISHED" and r["final_loss"] != ""]
         counts = {
             "sweep/jobs": len(rows),
@@ -236,9 +307,52 @@ class MlflowSweepCallback(Callback):
             _plot_final_loss(root / "plots" / "final_loss.png", rows, keys)
             client.log_artifacts(parent.run_id, str(root))
         if rows:
-            table = {c: [str(r[c]) if c in ("run_id", "run_name", "status", *keys) else r[c] for r in rows] for c in columns}
+            text_columns = ("run_id", "run_name", "status", *keys)
+            table = {c: [str(r[c]) if c in text_columns else r[c] for r in rows] for c in columns}
             table = {c: [None if v == "" else v for v in vals] for c, vals in table.items()}
             client.log_table(parent.run_id, data=table, artifact_file="sweep_summary.json")
+
+
+def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job: Any, reason: str) -> str | None:
+    """Make sure a failed job has a FAILED child run with ``failure_reason``; the new run's id,
+    or None when ``track_run`` already recorded the job (a run of the parent with the same
+    overrides that did not finish, and no other job number)."""
+    client = MlflowClient(parent.tracking_uri)
+    tag = overrides_tag(overrides)
+    job_text = "" if job is None else str(job)
+    # Only runs that did not finish can be this job's: bounded by the failures, not the sweep.
+    token = None
+    while True:
+        page = client.search_runs(
+            [parent.experiment_id],
+            filter_string=f"tags.`{PARENT_TAG}` = '{parent.run_id}' and attributes.status != 'FINISHED'",
+            max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            if run.data.tags.get("hydra.overrides", "") == tag and run.data.tags.get(JOB_TAG, job_text) == job_text:
+                return None
+        token = page.token
+        if not token:
+            break
+    swept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in parent.swept_keys]
+    tags = base_tags(__version__)
+    tags.update({PARENT_TAG: parent.run_id, "hydra.overrides": tag, FAILURE_TAG: truncate(reason, 1000)})
+    if job is not None:
+        tags[JOB_TAG] = job_text
+    name = truncate(",".join(swept or overrides), 250) or None
+    run = client.create_run(parent.experiment_id, run_name=name, tags=tags)
+    params = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and not key.startswith("hydra."):
+            params[key.lstrip("+~")] = truncate(value, MAX_PARAM_VAL_LENGTH)
+    try:
+        for batch in param_batches(params):
+            client.log_batch(run.info.run_id, params=batch, synchronous=True)
+    finally:
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+    return run.info.run_id
 
 
 def _plot_final_loss(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:

@@ -1,0 +1,204 @@
+"""Every job of a multirun composed and validated before the first one starts.
+
+Hydra launches a multirun job by job: without this check a bad value in a sweep list
+(``optimizer.lr=0.5,abc``) or a typo'd key (``modl.x=1,2``) is only found when its job comes
+up, after earlier jobs have trained and after the MLflow parent run exists. Here the launching
+process, before Hydra runs anything, expands the sweep exactly as the configured sweeper does
+(its own ``split_arguments``, over ``hydra.sweeper.params`` and the command line), composes each
+job exactly as the launcher will (``ConfigLoader.load_sweep_config``), and runs the single run's
+own checks on it (``backproplab.app.prepare``: config validation, data, components). The first
+bad job becomes one error line; nothing has been trained, tracked or written.
+
+Sweepers that choose their jobs while they run (e.g. Optuna) have no ``split_arguments``: for
+them only the composition of the sweep as a whole is checked here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from .error_report import EXIT_CONFIG, describe
+from .errors import BackproplabError, ConfigError
+
+CONF_MODULE = "backproplab.conf"
+CONFIG_NAME = "config"
+
+
+@dataclass(frozen=True)
+class Job:
+    num: int  # hydra.job.num
+    overrides: tuple[str, ...]  # the job's overrides, as the launcher passes them
+
+
+def hydra_args(args: Sequence[str]) -> Any | None:
+    """Hydra's own reading of the command line (flags, overrides); None if it is malformed."""
+    # Private, but it is the parser hydra.main itself uses: the flags mean exactly what Hydra
+    # will make of them.
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        namespace, _unknown = get_args_parser().parse_known_args(list(args))
+    except SystemExit:  # a malformed flag: Hydra itself reports it with its usage text
+        return None
+    return namespace
+
+
+def task_overrides(master: DictConfig) -> list[str]:
+    """The command line's overrides as typed, interpolations unresolved (as Hydra's sweeper reads them)."""
+    node = OmegaConf.select(master, "hydra.overrides.task")
+    return [] if node is None else [str(o) for o in OmegaConf.to_container(node, resolve=False)]  # type: ignore[union-attr]
+
+
+def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
+    """The jobs of the multirun ``master`` describes, numbered as Hydra numbers them; None when
+    the configured sweeper decides its jobs only while it runs."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.utils import get_class
+
+    target = OmegaConf.select(master, "hydra.sweeper._target_")
+    try:
+        sweeper = get_class(str(target))
+    except Exception:  # noqa: BLE001 - Hydra reports an unknown sweeper itself
+        return None
+    split = getattr(sweeper, "split_arguments", None)
+    if split is None:
+        return None
+    params = OmegaConf.select(master, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()]
+    arguments += task_overrides(master)
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
+    batches = split(parsed, None)
+    return [Job(num, tuple(job)) for num, job in enumerate(job for batch in batches for job in batch)]
+
+
+def swept_keys(master: DictConfig, config_loader: Any) -> set[str]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.select(master, "hydra.sweeper.params") or {}
+    keys = {str(k) for k in params}
+    task = task_overrides(master)
+    for override in OverridesParser.create(config_loader=config_loader).parse_overrides(task):
+        if override.is_sweep_override():
+            keys.add(override.get_key_element())
+    return keys
+
+
+def job_config(config_loader: Any, master: DictConfig, job: Job) -> DictConfig:
+    """The job's task config, composed and completed the way Hydra's launcher and ``run_job``
+    do it (job number, output dir, ``HydraConfig``), so interpolations resolve as in the job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = config_loader.load_sweep_config(master_config=master, sweep_overrides=list(job.overrides))
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.job.id = f"preflight_{job.num}"
+        cfg.hydra.job.num = job.num
+        output_dir = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
+        output_dir = os.path.join(output_dir, str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+        cfg.hydra.runtime.output_dir = os.path.abspath(output_dir)
+    HydraConfig.instance().set_config(cfg)
+    task_cfg = copy.deepcopy(cfg)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def _label(job: Job, keys: set[str]) -> str:
+    swept = [o for o in job.overrides if o.split("=", 1)[0].lstrip("+~") in keys]
+    return " ".join(swept or job.overrides)
+
+
+@contextlib.contextmanager
+def _multirun(args: Sequence[str]) -> Iterator[tuple[Any, DictConfig, list[Job]] | None]:
+    """(config loader, master config, jobs) while Hydra is initialised as ``hydra.main`` will
+    initialise it; None when ``args`` do not start a multirun whose jobs are known up front."""
+    ns = hydra_args(args)
+    if ns is None or ns.help or ns.hydra_help or ns.cfg or ns.info or ns.shell_completion:
+        yield None
+        return
+    if ns.config_path or ns.config_name or ns.config_dir or getattr(ns, "experimental_rerun", None):
+        yield None  # another primary config: Hydra's own checks only
+        return
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from . import hydra_app  # noqa: F401  (stores the generated config nodes)
+
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(ns.overrides or [])
+    saved = HydraConfig.instance().cfg  # job_config sets it per job, as run_job does
+    with initialize_config_module(CONF_MODULE, version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        # Hydra's own choice of mode (hydra.main): --multirun, or hydra.mode in the config
+        # (experiments such as lr_sweep set it).
+        try:
+            probe = loader.load_configuration(
+                CONFIG_NAME, list(overrides), run_mode=RunMode.MULTIRUN, from_shell=True, validate_sweep_overrides=False
+            )
+            mode = probe.hydra.mode
+        except Exception:  # noqa: BLE001 - the run itself will report it
+            mode = None
+        if not ns.multirun and mode != RunMode.MULTIRUN:
+            yield None
+            return
+        if mode is None or (ns.multirun and mode == RunMode.RUN):
+            overrides.append("hydra.mode=MULTIRUN")
+        master = loader.load_configuration(CONFIG_NAME, overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
+        jobs = expand(master, loader)
+        try:
+            yield None if jobs is None else (loader, master, jobs)
+        finally:
+            HydraConfig.instance().cfg = saved
+
+
+def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
+    """The jobs the command line ``args`` would launch, in Hydra's order and numbering; None
+    when they are not a multirun (or the sweeper picks its jobs as it goes)."""
+    with _multirun(args) as sweep:
+        return None if sweep is None else sweep[2]
+
+
+def check_multirun(args: Sequence[str]) -> int | None:
+    """If ``args`` start a multirun, compose and validate every job; the number of jobs checked
+    (None when ``args`` are not a multirun). Raises a one-line ``ConfigError`` naming the
+    first job that cannot run (or the composition error of the sweep as a whole)."""
+    from .app import prepare
+
+    with _multirun(args) as sweep:
+        if sweep is None:
+            return None
+        loader, master, jobs = sweep
+        keys = swept_keys(master, loader)
+        bad: list[tuple[Job, BaseException]] = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # each job shows its own warnings when it runs
+            for job in jobs:
+                try:
+                    prepare(job_config(loader, master, job))
+                except Exception as exc:  # noqa: BLE001 - reported below, as the job would
+                    bad.append((job, exc))
+    if bad:
+        job, exc = bad[0]
+        line, code = describe(exc)
+        reason = line.removeprefix("error: ")
+        if len(bad) == 1:
+            message = f"sweep job #{job.num} of {len(jobs)} ({_label(job, keys)}) is invalid, so no job was started: {reason}"
+        else:
+            message = (
+                f"{len(bad)} of {len(jobs)} sweep jobs are invalid, so no job was started; "
+                f"the first, #{job.num} ({_label(job, keys)}): {reason}"
+            )
+        # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.
+        raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message)
+    return len(jobs)
+
+
+__all__ = ["check_multirun", "sweep_jobs", "expand", "hydra_args", "job_config", "Job"]
