@@ -25,6 +25,7 @@ from .registry import Registry
 from .run_context import ComponentInfo, RunContext
 from .targets import encode, output_width
 from .trainer import History, Trainer
+from .validation import check_output_activation
 
 
 @dataclass
@@ -114,8 +115,10 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     """Validate ``cfg`` (a composed DictConfig or plain mapping) and build the run's objects."""
     registry = registry or get_registry()
     config = validate(cfg, registry)
-    dataset = load_dataset(config.data)
     loss = _build(registry, "loss", config.loss.as_spec(), "loss")
+    # Before the data are loaded: a loss that does not fit the output activation is a config error.
+    check_output_activation(loss, config.model.output_activation, registry, loss_name=config.loss.name, cli=True)
+    dataset = load_dataset(config.data)
     width = output_width(dataset, loss, config.loss.name, config.model.output_width)
     model = config.model
     # A fresh initializer per run: a seeded one (legacy_randn) keeps its stream in the instance.

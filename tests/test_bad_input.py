@@ -22,7 +22,8 @@ class Spy(bp.Callback):
 
 
 def setup(loss="mse", n_out=1, sizes=(3, 4), **trainer_options):
-    net = bp.build_network([*sizes, n_out], "tanh", "sigmoid" if loss == "bce" else "identity", seed=0)
+    output = {"bce": "sigmoid", "cross_entropy": "softmax"}.get(loss, "identity")
+    net = bp.build_network([*sizes, n_out], "tanh", output, seed=0)
     spy = Spy()
     trainer = bp.build_trainer(net, loss, {"name": "adam", "lr": 0.01}, callbacks=[spy], **trainer_options)
     return net, trainer, spy
