@@ -67,7 +67,7 @@ def as_float_matrix(name: str, value: Any, dtype: np.dtype, n_columns: int | Non
     if not np.isfinite(total) and not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ConfigError(
-            f"{name} contains a non-finite value {arr[tuple(bad)].item()!r} at row {bad[0]}, column {bad[1]}; "
+            f"{name} contains a non-finite value {arr[tuple(bad)].item()!r} at {name}[{bad[0]}, {bad[1]}] (0-based); "
             "inputs must be finite numbers"
         )
     return arr
