@@ -105,10 +105,16 @@ def _component_info(registry: Registry, kind: str, role: str, spec: Any) -> Comp
 
 
 def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> Any:
+    name = spec["name"]
     try:
         return registry.resolve(kind, dict(spec))
     except ConfigError as exc:
-        raise ConfigError(f"{key}={spec['name']}: {exc}") from None
+        # The registry words its errors for the API ("optimizer 'sgd': momentum must be ...");
+        # on the command line the component is named once, as the user typed it.
+        text, prefix = str(exc), f"{kind} {name!r}"
+        if text.startswith(prefix):
+            raise ConfigError(f"{key}={name}{text[len(prefix):]}") from None
+        raise ConfigError(f"{key}={name}: {text}") from None
 
 
 def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
@@ -121,6 +127,10 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     dataset = load_dataset(config.data)
     width = output_width(dataset, loss, config.loss.name, config.model.output_width)
     model = config.model
+    # Each activation spec is built once here so that a bad hyperparameter names its key; the
+    # network then builds its own instance per layer.
+    for key, spec in (("model.activation", model.activation), ("model.output_activation", model.output_activation)):
+        _build(registry, "activation", {"name": spec} if isinstance(spec, str) else spec, key)
     # A fresh initializer per run: a seeded one (legacy_randn) keeps its stream in the instance.
     initializer = _build(registry, "initializer", config.initializer.as_spec(), "initializer")
     try:
