@@ -75,7 +75,12 @@ class PreparedRun:
 
 @dataclass
 class RunResult:
-    """What a finished (or failed) job reports; written as ``result.json`` by the CLI."""
+    """What a finished (or failed) job reports; written as ``result.json`` by the CLI.
+
+    "Final loss" means what the sweep summary means by it: the last epoch's mean training loss
+    (MLflow's last ``train/loss``), or the last iteration's loss if no epoch ended. The last
+    iteration's loss alone (MLflow's last ``loss``, one batch) is ``last_iteration_loss``.
+    """
 
     status: str  # ok | failed
     losses: list[float] = field(default_factory=list)
@@ -83,14 +88,38 @@ class RunResult:
     error: str | None = None
     overrides: list[str] = field(default_factory=list)
 
+    def _last_epoch(self, key: str) -> Any:
+        return self.epochs[-1].get(key) if self.epochs else None
+
+    @property
+    def last_iteration_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+    @property
+    def final_train_loss(self) -> float | None:
+        return self._last_epoch("train_loss")
+
     @property
     def final_loss(self) -> float | None:
-        return self.losses[-1] if self.losses else None
+        return self.final_train_loss if self.epochs else self.last_iteration_loss
+
+    def summary(self) -> str:
+        """The line the CLI prints when a run ends, saying which loss it quotes."""
+        if self.final_loss is None:
+            return f"no loss after {len(self.losses)} iterations"
+        which = f"mean train loss of epoch {len(self.epochs)}" if self.epochs else "last iteration"
+        last = f"; last iteration {self.last_iteration_loss:.6f}" if self.epochs else ""
+        return f"final loss {self.final_loss:.6f} ({which}{last}) after {len(self.losses)} iterations"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "final_loss": self.final_loss,
+            "final_train_loss": self.final_train_loss,
+            "final_val_loss": self._last_epoch("val_loss"),
+            "final_train_accuracy": self._last_epoch("train_accuracy"),
+            "final_val_accuracy": self._last_epoch("val_accuracy"),
+            "last_iteration_loss": self.last_iteration_loss,
             "iterations": len(self.losses),
             "losses": self.losses,
             "epochs": self.epochs,
