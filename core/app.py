@@ -107,7 +107,7 @@ class RunResult:
         """The line the CLI prints when a run ends, saying which loss it quotes."""
         if self.final_loss is None:
             return f"no loss after {len(self.losses)} iterations"
-        which = f"mean train loss of epoch {len(self.epochs)}" if self.epochs else "last iteration"
+        which = f"mean over epoch {len(self.epochs)}" if self.epochs else "last iteration"
         last = f"; last iteration {self.last_iteration_loss:.6f}" if self.epochs else ""
         return f"final loss {self.final_loss:.6f} ({which}{last}) after {len(self.losses)} iterations"
 

@@ -67,7 +67,7 @@ def test_no_arguments_and_the_gd_alias_give_the_worked_example(cli, tmp_path):
         proc = cli(*args, "logger=none")
         assert proc.returncode == 0, proc.stderr
         assert predictions(proc.stdout) == ARTICLE, args
-        assert "final loss 0.077904 (mean train loss of epoch 7; last iteration 0.077904) after 7 iterations" in proc.stdout
+        assert "final loss 0.077904 (mean over epoch 7; last iteration 0.077904) after 7 iterations" in proc.stdout
 
 
 def test_trainer_seed_changes_the_default_weights(cli):
@@ -87,7 +87,7 @@ def test_result_json_names_both_losses(cli, tmp_path):
     assert record["final_loss"] == record["final_train_loss"] != record["last_iteration_loss"]
     assert record["final_train_accuracy"] == epochs[-1]["train_accuracy"]
     assert record["final_val_loss"] is None and record["final_val_accuracy"] is None
-    expected = (f"final loss {record['final_train_loss']:.6f} (mean train loss of epoch 2; "
+    expected = (f"final loss {record['final_train_loss']:.6f} (mean over epoch 2; "
                 f"last iteration {record['last_iteration_loss']:.6f}) after 4 iterations")
     assert expected in proc.stdout
 

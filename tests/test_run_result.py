@@ -16,7 +16,7 @@ def test_final_loss_is_the_last_epochs_mean_and_the_last_batch_is_named_apart():
     assert record["final_loss"] == record["final_train_loss"] == 0.4
     assert record["last_iteration_loss"] == 0.2
     assert (record["final_val_loss"], record["final_train_accuracy"], record["final_val_accuracy"]) == (0.5, 0.5, 0.75)
-    assert result.summary() == "final loss 0.400000 (mean train loss of epoch 2; last iteration 0.200000) after 4 iterations"
+    assert result.summary() == "final loss 0.400000 (mean over epoch 2; last iteration 0.200000) after 4 iterations"
 
 
 def test_without_a_finished_epoch_the_last_iteration_is_final_as_in_the_sweep_summary():
