@@ -6,7 +6,7 @@ hyperparameters (``{"name": "leaky_relu", "alpha": 0.1}``) or a ready instance.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from .network import Network
 from .plugin_manager import get_registry
 from .registry import Registry
 from .trainer import Trainer
+from .validation import check_output_activation
 
 
 def build_network(
@@ -60,11 +61,18 @@ def build_trainer(
     registry: Registry | None = None,
     **trainer_options: Any,
 ) -> Trainer:
-    """A ``Trainer`` with its loss and optimizer resolved from specs; options go to ``Trainer``."""
+    """A ``Trainer`` with its loss and optimizer resolved from specs; options go to ``Trainer``.
+
+    A loss that does not fit the network's output activation (e.g. ``cross_entropy`` after a
+    sigmoid) is refused here with a ConfigError naming what would fit."""
     registry = registry or get_registry()
+    loss_obj = registry.resolve("loss", loss)
+    loss_name = loss if isinstance(loss, str) else loss.get("name") if isinstance(loss, Mapping) else None
+    check_output_activation(loss_obj, network.activations[-1], registry, loss_name=loss_name)
     return Trainer(
         network,
-        registry.resolve("loss", loss),
+        loss_obj,
         registry.resolve("optimizer", optimizer),
+        registry=registry,
         **trainer_options,
     )

@@ -25,6 +25,7 @@ from .registry import Registry
 from .run_context import ComponentInfo, RunContext
 from .targets import encode, output_width
 from .trainer import History, Trainer
+from .validation import check_output_activation
 
 
 @dataclass
@@ -74,7 +75,12 @@ class PreparedRun:
 
 @dataclass
 class RunResult:
-    """What a finished (or failed) job reports; written as ``result.json`` by the CLI."""
+    """What a finished (or failed) job reports; written as ``result.json`` by the CLI.
+
+    "Final loss" means what the sweep summary means by it: the last epoch's mean training loss
+    (MLflow's last ``train/loss``), or the last iteration's loss if no epoch ended. The last
+    iteration's loss alone (MLflow's last ``loss``, one batch) is ``last_iteration_loss``.
+    """
 
     status: str  # ok | failed
     losses: list[float] = field(default_factory=list)
@@ -82,14 +88,38 @@ class RunResult:
     error: str | None = None
     overrides: list[str] = field(default_factory=list)
 
+    def _last_epoch(self, key: str) -> Any:
+        return self.epochs[-1].get(key) if self.epochs else None
+
+    @property
+    def last_iteration_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+    @property
+    def final_train_loss(self) -> float | None:
+        return self._last_epoch("train_loss")
+
     @property
     def final_loss(self) -> float | None:
-        return self.losses[-1] if self.losses else None
+        return self.final_train_loss if self.epochs else self.last_iteration_loss
+
+    def summary(self) -> str:
+        """The line the CLI prints when a run ends, saying which loss it quotes."""
+        if self.final_loss is None:
+            return f"no loss after {len(self.losses)} iterations"
+        which = f"mean over epoch {len(self.epochs)}" if self.epochs else "last iteration"
+        last = f"; last iteration {self.last_iteration_loss:.6f}" if self.epochs else ""
+        return f"final loss {self.final_loss:.6f} ({which}{last}) after {len(self.losses)} iterations"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "final_loss": self.final_loss,
+            "final_train_loss": self.final_train_loss,
+            "final_val_loss": self._last_epoch("val_loss"),
+            "final_train_accuracy": self._last_epoch("train_accuracy"),
+            "final_val_accuracy": self._last_epoch("val_accuracy"),
+            "last_iteration_loss": self.last_iteration_loss,
             "iterations": len(self.losses),
             "losses": self.losses,
             "epochs": self.epochs,
@@ -104,20 +134,32 @@ def _component_info(registry: Registry, kind: str, role: str, spec: Any) -> Comp
 
 
 def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> Any:
+    name = spec["name"]
     try:
         return registry.resolve(kind, dict(spec))
     except ConfigError as exc:
-        raise ConfigError(f"{key}={spec['name']}: {exc}") from None
+        # The registry words its errors for the API ("optimizer 'sgd': momentum must be ...");
+        # on the command line the component is named once, as the user typed it.
+        text, prefix = str(exc), f"{kind} {name!r}"
+        if text.startswith(prefix):
+            raise ConfigError(f"{key}={name}{text[len(prefix):]}") from None
+        raise ConfigError(f"{key}={name}: {text}") from None
 
 
 def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     """Validate ``cfg`` (a composed DictConfig or plain mapping) and build the run's objects."""
     registry = registry or get_registry()
     config = validate(cfg, registry)
-    dataset = load_dataset(config.data)
     loss = _build(registry, "loss", config.loss.as_spec(), "loss")
+    # Before the data are loaded: a loss that does not fit the output activation is a config error.
+    check_output_activation(loss, config.model.output_activation, registry, loss_name=config.loss.name, cli=True)
+    dataset = load_dataset(config.data)
     width = output_width(dataset, loss, config.loss.name, config.model.output_width)
     model = config.model
+    # Each activation spec is built once here so that a bad hyperparameter names its key; the
+    # network then builds its own instance per layer.
+    for key, spec in (("model.activation", model.activation), ("model.output_activation", model.output_activation)):
+        _build(registry, "activation", {"name": spec} if isinstance(spec, str) else spec, key)
     # A fresh initializer per run: a seeded one (legacy_randn) keeps its stream in the instance.
     initializer = _build(registry, "initializer", config.initializer.as_spec(), "initializer")
     try:

@@ -138,6 +138,9 @@ def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> Compone
         registration = registry.get(kind, name)
     except UnknownComponentError as exc:
         raise ConfigError(f"{kind}={name}: {exc}") from None
+    lr = params.get("lr")
+    if kind == "optimizer" and _is_number(lr) and not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"optimizer.lr={lr!r} is invalid; valid: a finite number > 0")
     defaults = registration.hyperparameters()
     for key, value in params.items():
         default = defaults.get(key, inspect.Parameter.empty)
@@ -145,10 +148,9 @@ def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> Compone
             continue
         description, ok = _type_name(default)
         if not ok(value):
+            if description == "a number" and _is_number(value):  # nan or inf
+                description = "a finite number"
             raise ConfigError(f"{kind}.{key}={value!r} is invalid for {kind}={name}; valid: {description} (default {default!r})")
-    lr = params.get("lr")
-    if kind == "optimizer" and lr is not None and (not _is_number(lr) or not lr > 0 or not math.isfinite(lr)):
-        raise ConfigError(f"optimizer.lr={lr!r} is invalid; valid: a finite number > 0")
     return ComponentSpec(kind, name, params)
 
 

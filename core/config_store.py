@@ -4,7 +4,7 @@ Third-party components ship no YAML, so at start-up every registered loss, optim
 initializer becomes a ConfigStore option in its group (``optimizer=adam``) whose keys are the
 constructor's keyword defaults (``optimizer.beta1=0.95``). A YAML file of the same name in
 ``conf/`` comes first on Hydra's search path and shadows the generated node; the built-in
-package only does that to pin the worked example's values.
+package only does that for ``legacy_randn``, to link its seed to ``trainer.seed``.
 
 Experiments live in ``experiments/`` (outside ``conf/``, so that they read as a catalogue of
 runs rather than as config plumbing) and are stored as group ``experiment`` in the global

@@ -100,7 +100,7 @@ def _n_samples(cfg: Mapping[str, Any]) -> int:
 def _noise(cfg: Mapping[str, Any], default: float) -> float:
     noise = cfg.get("noise", default)
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
-        raise ConfigError(f"data.noise={noise!r} is invalid; valid: a number >= 0")
+        raise ConfigError(f"data.noise={noise!r} is invalid; valid: a finite number >= 0")
     return float(noise)
 
 
@@ -155,6 +155,17 @@ LOADERS: dict[str, tuple[Loader, tuple[str, ...]]] = {
 }
 
 
+def _other_delimiter(header: list[str]) -> str | None:
+    """';', tab or '|' when a header row read as comma-separated is one cell that such a
+    delimiter would split (a spreadsheet's "CSV" in many locales uses ';')."""
+    if len(header) != 1:
+        return None
+    for delimiter in (";", "\t", "|"):
+        if len([cell for cell in header[0].split(delimiter) if cell.strip()]) >= 2:
+            return delimiter
+    return None
+
+
 def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
     """A header-row CSV of numbers; errors name the file, the column and the row."""
     if not path.is_file():
@@ -164,6 +175,12 @@ def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
     if not rows:
         raise ConfigError(f"data.path={str(path)!r}: the file is empty; it needs a header row")
     header = [h.strip() for h in rows[0]]
+    other = _other_delimiter(rows[0])
+    if other is not None:
+        raise ConfigError(
+            f"data.path={str(path)!r}: the file looks {other!r}-separated (header {rows[0][0]!r}); "
+            "backproplab reads comma-separated files: save it with ',' between the columns"
+        )
     if not isinstance(target, str) or target not in header:
         raise ConfigError(f"data.target={target!r} is not a column of {path.name}; available: {', '.join(header)}")
     if features is None:
@@ -220,8 +237,11 @@ def _target_task(y: np.ndarray, task: Any, file: str, column: str) -> tuple[np.n
     if task == "regression":
         return y.reshape(-1, 1), task
     if not integral:
-        bad = values[values != np.round(values)][0]
-        raise ConfigError(f"data.task={task}: column {column!r} of {file} holds {bad!r}, which is not a class label")
+        bad = values[values != np.round(values)][0].item()  # a Python float: no np.float64(...) repr
+        raise ConfigError(
+            f"data.task={task}: column {column!r} of {file} holds {bad!r}, which is not a class label; "
+            "valid: integer labels, or data.task=regression"
+        )
     if task == "binary" and len(values) > 2:
         raise ConfigError(
             f"data.task=binary: column {column!r} of {file} has {len(values)} classes; valid: multiclass or regression"

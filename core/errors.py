@@ -20,11 +20,14 @@ class PluginError(BackproplabError, RuntimeError):
 
 
 class NonFiniteLossError(BackproplabError, FloatingPointError):
-    """Training produced a NaN or infinite loss; the loop stops at the first one."""
+    """Training produced a NaN or infinite loss; the loop stops at the first one.
+
+    ``epoch`` and ``iteration`` are 0-based indices, like ``Step`` and MLflow's step (the global
+    iteration); the message counts from 1, as the progress lines do ("iteration 41/70")."""
 
     def __init__(self, loss: float, epoch: int, iteration: int):
         self.loss, self.epoch, self.iteration = loss, epoch, iteration
         super().__init__(
-            f"non-finite loss {loss!r} at iteration {iteration} (epoch {epoch}); "
+            f"non-finite loss {loss!r} at epoch {epoch + 1}, iteration {iteration + 1}; "
             "try a smaller optimizer.lr or standardised inputs (data.standardize=true)"
         )

@@ -65,7 +65,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         return record
     record = result.to_json()
     _write_result(out_dir, record)
-    print(f"{label}final loss {record['final_loss']:.6f} after {record['iterations']} iterations", flush=True)
+    print(f"{label}{result.summary()}", flush=True)
     return record
 
 

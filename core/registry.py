@@ -152,6 +152,11 @@ class Registry:
             return spec()
         return spec
 
+    def names_of(self, kind: str, factory: Any) -> list[str]:
+        """The names ``factory`` is registered under, in registration order (aliases last)."""
+        self._check_kind(kind)
+        return [name for name, registration in self._entries[kind].items() if registration.factory is factory]
+
     def source_of(self, kind: str, name: str) -> Source:
         return self.get(kind, name).source
 

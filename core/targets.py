@@ -61,9 +61,14 @@ def output_width(dataset: Dataset, loss: Any, loss_name: str, requested: int | N
         candidates = [requested]
     else:
         candidates = widths
+    y = dataset.y_train
+    if dataset.task != "regression":
+        # Every class, not only those in the training split: the worked example's single label 1
+        # would otherwise pass as a one-hot row of width 1, and a softmax over one output is 1.
+        y = np.concatenate([y, np.arange(dataset.n_classes or 2, dtype=y.dtype)])
     complaints = []
     for width in candidates:
-        problem = _accepts(loss, encode(dataset, dataset.y_train, width), width)
+        problem = _accepts(loss, encode(dataset, y, width), width)
         if problem is None:
             return width
         complaints.append(problem)

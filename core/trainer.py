@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import ConfigError, NonFiniteLossError
 from .network import Network
-from .validation import check_positive_int
+from .validation import check_output_activation, check_positive_int
 
 
 def prepare_targets(loss: Any, y: Any, network: Network, name: str = "y") -> np.ndarray:
@@ -122,7 +122,9 @@ class Trainer:
     """Mini-batch training of a ``Network`` with a loss and an optimizer.
 
     ``batch_size`` larger than the training set is clamped to it (with a warning), so one sweep
-    over batch sizes can include "full batch" on any data set.
+    over batch sizes can include "full batch" on any data set. A loss that declares
+    ``output_activations`` must follow one of them (looked up in ``registry``, by default the
+    installed plugins'); otherwise a ConfigError is raised here, before any computation.
     """
 
     def __init__(
@@ -136,7 +138,15 @@ class Trainer:
         shuffle: bool = True,
         seed: int | None = 0,
         callbacks: Sequence[Any] = (),
+        registry: Any = None,
     ) -> None:
+        if registry is None:
+            from .plugin_manager import get_registry  # deferred: plugins import this module's package
+
+            registry = get_registry()
+        # A loss that declares its output activations (bce: sigmoid or softmax, ...) refuses any
+        # other before anything is computed, rather than training to a meaningless result.
+        check_output_activation(loss, network.activations[-1], registry)
         self.network = network
         self.loss = loss
         self.optimizer = optimizer

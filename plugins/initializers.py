@@ -101,14 +101,15 @@ class LecunNormal:
 class LegacyRandn:
     """numpy's legacy ``RandomState(seed).randn(*shape) * scale``, drawn layer after layer.
 
-    This is how the worked example's weights were made (``np.random.seed(3)``, scale 0.1).
-    With ``seed`` set, one legacy stream is created on the first call and continues across
-    layers, so a network built with this initialiser reproduces the article exactly; build a
-    new instance to start the stream again. With ``seed=None`` each call draws a fresh legacy
-    seed from ``rng``, so the run seed decides.
+    This is how the worked example's weights were made (``np.random.seed(3)``, scale 0.1, the
+    default). With ``seed`` set, one legacy stream is created on the first call and continues
+    across layers, so a network built with this initialiser reproduces the article exactly; build
+    a new instance to start the stream again. With ``seed=None`` each call draws a fresh legacy
+    seed from ``rng``, so the run seed decides. (The command line's ``legacy_randn`` option sets
+    ``seed`` to ``trainer.seed``, so ``trainer.seed=3`` is the article's ``np.random.seed(3)``.)
     """
 
-    def __init__(self, scale: float = 0.01, seed: int | None = None):
+    def __init__(self, scale: float = 0.1, seed: int | None = None):
         self.scale = check_positive_float("scale", scale)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or null, got {seed!r}")

@@ -12,6 +12,11 @@ Away from 0 and 1 clipping changes nothing.
 
 ``prepare(y, n_outputs)`` checks the targets against the loss's domain once, before training,
 and returns them as shape (m, n_outputs); ``accuracy`` exists for classification losses.
+
+``output_activations`` names the output activations a loss is meant to follow: bce needs
+probabilities (sigmoid, or softmax), cross_entropy a distribution over classes (softmax), hinge
+raw scores (identity, or tanh's signed ones). A run that pairs such a loss with another output
+activation is refused before training. The regression losses fit any output and declare nothing.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ def _eps(dtype):
 class BinaryCrossEntropy:
     """L = -[y log p + (1 - y) log(1 - p)]; targets in [0, 1], outputs are probabilities."""
 
+    output_activations = ("sigmoid", "softmax")
+
     def prepare(self, y, n_outputs):
         arr = _as_targets("bce", y, n_outputs)
         bad = (arr < 0) | (arr > 1)
@@ -86,6 +93,8 @@ class BinaryCrossEntropy:
 
 class CrossEntropy:
     """Categorical cross-entropy, L = -sum_k y_k log p_k. Targets: one-hot rows or integer labels."""
+
+    output_activations = ("softmax",)
 
     def prepare(self, y, n_outputs):
         arr = np.asarray(y)
@@ -167,6 +176,8 @@ class Huber:
 class Hinge:
     """L = mean_k max(0, 1 - y_k * y_hat_k) on raw scores. Targets in {-1, +1}; {0, 1} is
     accepted and mapped to {-1, +1}, so the same binary data sets work with bce and hinge."""
+
+    output_activations = ("identity", "tanh")
 
     def prepare(self, y, n_outputs):
         arr = _as_targets("hinge", y, n_outputs)

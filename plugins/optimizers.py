@@ -11,9 +11,12 @@ from backproplab.validation import check_fraction, check_nonnegative_float, chec
 
 class SGD:
     """The article's rule θ ← θ − ε ∂E/∂θ, optionally with momentum μ (PyTorch's form):
-    v ← μ v + g; θ ← θ − ε v, or with Nesterov θ ← θ − ε (g + μ v)."""
+    v ← μ v + g; θ ← θ − ε v, or with Nesterov θ ← θ − ε (g + μ v).
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+    ``lr`` defaults to the article's ε = 0.5, so ``sgd``, its alias ``gd``, the Python API and the
+    config option (generated from this signature) all mean the same step."""
+
+    def __init__(self, lr: float = 0.5, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         self.lr = check_positive_float("lr", lr)
         self.momentum = check_fraction("momentum", momentum)
         self.nesterov = bool(nesterov)

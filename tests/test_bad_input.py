@@ -22,7 +22,8 @@ class Spy(bp.Callback):
 
 
 def setup(loss="mse", n_out=1, sizes=(3, 4), **trainer_options):
-    net = bp.build_network([*sizes, n_out], "tanh", "sigmoid" if loss == "bce" else "identity", seed=0)
+    output = {"bce": "sigmoid", "cross_entropy": "softmax"}.get(loss, "identity")
+    net = bp.build_network([*sizes, n_out], "tanh", output, seed=0)
     spy = Spy()
     trainer = bp.build_trainer(net, loss, {"name": "adam", "lr": 0.01}, callbacks=[spy], **trainer_options)
     return net, trainer, spy
@@ -56,14 +57,14 @@ def test_non_finite_inputs(bad, shown):
     _, trainer, spy = setup()
     X = GOOD_X.copy()
     X[4, 2] = bad
-    assert_refused(trainer, spy, X, GOOD_Y, rf"X contains a non-finite value {shown} at row 4, column 2; inputs must be finite numbers")
+    assert_refused(trainer, spy, X, GOOD_Y, rf"X contains a non-finite value {shown} at X\[4, 2\] \(0-based\); inputs must be finite numbers")
 
 
 def test_non_finite_validation_inputs_are_caught_before_training():
     _, trainer, spy = setup()
     X_val = GOOD_X[:2].copy()
     X_val[1, 0] = np.nan
-    assert_refused(trainer, spy, GOOD_X, GOOD_Y, r"X_val contains a non-finite value nan at row 1, column 0",
+    assert_refused(trainer, spy, GOOD_X, GOOD_Y, r"X_val contains a non-finite value nan at X_val\[1, 0\] \(0-based\)",
                    validation_data=(X_val, GOOD_Y[:2]))
 
 

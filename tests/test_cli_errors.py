@@ -58,7 +58,7 @@ CASES = {
     "batch size zero": (["data.batch_size=0"], r"^error: data.batch_size=0 is invalid; valid: a positive integer \(values above the training set size are clamped to it\)$"),
     "batch size negative": (["data.batch_size=-4"], r"^error: data.batch_size=-4 is invalid"),
     "output width vs classes": (
-        ["data=digits", "model.output_width=3", "loss=cross_entropy"],
+        ["data=digits", "model.output_width=3", "loss=cross_entropy", "model.output_activation=softmax"],
         r"^error: model.output_width=3 does not fit data=digits with 10 classes; valid: 10 \(or null to derive it from the data\)$",
     ),
     "csv path missing": (["data=csv"], r"^error: data.path is required but has no value; set it on the command line"),

@@ -160,6 +160,14 @@ def test_width_is_derived_from_the_data():
     assert encode(binary, binary.y_train, 1).tolist() == [[0.0], [1.0], [1.0], [0.0]]
 
 
+def test_two_classes_with_one_label_present_still_get_two_softmax_outputs():
+    # The worked example has the single label 1: as a width-1 "one-hot" row [1] it would pass
+    # cross_entropy's check, and a softmax over one output is constantly 1 (loss 0, nothing learnt).
+    seed = load_dataset(data("seed_example"))
+    assert output_width(seed, _loss("cross_entropy"), "cross_entropy", None) == 2
+    assert output_width(seed, _loss("bce"), "bce", None) == 1
+
+
 def test_width_mismatch_names_the_key(tmp_path):
     path = tmp_path / "three.csv"
     path.write_text("a,label\n0,0\n1,1\n2,2\n")

@@ -224,13 +224,16 @@ def test_a_diverging_run_stops_at_the_first_non_finite_loss():
     with warnings.catch_warnings():
         # The divergence is reported once, as the error below, not as numpy overflow warnings.
         warnings.simplefilter("error", RuntimeWarning)
-        with pytest.raises(NonFiniteLossError, match=r"non-finite loss (inf|nan) at iteration \d+ \(epoch \d+\); try a smaller optimizer.lr") as info:
+        with pytest.raises(NonFiniteLossError, match=r"non-finite loss (inf|nan) at epoch \d+, iteration \d+; try a smaller optimizer.lr") as info:
             trainer.fit(X, y)
     err = info.value
     assert not math.isfinite(err.loss)
     assert err.iteration == len(rec.steps) > 0  # every iteration before it was finite and reported
     assert all(math.isfinite(s["loss"]) for s in rec.steps)
     assert err.epoch == err.iteration // 4  # 20 examples in batches of 5
+    # The attributes are 0-based indices (as Step's); the message counts from 1, as the progress
+    # lines do: the k-th iteration is "iteration k", whatever its index.
+    assert f"at epoch {err.epoch + 1}, iteration {err.iteration + 1};" in str(err)
     assert isinstance(err, FloatingPointError)
 
 
@@ -265,3 +268,30 @@ def test_evaluate_does_not_change_the_parameters():
     assert loss == pytest.approx(float(np.mean((trainer.network.predict(X)[:, 0] - y) ** 2)))
     for k in before:
         np.testing.assert_array_equal(trainer.network.params[k], before[k])
+
+
+def test_a_non_finite_loss_is_reported_with_the_numbers_the_progress_lines_use():
+    """The 5th iteration (the 2nd of epoch 2, with 3 per epoch) is "epoch 2, iteration 5", as
+    the console counts; the attributes keep the 0-based indices of Step and MLflow's step."""
+
+    class NanOnFifthCall:
+        def __init__(self):
+            self.calls = 0
+
+        def value(self, y_hat, y):
+            self.calls += 1
+            return math.nan if self.calls == 5 else float(np.mean((y_hat - y) ** 2))
+
+        def grad(self, y_hat, y):
+            return 2.0 * (y_hat - y) / y_hat.size
+
+    X, y = linear_data(6)
+    rec = Recorder(keep_arrays=False)
+    net = bp.build_network([2, 1], "identity", initializer="zeros")
+    trainer = bp.build_trainer(net, NanOnFifthCall(), {"name": "sgd", "lr": 0.01}, batch_size=2, epochs=3,
+                               callbacks=[rec])
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(X, y)
+    assert str(info.value).startswith("non-finite loss nan at epoch 2, iteration 5; ")
+    assert (info.value.epoch, info.value.iteration) == (1, 4)
+    assert [s["iteration"] for s in rec.steps] == [0, 1, 2, 3]
