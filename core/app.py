@@ -70,6 +70,9 @@ class PreparedRun:
             n_val=self.dataset.n_val,
             iterations_per_epoch=self.iterations_per_epoch,
             epochs=self.config.trainer.epochs,
+            input_scaling=None
+            if self.dataset.input_mean is None
+            else {"mean": self.dataset.input_mean, "scale": self.dataset.input_scale},
         )
 
 

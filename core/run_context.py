@@ -34,3 +34,5 @@ class RunContext:
     n_val: int = 0
     iterations_per_epoch: int = 0
     epochs: int = 0
+    # data.standardize's statistics {"mean": ..., "scale": ...}, or None when inputs are raw.
+    input_scaling: dict[str, Any] | None = None

@@ -117,7 +117,7 @@ SWEEP_CASES = {
     "bad value in a sweep list": (
         ["-m", "optimizer.lr=0.5,abc"],
         r"^error: sweep job #1 of 2 \(optimizer.lr=abc\) is invalid, so no job was started: "
-        r"optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number \(default 0.01\)$",
+        r"optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number \(default 0.5\)$",
     ),
     "typo'd key in a multirun": (
         ["-m", "modl.x=1,2"],

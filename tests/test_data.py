@@ -82,6 +82,10 @@ def test_standardize_uses_training_statistics_only():
     np.testing.assert_allclose(std.X_val, (raw.X_val - mean) / sd)
     np.testing.assert_allclose(std.X_train.mean(axis=0), 0, atol=1e-12)
     assert np.abs(std.X_val.mean(axis=0)).max() > 1e-3  # the validation split was not used
+    # the statistics travel with the data set, so a run can save them beside its weights
+    np.testing.assert_allclose(std.input_mean, mean)
+    np.testing.assert_allclose(std.input_scale, sd)
+    assert raw.input_mean is None and raw.input_scale is None
 
 
 def test_standardize_keeps_constant_columns_finite():

@@ -4,7 +4,6 @@ unreachable server."""
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 from mlflow import MlflowClient
@@ -35,9 +34,7 @@ def test_unreachable_server_is_one_line_and_no_training(cli):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    start = time.monotonic()
     proc = cli(f"logger.tracking_uri=http://127.0.0.1:{port}")
-    assert time.monotonic() - start < 30  # interpreter start-up included; the check is bounded at ~3 s
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(
         f"error: MLflow tracking server http://127.0.0.1:{port} is not reachable"

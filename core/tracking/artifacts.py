@@ -3,6 +3,8 @@
 - ``config.yaml``: the resolved config;
 - ``params.npz``: the final parameters ``W1, b1, ...`` (plain float arrays in the network's
   dtype, loadable with ``allow_pickle=False``);
+- ``standardize.npz`` (``mean``, ``scale``) with ``data.standardize``: the weights expect
+  ``(x - mean) / scale``, so the statistics are part of the model;
 - ``plots/loss.png`` and ``plots/grad_norms.png``;
 - ``trace.npz`` when ``logger.trace=true``.
 
@@ -111,11 +113,14 @@ def log_run_artifacts(
     summary: tuple[np.ndarray, np.ndarray],
     epochs: Sequence[EpochSummary],
     trace: Any = None,
+    input_scaling: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="backproplab-artifacts-") as tmp:
         root = Path(tmp)
         write_config(root / "config.yaml", config)
         write_params(root / "params.npz", params)
+        if input_scaling is not None:
+            np.savez(root / "standardize.npz", **{k: np.asarray(v) for k, v in input_scaling.items()})
         steps, values = summary
         (root / "plots").mkdir()
         plot_loss(root / "plots" / "loss.png", steps, values[:, 0], epochs)

@@ -163,6 +163,7 @@ def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: Mlflo
         summary=tracker.summary(),
         epochs=tracker.epochs,
         trace=tracker.trace,
+        input_scaling=context.input_scaling,
     )
 
 
