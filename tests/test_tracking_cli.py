@@ -40,3 +40,18 @@ def test_unreachable_server_is_one_line_and_no_training(cli):
         f"error: MLflow tracking server http://127.0.0.1:{port} is not reachable"
     )
     assert "iteration" not in proc.stdout
+
+
+def test_standardised_run_saves_the_statistics_its_weights_expect(cli, tmp_path):
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+
+    proc = cli("data=breast_cancer", "data.standardize=true", "data.val_fraction=0", "model.hidden=[4]", "trainer.epochs=1", "logger.every_n_iterations=100")
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
+    local = client.download_artifacts(run.info.run_id, "standardize.npz", dst_path=str(tmp_path / "dl"))
+    X = load_breast_cancer().data
+    with np.load(local, allow_pickle=False) as saved:
+        np.testing.assert_allclose(saved["mean"], X.mean(axis=0))
+        np.testing.assert_allclose(saved["scale"], X.std(axis=0))
