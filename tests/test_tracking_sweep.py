@@ -91,6 +91,8 @@ def test_basic_launcher_sweep_is_a_parent_with_four_children(cli, tmp_path):
         assert child.info.status == "FINISHED"
         assert loss_steps(client, child) == list(range(7))
         assert child.info.run_name == f"optimizer.lr={child.data.params['optimizer.lr']},data.batch_size={child.data.params['data.batch_size']}"
+    jobs = {(c.data.params["optimizer.lr"], c.data.params["data.batch_size"]): c.data.tags["hydra.job.num"] for c in children}
+    assert jobs == {("0.1", "1"): "0", ("0.1", "2"): "1", ("0.5", "1"): "2", ("0.5", "2"): "3"}
     check_summary(client, parent, children, tmp_path, ["optimizer.lr", "data.batch_size"])
 
 
@@ -102,6 +104,7 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["hydra.launcher"].endswith("JoblibLauncher")
     assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.1", "0.5"]
+    assert {c.data.params["optimizer.lr"]: c.data.tags["hydra.job.num"] for c in children} == {"0.1": "0", "0.5": "1"}
     for child in children:
         assert child.info.status == "FINISHED"
         assert loss_steps(client, child) == list(range(7))

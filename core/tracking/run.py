@@ -31,7 +31,7 @@ from .settings import TrackingSettings
 from .signals import Terminated, sigterm_as_interrupt
 from .sql_writer import SqlMetricSink, supports_sql_writer
 from .store import connect, resolve_uri
-from .tags import base_tags, component_tags, one_line, overrides_tag
+from .tags import base_tags, component_tags, hydra_job_num, one_line, overrides_tag
 from .trace import TraceRecorder
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -110,6 +110,9 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     tags["backproplab.n_parameters"] = str(network.n_parameters)
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
+        job = hydra_job_num()
+        if job is not None:
+            tags["hydra.job.num"] = job  # lets the sweep summary place the run without guessing
     run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
     run_id = run.info.run_id
 

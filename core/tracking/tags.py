@@ -57,6 +57,19 @@ def _launch_dir() -> str:
     return str(Path.cwd())
 
 
+def hydra_job_num() -> str | None:
+    """The running Hydra job's number in its multirun, else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+            return str(HydraConfig.get().job.num)
+    except Exception:  # noqa: BLE001 - outside a Hydra app
+        pass
+    return None
+
+
 def base_tags(version: str, workdir: str | None = None) -> dict[str, str]:
     """``mlflow.source.git.commit`` is the user's project (the repository of the directory the
     run was started from), as MLflow records it for a script; backproplab's own checkout, when it
