@@ -179,3 +179,27 @@ def test_only_sqlite_files_are_written_directly(uri, direct):
     from backproplab.tracking.sql_writer import supports_sql_writer
 
     assert supports_sql_writer(uri) is direct
+
+
+def test_a_write_cut_short_by_ctrl_c_is_sent_again_at_close(client, experiment_id, store):
+    from backproplab.tracking.buffer import BatchWriter
+
+    run_id = new_run(client, experiment_id)
+    sql = SqlMetricSink(store, run_id, client)
+    interrupted = []
+
+    def sink(block):
+        if not interrupted:  # the first write is interrupted inside its transaction
+            interrupted.append(True)
+            with sql._engine.begin() as conn:
+                conn.exec_driver_sql(sql._insert_sql, [("loss", 9.0, 1, 99, False, run_id)])
+                raise KeyboardInterrupt
+        return sql(block)
+
+    writer = BatchWriter(sink, run_id)
+    with pytest.raises(KeyboardInterrupt):
+        writer.submit(block([0, 1], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))
+    assert client.get_metric_history(run_id, "loss") == []  # the transaction was rolled back
+    writer.close()  # what track_run does on the way out of an interrupted run
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(0, 1.0), (1, 4.0)]
+    assert writer.metrics_written == 6

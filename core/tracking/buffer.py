@@ -124,12 +124,18 @@ class BatchWriter:
     A write error in the background thread is re-raised in the training thread at the next
     ``submit`` or at ``close``, so a broken store still fails the run instead of losing data
     silently. The queue is bounded: a store slower than training applies back-pressure.
+
+    An inline write cut short (Ctrl-C lands mid-transaction, the store hiccups) keeps its block,
+    and the next ``submit`` or ``close`` sends it again before anything newer. A resent block is
+    safe: the SQL sink's transaction left nothing behind, or its rows are duplicates that
+    ``log_batch`` skips.
     """
 
     def __init__(self, sink: Sink, run_id: str, *, background: bool = False) -> None:
         self.sink = sink
         self.run_id = run_id
         self.metrics_written = 0
+        self._unsent: Block | None = None
         self._error: BaseException | None = None
         self._queue: queue.Queue[Block | None] | None = None
         self._thread: threading.Thread | None = None
@@ -146,17 +152,25 @@ class BatchWriter:
     def write(self, block: Block) -> None:
         self.metrics_written += self.sink(block)
 
+    def _write_inline(self, block: Block) -> None:
+        self._unsent = block
+        self.write(block)
+        self._unsent = None
+
     def submit(self, block: Block | None) -> None:
         self._raise_pending()
-        if block is None:
-            return
         if self._queue is None:
-            self.write(block)
-        else:
+            if self._unsent is not None:
+                self._write_inline(self._unsent)
+            if block is not None:
+                self._write_inline(block)
+        elif block is not None:
             self._queue.put(block)
 
     def close(self) -> None:
         """Wait until every submitted block is written; raise the first write error, if any."""
+        if self._unsent is not None:
+            self._write_inline(self._unsent)
         if self._thread is not None and self._queue is not None:
             self._queue.put(None)
             self._thread.join()
