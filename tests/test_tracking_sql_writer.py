@@ -124,9 +124,8 @@ def test_any_values_and_steps_read_back_as_log_batch_leaves_them(client, experim
 def test_a_block_written_twice_is_deduplicated_by_log_batch(client, experiment_id, store):
     run_id = new_run(client, experiment_id)
     sink = SqlMetricSink(store, run_id, client)
-    b = block([0, 1], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    assert sink(b) == 6
-    sink(b)  # the primary key rejects the copy; MLflow's log_batch then skips the duplicates
+    assert sink(block([0, 1], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])) == 6
+    sink(block([0, 1], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]))  # the primary key rejects the copy; log_batch skips it
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0, 1]
     assert sink.calls == 1 and sink.fallback.calls == 1
 
@@ -203,3 +202,32 @@ def test_a_write_cut_short_by_ctrl_c_is_sent_again_at_close(client, experiment_i
     writer.close()  # what track_run does on the way out of an interrupted run
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(0, 1.0), (1, 4.0)]
     assert writer.metrics_written == 6
+
+
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_transaction_waits_for_the_commit(client, experiment_id, store, signum):
+    """The signal arrives mid-transaction; it is delivered after the commit, the store is not
+    left locked, and a resend of the same block writes nothing twice."""
+    import os
+    import signal
+
+    from backproplab.tracking.signals import sigterm_as_interrupt
+
+    run_id = new_run(client, experiment_id)
+    sink = SqlMetricSink(store, run_id, client)
+    original = sink._update_latest
+
+    def update_then_signal(conn, latest):
+        os.kill(os.getpid(), getattr(signal, signum))  # lands inside the open transaction
+        original(conn, latest)
+
+    sink._update_latest = update_then_signal
+    b = block([0, 1], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    with sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+        sink(b)
+    assert sink.calls == 1
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0, 1]
+    client.set_tag(run_id, "still", "writable")  # MLflow's own connection is not locked out
+    sink._update_latest = original
+    assert sink(b) == 6 and sink.calls == 1  # the resend after the interrupt is a no-op
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0, 1]

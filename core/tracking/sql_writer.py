@@ -34,6 +34,7 @@ from mlflow.entities import LifecycleStage
 from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
 
 from .buffer import Block, LogBatchSink
+from .signals import signals_held
 
 _FLOAT_MAX = 1.7976931348623157e308
 _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
@@ -67,8 +68,9 @@ class SqlMetricSink:
     def __init__(self, uri: str, run_id: str, client: Any) -> None:
         self.run_id = run_id
         self.fallback = LogBatchSink(client, run_id)
-        # A generous busy timeout: sweep jobs and the MLflow client share the file.
-        self._engine = sa.create_engine(uri, connect_args={"timeout": 60})
+        # A generous busy timeout: parallel sweep jobs and the MLflow client share the file.
+        self._engine = sa.create_engine(uri, connect_args={"timeout": 30})
+        self._last_written: tuple[Block, int] | None = None
         self._lock = threading.Lock()
         self._metrics = SqlMetric.__table__
         self._latest = SqlLatestMetric.__table__
@@ -84,22 +86,29 @@ class SqlMetricSink:
         self.calls = 0
 
     def __call__(self, block: Block) -> int:
+        if self._last_written is not None and block is self._last_written[0]:
+            # Committed already: a signal held during the commit ended the call before it returned.
+            return self._last_written[1]
         rows, latest = self._rows(block)
         if not rows:
             return 0
+        if self._permutation is not None:
+            rows = [tuple(row[i] for i in self._permutation) for row in rows]
         with self._lock:
             try:
-                with self._engine.begin() as conn:
-                    self._check_active(conn)
-                    if self._permutation is not None:
-                        rows = [tuple(row[i] for i in self._permutation) for row in rows]
-                    conn.exec_driver_sql(self._insert_sql, rows)
-                    self._update_latest(conn, latest)
+                # Ctrl-C inside the transaction could leave the file locked for this process's
+                # own MLflow client: the run would stay RUNNING. Held signals arrive after it.
+                with signals_held():
+                    with self._engine.begin() as conn:
+                        self._check_active(conn)
+                        conn.exec_driver_sql(self._insert_sql, rows)
+                        self._update_latest(conn, latest)
+                    self._last_written = (block, len(rows))
+                    self.calls += 1
             except sa.exc.IntegrityError:
                 # Some rows already exist (a block written twice): MLflow's log_batch skips
                 # exact duplicates and rejects conflicting ones, so let it decide.
                 return self.fallback(block)
-        self.calls += 1
         return len(rows)
 
     def close(self) -> None:
