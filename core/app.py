@@ -8,9 +8,10 @@ share them; every object is built fresh per call, so jobs of one multirun share 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -193,8 +194,16 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
 TrackRun = Callable[[RunContext, Mapping[str, Any]], ContextManager[Any]]
 
 
-def _track_run() -> TrackRun:
-    # Imported per run, not at module import: mlflow is heavy and explain/compose never need it.
+@contextlib.contextmanager
+def _untracked(context: RunContext, logger: Any) -> Iterator[None]:  # noqa: ARG001 - TrackRun's signature
+    yield None
+
+
+def _track_run(logger: Any) -> TrackRun:
+    # Imported only for a tracked run: mlflow costs about a second of start-up, which logger=none,
+    # explain and compose should not pay.
+    if isinstance(logger, Mapping) and logger.get("name") == "none":
+        return _untracked
     from .tracking import track_run
 
     return track_run
@@ -218,7 +227,7 @@ def run(
     ``label`` prefixes the progress lines of a multirun job."""
     prepared = prepare(cfg, registry)
     context = prepared.context(overrides)
-    track = _track_run()
+    track = _track_run(prepared.config.logger)
     progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun, label=label)
     try:
         with track(context, prepared.config.logger) as tracker:

@@ -55,3 +55,23 @@ def test_standardised_run_saves_the_statistics_its_weights_expect(cli, tmp_path)
     with np.load(local, allow_pickle=False) as saved:
         np.testing.assert_allclose(saved["mean"], X.mean(axis=0))
         np.testing.assert_allclose(saved["scale"], X.std(axis=0))
+
+
+def test_an_untracked_run_does_not_import_mlflow(tmp_path, cli_env):
+    """mlflow costs about a second of start-up; logger=none must not pay it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from backproplab.cli import main\n"
+        "try:\n"
+        "    main(['logger=none'])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('mlflow imported' if 'mlflow' in sys.modules else 'mlflow not imported')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "iteration 7/7  prediction 0.925053" in out.stdout
+    assert out.stdout.strip().endswith("mlflow not imported")
