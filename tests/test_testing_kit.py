@@ -624,3 +624,13 @@ def test_parametrize_with_checks_ids_options_and_expected_failures():
 @parametrize_with_checks([Sigmoid, MeanSquaredError(), Normal, SGD(lr=0.1, momentum=0.5)])
 def test_the_helper_runs_real_checks(component, check):
     check(component)
+
+
+def test_two_components_with_one_label_must_be_named():
+    from backproplab.plugins.optimizers import SGD
+
+    with pytest.raises(ValueError, match=r"two components share the test-id label 'SGD'; pass a mapping"):
+        parametrize_with_checks([SGD, SGD(lr=0.1)])
+    mark = parametrize_with_checks({"SGD": SGD, "SGD_slow": SGD(lr=0.1)})
+    ids = [p.id for p in mark.args[1]]
+    assert len(ids) == len(set(ids)) and any(i.startswith("SGD_slow-") for i in ids)

@@ -48,9 +48,18 @@ def parametrize_with_checks(
     items = components.items() if isinstance(components, Mapping) else [(None, c) for c in components]
     expected = dict(expected_failures or {})
     params, ids = [], []
+    labels: set[str] = set()
     for name, entry in items:
         case = entry if isinstance(entry, WithOptions) else WithOptions(entry)
         prefix = name or label(case.component)
+        if prefix in labels:
+            # pytest would number the clashing ids itself ("...0", "...1"), so an id, and an
+            # expected_failures entry, would depend on list order.
+            raise ValueError(
+                f"two components share the test-id label {prefix!r}; pass a mapping such as "
+                f"{{{prefix!r}: ..., {prefix + '_tuned'!r}: ...}} to name them"
+            )
+        labels.add(prefix)
         for check in checks_for(case.component, case.kind, **case.options):
             test_id = f"{prefix}-{check.name}"
             marks = ()
