@@ -240,3 +240,12 @@ def test_params_npz_keeps_the_networks_dtype(tmp_path):
         for name, value in net.params.items():
             assert saved[name].dtype == np.float32
             np.testing.assert_array_equal(saved[name], value)
+
+
+def test_failure_reason_reads_like_the_console_for_our_errors_and_keeps_foreign_types():
+    from backproplab.errors import ConfigError, NonFiniteLossError
+    from backproplab.tracking.tags import one_line
+
+    assert one_line(NonFiniteLossError(float("inf"), 0, 4)).startswith("non-finite loss inf at epoch 1, iteration 5; try")
+    assert one_line(ConfigError("optimizer.lr='abc'\n  is invalid")) == "optimizer.lr='abc' is invalid"
+    assert one_line(RuntimeError("store is gone")) == "RuntimeError: store is gone"

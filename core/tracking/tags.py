@@ -103,5 +103,11 @@ def overrides_tag(overrides: Sequence[str]) -> str:
 
 
 def one_line(exc: BaseException) -> str:
+    """The reason as the console states it: backproplab's own errors are written for users and
+    read the same in MLflow; anything else keeps its type, which is often the only clue."""
+    from ..errors import BackproplabError
+
     text = " ".join(str(exc).split()) or "(no message)"
+    if isinstance(exc, BackproplabError):
+        return truncate(text, 1000)
     return truncate(f"{type(exc).__name__}: {text}", 1000)
