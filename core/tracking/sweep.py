@@ -34,7 +34,7 @@ import math
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
@@ -231,20 +231,7 @@ class MlflowSweepCallback(Callback):
 
     @staticmethod
     def children(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[Any]:
-        runs: list[Any] = []
-        token = None
-        while True:
-            page = client.search_runs(
-                [parent.experiment_id],
-                filter_string=f"tags.`{PARENT_TAG}` = '{parent.run_id}'",
-                max_results=1000,
-                order_by=["attributes.start_time ASC"],
-                page_token=token,
-            )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
+        return list(_child_runs(client, parent, order_by=["attributes.start_time ASC"]))
 
     def numbered(self, children: list[Any]) -> list[tuple[Any, int | None]]:
         """(child, Hydra job number) in job order; children of unknown number come last, in
@@ -313,6 +300,18 @@ class MlflowSweepCallback(Callback):
             client.log_table(parent.run_id, data=table, artifact_file="sweep_summary.json")
 
 
+def _child_runs(client: MlflowClient, parent: sweep_parent.ParentRun, condition: str = "", order_by: list[str] | None = None) -> Iterator[Any]:
+    """Every child run of ``parent`` (optionally only those meeting ``condition``), page by page."""
+    filter_string = f"tags.`{PARENT_TAG}` = '{parent.run_id}'" + (f" and {condition}" if condition else "")
+    token = None
+    while True:
+        page = client.search_runs([parent.experiment_id], filter_string=filter_string, max_results=1000, order_by=order_by, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job: Any, reason: str) -> str | None:
     """Make sure a failed job has a FAILED child run with ``failure_reason``; the new run's id,
     or None when ``track_run`` already recorded the job (a run of the parent with the same
@@ -321,20 +320,9 @@ def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job:
     tag = overrides_tag(overrides)
     job_text = "" if job is None else str(job)
     # Only runs that did not finish can be this job's: bounded by the failures, not the sweep.
-    token = None
-    while True:
-        page = client.search_runs(
-            [parent.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = '{parent.run_id}' and attributes.status != 'FINISHED'",
-            max_results=1000,
-            page_token=token,
-        )
-        for run in page:
-            if run.data.tags.get("hydra.overrides", "") == tag and run.data.tags.get(JOB_TAG, job_text) == job_text:
-                return None
-        token = page.token
-        if not token:
-            break
+    for run in _child_runs(client, parent, "attributes.status != 'FINISHED'"):
+        if run.data.tags.get("hydra.overrides", "") == tag and run.data.tags.get(JOB_TAG, job_text) == job_text:
+            return None
     swept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in parent.swept_keys]
     tags = base_tags(__version__)
     tags.update({PARENT_TAG: parent.run_id, "hydra.overrides": tag, FAILURE_TAG: truncate(reason, 1000)})
