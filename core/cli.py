@@ -17,24 +17,13 @@ import difflib
 import os
 import re
 import sys
-import warnings
-from typing import Any, Sequence
+from typing import Sequence
 
-from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, tracebacks_wanted
+from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
 
 SUBCOMMANDS = ("explain", "plugins")
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-
-
-def _one_line_warnings() -> None:
-    """Warnings (e.g. the batch_size clamp) as one ``warning:`` line, without source excerpts."""
-
-    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        text = " ".join(str(message).split())
-        print(f"warning: {text}", file=file or sys.stderr, flush=True)
-
-    warnings.showwarning = show  # type: ignore[assignment]
 
 
 def _override_args(args: Sequence[str]) -> list[str]:
@@ -177,7 +166,7 @@ def unknown_command(word: str) -> str | None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m backproplab``."""
     args = list(sys.argv[1:] if argv is None else argv)
-    _one_line_warnings()
+    one_line_warnings()
     if args and args[0] == "plugins":
         sys.exit(_plugins(args[1:]))  # argparse: --help / -h print its usage
     if args and args[0] == "explain":
