@@ -37,15 +37,30 @@ class Job:
     overrides: tuple[str, ...]  # the job's overrides, as the launcher passes them
 
 
-def hydra_args(args: Sequence[str]) -> Any | None:
-    """Hydra's own reading of the command line (flags, overrides); None if it is malformed."""
+class FlagError(Exception):
+    """A malformed flag on the command line, in argparse's own words (``argument --cfg/-c: ...``)."""
+
+
+def flag_parser() -> Any:
+    """Hydra's own argument parser, raising ``FlagError`` instead of printing its usage and exiting."""
     # Private, but it is the parser hydra.main itself uses: the flags mean exactly what Hydra
     # will make of them.
     from hydra._internal.utils import get_args_parser
 
+    parser = get_args_parser()
+
+    def error(message: str) -> Any:
+        raise FlagError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def hydra_args(args: Sequence[str]) -> Any | None:
+    """Hydra's own reading of the command line (flags, overrides); None if it is malformed."""
     try:
-        namespace, _unknown = get_args_parser().parse_known_args(list(args))
-    except SystemExit:  # a malformed flag: Hydra itself reports it with its usage text
+        namespace, _unknown = flag_parser().parse_known_args(list(args))
+    except FlagError:  # the CLI reports a malformed flag before any check runs
         return None
     return namespace
 
@@ -201,4 +216,4 @@ def check_multirun(args: Sequence[str]) -> int | None:
     return len(jobs)
 
 
-__all__ = ["check_multirun", "sweep_jobs", "expand", "hydra_args", "job_config", "Job"]
+__all__ = ["FlagError", "flag_parser", "check_multirun", "sweep_jobs", "expand", "hydra_args", "job_config", "Job"]

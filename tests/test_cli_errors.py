@@ -196,3 +196,45 @@ def test_only_bare_words_are_taken_for_commands():
     for arg in ("optimizer.lr=0.1", "~model.dtype", "+trainer.x=1", "-m", "--cfg", "explain", "plugins", "model.hidden"):
         assert unknown_command(arg) is None, arg
     assert unknown_command("Explain").startswith("error: unknown command 'Explain'; did you mean 'explain'?")
+
+
+# -- flags --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["explain", "--bogus"], r"^error: unknown option '--bogus' for 'backproplab explain'; valid: overrides KEY=VALUE \(e.g. optimizer=adam\), -h/--help$"),
+        (["explain", "optimizer=adam", "-m"], r"^error: unknown option '-m' for 'backproplab explain'; valid: overrides KEY=VALUE"),
+        (["--bogus"], r"^error: unknown option '--bogus'; valid: -h/--help, .*-m/--multirun, .*-i/--info, and overrides KEY=VALUE$"),
+        (["-m", "--multirn", "optimizer.lr=0.1,0.5"], r"^error: unknown option '--multirn'; valid: .*; did you mean '--multirun'\?$"),
+        (["--cfg", "bogus"], r"^error: argument --cfg/-c: invalid choice: 'bogus' \(choose from 'job', 'hydra', 'all'\); see backproplab --help$"),
+    ],
+)
+def test_an_unknown_option_is_one_line_naming_the_valid_ones(cli, tmp_path, args, pattern):
+    proc = cli(*args, "logger=none")
+    line = one_line(proc.stderr)
+    assert proc.returncode == CONFIG, proc.stderr
+    assert re.search(pattern, line), line
+    assert "Lexer" not in proc.stderr and "usage:" not in proc.stderr
+    assert proc.stdout == "" and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--info"], ["--cfg", "job"], ["explain"], ["plugins"], ["logger=none"]], ids=" ".join
+)
+def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
+    """``backproplab --help | head -1``: the reader is gone before the command writes."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backproplab", *args],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    proc.stdout.close()  # long before the interpreter has started, let alone printed
+    stderr = proc.stderr.read()
+    code = proc.wait(timeout=120)
+    assert stderr == ""
+    assert code in (0, 141)  # 141 = 128 + SIGPIPE, as a shell reports `yes | head -1`
+    if args == ["logger=none"]:  # a run cut short is recorded, not lost
+        record = json.loads(next(tmp_path.glob("outputs/**/result.json")).read_text())
+        assert record["status"] == "failed" and "Broken pipe" in record["error"]
