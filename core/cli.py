@@ -100,9 +100,10 @@ def _run_hydra(argv: list[str]) -> int:
 
     try:
         check_overrides(argv)
-        # A multirun: every job composed and validated before the first starts (and before
-        # the MLflow parent run exists); the first bad one is the one error line.
-        preflight.check_multirun(argv)
+        # Every job composed and checked before Hydra creates an output folder: a multirun's
+        # jobs before the first starts (and before the MLflow parent run exists), the first bad
+        # one being the one error line; a single run's one job, failing as the run would.
+        preflight.check(argv)
         from .hydra_app import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]

@@ -83,7 +83,24 @@ def test_config_error(cli, tmp_path, case, three_classes, bad_cell):
     assert re.search(pattern, line), line
     # Nothing was trained: no iteration was printed and no run succeeded.
     assert "iteration 1/" not in proc.stdout and "final loss" not in proc.stdout
-    assert not list(tmp_path.glob("mlflow.db"))
+    # Checked before Hydra creates outputs/DATE/TIME/: a rejected run leaves nothing behind.
+    assert not list(tmp_path.iterdir()), sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["logger.every_n_iterations=0"], "error: logger.every_n_iterations must be an integer >= 1, got 0"),
+        (["logger.buffer.max_metrics=300"], "error: logger.buffer.max_metrics must be an integer >= 1000, got 300"),
+        (["logger.buffer.writer=foo"], "error: logger.buffer.writer must be one of auto, sql, log_batch, got 'foo'"),
+    ],
+)
+def test_a_bad_logger_value_is_refused_before_anything_is_written(cli, tmp_path, args, message):
+    proc = cli(*args, f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert proc.returncode == CONFIG, proc.stderr
+    assert one_line(proc.stderr) == message
+    assert "iteration 1/" not in proc.stdout
+    assert not list(tmp_path.iterdir()), sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
 
 
 def test_non_finite_loss_fails_the_run_with_one_line(cli, tmp_path):
@@ -137,6 +154,22 @@ SWEEP_CASES = {
     "experiment sweep with a bad fixed value": (
         ["experiment=lr_sweep", "trainer.epochs=0"],
         r"^error: 4 of 4 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
+    ),
+    # The logger node is the job's too: validated per job, as the job's track_run would.
+    "bad logger value for every job": (
+        ["-m", "optimizer.lr=0.1,0.5", "logger.every_n_iterations=0"],
+        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.1\): "
+        r"logger.every_n_iterations must be an integer >= 1, got 0$",
+    ),
+    "bad logger value in a sweep list": (
+        ["-m", "logger.buffer.writer=foo,auto"],
+        r"^error: sweep job #0 of 2 \(logger.buffer.writer=foo\) is invalid, so no job was started: "
+        r"logger.buffer.writer must be one of auto, sql, log_batch, got 'foo'$",
+    ),
+    "logger buffer too small": (
+        ["-m", "logger.buffer.max_metrics=300"],
+        r"^error: sweep job #0 of 1 \(logger.buffer.max_metrics=300 .*\) is invalid, so no job was started: "
+        r"logger.buffer.max_metrics must be an integer >= 1000, got 300$",
     ),
     "data file missing in one job": (
         ["-m", "data=csv", "data.target=label", "data.path={three_classes},nowhere.csv"],
