@@ -102,11 +102,11 @@ def swept_keys(master: DictConfig, config_loader: Any) -> set[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(master, "hydra.sweeper.params") or {}
-    keys = {str(k) for k in params}
+    keys = {str(k).lstrip("+~") for k in params}
     task = task_overrides(master)
     for override in OverridesParser.create(config_loader=config_loader).parse_overrides(task):
         if override.is_sweep_override():
-            keys.add(override.get_key_element())
+            keys.add(override.get_key_element().lstrip("+~"))
     return keys
 
 

@@ -69,6 +69,13 @@ CASES = {
         ["data=csv", "data.path={three_classes}", "data.target=label", "loss=cross_entropy", "model.output_activation=softmax", "model.output_width=2"],
         r"^error: model.output_width=2 does not fit data=csv with 3 classes; valid: 3 \(or null",
     ),
+    # Hydra's struct mode lets a key added with + through; the run config has a fixed set.
+    "unknown top-level key added with +": (
+        ["+trainr.x=1"],
+        r"^error: trainr is not a key of the config; valid keys: hydra, model, data, loss, optimizer, initializer, "
+        r"trainer, logger; did you mean 'trainer'\?$",
+    ),
+    "unrelated top-level key added with +": (["+foo=bar"], r"^error: foo is not a key of the config; valid keys: hydra, model, .*logger$"),
     "malformed override": (["optimizer.lr=[1,"], r"^error: cannot parse the override 'optimizer.lr=\[1,': .*override_grammar"),
 }
 
@@ -114,6 +121,13 @@ def test_non_finite_loss_fails_the_run_with_one_line(cli, tmp_path):
     (result,) = tmp_path.glob("outputs/**/result.json")
     record = json.loads(result.read_text())
     assert record["status"] == "failed" and "non-finite loss" in record["error"]
+
+
+@pytest.mark.parametrize("args", [["+hydra.job.env_set.BACKPROPLAB_X=1"], ["experiment=seed_backprop"]])
+def test_hydra_keys_and_experiments_are_not_unknown_keys(cli, args):
+    proc = cli(*args, "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert "final loss 0.077904" in proc.stdout
 
 
 def test_full_error_brings_the_traceback_back(cli, cli_env):
@@ -170,6 +184,11 @@ SWEEP_CASES = {
         ["-m", "logger.buffer.max_metrics=300"],
         r"^error: sweep job #0 of 1 \(logger.buffer.max_metrics=300 .*\) is invalid, so no job was started: "
         r"logger.buffer.max_metrics must be an integer >= 1000, got 300$",
+    ),
+    "unknown top-level key added with + in a sweep": (
+        ["-m", "+trainr.x=1,2"],
+        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(\+trainr.x=1\): "
+        r"trainr is not a key of the config; .*did you mean 'trainer'\?$",
     ),
     "data file missing in one job": (
         ["-m", "data=csv", "data.target=label", "data.path={three_classes},nowhere.csv"],
