@@ -14,27 +14,18 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import os
 import re
 import sys
-import warnings
-from typing import Any, Sequence
+from typing import Sequence
 
-from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, tracebacks_wanted
+from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
 
 SUBCOMMANDS = ("explain", "plugins")
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``yes | head -1``
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-
-
-def _one_line_warnings() -> None:
-    """Warnings (e.g. the batch_size clamp) as one ``warning:`` line, without source excerpts."""
-
-    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-        text = " ".join(str(message).split())
-        print(f"warning: {text}", file=file or sys.stderr, flush=True)
-
-    warnings.showwarning = show  # type: ignore[assignment]
 
 
 def _override_args(args: Sequence[str]) -> list[str]:
@@ -109,9 +100,10 @@ def _run_hydra(argv: list[str]) -> int:
 
     try:
         check_overrides(argv)
-        # A multirun: every job composed and validated before the first starts (and before
-        # the MLflow parent run exists); the first bad one is the one error line.
-        preflight.check_multirun(argv)
+        # Every job composed and checked before Hydra creates an output folder: a multirun's
+        # jobs before the first starts (and before the MLflow parent run exists), the first bad
+        # one being the one error line; a single run's one job, failing as the run would.
+        preflight.check(argv)
         from .hydra_app import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
@@ -122,8 +114,8 @@ def _run_hydra(argv: list[str]) -> int:
         if hydra_app.last_error is not None:
             error, hydra_app.last_error = hydra_app.last_error, None
             raise error
-    except SystemExit:
-        raise
+    except (SystemExit, BrokenPipeError):
+        raise  # a closed stdout ends quietly (main)
     except BaseException as exc:
         if tracebacks_wanted() and not isinstance(exc, KeyboardInterrupt):
             raise
@@ -155,6 +147,15 @@ def _explain(argv: list[str]) -> int:
     if any(arg in ("-h", "--help") for arg in argv):
         _explain_parser().print_help()
         return 0
+    options = [arg for arg in argv if arg.startswith("-")]
+    if options:  # Hydra's override grammar would call it a LexerNoViableAltException
+        print(
+            f"error: unknown option {options[0]!r} for 'backproplab explain'; valid: overrides KEY=VALUE "
+            "(e.g. optimizer=adam), -h/--help",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_CONFIG
     from .explain import main as explain_main
 
     return explain_main(argv)
@@ -174,22 +175,69 @@ def unknown_command(word: str) -> str | None:
     )
 
 
+def flag_error(args: Sequence[str]) -> str | None:
+    """The error line for a flag Hydra's parser rejects (``--cfg bogus``) or does not know
+    (``--bogus``), instead of Hydra's usage text; None if the flags are fine."""
+    from .preflight import FlagError, flag_parser
+
+    parser = flag_parser()
+    try:
+        _namespace, unknown = parser.parse_known_args(list(args))
+    except FlagError as exc:
+        return f"error: {exc}; see backproplab --help"
+    flags = [arg for arg in unknown if arg.startswith("-")]
+    if not flags:
+        return None
+    flag = flags[0].split("=", 1)[0]
+    valid = ["/".join(sorted(a.option_strings, key=len)) for a in parser._actions if a.option_strings]
+    known = [name for a in parser._actions for name in a.option_strings]
+    hint = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+    did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+    return f"error: unknown option {flags[0]!r}; valid: {', '.join(valid)}, and overrides KEY=VALUE{did_you_mean}"
+
+
+def _stdout_closed() -> int:
+    """stdout's reader went away (``backproplab --help | head -1``): end quietly, as Unix tools
+    do, with the status a shell reports for a process ended by SIGPIPE (128 + 13). A run cut
+    short this way has already been recorded as failed (result.json, MLflow)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
+    except (OSError, ValueError):
+        pass
+    return EXIT_STDOUT_CLOSED
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m backproplab``."""
+    try:
+        code = _main(argv)
+    except BrokenPipeError:
+        code = _stdout_closed()
+    sys.exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    _one_line_warnings()
+    one_line_warnings()
     if args and args[0] == "plugins":
-        sys.exit(_plugins(args[1:]))  # argparse: --help / -h print its usage
+        return _plugins(args[1:])  # argparse: --help / -h print its usage
     if args and args[0] == "explain":
-        sys.exit(_explain(args[1:]))
-    if args and (line := unknown_command(args[0])) is not None:
+        return _explain(args[1:])
+    line = unknown_command(args[0]) if args else None
+    if line is None:
+        line = flag_error(args)
+    if line is not None:
         print(line, file=sys.stderr, flush=True)
-        sys.exit(EXIT_CONFIG)
+        return EXIT_CONFIG
     # Hydra then hands every exception back to us (see module docstring); the user's own
     # choice is remembered for tracebacks_wanted(), also in joblib worker processes.
     os.environ.setdefault(TRACEBACK_ENV, "1" if os.environ.get("HYDRA_FULL_ERROR") == "1" else "0")
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    sys.exit(_run_hydra(args))
+    # Hydra prints --info (and its [HYDRA] lines) through logging, whose handlers report a write
+    # to a closed stdout with a traceback of their own; the command's own errors are not logged.
+    logging.raiseExceptions = False
+    return _run_hydra(args)
 
 
 __all__ = ["main", "check_overrides", "EXIT_CONFIG"]

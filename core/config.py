@@ -19,9 +19,12 @@ from omegaconf.errors import MissingMandatoryValue
 
 from .errors import ConfigError, UnknownComponentError
 from .network import SUPPORTED_DTYPES
-from .registry import Registry
+from .registry import Registry, closest
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
+# The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
+# from a job's config, accepted (and ignored) in a mapping that still carries it.
+TOP_LEVEL_KEYS = ("hydra", "model", "data", *COMPONENT_KINDS, "trainer", "logger")
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,12 @@ def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> Compone
 def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConfig:
     """The typed run config, or a one-line ConfigError for the first problem found."""
     resolved = to_container(cfg)
+    unknown = [key for key in resolved if key not in TOP_LEVEL_KEYS]
+    if unknown:  # added with +key=value, which Hydra's struct mode lets through
+        key = str(unknown[0])
+        hint = closest(key, list(TOP_LEVEL_KEYS))
+        did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"{key} is not a key of the config; valid keys: {', '.join(TOP_LEVEL_KEYS)}{did_you_mean}")
     model = _section(resolved, "model")
     data = _section(resolved, "data")
     trainer = _section(resolved, "trainer")

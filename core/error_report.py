@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
+import warnings
+from typing import Any
 
 from .errors import BackproplabError, ConfigError
 
@@ -14,6 +17,18 @@ EXIT_INTERRUPTED = 130
 # The CLI forces HYDRA_FULL_ERROR=1 so that Hydra hands every exception back to it instead of
 # printing its own multi-line report; whether the *user* asked for tracebacks is kept here.
 TRACEBACK_ENV = "BACKPROPLAB_TRACEBACK"
+
+
+def one_line_warnings() -> None:
+    """Show warnings (e.g. the batch_size clamp) as one ``warning:`` line, without Python's
+    ``path:line: Category:`` prefix and source excerpt. Per process: the CLI installs it, and so
+    does every job (``hydra_app.task``), which is what reaches joblib's worker processes."""
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        text = " ".join(str(message).split())
+        print(f"warning: {text}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show  # type: ignore[assignment]
 
 
 def tracebacks_wanted() -> bool:

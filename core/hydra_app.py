@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from . import app
 from .config_store import register_configs
-from .error_report import describe, tracebacks_wanted
+from .error_report import describe, one_line_warnings, tracebacks_wanted
 from .sweep_status import RESULT_FILE
 
 register_configs()
@@ -41,6 +41,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
     job prints it and returns, so the sweep carries on with the next job."""
     global last_error
     last_error = None
+    one_line_warnings()  # a joblib worker process never ran the CLI's main()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)

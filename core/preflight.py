@@ -1,4 +1,4 @@
-"""Every job of a multirun composed and validated before the first one starts.
+"""Every job a command line would run, composed and checked before Hydra runs anything.
 
 Hydra launches a multirun job by job: without this check a bad value in a sweep list
 (``optimizer.lr=0.5,abc``) or a typo'd key (``modl.x=1,2``) is only found when its job comes
@@ -6,8 +6,13 @@ up, after earlier jobs have trained and after the MLflow parent run exists. Here
 process, before Hydra runs anything, expands the sweep exactly as the configured sweeper does
 (its own ``split_arguments``, over ``hydra.sweeper.params`` and the command line), composes each
 job exactly as the launcher will (``ConfigLoader.load_sweep_config``), and runs the single run's
-own checks on it (``backproplab.app.prepare``: config validation, data, components). The first
-bad job becomes one error line; nothing has been trained, tracked or written.
+own checks on it (``check_job``: ``backproplab.app.prepare``'s config validation, data and
+components, then the ``logger`` node). The first bad job becomes one error line; nothing has
+been trained, tracked or written.
+
+A single run gets the same: its one job is composed as ``Hydra.run`` will compose it and
+checked before Hydra creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder; its
+error is the one the run itself would raise.
 
 Sweepers that choose their jobs while they run (e.g. Optuna) have no ``split_arguments``: for
 them only the composition of the sweep as a whole is checked here.
@@ -37,15 +42,30 @@ class Job:
     overrides: tuple[str, ...]  # the job's overrides, as the launcher passes them
 
 
-def hydra_args(args: Sequence[str]) -> Any | None:
-    """Hydra's own reading of the command line (flags, overrides); None if it is malformed."""
+class FlagError(Exception):
+    """A malformed flag on the command line, in argparse's own words (``argument --cfg/-c: ...``)."""
+
+
+def flag_parser() -> Any:
+    """Hydra's own argument parser, raising ``FlagError`` instead of printing its usage and exiting."""
     # Private, but it is the parser hydra.main itself uses: the flags mean exactly what Hydra
     # will make of them.
     from hydra._internal.utils import get_args_parser
 
+    parser = get_args_parser()
+
+    def error(message: str) -> Any:
+        raise FlagError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def hydra_args(args: Sequence[str]) -> Any | None:
+    """Hydra's own reading of the command line (flags, overrides); None if it is malformed."""
     try:
-        namespace, _unknown = get_args_parser().parse_known_args(list(args))
-    except SystemExit:  # a malformed flag: Hydra itself reports it with its usage text
+        namespace, _unknown = flag_parser().parse_known_args(list(args))
+    except FlagError:  # the CLI reports a malformed flag before any check runs
         return None
     return namespace
 
@@ -82,11 +102,11 @@ def swept_keys(master: DictConfig, config_loader: Any) -> set[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = OmegaConf.select(master, "hydra.sweeper.params") or {}
-    keys = {str(k) for k in params}
+    keys = {str(k).lstrip("+~") for k in params}
     task = task_overrides(master)
     for override in OverridesParser.create(config_loader=config_loader).parse_overrides(task):
         if override.is_sweep_override():
-            keys.add(override.get_key_element())
+            keys.add(override.get_key_element().lstrip("+~"))
     return keys
 
 
@@ -114,10 +134,17 @@ def _label(job: Job, keys: set[str]) -> str:
     return " ".join(swept or job.overrides)
 
 
+@dataclass(frozen=True)
+class _Session:
+    loader: Any  # Hydra's config loader, as hydra.main initialises it
+    overrides: list[str]  # the command line's overrides plus the hydra.mode Hydra will add
+    multirun: bool
+
+
 @contextlib.contextmanager
-def _multirun(args: Sequence[str]) -> Iterator[tuple[Any, DictConfig, list[Job]] | None]:
-    """(config loader, master config, jobs) while Hydra is initialised as ``hydra.main`` will
-    initialise it; None when ``args`` do not start a multirun whose jobs are known up front."""
+def _session(args: Sequence[str]) -> Iterator[_Session | None]:
+    """Hydra initialised as ``hydra.main`` will initialise it, and its choice of mode; None when
+    ``args`` do not start a run of the app's own config (--help, --cfg, another config...)."""
     ns = hydra_args(args)
     if ns is None or ns.help or ns.hydra_help or ns.cfg or ns.info or ns.shell_completion:
         yield None
@@ -125,38 +152,92 @@ def _multirun(args: Sequence[str]) -> Iterator[tuple[Any, DictConfig, list[Job]]
     if ns.config_path or ns.config_name or ns.config_dir or getattr(ns, "experimental_rerun", None):
         yield None  # another primary config: Hydra's own checks only
         return
+    if ns.run and ns.multirun:
+        yield None  # Hydra refuses the pair itself
+        return
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from . import hydra_app  # noqa: F401  (stores the generated config nodes)
 
-    from hydra.core.hydra_config import HydraConfig
-
     overrides = list(ns.overrides or [])
-    saved = HydraConfig.instance().cfg  # job_config sets it per job, as run_job does
-    with initialize_config_module(CONF_MODULE, version_base="1.3"):
-        loader = GlobalHydra.instance().config_loader()
-        # Hydra's own choice of mode (hydra.main): --multirun, or hydra.mode in the config
-        # (experiments such as lr_sweep set it).
-        try:
-            probe = loader.load_configuration(
-                CONFIG_NAME, list(overrides), run_mode=RunMode.MULTIRUN, from_shell=True, validate_sweep_overrides=False
-            )
-            mode = probe.hydra.mode
-        except Exception:  # noqa: BLE001 - the run itself will report it
-            mode = None
-        if not ns.multirun and mode != RunMode.MULTIRUN:
+    saved = HydraConfig.instance().cfg  # job configs set it, as run_job does
+    try:
+        with initialize_config_module(CONF_MODULE, version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
+            # hydra.mode in the config (experiments such as lr_sweep set it).
+            try:
+                probe = loader.load_configuration(
+                    CONFIG_NAME, list(overrides), run_mode=RunMode.MULTIRUN, from_shell=True, validate_sweep_overrides=False
+                )
+                mode = probe.hydra.mode
+            except Exception:  # noqa: BLE001 - the run itself will report it
+                mode = None
+            multirun = bool(ns.multirun) or mode == RunMode.MULTIRUN
+            if multirun and (mode is None or (ns.multirun and mode == RunMode.RUN)):
+                overrides.append("hydra.mode=MULTIRUN")
+            elif not multirun and mode is None:
+                overrides.append("hydra.mode=RUN")
+            yield _Session(loader, overrides, multirun)
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+@contextlib.contextmanager
+def _multirun(args: Sequence[str]) -> Iterator[tuple[Any, DictConfig, list[Job]] | None]:
+    """(config loader, master config, jobs) while Hydra is initialised as ``hydra.main`` will
+    initialise it; None when ``args`` do not start a multirun whose jobs are known up front."""
+    with _session(args) as session:
+        if session is None or not session.multirun:
             yield None
             return
-        if mode is None or (ns.multirun and mode == RunMode.RUN):
-            overrides.append("hydra.mode=MULTIRUN")
-        master = loader.load_configuration(CONFIG_NAME, overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
-        jobs = expand(master, loader)
-        try:
-            yield None if jobs is None else (loader, master, jobs)
-        finally:
-            HydraConfig.instance().cfg = saved
+        yield _sweep(session)
+
+
+def _sweep(session: _Session) -> tuple[Any, DictConfig, list[Job]] | None:
+    from hydra.types import RunMode
+
+    master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
+    jobs = expand(master, session.loader)
+    return None if jobs is None else (session.loader, master, jobs)
+
+
+def run_config(session: _Session) -> DictConfig:
+    """The single run's task config, composed and completed the way ``Hydra.run`` and ``run_job``
+    do it (output dir, ``HydraConfig``), but without creating the output directory."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    cfg = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.RUN, from_shell=True)
+    HydraConfig.instance().set_config(cfg)
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.runtime.output_dir = os.path.abspath(str(OmegaConf.select(cfg, "hydra.run.dir")))
+    HydraConfig.instance().set_config(cfg)
+    task_cfg = copy.deepcopy(cfg)
+    with read_write(task_cfg), open_dict(task_cfg):
+        del task_cfg["hydra"]
+    return task_cfg
+
+
+def check_job(cfg: DictConfig) -> None:
+    """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
+    data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
+    store is reachable is not checked here: a multirun checks that once (the sweep callback),
+    a single run when it starts tracking."""
+    from .app import prepare
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
+        logger = prepare(cfg).config.logger
+    # from_mapping accepts logger=none without looking further, and importing the tracking
+    # package imports mlflow (seconds): not for a run that tracks nothing.
+    if logger.get("name") != "none":
+        from .tracking.settings import TrackingSettings
+
+        TrackingSettings.from_mapping(logger)
 
 
 def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
@@ -166,25 +247,40 @@ def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
         return None if sweep is None else sweep[2]
 
 
+def check(args: Sequence[str]) -> int | None:
+    """Everything the command line ``args`` would run, checked before Hydra runs it (and before
+    it creates an output directory): every job of a multirun (``check_multirun``), or the one
+    job of a single run, whose error is the exception the run itself would raise. The number of
+    jobs checked; None when ``args`` run nothing (``--help``, ``--cfg``) or their jobs are only
+    known as the sweeper runs."""
+    with _session(args) as session:
+        if session is None:
+            return None
+        if session.multirun:
+            return _check_sweep(_sweep(session))
+        check_job(run_config(session))
+        return 1
+
+
 def check_multirun(args: Sequence[str]) -> int | None:
     """If ``args`` start a multirun, compose and validate every job; the number of jobs checked
     (None when ``args`` are not a multirun). Raises a one-line ``ConfigError`` naming the
     first job that cannot run (or the composition error of the sweep as a whole)."""
-    from .app import prepare
-
     with _multirun(args) as sweep:
-        if sweep is None:
-            return None
-        loader, master, jobs = sweep
-        keys = swept_keys(master, loader)
-        bad: list[tuple[Job, BaseException]] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # each job shows its own warnings when it runs
-            for job in jobs:
-                try:
-                    prepare(job_config(loader, master, job))
-                except Exception as exc:  # noqa: BLE001 - reported below, as the job would
-                    bad.append((job, exc))
+        return None if sweep is None else _check_sweep(sweep)
+
+
+def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
+    if sweep is None:
+        return None
+    loader, master, jobs = sweep
+    keys = swept_keys(master, loader)
+    bad: list[tuple[Job, BaseException]] = []
+    for job in jobs:
+        try:
+            check_job(job_config(loader, master, job))
+        except Exception as exc:  # noqa: BLE001 - reported below, as the job would
+            bad.append((job, exc))
     if bad:
         job, exc = bad[0]
         line, code = describe(exc)
@@ -201,4 +297,4 @@ def check_multirun(args: Sequence[str]) -> int | None:
     return len(jobs)
 
 
-__all__ = ["check_multirun", "sweep_jobs", "expand", "hydra_args", "job_config", "Job"]
+__all__ = ["FlagError", "flag_parser", "check", "check_job", "check_multirun", "run_config", "sweep_jobs", "expand", "hydra_args", "job_config", "Job"]

@@ -69,6 +69,13 @@ CASES = {
         ["data=csv", "data.path={three_classes}", "data.target=label", "loss=cross_entropy", "model.output_activation=softmax", "model.output_width=2"],
         r"^error: model.output_width=2 does not fit data=csv with 3 classes; valid: 3 \(or null",
     ),
+    # Hydra's struct mode lets a key added with + through; the run config has a fixed set.
+    "unknown top-level key added with +": (
+        ["+trainr.x=1"],
+        r"^error: trainr is not a key of the config; valid keys: hydra, model, data, loss, optimizer, initializer, "
+        r"trainer, logger; did you mean 'trainer'\?$",
+    ),
+    "unrelated top-level key added with +": (["+foo=bar"], r"^error: foo is not a key of the config; valid keys: hydra, model, .*logger$"),
     "malformed override": (["optimizer.lr=[1,"], r"^error: cannot parse the override 'optimizer.lr=\[1,': .*override_grammar"),
 }
 
@@ -83,7 +90,24 @@ def test_config_error(cli, tmp_path, case, three_classes, bad_cell):
     assert re.search(pattern, line), line
     # Nothing was trained: no iteration was printed and no run succeeded.
     assert "iteration 1/" not in proc.stdout and "final loss" not in proc.stdout
-    assert not list(tmp_path.glob("mlflow.db"))
+    # Checked before Hydra creates outputs/DATE/TIME/: a rejected run leaves nothing behind.
+    assert not list(tmp_path.iterdir()), sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["logger.every_n_iterations=0"], "error: logger.every_n_iterations must be an integer >= 1, got 0"),
+        (["logger.buffer.max_metrics=300"], "error: logger.buffer.max_metrics must be an integer >= 1000, got 300"),
+        (["logger.buffer.writer=foo"], "error: logger.buffer.writer must be one of auto, sql, log_batch, got 'foo'"),
+    ],
+)
+def test_a_bad_logger_value_is_refused_before_anything_is_written(cli, tmp_path, args, message):
+    proc = cli(*args, f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert proc.returncode == CONFIG, proc.stderr
+    assert one_line(proc.stderr) == message
+    assert "iteration 1/" not in proc.stdout
+    assert not list(tmp_path.iterdir()), sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
 
 
 def test_non_finite_loss_fails_the_run_with_one_line(cli, tmp_path):
@@ -97,6 +121,13 @@ def test_non_finite_loss_fails_the_run_with_one_line(cli, tmp_path):
     (result,) = tmp_path.glob("outputs/**/result.json")
     record = json.loads(result.read_text())
     assert record["status"] == "failed" and "non-finite loss" in record["error"]
+
+
+@pytest.mark.parametrize("args", [["+hydra.job.env_set.BACKPROPLAB_X=1"], ["experiment=seed_backprop"]])
+def test_hydra_keys_and_experiments_are_not_unknown_keys(cli, args):
+    proc = cli(*args, "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert "final loss 0.077904" in proc.stdout
 
 
 def test_full_error_brings_the_traceback_back(cli, cli_env):
@@ -137,6 +168,27 @@ SWEEP_CASES = {
     "experiment sweep with a bad fixed value": (
         ["experiment=lr_sweep", "trainer.epochs=0"],
         r"^error: 4 of 4 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
+    ),
+    # The logger node is the job's too: validated per job, as the job's track_run would.
+    "bad logger value for every job": (
+        ["-m", "optimizer.lr=0.1,0.5", "logger.every_n_iterations=0"],
+        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.1\): "
+        r"logger.every_n_iterations must be an integer >= 1, got 0$",
+    ),
+    "bad logger value in a sweep list": (
+        ["-m", "logger.buffer.writer=foo,auto"],
+        r"^error: sweep job #0 of 2 \(logger.buffer.writer=foo\) is invalid, so no job was started: "
+        r"logger.buffer.writer must be one of auto, sql, log_batch, got 'foo'$",
+    ),
+    "logger buffer too small": (
+        ["-m", "logger.buffer.max_metrics=300"],
+        r"^error: sweep job #0 of 1 \(logger.buffer.max_metrics=300 .*\) is invalid, so no job was started: "
+        r"logger.buffer.max_metrics must be an integer >= 1000, got 300$",
+    ),
+    "unknown top-level key added with + in a sweep": (
+        ["-m", "+trainr.x=1,2"],
+        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(\+trainr.x=1\): "
+        r"trainr is not a key of the config; .*did you mean 'trainer'\?$",
     ),
     "data file missing in one job": (
         ["-m", "data=csv", "data.target=label", "data.path={three_classes},nowhere.csv"],
@@ -196,3 +248,45 @@ def test_only_bare_words_are_taken_for_commands():
     for arg in ("optimizer.lr=0.1", "~model.dtype", "+trainer.x=1", "-m", "--cfg", "explain", "plugins", "model.hidden"):
         assert unknown_command(arg) is None, arg
     assert unknown_command("Explain").startswith("error: unknown command 'Explain'; did you mean 'explain'?")
+
+
+# -- flags --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["explain", "--bogus"], r"^error: unknown option '--bogus' for 'backproplab explain'; valid: overrides KEY=VALUE \(e.g. optimizer=adam\), -h/--help$"),
+        (["explain", "optimizer=adam", "-m"], r"^error: unknown option '-m' for 'backproplab explain'; valid: overrides KEY=VALUE"),
+        (["--bogus"], r"^error: unknown option '--bogus'; valid: -h/--help, .*-m/--multirun, .*-i/--info, and overrides KEY=VALUE$"),
+        (["-m", "--multirn", "optimizer.lr=0.1,0.5"], r"^error: unknown option '--multirn'; valid: .*; did you mean '--multirun'\?$"),
+        (["--cfg", "bogus"], r"^error: argument --cfg/-c: invalid choice: 'bogus' \(choose from 'job', 'hydra', 'all'\); see backproplab --help$"),
+    ],
+)
+def test_an_unknown_option_is_one_line_naming_the_valid_ones(cli, tmp_path, args, pattern):
+    proc = cli(*args, "logger=none")
+    line = one_line(proc.stderr)
+    assert proc.returncode == CONFIG, proc.stderr
+    assert re.search(pattern, line), line
+    assert "Lexer" not in proc.stderr and "usage:" not in proc.stderr
+    assert proc.stdout == "" and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--info"], ["--cfg", "job"], ["explain"], ["plugins"], ["logger=none"]], ids=" ".join
+)
+def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
+    """``backproplab --help | head -1``: the reader is gone before the command writes."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backproplab", *args],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    proc.stdout.close()  # long before the interpreter has started, let alone printed
+    stderr = proc.stderr.read()
+    code = proc.wait(timeout=120)
+    assert stderr == ""
+    assert code in (0, 141)  # 141 = 128 + SIGPIPE, as a shell reports `yes | head -1`
+    if args == ["logger=none"]:  # a run cut short is recorded, not lost
+        record = json.loads(next(tmp_path.glob("outputs/**/result.json")).read_text())
+        assert record["status"] == "failed" and "Broken pipe" in record["error"]

@@ -154,3 +154,14 @@ def test_the_check_composes_each_job_like_the_launcher(tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("x,y\n0,0\n1,1\n")
     assert check_multirun(["-m", f"data=csv", f"data.path={data}", "data.seed=${hydra:job.num}", "trainer.epochs=1,2"]) == 2
+
+
+def test_joblib_workers_print_warnings_as_the_basic_launcher_does(cli):
+    """A worker process never runs the CLI's main(): the job itself installs the one-line format."""
+    proc = cli(
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.batch_size=1,2", "logger=none",
+        "hydra.sweep.dir=sweep",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: batch_size 2 exceeds the 1 training examples; using 1" in proc.stderr.splitlines()
+    assert "UserWarning" not in proc.stderr and "app.py" not in proc.stderr
