@@ -225,8 +225,8 @@ def run_config(session: _Session) -> DictConfig:
 def check_job(cfg: DictConfig) -> None:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
-    store is reachable is not checked here: a multirun checks that once (the sweep callback),
-    a single run when it starts tracking."""
+    store is reachable is checked once per command: by ``check`` for a single run, by the sweep
+    callback for a multirun."""
     from .app import prepare
 
     with warnings.catch_warnings():
@@ -258,7 +258,14 @@ def check(args: Sequence[str]) -> int | None:
             return None
         if session.multirun:
             return _check_sweep(_sweep(session))
-        check_job(run_config(session))
+        cfg = run_config(session)
+        check_job(cfg)
+        logger = cfg.get("logger")
+        if logger is not None and logger.get("name") != "none":
+            # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.
+            from .tracking.reachability import check_reachable
+
+            check_reachable(logger.get("tracking_uri"))
         return 1
 
 

@@ -30,7 +30,7 @@ def test_logger_none_writes_no_store(cli, tmp_path):
     assert not (tmp_path / "mlruns").exists()
 
 
-def test_unreachable_server_is_one_line_and_no_training(cli):
+def test_unreachable_server_is_one_line_and_no_training(cli, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -40,6 +40,17 @@ def test_unreachable_server_is_one_line_and_no_training(cli):
         f"error: MLflow tracking server http://127.0.0.1:{port} is not reachable"
     )
     assert "iteration" not in proc.stdout
+    assert list(tmp_path.iterdir()) == []  # found before Hydra creates outputs/DATE/TIME/
+
+
+def test_missing_sqlite_directory_is_one_line_and_leaves_nothing(cli, tmp_path):
+    proc = cli(f"logger.tracking_uri=sqlite:///{tmp_path}/no/such/dir/mlflow.db")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: tracking_uri sqlite:///{tmp_path}/no/such/dir/mlflow.db: directory {tmp_path}/no/such/dir does not exist; "
+        "create it or fix logger.tracking_uri"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_standardised_run_saves_the_statistics_its_weights_expect(cli, tmp_path):

@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
 
@@ -21,8 +18,8 @@ from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage
 
 from ..errors import ConfigError
+from .reachability import check_http, check_sqlite
 
-HEALTH_TIMEOUT_S = 3.0
 CHECK_HTTP_TIMEOUT_S = "4"
 
 
@@ -46,44 +43,15 @@ def _fast_http_failure() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _check_http(uri: str) -> None:
-    url = uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:  # noqa: S310 - user's URI
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(
-            f"MLflow tracking server {uri} is not reachable ({reason}); start it, fix logger.tracking_uri, "
-            "or run with logger=none"
-        ) from None
-    if status != 200:
-        raise ConfigError(
-            f"{uri} answered GET /health with HTTP {status}; is logger.tracking_uri an MLflow tracking server?"
-        )
-
-
-def _check_sqlite(uri: str) -> None:
-    parsed = urlparse(uri)
-    path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else parsed.path
-    if not path or path == ":memory:":
-        return
-    directory = Path(path).expanduser().parent
-    if not directory.is_dir():
-        raise ConfigError(f"tracking_uri {uri}: directory {directory} does not exist; create it or fix logger.tracking_uri")
-
-
 def connect(uri: str, experiment_name: str) -> tuple[MlflowClient, str]:
     """A client for ``uri`` and the id of ``experiment_name`` (created if missing), or one ConfigError."""
     started = time.monotonic()
     scheme = urlparse(uri).scheme
     http = scheme in ("http", "https")
     if http:
-        _check_http(uri)
+        check_http(uri)
     elif scheme == "sqlite":
-        _check_sqlite(uri)
+        check_sqlite(uri)
     guard = _fast_http_failure() if http else contextlib.nullcontext()
     try:
         with guard:
