@@ -86,6 +86,16 @@ def check_overrides(args: Sequence[str]) -> None:
                 raise ConfigError(f"{group}={value!r} is unknown; available: {', '.join(options)}{did_you_mean}")
 
 
+def _version() -> int:
+    """backproplab's own version first: Hydra's --version would name only Hydra's."""
+    from importlib.metadata import version
+
+    from . import __version__
+
+    print(f"backproplab {__version__} (hydra-core {version('hydra-core')}, mlflow {version('mlflow')}, numpy {version('numpy')})")
+    return 0
+
+
 def _plugins(argv: list[str]) -> int:
     try:
         from .plugin_report import main as report_main
@@ -220,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _main(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     one_line_warnings()
+    if args in (["--version"], ["-V"]):
+        return _version()
     if args and args[0] == "plugins":
         return _plugins(args[1:])  # argparse: --help / -h print its usage
     if args and args[0] == "explain":

@@ -117,8 +117,14 @@ def format_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        # One line naming what is valid, as the other subcommands report a bad option.
+        self.exit(2, f"error: {message} for 'backproplab plugins'; valid: -h/--help, --json\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="backproplab plugins",
         description="List installed plugin distributions, the components each registers, and plugins that failed to load.",
         epilog=f"{PLUGINS_ENV}=a,b loads only those third-party plugins (entry-point or distribution names; "

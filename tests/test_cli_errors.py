@@ -270,6 +270,21 @@ def test_an_unknown_option_is_one_line_naming_the_valid_ones(cli, tmp_path, args
     assert proc.stdout == "" and not list(tmp_path.iterdir())
 
 
+def test_plugins_with_an_unknown_option_is_one_line_too(cli):
+    proc = cli("plugins", "--bogus")
+    assert proc.returncode == CONFIG
+    assert proc.stderr == "error: unrecognized arguments: --bogus for 'backproplab plugins'; valid: -h/--help, --json\n"
+    assert proc.stdout == ""
+
+
+def test_version_names_backproplab_first(cli):
+    import backproplab
+
+    proc = cli("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"backproplab {backproplab.__version__} (hydra-core ")
+
+
 @pytest.mark.parametrize(
     "args", [["--help"], ["--info"], ["--cfg", "job"], ["explain"], ["plugins"], ["logger=none"]], ids=" ".join
 )
