@@ -172,6 +172,8 @@ def _other_delimiter(header: list[str]) -> str | None:
 
 def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
     """A header-row CSV of numbers; errors name the file, the column and the row."""
+    if path.is_dir():
+        raise ConfigError(f"data.path={str(path)!r} is a directory; valid: the path of a CSV file in it")
     if not path.is_file():
         raise ConfigError(f"data.path={str(path)!r}: file not found (relative paths start in {Path.cwd()})")
     with path.open(newline="", encoding="utf-8-sig") as fh:

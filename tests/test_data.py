@@ -188,3 +188,8 @@ def test_loss_that_does_not_fit_the_targets(tmp_path):
     regression = load_dataset(data("csv", path=str(path), target="t"))
     with pytest.raises(ConfigError, match=r"loss=bce does not fit data=csv with 1 regression target\(s\): bce targets must lie in \[0, 1\]"):
         output_width(regression, _loss("bce"), "bce", None)
+
+
+def test_a_directory_as_data_path_is_named_as_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"^data.path='.*' is a directory; valid: the path of a CSV file in it$"):
+        load_dataset(data("csv", path=str(tmp_path), target="y"))
