@@ -25,7 +25,7 @@ import copy
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
@@ -98,29 +98,40 @@ def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
     return [Job(num, tuple(job)) for num, job in enumerate(job for batch in batches for job in batch)]
 
 
-def swept_keys(master: DictConfig, config_loader: Any) -> set[str]:
+def swept_parameters(master: DictConfig) -> dict[str, str]:
+    """Swept key -> the values as typed, from ``hydra.sweeper.params`` and the command line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    params = OmegaConf.select(master, "hydra.sweeper.params") or {}
-    keys = {str(k).lstrip("+~") for k in params}
-    task = task_overrides(master)
-    for override in OverridesParser.create(config_loader=config_loader).parse_overrides(task):
+    swept = {str(key): str(value) for key, value in (OmegaConf.select(master, "hydra.sweeper.params") or {}).items()}
+    for override in OverridesParser.create().parse_overrides(task_overrides(master)):
         if override.is_sweep_override():
-            keys.add(override.get_key_element().lstrip("+~"))
-    return keys
+            swept[override.get_key_element().lstrip("+~")] = override.input_line.split("=", 1)[1]
+    return swept
+
+
+def swept_overrides(overrides: Sequence[str], keys: Iterable[str]) -> list[str]:
+    """The overrides among a job's that set a swept key (``+`` and ``~`` prefixes ignored)."""
+    bare = {key.lstrip("+~") for key in keys}
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in bare]
 
 
 def job_config(config_loader: Any, master: DictConfig, job: Job) -> DictConfig:
     """The job's task config, composed and completed the way Hydra's launcher and ``run_job``
     do it (job number, output dir, ``HydraConfig``), so interpolations resolve as in the job."""
-    from hydra.core.hydra_config import HydraConfig
-
     cfg = config_loader.load_sweep_config(master_config=master, sweep_overrides=list(job.overrides))
     with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.job.id = f"preflight_{job.num}"
         cfg.hydra.job.num = job.num
-        output_dir = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
-        output_dir = os.path.join(output_dir, str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+    output_dir = os.path.join(str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+    return _task_config(cfg, output_dir)
+
+
+def _task_config(cfg: DictConfig, output_dir: str) -> DictConfig:
+    """``cfg`` as ``run_job`` hands it to the task: the output dir (never created) set, the
+    ``HydraConfig`` singleton set, and the ``hydra`` node removed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
         cfg.hydra.runtime.output_dir = os.path.abspath(output_dir)
     HydraConfig.instance().set_config(cfg)
     task_cfg = copy.deepcopy(cfg)
@@ -129,9 +140,8 @@ def job_config(config_loader: Any, master: DictConfig, job: Job) -> DictConfig:
     return task_cfg
 
 
-def _label(job: Job, keys: set[str]) -> str:
-    swept = [o for o in job.overrides if o.split("=", 1)[0].lstrip("+~") in keys]
-    return " ".join(swept or job.overrides)
+def _label(job: Job, keys: Iterable[str]) -> str:
+    return " ".join(swept_overrides(job.overrides, keys) or job.overrides)
 
 
 @dataclass(frozen=True)
@@ -212,32 +222,23 @@ def run_config(session: _Session) -> DictConfig:
     from hydra.types import RunMode
 
     cfg = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.RUN, from_shell=True)
-    HydraConfig.instance().set_config(cfg)
-    with read_write(cfg.hydra), open_dict(cfg.hydra):
-        cfg.hydra.runtime.output_dir = os.path.abspath(str(OmegaConf.select(cfg, "hydra.run.dir")))
-    HydraConfig.instance().set_config(cfg)
-    task_cfg = copy.deepcopy(cfg)
-    with read_write(task_cfg), open_dict(task_cfg):
-        del task_cfg["hydra"]
-    return task_cfg
+    HydraConfig.instance().set_config(cfg)  # as Hydra.run does before it reads hydra.run.dir
+    return _task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir")))
 
 
-def check_job(cfg: DictConfig) -> None:
+def check_job(cfg: DictConfig) -> Any:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
     store is reachable is checked once per command: by ``check`` for a single run, by the sweep
-    callback for a multirun."""
+    callback for a multirun. Returns the job's ``TrackingSettings``."""
     from .app import prepare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
         logger = prepare(cfg).config.logger
-    # from_mapping accepts logger=none without looking further, and importing the tracking
-    # package imports mlflow (seconds): not for a run that tracks nothing.
-    if logger.get("name") != "none":
-        from .tracking.settings import TrackingSettings
+    from .tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
-        TrackingSettings.from_mapping(logger)
+    return TrackingSettings.from_mapping(logger)
 
 
 def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
@@ -258,14 +259,12 @@ def check(args: Sequence[str]) -> int | None:
             return None
         if session.multirun:
             return _check_sweep(_sweep(session))
-        cfg = run_config(session)
-        check_job(cfg)
-        logger = cfg.get("logger")
-        if logger is not None and logger.get("name") != "none":
+        settings = check_job(run_config(session))
+        if settings.enabled:
             # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.
             from .tracking.reachability import check_reachable
 
-            check_reachable(logger.get("tracking_uri"))
+            check_reachable(settings.tracking_uri)
         return 1
 
 
@@ -281,7 +280,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
     if sweep is None:
         return None
     loader, master, jobs = sweep
-    keys = swept_keys(master, loader)
+    keys = swept_parameters(master)
     bad: list[tuple[Job, BaseException]] = []
     for job in jobs:
         try:
@@ -304,4 +303,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
     return len(jobs)
 
 
-__all__ = ["FlagError", "flag_parser", "check", "check_job", "check_multirun", "run_config", "sweep_jobs", "expand", "hydra_args", "job_config", "Job"]
+__all__ = [
+    "FlagError", "flag_parser", "check", "check_job", "check_multirun", "run_config", "sweep_jobs", "expand",
+    "hydra_args", "job_config", "swept_parameters", "swept_overrides", "Job",
+]

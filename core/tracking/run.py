@@ -19,6 +19,7 @@ from mlflow.entities import RunStatus
 
 from .. import __version__
 from ..errors import ConfigError
+from ..preflight import swept_overrides
 from ..run_context import RunContext
 from ..trainer import Callback
 from . import parent as sweep_parent
@@ -79,7 +80,7 @@ def _run_name(settings: TrackingSettings, context: RunContext, parent: sweep_par
     if settings.run_name:
         return truncate(settings.run_name, MAX_RUN_NAME)
     if parent is not None and context.overrides:
-        swept = [o for o in context.overrides if o.split("=", 1)[0].lstrip("+~") in parent.swept_keys]
+        swept = swept_overrides(context.overrides, parent.swept_keys)
         return truncate(",".join(swept or context.overrides), MAX_RUN_NAME)
     return None  # MLflow picks a memorable name
 

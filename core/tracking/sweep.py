@@ -36,7 +36,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -46,7 +45,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from .. import __version__
-from ..preflight import expand, task_overrides
+from ..preflight import expand, swept_overrides, swept_parameters, task_overrides
 from ..errors import ConfigError
 from . import parent as sweep_parent
 from .params import param_batches, truncate
@@ -67,21 +66,6 @@ SUMMARY_METRICS = {
     "train/accuracy": "final_train_accuracy",
     "val/accuracy": "final_val_accuracy",
 }
-
-
-def swept_parameters(config: DictConfig) -> dict[str, str]:
-    """Swept key -> the values as typed, from ``hydra.sweeper.params`` and the command line."""
-    swept: dict[str, str] = {}
-    params = OmegaConf.select(config, "hydra.sweeper.params")
-    if params:
-        for key, value in params.items():
-            swept[str(key)] = str(value)
-    task = list(OmegaConf.select(config, "hydra.overrides.task") or [])
-    if task:
-        for override in OverridesParser.create().parse_overrides(task):
-            if override.is_sweep_override():
-                swept[override.get_key_element().lstrip("+~")] = override.input_line.split("=", 1)[1]
-    return swept
 
 
 def _sweep_dir(config: DictConfig) -> Path | None:
@@ -323,7 +307,7 @@ def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job:
     for run in _child_runs(client, parent, "attributes.status != 'FINISHED'"):
         if run.data.tags.get("hydra.overrides", "") == tag and run.data.tags.get(JOB_TAG, job_text) == job_text:
             return None
-    swept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in parent.swept_keys]
+    swept = swept_overrides(overrides, parent.swept_keys)
     tags = base_tags(__version__)
     tags.update({PARENT_TAG: parent.run_id, "hydra.overrides": tag, FAILURE_TAG: truncate(reason, 1000)})
     if job is not None:
