@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import backproplab as bp
-from backproplab.run_context import RunContext
+from backproplab.run.context import RunContext
 from backproplab.tracking import track_run
 from backproplab.tracking.metric_names import MetricLayout
 

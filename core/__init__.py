@@ -3,12 +3,12 @@ and MLflow tracking."""
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .hookspecs import hookimpl, hookspec
+from backproplab.components.hookspecs import hookimpl, hookspec
 from .errors import BackproplabError, ConfigError, NonFiniteLossError, PluginError, UnknownComponentError
-from .network import Network
-from .trainer import Callback, EpochSummary, History, Step, Trainer
-from .plugin_manager import get_plugins, get_registry, load_plugins
-from .api import build_network, build_trainer
+from backproplab.numerics.network import Network
+from backproplab.numerics.trainer import Callback, EpochSummary, History, Step, Trainer
+from backproplab.components.loading import get_plugins, get_registry, load_plugins
+from backproplab.components.build import build_network, build_trainer
 
 try:
     __version__ = _version("backproplab")

@@ -1,6 +1,6 @@
 """``python -m backproplab`` is the ``backproplab`` command."""
 
-from backproplab.cli import main
+from backproplab.cli.main import main
 
 if __name__ == "__main__":
     main()

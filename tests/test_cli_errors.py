@@ -243,7 +243,7 @@ def test_a_typo_d_subcommand_gets_a_hint(cli, tmp_path, word, pattern):
 
 
 def test_only_bare_words_are_taken_for_commands():
-    from backproplab.cli import unknown_command
+    from backproplab.cli.main import unknown_command
 
     for arg in ("optimizer.lr=0.1", "~model.dtype", "+trainer.x=1", "-m", "--cfg", "explain", "plugins", "model.hidden"):
         assert unknown_command(arg) is None, arg

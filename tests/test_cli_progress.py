@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from backproplab.progress import BarProgress, LineProgress, make_progress
-from backproplab.trainer import EpochSummary
+from backproplab.run.progress import BarProgress, LineProgress, make_progress
+from backproplab.numerics.trainer import EpochSummary
 
 
 class _Terminal(io.StringIO):

@@ -124,7 +124,7 @@ def test_jobs_are_expanded_and_numbered_as_hydra_launches_them(basic_sweep):
     """The up-front check sees exactly the jobs Hydra then ran: same overrides, same numbers."""
     import yaml
 
-    from backproplab.preflight import sweep_jobs
+    from backproplab.hydra_app.preflight import sweep_jobs
 
     _, cwd = basic_sweep
     args = ["-m", *BASE, f"optimizer.lr={','.join(LRS)}", f"model.hidden={','.join(HIDDEN)}", "hydra.sweep.dir=sweep"]
@@ -136,7 +136,7 @@ def test_jobs_are_expanded_and_numbered_as_hydra_launches_them(basic_sweep):
 
 
 def test_which_command_lines_are_multiruns():
-    from backproplab.preflight import check_multirun, sweep_jobs
+    from backproplab.hydra_app.preflight import check_multirun, sweep_jobs
 
     assert sweep_jobs(["optimizer.lr=0.1"]) is None  # a single run
     assert sweep_jobs(["--cfg", "job", "-m", "optimizer.lr=0.1,0.2"]) is None  # prints, runs nothing
@@ -149,7 +149,7 @@ def test_which_command_lines_are_multiruns():
 
 def test_the_check_composes_each_job_like_the_launcher(tmp_path):
     """Interpolations into the Hydra config resolve as they do in the job itself."""
-    from backproplab.preflight import check_multirun
+    from backproplab.hydra_app.preflight import check_multirun
 
     data = tmp_path / "d.csv"
     data.write_text("x,y\n0,0\n1,1\n")

@@ -15,14 +15,14 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-import backproplab.hydra_app  # noqa: F401  (stores the generated nodes, as the CLI does)
+import backproplab.hydra_app.task  # noqa: F401  (stores the generated nodes, as the CLI does)
 from backproplab import hookimpl
-from backproplab.app import prepare
-from backproplab.config_store import component_node, experiment_names, group_options, register_configs, yaml_options
-from backproplab.data import LOADERS
+from backproplab.run.job import prepare
+from backproplab.hydra_app.config_store import component_node, experiment_names, group_options, register_configs, yaml_options
+from backproplab.run.data import LOADERS
 from backproplab.errors import ConfigError
-from backproplab.plugin_manager import get_registry, load_plugins
-from backproplab.registry import Source
+from backproplab.components.loading import get_registry, load_plugins
+from backproplab.components.registry import Source
 
 
 def _compose(*overrides: str, hydra_node: bool = False):

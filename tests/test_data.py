@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backproplab.data import LOADERS, load_dataset
+from backproplab.run.data import LOADERS, load_dataset
 from backproplab.errors import ConfigError
-from backproplab.plugin_manager import get_registry
-from backproplab.targets import encode, output_width
+from backproplab.components.loading import get_registry
+from backproplab.run.targets import encode, output_width
 
 COMMON = {"batch_size": 1, "shuffle": False, "val_fraction": 0.0, "standardize": False, "seed": 0}
 

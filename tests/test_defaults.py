@@ -13,11 +13,11 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import backproplab as bp
-import backproplab.hydra_app  # noqa: F401  (stores the generated nodes, as the CLI does)
-from backproplab.app import prepare
-from backproplab.config_store import COMPONENT_GROUPS, component_node, yaml_options
+import backproplab.hydra_app.task  # noqa: F401  (stores the generated nodes, as the CLI does)
+from backproplab.run.job import prepare
+from backproplab.hydra_app.config_store import COMPONENT_GROUPS, component_node, yaml_options
 from backproplab.errors import ConfigError
-from backproplab.plugin_manager import get_registry
+from backproplab.components.loading import get_registry
 
 # Keys a shipped YAML option may set differently from the constructor, and why.
 LINKS = {("initializer", "legacy_randn", "seed"): "${trainer.seed}"}

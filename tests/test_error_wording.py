@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
-import backproplab.hydra_app  # noqa: F401  (stores the generated nodes, as the CLI does)
-from backproplab.app import prepare
-from backproplab.data import load_dataset
+import backproplab.hydra_app.task  # noqa: F401  (stores the generated nodes, as the CLI does)
+from backproplab.run.job import prepare
+from backproplab.run.data import load_dataset
 from backproplab.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from backproplab.explain import main, param_label
+from backproplab.cli.explain import main, param_label
 
 NUMBER = r"(-?\d+\.\d+(?:e[+-]\d+)?)"
 

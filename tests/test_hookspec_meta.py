@@ -20,7 +20,7 @@ import pytest
 
 import backproplab
 from backproplab import hookspecs
-from backproplab.registry import Source
+from backproplab.components.registry import Source
 from backproplab.testing import (
     check_activation,
     check_initializer,

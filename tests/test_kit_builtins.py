@@ -11,7 +11,7 @@ the evidence, as a strict xfail, until plugins/ is fixed; the check itself is ne
 from __future__ import annotations
 
 import backproplab
-from backproplab.plugin_manager import BUILTIN_DISTRIBUTION
+from backproplab.components.loading import BUILTIN_DISTRIBUTION
 from backproplab.testing import parametrize_with_checks
 
 KNOWN_FAILURES: dict[str, str] = {}

@@ -12,9 +12,9 @@ import pytest
 
 import backproplab as bp
 from backproplab.errors import ConfigError
-from backproplab.registry import Registry, Source
-from backproplab.trainer import Trainer
-from backproplab.validation import check_output_activation
+from backproplab.components.registry import Registry, Source
+from backproplab.numerics.trainer import Trainer
+from backproplab.components.pairing import check_output_activation
 
 X = np.array([[7.0, 8.0, 10.0], [1.0, 2.0, 3.0]])
 Y = [1, 0]
@@ -73,11 +73,15 @@ def test_pairs_that_fit_train(output, width, loss):
     assert len(history.losses) == 2 and all(np.isfinite(history.losses))
 
 
-def test_a_trainer_built_directly_is_checked_too():
+def test_the_trainer_itself_consults_no_plugins():
+    # Pairing a loss with an output activation is the component system's check (build_trainer,
+    # a configured run); the numerics hold objects and never look a name up.
     registry = bp.get_registry()
     network = net("sigmoid", 2)
+    trainer = Trainer(network, registry.create("loss", "mse"), registry.create("optimizer", "sgd"), batch_size=2, epochs=1)
+    assert len(trainer.fit(X, np.eye(2)[Y]).losses) == 1  # one batch of both examples
     with pytest.raises(ConfigError, match=r"^loss 'cross_entropy' expects a softmax output \(got 'sigmoid'\)"):
-        Trainer(network, registry.create("loss", "cross_entropy"), registry.create("optimizer", "sgd"))
+        bp.build_trainer(network, "cross_entropy")
 
 
 def test_the_loss_is_named_as_the_user_typed_it():

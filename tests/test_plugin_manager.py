@@ -19,8 +19,8 @@ import pytest
 import backproplab as bp
 from backproplab import hookimpl
 from backproplab.errors import PluginError
-from backproplab.plugin_manager import PLUGINS_ENV, STRICT_ENV, get_plugins, reset_plugins
-from backproplab.registry import Source
+from backproplab.components.loading import PLUGINS_ENV, STRICT_ENV, get_plugins, reset_plugins
+from backproplab.components.registry import Source
 
 BUILTIN_ENTRY_POINTS = ["activations", "initializers", "losses", "optimizers"]
 

@@ -20,7 +20,7 @@ import pytest
 
 import backproplab
 from backproplab import plugin_report
-from backproplab.registry import Source
+from backproplab.components.registry import Source
 
 GOOD_SOURCE = """
 import numpy as np

@@ -9,7 +9,7 @@ import pytest
 
 import backproplab as bp
 from backproplab.errors import ConfigError, PluginError, UnknownComponentError
-from backproplab.registry import KINDS, Registry, Source, closest
+from backproplab.components.registry import KINDS, Registry, Source, closest
 
 ONE = Source("one", "dist-one", "1.0")
 TWO = Source("two", "dist-two", "2.3")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backproplab.app import RunResult
+from backproplab.run.job import RunResult
 
 
 def epoch(i, train_loss, val_loss=None):

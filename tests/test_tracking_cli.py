@@ -75,7 +75,7 @@ def test_an_untracked_run_does_not_import_mlflow(tmp_path, cli_env):
 
     script = (
         "import sys\n"
-        "from backproplab.cli import main\n"
+        "from backproplab.cli.main import main\n"
         "try:\n"
         "    main(['logger=none'])\n"
         "except SystemExit as exit:\n"

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 
 import backproplab as bp
 from backproplab.errors import ConfigError, NonFiniteLossError
-from backproplab.run_context import ComponentInfo, RunContext
+from backproplab.run.context import ComponentInfo, RunContext
 from backproplab.tracking import check_tracking, track_run
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -315,7 +315,7 @@ def test_unreachable_server_is_one_line_before_training(tmp_path):
 INTERRUPTED_SCRIPT = textwrap.dedent(
     """
     import sys, time, numpy as np, backproplab as bp
-    from backproplab.run_context import RunContext
+    from backproplab.run.context import RunContext
     from backproplab.tracking import track_run
 
     class Ready(bp.Callback):

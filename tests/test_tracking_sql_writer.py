@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 import backproplab as bp
 from backproplab.errors import ConfigError
-from backproplab.run_context import RunContext
+from backproplab.run.context import RunContext
 from backproplab.tracking import check_tracking, track_run
 from backproplab.tracking.buffer import Block, LogBatchSink
 from backproplab.tracking.settings import TrackingSettings

@@ -166,7 +166,7 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
     assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000", "FAILED")]
 
 
-HYDRA_APP_ONLY = "import sys; from backproplab.hydra_app import main; sys.argv[0] = 'backproplab'; main()"
+HYDRA_APP_ONLY = "import sys; from backproplab.hydra_app.task import main; sys.argv[0] = 'backproplab'; main()"
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
@@ -203,8 +203,8 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
     from mlflow.entities import Metric
 
     from backproplab import hydra_app  # noqa: F401  (stores the generated config nodes)
-    from backproplab.preflight import expand
-    from backproplab.tracking.sweep import PARENT_TAG as TAG, MlflowSweepCallback
+    from backproplab.hydra_app.preflight import expand
+    from backproplab.hydra_app.mlflow_sweep import PARENT_TAG as TAG, MlflowSweepCallback
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with initialize_config_module("backproplab.conf", version_base="1.3"):

@@ -2,7 +2,7 @@
 
 ``track_run(context, logger_cfg)`` is the one entry point for a run; ``check_tracking`` lets the
 app prove the store is reachable before it loads data. The Hydra sweep callback lives in
-``backproplab.tracking.sweep`` and is registered by ``conf/logger/mlflow.yaml``.
+``backproplab.hydra_app.mlflow_sweep`` and is registered by ``conf/logger/mlflow.yaml``.
 """
 
 from typing import Any

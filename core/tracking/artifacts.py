@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from omegaconf import OmegaConf
 
-from ..trainer import EpochSummary
+from backproplab.numerics.trainer import EpochSummary
 from .metric_names import MetricLayout
 
 

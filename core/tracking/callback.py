@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..trainer import Callback, EpochSummary, Step
+from backproplab.numerics.trainer import Callback, EpochSummary, Step
 from .buffer import BatchWriter, MetricBuffer
 from .metric_names import EPOCH_METRICS, MetricLayout
 from .trace import TraceRecorder

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import ConfigError
+from backproplab.errors import ConfigError
 
 HEALTH_TIMEOUT_S = 3.0
 

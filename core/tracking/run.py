@@ -17,11 +17,11 @@ from typing import Any, Iterator, Mapping
 
 from mlflow.entities import RunStatus
 
-from .. import __version__
-from ..errors import ConfigError
-from ..preflight import swept_overrides
-from ..run_context import RunContext
-from ..trainer import Callback
+from backproplab import __version__
+from backproplab.errors import ConfigError
+from backproplab.hydra_app.preflight import swept_overrides
+from backproplab.run.context import RunContext
+from backproplab.numerics.trainer import Callback
 from . import parent as sweep_parent
 from .artifacts import log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink

@@ -10,7 +10,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import ConfigError
+from backproplab.errors import ConfigError
 
 LOGGER_NAMES = ("mlflow", "none")
 _KNOWN_KEYS = {

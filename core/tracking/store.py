@@ -17,7 +17,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage
 
-from ..errors import ConfigError
+from backproplab.errors import ConfigError
 from .reachability import check_http, check_sqlite
 
 CHECK_HTTP_TIMEOUT_S = "4"

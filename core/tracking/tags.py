@@ -105,7 +105,7 @@ def overrides_tag(overrides: Sequence[str]) -> str:
 def one_line(exc: BaseException) -> str:
     """The reason as the console states it: backproplab's own errors are written for users and
     read the same in MLflow; anything else keeps its type, which is often the only clue."""
-    from ..errors import BackproplabError
+    from backproplab.errors import BackproplabError
 
     text = " ".join(str(exc).split()) or "(no message)"
     if isinstance(exc, BackproplabError):

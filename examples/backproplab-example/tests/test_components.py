@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import backproplab
-from backproplab.registry import Source
+from backproplab.components.registry import Source
 
 import backproplab_example
 from backproplab_example import Lion, Mish

@@ -10,7 +10,7 @@ Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``
 - ``on_job_end`` (the job's process): a job that failed before ``track_run`` created its run
   (its config could not be built) still gets a child run, FAILED with ``failure_reason``, so
   every failed job is visible and counted. The CLI validates every job before the multirun
-  starts (``backproplab.preflight``), so this is the safety net for what only shows at run time.
+  starts (``backproplab.hydra_app.preflight``), so this is the safety net for what only shows at run time.
 - ``on_multirun_end``: reads the children back from the store (the jobs' return values belong
   to the app), logs ``sweep_summary.csv``, the same table as ``sweep_summary.json`` via
   ``log_table``, and ``plots/final_loss.png``, then ends the parent. Rows are in Hydra's job
@@ -44,14 +44,14 @@ from mlflow.entities import Metric, RunStatus
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
-from .. import __version__
-from ..preflight import expand, swept_overrides, swept_parameters, task_overrides
-from ..errors import ConfigError
-from . import parent as sweep_parent
-from .params import param_batches, truncate
-from .settings import TrackingSettings
-from .store import connect, resolve_uri
-from .tags import base_tags, one_line, overrides_tag
+from backproplab import __version__
+from .preflight import expand, swept_overrides, swept_parameters, task_overrides
+from backproplab.errors import ConfigError
+from backproplab.tracking import parent as sweep_parent
+from backproplab.tracking.params import param_batches, truncate
+from backproplab.tracking.settings import TrackingSettings
+from backproplab.tracking.store import connect, resolve_uri
+from backproplab.tracking.tags import base_tags, one_line, overrides_tag
 
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "failure_reason"
@@ -134,7 +134,7 @@ class MlflowSweepCallback(Callback):
         except ConfigError as exc:
             # Hydra turns exceptions from callbacks into warnings and would start every job
             # anyway; an unusable store must stop the multirun before its first job.
-            from ..error_report import describe
+            from .error_report import describe
 
             line, code = describe(exc)
             print(line, file=sys.stderr, flush=True)

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .error_report import describe, tracebacks_wanted
-from .trainer import Callback, History, Step
+from backproplab.hydra_app.error_report import describe, tracebacks_wanted
+from backproplab.numerics.trainer import Callback, History, Step
 
 MAX_EXAMPLES = 4  # forward-value columns shown for a mini-batch
 
@@ -176,9 +176,9 @@ def main(argv: Sequence[str]) -> int:
     try:
         from hydra import compose, initialize_config_module
 
-        from . import hydra_app  # noqa: F401  (stores the generated config nodes)
-        from .app import prepare
-        from .cli import check_overrides
+        from backproplab.hydra_app import task  # noqa: F401  (stores the generated config nodes)
+        from backproplab.run.job import prepare
+        from .main import check_overrides
 
         args = list(argv)
         check_overrides(args)

@@ -10,12 +10,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
-from .network import Network
-from .plugin_manager import get_registry
+from backproplab.errors import ConfigError
+from backproplab.numerics.network import Network
+from .loading import get_registry
 from .registry import Registry
-from .trainer import Trainer
-from .validation import check_output_activation
+from backproplab.numerics.trainer import Trainer
+from .pairing import check_output_activation
 
 
 def build_network(
@@ -73,6 +73,5 @@ def build_trainer(
         network,
         loss_obj,
         registry.resolve("optimizer", optimizer),
-        registry=registry,
         **trainer_options,
     )

@@ -15,18 +15,18 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .api import build_network
+from backproplab.components.build import build_network
 from .config import RunConfig, validate
 from .data import Dataset, load_dataset
-from .errors import ConfigError
-from .network import Network
-from .plugin_manager import get_registry
+from backproplab.errors import ConfigError
+from backproplab.numerics.network import Network
+from backproplab.components.loading import get_registry
 from .progress import make_progress
-from .registry import Registry
-from .run_context import ComponentInfo, RunContext
+from backproplab.components.registry import Registry
+from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
-from .trainer import History, Trainer
-from .validation import check_output_activation
+from backproplab.numerics.trainer import History, Trainer
+from backproplab.components.pairing import check_output_activation
 
 
 @dataclass
@@ -204,7 +204,7 @@ def _track_run(logger: Any) -> TrackRun:
     # explain and compose should not pay.
     if isinstance(logger, Mapping) and logger.get("name") == "none":
         return _untracked
-    from .tracking import track_run
+    from backproplab.tracking import track_run
 
     return track_run
 

@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import ConfigError
-from .validation import check_fraction
+from backproplab.errors import ConfigError
+from backproplab.validation import check_fraction
 
 TASKS = ("binary", "multiclass", "regression")
 # Keys every data config has; a loader lists its own extra ones.

@@ -5,7 +5,7 @@ naming the key, the bad value and the valid choices, with exit code 2 for a wron
 for a failed run; ``HYDRA_FULL_ERROR=1`` brings the traceback back. Group choices such as
 ``optimizer=adamm`` are checked before Hydra runs, so the message can list the registered
 names and the closest match rather than Hydra's search-path report. A multirun has every job
-composed and validated first (``backproplab.preflight``), so a bad value anywhere in a sweep
+composed and validated first (``backproplab.hydra_app.preflight``), so a bad value anywhere in a sweep
 stops it before any job trains and before any MLflow run exists. A first argument that is
 neither a sub-command nor an override (``backproplab explian``) gets a "did you mean" line.
 """
@@ -20,7 +20,7 @@ import re
 import sys
 from typing import Sequence
 
-from .error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
+from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
 
 SUBCOMMANDS = ("explain", "plugins")
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``yes | head -1``
@@ -30,7 +30,7 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 def _override_args(args: Sequence[str]) -> list[str]:
     """The overrides among Hydra's command-line arguments (``--cfg job`` etc. are not ones)."""
-    from .preflight import hydra_args
+    from backproplab.hydra_app.preflight import hydra_args
 
     namespace = hydra_args(args)
     return [] if namespace is None else list(namespace.overrides or [])
@@ -41,10 +41,10 @@ def check_overrides(args: Sequence[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    from .config_store import COMPONENT_GROUPS, group_options
-    from .errors import ConfigError
-    from .plugin_manager import get_registry
-    from .registry import closest
+    from backproplab.hydra_app.config_store import COMPONENT_GROUPS, group_options
+    from backproplab.errors import ConfigError
+    from backproplab.components.loading import get_registry
+    from backproplab.components.registry import closest
 
     parser = OverridesParser.create()
     parsed = []
@@ -90,7 +90,7 @@ def _version() -> int:
     """backproplab's own version first: Hydra's --version would name only Hydra's."""
     from importlib.metadata import version
 
-    from . import __version__
+    from backproplab import __version__
 
     print(f"backproplab {__version__} (hydra-core {version('hydra-core')}, mlflow {version('mlflow')}, numpy {version('numpy')})")
     return 0
@@ -98,7 +98,7 @@ def _version() -> int:
 
 def _plugins(argv: list[str]) -> int:
     try:
-        from .plugin_report import main as report_main
+        from backproplab.components.report import main as report_main
     except ImportError as exc:
         print(f"error: 'backproplab plugins' is not available in this build ({exc})", file=sys.stderr)
         return 1
@@ -106,7 +106,7 @@ def _plugins(argv: list[str]) -> int:
 
 
 def _run_hydra(argv: list[str]) -> int:
-    from . import preflight, sweep_status
+    from backproplab.hydra_app import preflight, sweep_status
 
     try:
         check_overrides(argv)
@@ -114,12 +114,12 @@ def _run_hydra(argv: list[str]) -> int:
         # jobs before the first starts (and before the MLflow parent run exists), the first bad
         # one being the one error line; a single run's one job, failing as the run would.
         preflight.check(argv)
-        from .hydra_app import main as hydra_main
+        from backproplab.hydra_app.task import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
         sweep_status.finished = False
         hydra_main()
-        from . import hydra_app
+        from backproplab.hydra_app import task as hydra_app
 
         if hydra_app.last_error is not None:
             error, hydra_app.last_error = hydra_app.last_error, None
@@ -188,7 +188,7 @@ def unknown_command(word: str) -> str | None:
 def flag_error(args: Sequence[str]) -> str | None:
     """The error line for a flag Hydra's parser rejects (``--cfg bogus``) or does not know
     (``--bogus``), instead of Hydra's usage text; None if the flags are fine."""
-    from .preflight import FlagError, flag_parser
+    from backproplab.hydra_app.preflight import FlagError, flag_parser
 
     parser = flag_parser()
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset
-from .errors import ConfigError
+from backproplab.errors import ConfigError
 
 
 def encode(dataset: Dataset, y: np.ndarray, width: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 A failed job must not stop the sweep, so the task function returns instead of raising. Its
 ``result.json`` records the failure; this Hydra callback runs in the launching process after
-every job (basic or joblib launcher) and collects those records for ``backproplab.cli``.
+every job (basic or joblib launcher) and collects those records for ``backproplab.cli.main``.
 """
 
 from __future__ import annotations

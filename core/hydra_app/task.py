@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from . import app
+from backproplab.run import job as app
 from .config_store import register_configs
 from .error_report import describe, one_line_warnings, tracebacks_wanted
 from .sweep_status import RESULT_FILE

@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
-from .validation import as_float_matrix, check_positive_int
+from backproplab.errors import ConfigError
+from backproplab.validation import as_float_matrix, check_positive_int
 
 SUPPORTED_DTYPES = ("float64", "float32")
 
@@ -122,15 +122,16 @@ class Network:
             raise RuntimeError("backward() needs a forward() first")
         params = self.params
         grads: dict[str, Any] = dict.fromkeys(params)  # keys in the order W1, b1, W2, b2, ...
-        grad_a = grad_output
-        zs, as_ = self._zs, self._as
-        for l in range(len(self._layers) - 1, -1, -1):  # l is 0-based here: layer l + 1
-            w_name, b_name, act = self._layers[l]
-            grad_z = act.backward(zs[l], as_[l + 1], grad_a)  # dE/dz = f'(z) * dE/da
-            grads[w_name] = grad_z.T @ as_[l]  # dE/dw_jk = sum over the batch of dE/dz_j a_k
-            grads[b_name] = grad_z.sum(axis=0)
-            if l:
-                grad_a = grad_z @ params[w_name]  # dE/da of the layer below
+        grad_a = grad_output  # dE/da^L
+        zs, as_ = self._zs, self._as  # z^l is zs[l - 1]; a^l is as_[l], with a^0 = X
+        # Layers numbered as in the article, from the output layer L down to layer 1.
+        for l in range(self.n_layers, 0, -1):
+            w_name, b_name, f = self._layers[l - 1]
+            delta = f.backward(zs[l - 1], as_[l], grad_a)  # dE/dz^l = f'(z^l) * dE/da^l
+            grads[w_name] = delta.T @ as_[l - 1]  # dE/dw^l_jk = sum over the batch of dE/dz^l_j a^(l-1)_k
+            grads[b_name] = delta.sum(axis=0)  # dE/db^l_j
+            if l > 1:
+                grad_a = delta @ params[w_name]  # dE/da^(l-1) = (W^l)^T dE/dz^l
         return grads
 
     def predict(self, X: Any) -> np.ndarray:

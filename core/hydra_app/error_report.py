@@ -8,7 +8,7 @@ import sys
 import warnings
 from typing import Any
 
-from .errors import BackproplabError, ConfigError
+from backproplab.errors import BackproplabError, ConfigError
 
 EXIT_FAILED = 1  # training failed (non-finite loss, a plugin raising, an unexpected error)
 EXIT_CONFIG = 2  # the command line or config is wrong; nothing was trained

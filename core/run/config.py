@@ -17,9 +17,9 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from .errors import ConfigError, UnknownComponentError
-from .network import SUPPORTED_DTYPES
-from .registry import Registry, closest
+from backproplab.errors import ConfigError, UnknownComponentError
+from backproplab.numerics.network import SUPPORTED_DTYPES
+from backproplab.components.registry import Registry, closest
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
 # The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
@@ -57,7 +57,7 @@ class TrainerConfig:
 @dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
-    data: dict[str, Any]  # checked further by backproplab.data.load_dataset
+    data: dict[str, Any]  # checked further by backproplab.run.data.load_dataset
     loss: ComponentSpec
     optimizer: ComponentSpec
     initializer: ComponentSpec

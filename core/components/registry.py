@@ -11,7 +11,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import ConfigError, PluginError, UnknownComponentError
+from backproplab.errors import ConfigError, PluginError, UnknownComponentError
 
 KINDS = ("activation", "loss", "initializer", "optimizer")
 HOOK_FOR_KIND = {

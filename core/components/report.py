@@ -20,8 +20,8 @@ import sys
 import warnings
 from typing import Any, Iterable
 
-from .errors import PluginError
-from .plugin_manager import BUILTIN_DISTRIBUTION, PLUGINS_ENV, STRICT_ENV, PluginSet, load_plugins
+from backproplab.errors import PluginError
+from .loading import BUILTIN_DISTRIBUTION, PLUGINS_ENV, STRICT_ENV, PluginSet, load_plugins
 from .registry import KINDS
 
 EXIT_OK = 0

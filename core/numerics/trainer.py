@@ -17,9 +17,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, NonFiniteLossError
+from backproplab.errors import ConfigError, NonFiniteLossError
 from .network import Network
-from .validation import check_output_activation, check_positive_int
+from backproplab.validation import check_positive_int
 
 
 def prepare_targets(loss: Any, y: Any, network: Network, name: str = "y") -> np.ndarray:
@@ -122,9 +122,12 @@ class Trainer:
     """Mini-batch training of a ``Network`` with a loss and an optimizer.
 
     ``batch_size`` larger than the training set is clamped to it (with a warning), so one sweep
-    over batch sizes can include "full batch" on any data set. A loss that declares
-    ``output_activations`` must follow one of them (looked up in ``registry``, by default the
-    installed plugins'); otherwise a ConfigError is raised here, before any computation.
+    over batch sizes can include "full batch" on any data set. The trainer holds objects, not
+    names: whether a loss fits the network's output activation is a question for the component
+    system, answered by ``build_trainer`` (``backproplab.components``) before a trainer exists.
+
+    ``train_step`` is the article's iteration (forward, loss, backward, optimizer step) on one
+    batch; ``fit`` runs it over every batch of every epoch.
     """
 
     def __init__(
@@ -138,15 +141,7 @@ class Trainer:
         shuffle: bool = True,
         seed: int | None = 0,
         callbacks: Sequence[Any] = (),
-        registry: Any = None,
     ) -> None:
-        if registry is None:
-            from .plugin_manager import get_registry  # deferred: plugins import this module's package
-
-            registry = get_registry()
-        # A loss that declares its output activations (bce: sigmoid or softmax, ...) refuses any
-        # other before anything is computed, rather than training to a meaningless result.
-        check_output_activation(loss, network.activations[-1], registry)
         self.network = network
         self.loss = loss
         self.optimizer = optimizer
@@ -177,6 +172,34 @@ class Trainer:
         accuracy = getattr(self.loss, "accuracy", None)
         return float(self.loss.value(y_hat, y)), (None if accuracy is None else float(accuracy(y_hat, y)))
 
+    def train_step(
+        self, xb: np.ndarray, yb: np.ndarray, step: "Step | None" = None, on_iteration: Sequence[Any] = ()
+    ) -> tuple[float, np.ndarray]:
+        """One iteration, as the article works it: the forward pass, the loss E, the backward pass
+        (dE/dtheta for every parameter), then the optimizer's update. Callbacks see the iteration
+        between the backward pass and the update, so ``step.params`` are the ones that produced
+        ``step.outputs``. Returns (E, the network's outputs). ``xb`` and ``yb`` are checked arrays,
+        as ``fit`` prepares them."""
+        net = self.network
+        y_hat = net.forward(xb)
+        loss_value = float(self.loss.value(y_hat, yb))
+        if not math.isfinite(loss_value):
+            raise NonFiniteLossError(loss_value, self.epoch, self.iteration)
+        grads = net.backward(self.loss.grad(y_hat, yb))
+        if step is not None:
+            for g in grads.values():
+                g.flags.writeable = False
+            step._epoch, step._iteration, step._loss = self.epoch, self.iteration, loss_value
+            step._grads = MappingProxyType(grads)
+            step._inputs, step._targets, step._outputs = _read_only(xb), _read_only(yb), _read_only(y_hat)
+            for cb in on_iteration:
+                cb(step)
+            for g in grads.values():
+                g.flags.writeable = True
+        self.optimizer.step(net.params, grads)
+        self.iteration += 1
+        return loss_value, y_hat
+
     def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, Any] | None = None) -> History:
         """Train for ``epochs`` epochs; every input is checked before the first iteration."""
         net, loss, optimizer = self.network, self.loss, self.optimizer
@@ -204,12 +227,9 @@ class Trainer:
         on_epoch_end = _hooks(self.callbacks, "on_epoch_end")
         accuracy_fn = getattr(loss, "accuracy", None)
         step = Step(net.params) if on_iteration else None
-        params = net.params
         history = History()
         losses = history.losses
-        isfinite = math.isfinite
-        forward, backward, value, grad = net.forward, net.backward, loss.value, loss.grad
-        optimizer_step = optimizer.step
+        train_step = self.train_step
 
         # A diverging run is reported once, as NonFiniteLossError at the first non-finite loss,
         # rather than as numpy overflow warnings from deep inside a matmul.
@@ -227,28 +247,12 @@ class Trainer:
                         idx = order[start : start + batch_size]
                         xb = X[idx]
                         yb = y[idx]
-                    y_hat = forward(xb)
-                    loss_value = float(value(y_hat, yb))
-                    if not isfinite(loss_value):
-                        raise NonFiniteLossError(loss_value, epoch, self.iteration)
-                    grads = backward(grad(y_hat, yb))
+                    loss_value, y_hat = train_step(xb, yb, step, on_iteration)
                     losses.append(loss_value)
                     m = xb.shape[0]
                     loss_sum += loss_value * m
                     if accuracy_fn is not None:
                         correct += float(accuracy_fn(y_hat, yb)) * m
-                    if step is not None:
-                        for g in grads.values():
-                            g.flags.writeable = False
-                        step._epoch, step._iteration, step._loss = epoch, self.iteration, loss_value
-                        step._grads = MappingProxyType(grads)
-                        step._inputs, step._targets, step._outputs = _read_only(xb), _read_only(yb), _read_only(y_hat)
-                        for cb in on_iteration:
-                            cb(step)
-                        for g in grads.values():
-                            g.flags.writeable = True
-                    optimizer_step(params, grads)
-                    self.iteration += 1
                 val_loss = val_acc = None
                 if validation_data is not None:
                     val_loss, val_acc = self._evaluate(X_val, y_val)

@@ -18,7 +18,7 @@ import shutil
 import sys
 from typing import IO, Any
 
-from .trainer import Callback, EpochSummary, History, Step
+from backproplab.numerics.trainer import Callback, EpochSummary, History, Step
 
 PER_ITERATION_LIMIT = 50
 EPOCH_LINES = 20

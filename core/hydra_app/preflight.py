@@ -6,7 +6,7 @@ up, after earlier jobs have trained and after the MLflow parent run exists. Here
 process, before Hydra runs anything, expands the sweep exactly as the configured sweeper does
 (its own ``split_arguments``, over ``hydra.sweeper.params`` and the command line), composes each
 job exactly as the launcher will (``ConfigLoader.load_sweep_config``), and runs the single run's
-own checks on it (``check_job``: ``backproplab.app.prepare``'s config validation, data and
+own checks on it (``check_job``: ``backproplab.run.job.prepare``'s config validation, data and
 components, then the ``logger`` node). The first bad job becomes one error line; nothing has
 been trained, tracked or written.
 
@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from .error_report import EXIT_CONFIG, describe
-from .errors import BackproplabError, ConfigError
+from backproplab.errors import BackproplabError, ConfigError
 
 CONF_MODULE = "backproplab.conf"
 CONFIG_NAME = "config"
@@ -170,7 +170,7 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from . import hydra_app  # noqa: F401  (stores the generated config nodes)
+    from . import task as hydra_app  # noqa: F401  (stores the generated config nodes)
 
     overrides = list(ns.overrides or [])
     saved = HydraConfig.instance().cfg  # job configs set it, as run_job does
@@ -231,12 +231,12 @@ def check_job(cfg: DictConfig) -> Any:
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
     store is reachable is checked once per command: by ``check`` for a single run, by the sweep
     callback for a multirun. Returns the job's ``TrackingSettings``."""
-    from .app import prepare
+    from backproplab.run.job import prepare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
         logger = prepare(cfg).config.logger
-    from .tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
+    from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
     return TrackingSettings.from_mapping(logger)
 
@@ -262,7 +262,7 @@ def check(args: Sequence[str]) -> int | None:
         settings = check_job(run_config(session))
         if settings.enabled:
             # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.
-            from .tracking.reachability import check_reachable
+            from backproplab.tracking.reachability import check_reachable
 
             check_reachable(settings.tracking_uri)
         return 1

@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 from hydra.core.config_store import ConfigStore
 
-from .plugin_manager import get_registry
-from .registry import Registry
+from backproplab.components.loading import get_registry
+from backproplab.components.registry import Registry
 
 COMPONENT_GROUPS = ("loss", "optimizer", "initializer")
 EXPERIMENTS_PACKAGE = "backproplab.experiments"

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from backproplab.errors import PluginError
 from .registry import HOOK_FOR_KIND, KINDS, Registry, Source
 
 BUILTIN_DISTRIBUTION = "backproplab"

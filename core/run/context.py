@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .network import Network
-from .registry import Source
+from backproplab.numerics.network import Network
+from backproplab.components.registry import Source
 
 
 @dataclass(frozen=True)

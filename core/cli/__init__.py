@@ -1,0 +1,5 @@
+"""The ``backproplab`` command: the Hydra app plus the ``explain`` and ``plugins`` sub-commands."""
+
+from .main import main
+
+__all__ = ["main"]
