@@ -116,15 +116,13 @@ class GELU:
 
 @hookimpl
 def register_activations(register):
-    register("sigmoid", Sigmoid)
-    register("logistic", Sigmoid)
+    register("sigmoid", Sigmoid, aliases=("logistic",))
     register("tanh", Tanh)
     register("relu", ReLU)
     register("leaky_relu", LeakyReLU)
     register("elu", ELU)
     register("softplus", Softplus)
-    register("identity", Identity)
-    register("linear", Identity)
+    register("identity", Identity, aliases=("linear",))
     register("softmax", Softmax)
     register("silu", SiLU)
     register("gelu", GELU)

@@ -201,8 +201,7 @@ class Hinge:
 
 @hookimpl
 def register_losses(register):
-    register("bce", BinaryCrossEntropy)
-    register("binary_cross_entropy", BinaryCrossEntropy)
+    register("bce", BinaryCrossEntropy, aliases=("binary_cross_entropy",))
     register("cross_entropy", CrossEntropy)
     register("mse", MeanSquaredError)
     register("mae", MeanAbsoluteError)

@@ -131,8 +131,7 @@ class AdamW(Adam):
 
 @hookimpl
 def register_optimizers(register):
-    register("sgd", SGD)
-    register("gd", SGD)
+    register("sgd", SGD, aliases=("gd",))
     register("rmsprop", RMSprop)
     register("adagrad", Adagrad)
     register("adam", Adam)

@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-import backproplab.hydra_app.task  # noqa: F401  (stores the generated nodes, as the CLI does)
+from backproplab.hydra_app.config_store import register_configs
 from backproplab import hookimpl
 from backproplab.run.job import prepare
 from backproplab.hydra_app.config_store import component_node, experiment_names, group_options, register_configs, yaml_options
@@ -23,6 +23,8 @@ from backproplab.run.data import LOADERS
 from backproplab.errors import ConfigError
 from backproplab.components.loading import get_registry, load_plugins
 from backproplab.components.registry import Source
+
+register_configs()  # the generated component and experiment nodes, as the CLI stores them
 
 
 def _compose(*overrides: str, hydra_node: bool = False):

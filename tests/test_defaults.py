@@ -13,11 +13,13 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import backproplab as bp
-import backproplab.hydra_app.task  # noqa: F401  (stores the generated nodes, as the CLI does)
+from backproplab.hydra_app.config_store import register_configs
 from backproplab.run.job import prepare
 from backproplab.hydra_app.config_store import COMPONENT_GROUPS, component_node, yaml_options
 from backproplab.errors import ConfigError
 from backproplab.components.loading import get_registry
+
+register_configs()  # the generated component and experiment nodes, as the CLI stores them
 
 # Keys a shipped YAML option may set differently from the constructor, and why.
 LINKS = {("initializer", "legacy_randn", "seed"): "${trainer.seed}"}

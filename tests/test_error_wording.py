@@ -6,10 +6,12 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
-import backproplab.hydra_app.task  # noqa: F401  (stores the generated nodes, as the CLI does)
+from backproplab.hydra_app.config_store import register_configs
 from backproplab.run.job import prepare
 from backproplab.run.data import load_dataset
 from backproplab.errors import ConfigError
+
+register_configs()  # the generated component and experiment nodes, as the CLI stores them
 
 
 def _compose(*overrides: str):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import backproplab
-from backproplab import hookspecs
+from backproplab.components import hookspecs
 from backproplab.components.registry import Source
 from backproplab.testing import (
     check_activation,

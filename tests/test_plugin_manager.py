@@ -335,3 +335,54 @@ def test_discovery_runs_once_per_process_until_reset():
         assert get_plugins() is not first
     finally:
         reset_plugins()
+
+
+class Cube:
+    def forward(self, z):
+        return z**3
+
+    def backward(self, z, a, grad_a):
+        return 3 * z**2 * grad_a
+
+
+def test_aliases_are_declared_with_the_name():
+    class WithAliases:
+        @hookimpl
+        def register_activations(self, register):
+            register("cube", Cube, aliases=("third_power", "x3"))
+
+    plugin_set, _ = quiet_load(extra=[(WithAliases(), Source("aliases", "alias-plugin", "0.1"))], entry_points=False)
+    registry = plugin_set.registry
+    assert registry.names_of("activation", Cube) == ["cube", "third_power", "x3"]
+    assert registry.aliases("activation", "cube") == ["third_power", "x3"]
+    assert registry.get("activation", "x3").alias_of == "cube" and registry.get("activation", "cube").alias_of is None
+    assert isinstance(registry.create("activation", "third_power"), Cube)
+
+
+def test_one_alias_as_a_string_is_one_alias():
+    class OneAlias:
+        @hookimpl
+        def register_activations(self, register):
+            register("cube", Cube, aliases="x3")
+
+    plugin_set, _ = quiet_load(extra=[(OneAlias(), Source("alias", "alias-plugin", "0.1"))], entry_points=False)
+    assert plugin_set.registry.aliases("activation", "cube") == ["x3"]
+
+
+def test_an_alias_that_repeats_a_name_of_the_same_plugin_fails_that_plugin():
+    class Clash:
+        @hookimpl
+        def register_activations(self, register):
+            register("cube", Cube, aliases=("cube",))
+
+    plugin_set, messages = quiet_load(extra=[(Clash(), Source("clash", "clash-plugin", "0.1"))], entry_points=False)
+    assert "cube" not in plugin_set.registry.names("activation")
+    assert any("registered twice by this plugin" in m for m in messages)
+
+
+def test_builtin_aliases_are_declared_as_aliases():
+    registry = bp.get_registry()
+    assert registry.aliases("activation", "sigmoid") == ["logistic"]
+    assert registry.aliases("optimizer", "sgd") == ["gd"]
+    assert registry.aliases("loss", "bce") == ["binary_cross_entropy"]
+    assert registry.aliases("activation", "identity") == ["linear"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import backproplab
-from backproplab import plugin_report
+from backproplab.components import report as plugin_report
 from backproplab.components.registry import Source
 
 GOOD_SOURCE = """
@@ -162,7 +162,7 @@ def test_a_name_conflict_is_listed_marked_and_exits_1(capsys, monkeypatch):
     assert code == 1
     lines = out.splitlines()
     builtin_activations = lines[1].split(None, 1)[1]
-    assert "sigmoid [conflict]," in builtin_activations and builtin_activations.count("[conflict]") == 1
+    assert "sigmoid [conflict] (logistic)," in builtin_activations and builtin_activations.count("[conflict]") == 1
     assert "  activation   cube [conflict], sigmoid [conflict]" in lines
     assert "  activation   cube [conflict]" in lines
     conflicts = lines.index("conflicts [conflict]: names registered by more than one plugin; "

@@ -84,7 +84,7 @@ def test_unknown_name_lists_available_and_closest(registry):
 
 
 def test_unknown_and_invalid_hyperparameters(registry):
-    with pytest.raises(ConfigError, match=r"^activation 'scaled' has no hyperparameter 'fcator'; valid: factor, offset$"):
+    with pytest.raises(ConfigError, match=r"^activation 'scaled' has no hyperparameter 'fcator'; valid: factor, offset; did you mean 'factor'\?$"):
         registry.create("activation", "scaled", fcator=1.0)
     # A ValueError from the constructor becomes a one-line ConfigError naming the component.
     with pytest.raises(ConfigError, match=r"^activation 'scaled': factor must not be 0$"):

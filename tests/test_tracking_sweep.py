@@ -202,10 +202,11 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
     from hydra.types import RunMode
     from mlflow.entities import Metric
 
-    from backproplab import hydra_app  # noqa: F401  (stores the generated config nodes)
+    from backproplab.hydra_app.config_store import register_configs
     from backproplab.hydra_app.preflight import expand
     from backproplab.hydra_app.mlflow_sweep import PARENT_TAG as TAG, MlflowSweepCallback
 
+    register_configs()
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with initialize_config_module("backproplab.conf", version_base="1.3"):
         master = GlobalHydra.instance().config_loader().load_configuration(

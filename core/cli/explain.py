@@ -176,12 +176,13 @@ def main(argv: Sequence[str]) -> int:
     try:
         from hydra import compose, initialize_config_module
 
-        from backproplab.hydra_app import task  # noqa: F401  (stores the generated config nodes)
+        from backproplab.hydra_app.config_store import register_configs
         from backproplab.run.job import prepare
-        from .main import check_overrides
+        from backproplab.hydra_app.overrides import check_overrides
 
         args = list(argv)
         check_overrides(args)
+        register_configs()
         with initialize_config_module("backproplab.conf", version_base="1.3"):
             cfg = compose("config", overrides=args)
         prepared = prepare(cfg)

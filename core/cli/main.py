@@ -13,77 +13,19 @@ neither a sub-command nor an override (``backproplab explian``) gets a "did you 
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import re
 import sys
 from typing import Sequence
 
+from backproplab.errors import closest
 from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
 
 SUBCOMMANDS = ("explain", "plugins")
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``yes | head -1``
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-
-
-def _override_args(args: Sequence[str]) -> list[str]:
-    """The overrides among Hydra's command-line arguments (``--cfg job`` etc. are not ones)."""
-    from backproplab.hydra_app.preflight import hydra_args
-
-    namespace = hydra_args(args)
-    return [] if namespace is None else list(namespace.overrides or [])
-
-
-def check_overrides(args: Sequence[str]) -> None:
-    """Unknown group choices (``optimizer=adamm``, sweeps included) as a one-line ConfigError."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    from backproplab.hydra_app.config_store import COMPONENT_GROUPS, group_options
-    from backproplab.errors import ConfigError
-    from backproplab.components.loading import get_registry
-    from backproplab.components.registry import closest
-
-    parser = OverridesParser.create()
-    parsed = []
-    for text in _override_args(args):
-        try:
-            parsed += parser.parse_overrides([text])
-        except OverrideParseException as exc:
-            reason = " ".join(str(exc).split()).replace("See https", "see https")
-            raise ConfigError(f"cannot parse the override {text!r}: {reason}") from None
-    groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
-    registry = get_registry()
-    for ov in parsed:
-        group = ov.key_or_group.lstrip("+~")
-        if group not in groups or ov.package is not None or ov.is_delete():
-            continue
-        if ov.is_sweep_override():
-            try:
-                values = list(ov.sweep_string_iterator())
-            except Exception:  # glob/range sweeps: Hydra checks those itself
-                continue
-        else:
-            value = ov.value()
-            if value is None:  # group=null removes the group; validation names what is missing
-                continue
-            values = [value]
-        for value in values:
-            if group in COMPONENT_GROUPS:
-                if not isinstance(value, str):
-                    raise ConfigError(f"{group}={value!r} is not a name; available: {', '.join(registry.names(group))}")
-                try:
-                    registry.get(group, value)
-                except ConfigError as exc:
-                    raise ConfigError(f"{group}={value}: {exc}") from None
-                continue
-            options = group_options(group)
-            if value not in options:
-                hint = closest(str(value), options)
-                did_you_mean = f"; did you mean {hint!r}?" if hint else ""
-                raise ConfigError(f"{group}={value!r} is unknown; available: {', '.join(options)}{did_you_mean}")
 
 
 def _version() -> int:
@@ -107,6 +49,8 @@ def _plugins(argv: list[str]) -> int:
 
 def _run_hydra(argv: list[str]) -> int:
     from backproplab.hydra_app import preflight, sweep_status
+
+    from backproplab.hydra_app.overrides import check_overrides
 
     try:
         check_overrides(argv)
@@ -176,9 +120,9 @@ def unknown_command(word: str) -> str | None:
     (``backproplab explian``); None if ``word`` may be an override or a flag for Hydra."""
     if word in SUBCOMMANDS or not _WORD.fullmatch(word):
         return None
-    hint = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.6)
+    hint = closest(word, SUBCOMMANDS)
     if hint:
-        return f"error: unknown command {word!r}; did you mean {hint[0]!r}? (commands: {', '.join(SUBCOMMANDS)})"
+        return f"error: unknown command {word!r}; did you mean {hint!r}? (commands: {', '.join(SUBCOMMANDS)})"
     return (
         f"error: {word!r} is neither a command ({', '.join(SUBCOMMANDS)}) nor an override (KEY=VALUE, e.g. "
         "optimizer.lr=0.1); see backproplab --help"
@@ -201,8 +145,8 @@ def flag_error(args: Sequence[str]) -> str | None:
     flag = flags[0].split("=", 1)[0]
     valid = ["/".join(sorted(a.option_strings, key=len)) for a in parser._actions if a.option_strings]
     known = [name for a in parser._actions for name in a.option_strings]
-    hint = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
-    did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
+    hint = closest(flag, known)
+    did_you_mean = f"; did you mean {hint!r}?" if hint else ""
     return f"error: unknown option {flags[0]!r}; valid: {', '.join(valid)}, and overrides KEY=VALUE{did_you_mean}"
 
 
@@ -252,4 +196,4 @@ def _main(argv: Sequence[str] | None) -> int:
     return _run_hydra(args)
 
 
-__all__ = ["main", "check_overrides", "EXIT_CONFIG"]
+__all__ = ["main", "EXIT_CONFIG"]

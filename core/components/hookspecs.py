@@ -1,13 +1,17 @@
 """The plugin contract: one marker pair and four registration hooks.
 
-Each hook receives a ``register(name, factory)`` callback (the style of ``llm`` and ``tox``)
-and calls it once per component it provides. ``factory`` is a class (or any callable) whose
-keyword arguments are the component's hyperparameters; the registry builds instances from it.
+Each hook receives a ``register(name, factory, aliases=())`` callback (the style of ``llm`` and
+``tox``) and calls it once per component it provides. ``factory`` is a class (or any callable)
+whose keyword arguments are the component's hyperparameters; the registry builds instances from
+it. ``aliases`` are other names for the same component (``register("sigmoid", Sigmoid,
+aliases=("logistic",))``): each is usable wherever the name is, and reports and error texts name
+the component by its first name. The interfaces themselves are the Protocols of
+``backproplab.components.protocols``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Protocol
 
 import pluggy
 
@@ -17,32 +21,35 @@ ENTRY_POINT_GROUP = "backproplab"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
-Register = Callable[[str, Callable[..., Any]], None]
+class Register(Protocol):
+    """The callback every registration hook receives."""
+
+    def __call__(self, name: str, factory: Callable[..., Any], *, aliases: Iterable[str] = ()) -> None: ...
 
 
 @hookspec
 def register_activations(register: Register) -> None:
-    """Called once at start-up, when plugins are loaded. Call ``register(name, factory)`` for
-    each activation. An activation provides ``forward(z) -> a`` and
+    """Called once at start-up, when plugins are loaded. Call ``register(name, factory,
+    aliases=())`` for each activation. An activation provides ``forward(z) -> a`` and
     ``backward(z, a, grad_a) -> grad_z`` (a vector-Jacobian product). Return nothing."""
 
 
 @hookspec
 def register_losses(register: Register) -> None:
-    """Called once at start-up. Call ``register(name, factory)`` for each loss. A loss provides
+    """Called once at start-up. Call ``register(name, factory, aliases=())`` for each loss. A loss provides
     ``value(y_hat, y) -> float`` and ``grad(y_hat, y) -> dE/dy_hat`` with E the batch mean,
     and optionally ``prepare(y, n_outputs)`` and ``accuracy(y_hat, y)``. Return nothing."""
 
 
 @hookspec
 def register_initializers(register: Register) -> None:
-    """Called once at start-up. Call ``register(name, factory)`` for each initialiser. An
+    """Called once at start-up. Call ``register(name, factory, aliases=())`` for each initialiser. An
     initialiser is called as ``init(shape, rng, dtype)`` with shape ``(fan_out, fan_in)`` and
     returns a new array. Return nothing."""
 
 
 @hookspec
 def register_optimizers(register: Register) -> None:
-    """Called once at start-up. Call ``register(name, factory)`` for each optimizer. An
+    """Called once at start-up. Call ``register(name, factory, aliases=())`` for each optimizer. An
     optimizer provides ``step(params, grads)``, updating the arrays of ``params`` in place and
     keeping its state keyed by parameter name. Return nothing."""

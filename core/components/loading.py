@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from . import hookspecs
-from backproplab.errors import PluginError
+from backproplab.errors import PluginError, exception_line
 from .registry import HOOK_FOR_KIND, KINDS, Registry, Source
 
 BUILTIN_DISTRIBUTION = "backproplab"
@@ -154,11 +154,6 @@ def _dist_name(ep: metadata.EntryPoint) -> str:
     return ep.dist.metadata["Name"] if ep.dist is not None else "<unknown distribution>"
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def load_plugins(
     extra: Iterable[tuple[ModuleType | object, Source]] = (),
     *,
@@ -221,19 +216,19 @@ def _register_one(pm: pluggy.PluginManager, info: PluginInfo, load: Callable[[],
     try:
         plugin = load()
     except Exception as exc:  # an isolated import failure must not take the others down
-        _fail(info, _one_line(exc), strict)
+        _fail(info, exception_line(exc, with_type=True), strict)
         return
     plugin_name = f"{info.distribution}:{info.name}"
     try:
         pm.register(plugin, name=plugin_name)
     except Exception as exc:  # pluggy.PluginValidationError, or a name clash
-        _fail(info, _one_line(exc), strict)
+        _fail(info, exception_line(exc, with_type=True), strict)
         return
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(plugin)
-        _fail(info, f"{_one_line(exc)}; known hooks: {', '.join(HOOK_FOR_KIND.values())}", strict)
+        _fail(info, f"{exception_line(exc, with_type=True)}; known hooks: {', '.join(HOOK_FOR_KIND.values())}", strict)
         return
     info.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
 
@@ -249,28 +244,31 @@ def _collect_components(
     so a plugin reported as failed never leaves half of its components behind. A name already
     taken by another plugin is recorded in ``claims`` (the first claimant keeps it)."""
     plugin = pm.get_plugin(f"{info.distribution}:{info.name}")
-    staged: list[tuple[str, str, Callable[..., Any]]] = []
+    staged: list[tuple[str, str, Callable[..., Any], str | None]] = []
     for kind in KINDS:
         caller = getattr(pm.hook, HOOK_FOR_KIND[kind])
         for impl in caller.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
 
-            def register(name: str, factory: Callable[..., Any], kind: str = kind) -> None:
-                Registry.validate(kind, name, factory, info.source)
-                if any(k == kind and n == name for k, n, _ in staged):
-                    raise PluginError(f"{kind} {name!r} registered twice by this plugin; register each name once")
-                staged.append((kind, name, factory))
+            def register(name: str, factory: Callable[..., Any], *, aliases: Iterable[str] = (), kind: str = kind) -> None:
+                if isinstance(aliases, str):  # aliases="logistic" would register l, o, g, ...
+                    aliases = (aliases,)
+                for each, alias_of in [(name, None), *((alias, name) for alias in aliases)]:
+                    Registry.validate(kind, each, factory, info.source)
+                    if any(k == kind and n == each for k, n, _, _ in staged):
+                        raise PluginError(f"{kind} {each!r} registered twice by this plugin; register each name once")
+                    staged.append((kind, each, factory, alias_of))
 
             try:
                 impl.function(register=register)
             except Exception as exc:  # includes a malformed registration (PluginError)
-                _fail(info, f"{HOOK_FOR_KIND[kind]} raised {_one_line(exc)}", strict)
+                _fail(info, f"{HOOK_FOR_KIND[kind]} raised {exception_line(exc, with_type=True)}", strict)
                 return
-    for kind, name, factory in staged:
+    for kind, name, factory, alias_of in staged:
         claims.setdefault((kind, name), []).append(info.source)
         if registry.owner(kind, name) is None:
-            registry.add(kind, name, factory, info.source)
+            registry.add(kind, name, factory, info.source, alias_of)
         info.components[kind].append(name)
 
 

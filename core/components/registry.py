@@ -6,12 +6,11 @@ objects (``create``/``resolve``) before any training loop starts; the loop never
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from backproplab.errors import ConfigError, PluginError, UnknownComponentError
+from backproplab.errors import ConfigError, PluginError, UnknownComponentError, closest
 
 KINDS = ("activation", "loss", "initializer", "optimizer")
 HOOK_FOR_KIND = {
@@ -40,6 +39,7 @@ class Registration:
     name: str
     factory: Callable[..., Any]
     source: Source
+    alias_of: str | None = None  # the component's first name, when ``name`` is an alias
 
     def hyperparameters(self) -> dict[str, Any]:
         """Keyword hyperparameters and their defaults (``inspect.Parameter.empty`` if required)."""
@@ -66,11 +66,6 @@ def _accepts_any_keyword(factory: Callable[..., Any]) -> bool:
     return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
 
 
-def closest(name: str, choices: list[str]) -> str | None:
-    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
 class Registry:
     """Component registrations, one namespace per kind."""
 
@@ -86,7 +81,7 @@ class Registry:
         if not callable(factory):
             raise PluginError(f"{source} registered {kind} {name!r} with a non-callable factory {factory!r}")
 
-    def add(self, kind: str, name: str, factory: Callable[..., Any], source: Source) -> None:
+    def add(self, kind: str, name: str, factory: Callable[..., Any], source: Source, alias_of: str | None = None) -> None:
         self.validate(kind, name, factory, source)
         existing = self._entries[kind].get(name)
         if existing is not None:
@@ -94,7 +89,7 @@ class Registry:
                 f"{kind} {name!r} is registered twice: by {existing.source} and by {source}; "
                 "uninstall one of them or restrict loading with BACKPROPLAB_PLUGINS"
             )
-        self._entries[kind][name] = Registration(kind, name, factory, source)
+        self._entries[kind][name] = Registration(kind, name, factory, source, alias_of)
 
     def owner(self, kind: str, name: str) -> Source | None:
         """The source that registered ``name`` (None if nobody did)."""
@@ -116,10 +111,14 @@ class Registry:
             return self._entries[kind][name]
         except (KeyError, TypeError):
             available = self.names(kind)
-            hint = closest(str(name), available)
-            did_you_mean = f"; did you mean {hint!r}?" if hint else ""
             raise UnknownComponentError(
-                f"unknown {kind} {name!r}; available: {', '.join(available) or '(none)'}{did_you_mean}"
+                key=kind,
+                value=name,
+                subject=f"unknown {kind} {name!r}",
+                problem="",
+                valid=available,
+                valid_label="available",
+                hint=closest(str(name), available, cutoff=0.5),
             ) from None
 
     def create(self, kind: str, name: str, **hyperparameters: Any) -> Any:
@@ -130,8 +129,12 @@ class Registry:
             unknown = sorted(set(hyperparameters) - set(accepted))
             if unknown:
                 raise ConfigError(
-                    f"{kind} {name!r} has no hyperparameter {unknown[0]!r}; "
-                    f"valid: {', '.join(accepted) or '(none)'}"
+                    key=f"{kind}.{unknown[0]}",
+                    value=hyperparameters[unknown[0]],
+                    subject=f"{kind} {name!r} has no hyperparameter {unknown[0]!r}",
+                    problem="",
+                    valid=list(accepted),
+                    hint=closest(unknown[0], list(accepted)),
                 )
         try:
             return registration.factory(**hyperparameters)
@@ -153,9 +156,15 @@ class Registry:
         return spec
 
     def names_of(self, kind: str, factory: Any) -> list[str]:
-        """The names ``factory`` is registered under, in registration order (aliases last)."""
+        """The names ``factory`` is registered under: its first names, then its aliases."""
         self._check_kind(kind)
-        return [name for name, registration in self._entries[kind].items() if registration.factory is factory]
+        entries = [r for r in self._entries[kind].values() if r.factory is factory]
+        return [r.name for r in sorted(entries, key=lambda r: r.alias_of is not None)]
+
+    def aliases(self, kind: str, name: str) -> list[str]:
+        """The aliases declared for the component registered as ``name``."""
+        self._check_kind(kind)
+        return [r.name for r in self._entries[kind].values() if r.alias_of == name]
 
     def source_of(self, kind: str, name: str) -> Source:
         return self.get(kind, name).source

@@ -53,8 +53,19 @@ def collect(plugin_set: PluginSet) -> dict[str, Any]:
         dist["entry_points"].append({"name": info.name, "value": info.value, "hooks": list(info.hooks)})
         for kind in KINDS:
             dist["components"][kind].extend(info.components.get(kind, []))
+    registry = plugin_set.registry
     for dist in distributions.values():
         dist["components"] = {kind: sorted(names) for kind, names in dist["components"].items()}
+        # alias -> the name it stands for, for the names this distribution itself holds
+        dist["aliases"] = {
+            kind: {
+                name: registration.alias_of
+                for name in names
+                for registration in [registry.get(kind, name)] if name in registry.names(kind)
+                if registration.alias_of is not None and registration.source.distribution == dist["distribution"]
+            }
+            for kind, names in dist["components"].items()
+        }
     plugins = sorted(distributions.values(), key=lambda d: (not d["builtin"], d["distribution"]))
     conflicts = [
         {
@@ -93,7 +104,14 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(f"{dist['distribution']} {dist['version']}{suffix}  entry points: {eps}")
         registered = [(kind, names) for kind, names in dist["components"].items() if names]
         for kind, names in registered:
-            lines.append(f"  {kind:<{width}}  {', '.join(shown(kind, n) for n in names)}")
+            aliases = dist.get("aliases", {}).get(kind, {})
+            entries = []
+            for name in names:
+                if name in aliases:
+                    continue  # shown beside the name it stands for
+                others = [shown(kind, a) for a, target in aliases.items() if target == name]
+                entries.append(shown(kind, name) + (f" ({', '.join(others)})" if others else ""))
+            lines.append(f"  {kind:<{width}}  {', '.join(entries)}")
         if not registered:
             lines.append("  (registers no components)")
     if report["failed"]:

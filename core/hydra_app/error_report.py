@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 import warnings
 from typing import Any
 
-from backproplab.errors import BackproplabError, ConfigError
+from backproplab.errors import BackproplabError, ConfigError, closest, exception_line, format_problem, one_line
 
 EXIT_FAILED = 1  # training failed (non-finite loss, a plugin raising, an unexpected error)
 EXIT_CONFIG = 2  # the command line or config is wrong; nothing was trained
@@ -35,11 +34,6 @@ def tracebacks_wanted() -> bool:
     return os.environ.get(TRACEBACK_ENV, os.environ.get("HYDRA_FULL_ERROR", "")) == "1"
 
 
-def _squash(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return "; ".join(lines)
-
-
 def _hydra_line(exc: BaseException) -> str | None:
     """Hydra's and OmegaConf's composition errors, rephrased as one line; None if not one of them."""
     try:
@@ -56,20 +50,20 @@ def _hydra_line(exc: BaseException) -> str | None:
         if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
             key = cause.full_key
             parent = getattr(cause, "parent_node", None)
-            valid = ""
-            if parent is not None and hasattr(parent, "keys"):
-                keys = [str(k) for k in parent.keys()]
-                valid = f"; valid keys: {', '.join(keys)}"
-                hint = difflib.get_close_matches(str(key).rsplit(".", 1)[-1], keys, n=1, cutoff=0.6)
-                if hint:
-                    valid += f"; did you mean {hint[0]!r}?"
-            return f"{key} is not a key of the config{valid}"
-        text = _squash(exc)
+            keys = [str(k) for k in parent.keys()] if parent is not None and hasattr(parent, "keys") else None
+            return format_problem(
+                key,
+                problem="is not a key of the config",
+                valid=keys,
+                valid_label="valid keys",
+                hint=closest(str(key).rsplit(".", 1)[-1], keys) if keys else None,
+            )
+        text = one_line(exc)
         if isinstance(cause, OmegaConfBaseException):
-            text = f"{text}; {_squash(cause)}"
+            text = f"{text}; {one_line(cause)}"
         return text
     if isinstance(exc, OmegaConfBaseException):
-        return _squash(exc)
+        return one_line(exc)
     return None
 
 
@@ -78,13 +72,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
     if isinstance(exc, ConfigError):
-        return f"error: {_squash(exc)}", EXIT_CONFIG
+        return f"error: {one_line(exc)}", EXIT_CONFIG
     if isinstance(exc, BackproplabError):
-        return f"error: {_squash(exc)}", EXIT_FAILED
+        return f"error: {one_line(exc)}", EXIT_FAILED
     hydra_line = _hydra_line(exc)
     if hydra_line is not None:
         return f"error: {hydra_line}", EXIT_CONFIG
-    return (
-        f"error: {type(exc).__name__}: {_squash(exc)} (set HYDRA_FULL_ERROR=1 for the traceback)",
-        EXIT_FAILED,
-    )
+    return f"error: {exception_line(exc)} (set HYDRA_FULL_ERROR=1 for the traceback)", EXIT_FAILED

@@ -29,6 +29,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from backproplab.tracking.parent import swept_overrides  # no mlflow: plain strings
+
 from .error_report import EXIT_CONFIG, describe
 from backproplab.errors import BackproplabError, ConfigError
 
@@ -109,12 +111,6 @@ def swept_parameters(master: DictConfig) -> dict[str, str]:
     return swept
 
 
-def swept_overrides(overrides: Sequence[str], keys: Iterable[str]) -> list[str]:
-    """The overrides among a job's that set a swept key (``+`` and ``~`` prefixes ignored)."""
-    bare = {key.lstrip("+~") for key in keys}
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in bare]
-
-
 def job_config(config_loader: Any, master: DictConfig, job: Job) -> DictConfig:
     """The job's task config, composed and completed the way Hydra's launcher and ``run_job``
     do it (job number, output dir, ``HydraConfig``), so interpolations resolve as in the job."""
@@ -170,7 +166,9 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from . import task as hydra_app  # noqa: F401  (stores the generated config nodes)
+    from .config_store import register_configs
+
+    register_configs()
 
     overrides = list(ns.overrides or [])
     saved = HydraConfig.instance().cfg  # job configs set it, as run_job does

@@ -36,6 +36,16 @@ def _write_result(out_dir: Path, record: dict[str, Any]) -> None:
     (out_dir / RESULT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
+def tracker_for(logger: Any) -> app.TrackRun:
+    """MLflow unless ``logger=none``. Imported only for a tracked run: mlflow costs about a second
+    of start-up, which logger=none, explain and compose should not pay."""
+    if logger is None or logger.get("name") == "none":
+        return app.untracked
+    from backproplab.tracking import track_run
+
+    return track_run
+
+
 def task(cfg: DictConfig) -> dict[str, Any]:
     """One job. A single run hands its failure to the CLI (one line, non-zero exit); a multirun
     job prints it and returns, so the sweep carries on with the next job."""
@@ -52,7 +62,15 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
         with warnings.catch_warnings():
             warnings.simplefilter("default", UserWarning)
-            result, _ = app.run(cfg, overrides, multirun=multirun, label=label)
+            result, _ = app.run(
+                cfg,
+                overrides,
+                track=tracker_for(cfg.logger),
+                multirun=multirun,
+                label=label,
+                job_num=hc.job.num if multirun else None,
+                launch_dir=hc.runtime.cwd,
+            )
     except Exception as exc:
         line, _code = describe(exc)
         record = app.RunResult("failed", error=line.removeprefix("error: "), overrides=overrides).to_json()

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from backproplab.errors import ConfigError, UnknownComponentError
+from backproplab.errors import ConfigError, UnknownComponentError, closest
 from backproplab.numerics.network import SUPPORTED_DTYPES
-from backproplab.components.registry import Registry, closest
+from backproplab.components.registry import Registry
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
 # The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
@@ -163,7 +163,7 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     unknown = [key for key in resolved if key not in TOP_LEVEL_KEYS]
     if unknown:  # added with +key=value, which Hydra's struct mode lets through
         key = str(unknown[0])
-        hint = closest(key, list(TOP_LEVEL_KEYS))
+        hint = closest(key, list(TOP_LEVEL_KEYS), cutoff=0.5)
         did_you_mean = f"; did you mean {hint!r}?" if hint else ""
         raise ConfigError(f"{key} is not a key of the config; valid keys: {', '.join(TOP_LEVEL_KEYS)}{did_you_mean}")
     model = _section(resolved, "model")

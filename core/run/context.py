@@ -36,3 +36,8 @@ class RunContext:
     epochs: int = 0
     # data.standardize's statistics {"mean": ..., "scale": ...}, or None when inputs are raw.
     input_scaling: dict[str, Any] | None = None
+    # Set by whoever launches the run (the Hydra app), so that tracking never asks the launcher:
+    # the job's number in its multirun (None for a single run), and the directory the command
+    # was started in (the user's project, for the git commit tag).
+    job_num: int | None = None
+    launch_dir: str | None = None

@@ -60,8 +60,10 @@ class PreparedRun:
             callbacks=callbacks,
         )
 
-    def context(self, overrides: Sequence[str] = ()) -> RunContext:
+    def context(self, overrides: Sequence[str] = (), *, job_num: int | None = None, launch_dir: str | None = None) -> RunContext:
         return RunContext(
+            job_num=job_num,
+            launch_dir=launch_dir,
             config=self.config.resolved,
             network=self.network,
             components=self.components,
@@ -191,22 +193,15 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     return PreparedRun(config, dataset, network, loss, optimizer, y_train, y_val, components)
 
 
+# How a run is tracked: a context manager around training that yields a Callback (or None). The
+# caller chooses it (the Hydra app picks MLflow or nothing from the logger node), so a configured
+# run neither imports nor decides on a tracking backend.
 TrackRun = Callable[[RunContext, Mapping[str, Any]], ContextManager[Any]]
 
 
 @contextlib.contextmanager
-def _untracked(context: RunContext, logger: Any) -> Iterator[None]:  # noqa: ARG001 - TrackRun's signature
+def untracked(context: RunContext, logger: Any) -> Iterator[None]:  # noqa: ARG001 - TrackRun's signature
     yield None
-
-
-def _track_run(logger: Any) -> TrackRun:
-    # Imported only for a tracked run: mlflow costs about a second of start-up, which logger=none,
-    # explain and compose should not pay.
-    if isinstance(logger, Mapping) and logger.get("name") == "none":
-        return _untracked
-    from backproplab.tracking import track_run
-
-    return track_run
 
 
 def fit(prepared: PreparedRun, callbacks: Sequence[Any]) -> History:
@@ -218,16 +213,19 @@ def run(
     cfg: Any,
     overrides: Sequence[str] = (),
     *,
+    track: TrackRun = untracked,
     multirun: bool = False,
     label: str = "",
+    job_num: int | None = None,
+    launch_dir: str | None = None,
     registry: Registry | None = None,
 ) -> tuple[RunResult, History]:
-    """Prepare, then train inside ``track_run`` (which records FINISHED/FAILED/KILLED and re-raises).
+    """Prepare, then train inside ``track`` (for MLflow, ``backproplab.tracking.track_run``, which
+    records FINISHED/FAILED/KILLED and re-raises).
 
     ``label`` prefixes the progress lines of a multirun job."""
     prepared = prepare(cfg, registry)
-    context = prepared.context(overrides)
-    track = _track_run(prepared.config.logger)
+    context = prepared.context(overrides, job_num=job_num, launch_dir=launch_dir)
     progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun, label=label)
     try:
         with track(context, prepared.config.logger) as tracker:

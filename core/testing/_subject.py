@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from backproplab.components.protocols import PROTOCOLS, required_methods
+
 KINDS = ("activation", "loss", "initializer", "optimizer")
 
 # Values a Hydra/OmegaConf node can hold, so a default is also a valid config value.
@@ -66,13 +68,13 @@ def _defines_call(cls: type) -> bool:
 def detect_kind(component: Any) -> str:
     """The kind of a component, from the methods its interface requires."""
     cls = component_class(component)
-    found = []
-    if callable(getattr(cls, "forward", None)) and callable(getattr(cls, "backward", None)):
-        found.append("activation")
-    if callable(getattr(cls, "value", None)) and callable(getattr(cls, "grad", None)):
-        found.append("loss")
-    if callable(getattr(cls, "step", None)):
-        found.append("optimizer")
+    # The kinds whose Protocol's methods the class has; every class is callable (it constructs),
+    # so an initializer is one that defines __call__ and matches no other kind.
+    found = [
+        kind
+        for kind, protocol in PROTOCOLS.items()
+        if kind != "initializer" and all(callable(getattr(cls, m, None)) for m in required_methods(protocol))
+    ]
     if not found and _defines_call(cls):
         found.append("initializer")
     if len(found) != 1:

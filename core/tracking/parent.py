@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 ENV_VAR = "BACKPROPLAB_MLFLOW_PARENT"
 FILE_NAME = ".mlflow_parent_run.json"
@@ -33,6 +34,13 @@ class ParentRun:
         data = json.loads(text)
         data["swept_keys"] = tuple(data.get("swept_keys", ()))
         return cls(**data)
+
+
+def swept_overrides(overrides: Sequence[str], keys: Iterable[str]) -> list[str]:
+    """The overrides among a job's that set a swept key (``+`` and ``~`` prefixes ignored): what
+    tells one child run of a sweep from another, so it names the run."""
+    bare = {key.lstrip("+~") for key in keys}
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in bare]
 
 
 _current: ParentRun | None = None

@@ -19,7 +19,6 @@ from mlflow.entities import RunStatus
 
 from backproplab import __version__
 from backproplab.errors import ConfigError
-from backproplab.hydra_app.preflight import swept_overrides
 from backproplab.run.context import RunContext
 from backproplab.numerics.trainer import Callback
 from . import parent as sweep_parent
@@ -32,7 +31,7 @@ from .settings import TrackingSettings
 from .signals import Terminated, sigterm_as_interrupt
 from .sql_writer import SqlMetricSink, supports_sql_writer
 from .store import connect, resolve_uri
-from .tags import base_tags, component_tags, hydra_job_num, one_line, overrides_tag
+from .tags import base_tags, component_tags, one_line, overrides_tag
 from .trace import TraceRecorder
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -80,7 +79,7 @@ def _run_name(settings: TrackingSettings, context: RunContext, parent: sweep_par
     if settings.run_name:
         return truncate(settings.run_name, MAX_RUN_NAME)
     if parent is not None and context.overrides:
-        swept = swept_overrides(context.overrides, parent.swept_keys)
+        swept = sweep_parent.swept_overrides(context.overrides, parent.swept_keys)
         return truncate(",".join(swept or context.overrides), MAX_RUN_NAME)
     return None  # MLflow picks a memorable name
 
@@ -103,7 +102,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
 
-    tags = base_tags(__version__)
+    tags = base_tags(__version__, context.launch_dir)
     tags.update(component_tags(context.components))
     tags["hydra.overrides"] = overrides_tag(context.overrides)
     tags["backproplab.task"] = context.task
@@ -111,9 +110,8 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     tags["backproplab.n_parameters"] = str(network.n_parameters)
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
-        job = hydra_job_num()
-        if job is not None:
-            tags["hydra.job.num"] = job  # lets the sweep summary place the run without guessing
+        if context.job_num is not None:
+            tags["hydra.job.num"] = str(context.job_num)  # lets the sweep summary place the run without guessing
     run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
     run_id = run.info.run_id
 

@@ -45,31 +45,6 @@ def _user() -> str:
         return "unknown"
 
 
-def _launch_dir() -> str:
-    """Where the user started the command: Hydra's original cwd even when a job changed directory."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            return HydraConfig.get().runtime.cwd
-    except Exception:  # noqa: BLE001 - outside a Hydra app
-        pass
-    return str(Path.cwd())
-
-
-def hydra_job_num() -> str | None:
-    """The running Hydra job's number in its multirun, else None."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-            return str(HydraConfig.get().job.num)
-    except Exception:  # noqa: BLE001 - outside a Hydra app
-        pass
-    return None
-
-
 def base_tags(version: str, workdir: str | None = None) -> dict[str, str]:
     """``mlflow.source.git.commit`` is the user's project (the repository of the directory the
     run was started from), as MLflow records it for a script; backproplab's own checkout, when it
@@ -80,7 +55,7 @@ def base_tags(version: str, workdir: str | None = None) -> dict[str, str]:
         "mlflow.source.name": "backproplab",
         "mlflow.source.type": "LOCAL",
     }
-    project = git_commit(str(Path(workdir or _launch_dir()).resolve()))
+    project = git_commit(str(Path(workdir or Path.cwd()).resolve()))
     if project:
         tags[GIT_COMMIT_TAG] = project
     own = git_commit()
@@ -103,11 +78,7 @@ def overrides_tag(overrides: Sequence[str]) -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """The reason as the console states it: backproplab's own errors are written for users and
-    read the same in MLflow; anything else keeps its type, which is often the only clue."""
-    from backproplab.errors import BackproplabError
+    """The reason as the console states it, cut to fit a tag."""
+    from backproplab.errors import exception_line
 
-    text = " ".join(str(exc).split()) or "(no message)"
-    if isinstance(exc, BackproplabError):
-        return truncate(text, 1000)
-    return truncate(f"{type(exc).__name__}: {text}", 1000)
+    return truncate(exception_line(exc), 1000)

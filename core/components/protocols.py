@@ -1,0 +1,71 @@
+"""The four component interfaces, as typing Protocols.
+
+A component is any class with these methods: nothing needs to inherit from anything. The
+Protocols say what the core calls, with which shapes, so that a type checker can check a
+plugin, the conformance kit (``backproplab.testing``) can tell a component's kind from its
+methods, and the author's guide (docs/plugins.md) can quote one definition. The constructor's
+keyword arguments are the component's hyperparameters; they are not part of the Protocol.
+
+Shapes: a batch holds m examples; ``z`` and ``a`` are (m, n_l); ``y_hat`` and ``y`` are
+(m, n_outputs); weights are (fan_out, fan_in).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class Activation(Protocol):
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        """a = f(z), element-wise or per row (softmax). Must not modify ``z``."""
+        ...
+
+    def backward(self, z: np.ndarray, a: np.ndarray, grad_a: np.ndarray) -> np.ndarray:
+        """dE/dz from dE/da: the vector-Jacobian product, so softmax fits too."""
+        ...
+
+
+@runtime_checkable
+class Loss(Protocol):
+    def value(self, y_hat: np.ndarray, y: np.ndarray) -> float:
+        """E = (1/m) sum over the batch of L(y_hat_i, y_i)."""
+        ...
+
+    def grad(self, y_hat: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """dE/dy_hat, shape (m, n_outputs), already divided by m."""
+        ...
+
+
+@runtime_checkable
+class Initializer(Protocol):
+    def __call__(self, shape: tuple[int, int], rng: np.random.Generator, dtype: np.dtype = ...) -> np.ndarray:
+        """A new array of ``shape`` (fan_out, fan_in), drawn from ``rng``."""
+        ...
+
+
+@runtime_checkable
+class Optimizer(Protocol):
+    def step(self, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
+        """Update every array of ``params`` in place from ``grads`` (same keys: W1, b1, ...),
+        keeping any state keyed by parameter name."""
+        ...
+
+
+def required_methods(protocol: type) -> tuple[str, ...]:
+    """The methods a component of ``protocol``'s kind must have, read off the Protocol itself."""
+    return tuple(
+        name for name, value in vars(protocol).items() if callable(value) and (not name.startswith("_") or name == "__call__")
+    )
+
+
+PROTOCOLS: dict[str, type] = {
+    "activation": Activation,
+    "loss": Loss,
+    "initializer": Initializer,
+    "optimizer": Optimizer,
+}
+
+__all__ = ["Activation", "Loss", "Initializer", "Optimizer", "PROTOCOLS", "required_methods"]

@@ -1,0 +1,65 @@
+"""Group choices on the command line (``optimizer=adamm``, sweeps included), checked against the
+registered components and config options before Hydra composes anything, so the error can list
+the registered names and the closest one instead of Hydra's search-path report. Shared by the
+``backproplab`` command and ``backproplab explain``."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def _override_args(args: Sequence[str]) -> list[str]:
+    """The overrides among Hydra's command-line arguments (``--cfg job`` etc. are not ones)."""
+    from .preflight import hydra_args
+
+    namespace = hydra_args(args)
+    return [] if namespace is None else list(namespace.overrides or [])
+
+
+def check_overrides(args: Sequence[str]) -> None:
+    """Unknown group choices (``optimizer=adamm``, sweeps included) as a one-line ConfigError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from .config_store import COMPONENT_GROUPS, group_options
+    from backproplab.errors import ConfigError, closest
+    from backproplab.components.loading import get_registry
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in _override_args(args):
+        try:
+            parsed += parser.parse_overrides([text])
+        except OverrideParseException as exc:
+            reason = " ".join(str(exc).split()).replace("See https", "see https")
+            raise ConfigError(f"cannot parse the override {text!r}: {reason}") from None
+    groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
+    registry = get_registry()
+    for ov in parsed:
+        group = ov.key_or_group.lstrip("+~")
+        if group not in groups or ov.package is not None or ov.is_delete():
+            continue
+        if ov.is_sweep_override():
+            try:
+                values = list(ov.sweep_string_iterator())
+            except Exception:  # glob/range sweeps: Hydra checks those itself
+                continue
+        else:
+            value = ov.value()
+            if value is None:  # group=null removes the group; validation names what is missing
+                continue
+            values = [value]
+        for value in values:
+            if group in COMPONENT_GROUPS:
+                if not isinstance(value, str):
+                    raise ConfigError(key=group, value=value, problem="is not a name", valid=registry.names(group), valid_label="available")
+                try:
+                    registry.get(group, value)
+                except ConfigError as exc:
+                    raise ConfigError(f"{group}={value}: {exc}", key=group, value=value, valid=exc.valid, hint=exc.hint) from None
+                continue
+            options = group_options(group)
+            if value not in options:
+                raise ConfigError(
+                    key=group, value=value, problem="is unknown", valid=options, valid_label="available", hint=closest(str(value), options)
+                )
