@@ -4,7 +4,7 @@ and MLflow tracking."""
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from backproplab.components.hookspecs import hookimpl, hookspec
-from .errors import BackproplabError, ConfigError, NonFiniteLossError, PluginError, UnknownComponentError
+from .errors import BackproplabError, ConfigError, NonFiniteLossError, NonFiniteParametersError, PluginError, UnknownComponentError
 from backproplab.numerics.network import Network
 from backproplab.numerics.trainer import Callback, EpochSummary, History, Step, Trainer
 from backproplab.components.loading import get_plugins, get_registry, load_plugins
@@ -21,6 +21,7 @@ __all__ = [
     "BackproplabError",
     "ConfigError",
     "NonFiniteLossError",
+    "NonFiniteParametersError",
     "PluginError",
     "UnknownComponentError",
     "Network",

@@ -128,3 +128,19 @@ class NonFiniteLossError(BackproplabError, FloatingPointError):
             f"non-finite loss {loss!r} at epoch {epoch + 1}, iteration {iteration + 1}; "
             "try a smaller optimizer.lr or standardised inputs (data.standardize=true)"
         )
+
+
+class NonFiniteParametersError(BackproplabError, FloatingPointError):
+    """An optimizer update left a parameter NaN or infinite (e.g. ``optimizer.lr=1e308``).
+
+    Outputs can hide it (a sigmoid of inf is 1, so the loss stays finite), so the trainer checks
+    the parameters themselves; the run fails as for a non-finite loss. ``epoch`` and
+    ``iteration`` are 0-based, the iteration whose update did it; the message counts from 1."""
+
+    def __init__(self, name: str, epoch: int, iteration: int):
+        self.name, self.epoch, self.iteration = name, epoch, iteration
+        super().__init__(
+            f"non-finite parameter {name} after the update of epoch {epoch + 1}, iteration {iteration + 1}; "
+            "try a smaller optimizer.lr or standardised inputs (data.standardize=true)"
+        )
+

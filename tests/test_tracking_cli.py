@@ -86,3 +86,16 @@ def test_an_untracked_run_does_not_import_mlflow(tmp_path, cli_env):
     assert out.returncode == 0, out.stderr
     assert "iteration 7/7  prediction 0.925053" in out.stdout
     assert out.stdout.strip().endswith("mlflow not imported")
+
+
+def test_an_update_to_non_finite_weights_fails_the_run(cli, tmp_path):
+    # Issue 14: rmsprop with lr 1e308 used to exit 0, FINISHED, with params.npz all inf.
+    proc = cli("optimizer=rmsprop", "optimizer.lr=1e308", "trainer.epochs=1")
+    assert proc.returncode == 1
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: non-finite parameter W1 after the update of epoch 1, iteration 1; ")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == line.removeprefix("error: ")
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # what it logged stays

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import backproplab as bp
-from backproplab.errors import NonFiniteLossError
+from backproplab.errors import NonFiniteLossError, NonFiniteParametersError
+from hypothesis import given, settings, strategies as st
 
 
 class Recorder(bp.Callback):
@@ -295,3 +296,42 @@ def test_a_non_finite_loss_is_reported_with_the_numbers_the_progress_lines_use()
     assert str(info.value).startswith("non-finite loss nan at epoch 2, iteration 5; ")
     assert (info.value.epoch, info.value.iteration) == (1, 4)
     assert [s["iteration"] for s in rec.steps] == [0, 1, 2, 3]
+
+
+# --- parameters that an update made non-finite ---------------------------------------------------
+
+
+def test_an_update_to_infinite_weights_fails_even_when_the_loss_stays_finite():
+    # rmsprop with lr 1e308 sends W1 to +-inf in the first update; sigmoid(inf) = 1, so the
+    # clipped bce loss of the next pass would still be finite.
+    net = bp.build_network([3, 4, 1], "sigmoid", initializer={"name": "legacy_randn", "seed": 3})
+    trainer = bp.build_trainer(net, "bce", {"name": "rmsprop", "lr": 1e308}, batch_size=1, epochs=3, shuffle=False)
+    with pytest.raises(NonFiniteParametersError) as info:
+        trainer.fit([[7, 8, 10]], [1])
+    assert (info.value.name, info.value.epoch, info.value.iteration) == ("W1", 0, 0)
+    assert str(info.value).startswith("non-finite parameter W1 after the update of epoch 1, iteration 1; ")
+
+
+def test_a_large_network_is_checked_at_the_end_of_each_epoch():
+    X, y = linear_data(40)
+    net = bp.build_network([X.shape[1], 200, 60, 1], "tanh", "identity", initializer="he_normal", seed=0)
+    assert net.n_parameters > 10_000  # above the per-update threshold
+    trainer = bp.build_trainer(net, "mse", {"name": "rmsprop", "lr": 1e308}, batch_size=40, epochs=2, shuffle=False)
+    with pytest.raises((NonFiniteParametersError, NonFiniteLossError)) as info:
+        trainer.fit(X, y)
+    assert info.value.epoch == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    optimizer=st.sampled_from(["sgd", "rmsprop", "adagrad", "adam", "adamw"]),
+    exponent=st.integers(min_value=-3, max_value=308),
+)
+def test_no_fit_ends_with_non_finite_parameters(optimizer, exponent):
+    net = bp.build_network([3, 4, 1], "sigmoid", initializer={"name": "legacy_randn", "seed": 3})
+    trainer = bp.build_trainer(net, "bce", {"name": optimizer, "lr": 10.0**exponent}, batch_size=1, epochs=3, shuffle=False)
+    try:
+        trainer.fit([[7, 8, 10]], [1])
+    except (NonFiniteParametersError, NonFiniteLossError):
+        return
+    assert all(np.isfinite(p).all() for p in net.params.values())

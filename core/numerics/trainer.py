@@ -17,9 +17,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from backproplab.errors import ConfigError, NonFiniteLossError
+from backproplab.errors import ConfigError, NonFiniteLossError, NonFiniteParametersError
 from .network import Network
 from backproplab.validation import check_positive_int
+
+
+# Up to this many parameters, checking them all after an update costs under a microsecond or so.
+CHECK_EVERY_UPDATE_MAX_PARAMS = 10_000
 
 
 def prepare_targets(loss: Any, y: Any, network: Network, name: str = "y") -> np.ndarray:
@@ -154,6 +158,10 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.iteration = 0
         self.epoch = 0
+        # Parameters are checked after every update while that costs next to nothing against the
+        # iteration itself; a large network is checked at the end of every epoch (a non-finite
+        # weight shows in its loss long before in all but saturated outputs).
+        self._check_every_update = network.n_parameters <= CHECK_EVERY_UPDATE_MAX_PARAMS
 
     def iterations_per_epoch(self, n_examples: int) -> int:
         """ceil(n / batch_size), with batch_size clamped to n as ``fit`` does."""
@@ -197,8 +205,19 @@ class Trainer:
             for g in grads.values():
                 g.flags.writeable = True
         self.optimizer.step(net.params, grads)
+        if self._check_every_update:
+            self.check_parameters()
         self.iteration += 1
         return loss_value, y_hat
+
+    def check_parameters(self, iteration: int | None = None) -> None:
+        """Raise NonFiniteParametersError if an update left a parameter NaN or infinite, naming
+        ``iteration`` (by default the current one) as the update that did it.
+
+        A finite sum proves every element finite without a boolean copy of the array."""
+        for name, p in self.network.params.items():
+            if not math.isfinite(float(np.add.reduce(p, axis=None))) and not np.isfinite(p).all():
+                raise NonFiniteParametersError(name, self.epoch, self.iteration if iteration is None else iteration)
 
     def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, Any] | None = None) -> History:
         """Train for ``epochs`` epochs; every input is checked before the first iteration."""
@@ -253,6 +272,8 @@ class Trainer:
                     loss_sum += loss_value * m
                     if accuracy_fn is not None:
                         correct += float(accuracy_fn(y_hat, yb)) * m
+                if not self._check_every_update:
+                    self.check_parameters(self.iteration - 1)
                 val_loss = val_acc = None
                 if validation_data is not None:
                     val_loss, val_acc = self._evaluate(X_val, y_val)
