@@ -266,7 +266,7 @@ def test_exception_fails_the_run_after_flushing(store, experiment):
         train_worked_example(store, experiment, epochs=50, callbacks=[Boom()])
     client, run = only_run(store, experiment)
     assert run.info.status == "FAILED"
-    assert run.data.tags["failure_reason"] == "RuntimeError: boom second line"
+    assert run.data.tags["failure_reason"] == "RuntimeError: boom; second line"  # as the console words it
     assert [s for s, _ in history(client, run, "loss")] == [0, 1, 2, 3, 4]
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
@@ -367,8 +367,10 @@ def test_interrupt_kills_the_run_after_flushing(tmp_path, store, experiment, sig
     assert name == ("Terminated" if signum == signal.SIGTERM else "KeyboardInterrupt")
     client, run = only_run(store, experiment)
     assert run.info.status == "KILLED"
-    assert run.data.tags["failure_reason"] == ("interrupted by SIGTERM" if signum == signal.SIGTERM else "interrupted (Ctrl-C)")
     steps = [s for s, _ in history(client, run, "loss")]
+    who = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    # Where it stopped, counted from 1 as the console counts: one iteration per epoch here.
+    assert run.data.tags["failure_reason"] == f"interrupted by {who} at epoch {len(steps)}, iteration {len(steps)}"
     assert iterations >= 200
     assert steps == list(range(len(steps))) and len(steps) in (iterations, iterations + 1)
     assert len(history(client, run, "grad/w1_1_1")) == len(steps)

@@ -211,7 +211,7 @@ def test_a_signal_during_the_transaction_waits_for_the_commit(client, experiment
     import os
     import signal
 
-    from backproplab.tracking.signals import sigterm_as_interrupt
+    from backproplab.tracking.signals import InterruptGuard
 
     run_id = new_run(client, experiment_id)
     sink = SqlMetricSink(store, run_id, client)
@@ -223,7 +223,8 @@ def test_a_signal_during_the_transaction_waits_for_the_commit(client, experiment
 
     sink._update_latest = update_then_signal
     b = block([0, 1], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
-    with sigterm_as_interrupt(), pytest.raises(KeyboardInterrupt):
+    with InterruptGuard() as guard, pytest.raises(KeyboardInterrupt):
+        guard.interrupting()  # as while a run trains
         sink(b)
     assert sink.calls == 1
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [0, 1]

@@ -7,11 +7,13 @@ import sys
 import warnings
 from typing import Any
 
+from backproplab.tracking.signals import Terminated  # no mlflow: plain signal handling
 from backproplab.errors import BackproplabError, ConfigError, closest, exception_line, format_problem, one_line
 
 EXIT_FAILED = 1  # training failed (non-finite loss, a plugin raising, an unexpected error)
 EXIT_CONFIG = 2  # the command line or config is wrong; nothing was trained
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what schedulers (SLURM, Kubernetes) expect after a kill
 
 # The CLI forces HYDRA_FULL_ERROR=1 so that Hydra hands every exception back to it instead of
 # printing its own multi-line report; whether the *user* asked for tracebacks is kept here.
@@ -69,6 +71,8 @@ def _hydra_line(exc: BaseException) -> str | None:
 
 def describe(exc: BaseException) -> tuple[str, int]:
     """(one line, exit code) for an exception that reached the command line."""
+    if isinstance(exc, Terminated):
+        return "interrupted (SIGTERM)", EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
     if isinstance(exc, ConfigError):

@@ -42,6 +42,7 @@ class MlflowTracker(Callback):
         self.flush_interval_s = flush_interval_s
         self.trace = trace
         self.epochs: list[EpochSummary] = []
+        self.last_step: Step | None = None
         self._next_flush = time.time() + flush_interval_s
         # Precomputed (param, start, stop) triples: the hot path never builds names.
         self._grad_slots = [(s.param, s.start, s.stop) for s in layout.grad_slots]
@@ -49,6 +50,7 @@ class MlflowTracker(Callback):
         self._norm_slots = [(c, which == "grad", p) for c, which, p in layout.norm_columns]
 
     def on_iteration(self, step: Step) -> None:
+        self.last_step = step  # the trainer's one live view: where a stopped run stopped
         if self.trace is not None:
             self.trace.record(step)
         iteration = step.iteration

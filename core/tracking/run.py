@@ -4,13 +4,17 @@ Status semantics:
 - FINISHED: the block ended normally; metrics flushed, artifacts logged.
 - FAILED: the block raised (including NonFiniteLossError); what was buffered is flushed, the
   ``failure_reason`` tag holds the exception in one line, and the exception propagates.
-- KILLED: Ctrl-C (KeyboardInterrupt) or SIGTERM; flushed, then the interrupt propagates.
+- KILLED: Ctrl-C (KeyboardInterrupt) or SIGTERM, at any moment and any number of times: while
+  training, the first one stops it; while the run is created or ended, signals are held until
+  it is saved. Either way the metrics are flushed, the artifacts logged, the run marked KILLED
+  with where it stopped, and then the interrupt propagates (exit 130 or 143).
 An unreachable store is a ConfigError before any run exists and before any training.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import warnings
 from typing import Any, Iterator, Mapping
@@ -28,7 +32,7 @@ from .callback import MlflowTracker
 from .metric_names import MetricLayout
 from .params import log_params, truncate
 from .settings import TrackingSettings
-from .signals import Terminated, sigterm_as_interrupt
+from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
 from .sql_writer import SqlMetricSink, supports_sql_writer
 from .store import connect, resolve_uri
 from .tags import base_tags, component_tags, one_line, overrides_tag
@@ -112,40 +116,87 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
         tags[PARENT_TAG] = parent.run_id
         if context.job_num is not None:
             tags["hydra.job.num"] = str(context.job_num)  # lets the sweep summary place the run without guessing
-    run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
-    run_id = run.info.run_id
-
-    tracker: MlflowTracker | None = None
-    try:
-        log_params(client, run_id, context.config)
-        trace = None
-        if settings.trace:
-            trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
-        tracker = MlflowTracker(
-            layout,
-            BatchWriter(_sink(settings, uri, client, run_id), run_id, background=settings.background),
-            max_metrics=settings.max_metrics,
-            every_n_iterations=settings.every_n_iterations,
-            flush_interval_s=settings.flush_interval_s,
-            trace=trace,
-        )
-        with sigterm_as_interrupt():
-            yield tracker
-    except KeyboardInterrupt as exc:
-        sweep_parent.interrupted = True
-        _finish(client, run_id, context, tracker, RunStatus.KILLED, "interrupted by SIGTERM" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)")
-        raise
-    except BaseException as exc:
-        _finish(client, run_id, context, tracker, RunStatus.FAILED, one_line(exc))
-        raise
-    else:
+    with InterruptGuard() as guard:  # from before the run exists until its status is final
+        run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
+        run_id = run.info.run_id
+        tracker: MlflowTracker | None = None
+        outcome: BaseException | None = None
         try:
-            _close(tracker)
-            _log_artifacts(client, run_id, context, tracker)
-        except BaseException as exc:
-            _finish(client, run_id, context, None, RunStatus.FAILED, f"could not record the run: {one_line(exc)}")
-            raise
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+            try:
+                log_params(client, run_id, context.config)
+                trace = None
+                if settings.trace:
+                    trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
+                tracker = MlflowTracker(
+                    layout,
+                    BatchWriter(_sink(settings, uri, client, run_id), run_id, background=settings.background),
+                    max_metrics=settings.max_metrics,
+                    every_n_iterations=settings.every_n_iterations,
+                    flush_interval_s=settings.flush_interval_s,
+                    trace=trace,
+                )
+                guard.interrupting()
+                yield tracker
+            finally:
+                # A signal landing before this line still raises, into the handler below.
+                guard.recording()
+        except BaseException as exc:  # noqa: BLE001 - recorded below, then re-raised
+            outcome = exc
+        _end(client, run_id, context, tracker, outcome, guard)
+    if outcome is not None:
+        raise outcome
+    if guard.caught:  # the run finished, but the user asked to stop while it was being saved
+        raise interrupt_for(guard.caught[0])
+
+
+def _end(
+    client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, outcome: BaseException | None, guard: InterruptGuard
+) -> None:
+    """Flush, log the artifacts and set the final status, whatever signals arrive meanwhile.
+
+    Each step is attempted on its own: metrics first (they are what the user lost time for),
+    then the artifacts that explain the run, then the status. A run that trained to the end but
+    was interrupted while being saved still ends KILLED, with everything it had.
+    """
+    where = _position(tracker)
+    if isinstance(outcome, KeyboardInterrupt):
+        sweep_parent.interrupted = True
+        status, reason = RunStatus.KILLED, f"interrupted by {describe_signal(_signal_of(outcome))}{where}"
+    elif outcome is not None:
+        status, reason = RunStatus.FAILED, one_line(outcome)
+    else:
+        status, reason = RunStatus.FINISHED, None
+    problems = []
+    for action in (lambda: _close(tracker), lambda: _log_artifacts(client, run_id, context, tracker)):
+        try:
+            action()
+        except BaseException as exc:  # noqa: BLE001 - report and keep ending the run
+            problems.append(exc)
+            print(f"backproplab: while ending MLflow run {run_id}: {one_line(exc)}", file=sys.stderr)
+    if status == RunStatus.FINISHED and problems:
+        status, reason = RunStatus.FAILED, f"could not record the run: {one_line(problems[0])}"
+    if status == RunStatus.FINISHED and guard.caught:
+        sweep_parent.interrupted = True
+        status = RunStatus.KILLED
+        reason = f"interrupted by {describe_signal(guard.caught[0])}{where}, while the finished run was being saved"
+    try:
+        if reason:
+            client.set_tag(run_id, FAILURE_TAG, reason)
+        client.set_terminated(run_id, RunStatus.to_string(status))
+    except Exception as exc:  # noqa: BLE001
+        warnings.warn(f"could not mark MLflow run {run_id} {RunStatus.to_string(status)}: {one_line(exc)}", stacklevel=2)
+
+
+def _signal_of(interrupt: KeyboardInterrupt) -> int:
+    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+
+
+def _position(tracker: MlflowTracker | None) -> str:
+    """" after epoch E, iteration I" (counted from 1, as the console counts), when known."""
+    step = None if tracker is None else tracker.last_step
+    if step is None:
+        return " before the first iteration"
+    return f" at epoch {step.epoch + 1}, iteration {step.iteration + 1}"
 
 
 def _close(tracker: MlflowTracker | None) -> None:
@@ -167,24 +218,3 @@ def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: Mlflo
         trace=tracker.trace,
         input_scaling=context.input_scaling,
     )
-
-
-def _finish(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, status: int, reason: str | None) -> None:
-    """End a run that did not finish normally; never masks the exception being handled.
-
-    Each step is attempted on its own: metrics first (they are what the user lost time for),
-    then the artifacts that explain the failure, then the status.
-    """
-    for action in (
-        lambda: _close(tracker),
-        lambda: _log_artifacts(client, run_id, context, tracker),
-        lambda: reason and client.set_tag(run_id, FAILURE_TAG, reason),
-    ):
-        try:
-            action()
-        except BaseException as exc:  # noqa: BLE001 - report and keep ending the run
-            print(f"backproplab: while ending MLflow run {run_id}: {one_line(exc)}", file=sys.stderr)
-    try:
-        client.set_terminated(run_id, RunStatus.to_string(status))
-    except Exception as exc:  # noqa: BLE001
-        warnings.warn(f"could not mark MLflow run {run_id} {RunStatus.to_string(status)}: {one_line(exc)}", stacklevel=2)

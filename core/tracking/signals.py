@@ -1,8 +1,12 @@
-"""SIGTERM treated like Ctrl-C while a run is tracked.
+"""SIGINT and SIGTERM while a run is tracked.
 
 Schedulers and ``kill`` send SIGTERM; Python's default would end the process without running
-``finally`` blocks, leaving buffered metrics unwritten and the run RUNNING forever. Raising an
-exception instead lets the tracking context flush and mark the run KILLED.
+``finally`` blocks, leaving buffered metrics unwritten and the run RUNNING forever. While a run
+trains, either signal raises (``KeyboardInterrupt``, or ``Terminated`` for SIGTERM), so the
+tracking context can flush and mark the run KILLED. While the run is being created or ended
+(final flush, artifacts, status), a signal must not cut that work in half: it is recorded, the
+work completes, the run ends KILLED, and the interrupt is raised afterwards, so the process still
+exits 130 (SIGINT) or 143 (SIGTERM) as shells and schedulers expect.
 """
 
 from __future__ import annotations
@@ -10,28 +14,58 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from typing import Any, Iterator
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived; a KeyboardInterrupt so every handler of Ctrl-C handles it too."""
 
 
-def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise Terminated("SIGTERM")
+def interrupt_for(signum: int) -> KeyboardInterrupt:
+    return Terminated("SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Install the handler for the duration of the block; handlers only exist in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def describe_signal(signum: int) -> str:
+    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+
+
+class InterruptGuard:
+    """SIGINT and SIGTERM handlers for the life of one tracked run (main thread only).
+
+    The guard starts *recording*: signals are noted, nothing is raised. ``interrupting()`` makes
+    the next signal raise (training); ``recording()`` goes back (ending the run). ``caught`` holds
+    every signal received, in order; any number of them never leaves the run half-recorded.
+    """
+
+    def __init__(self) -> None:
+        self.caught: list[int] = []
+        self._raise = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "InterruptGuard":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal handler signature
+        self.caught.append(signum)
+        if self._raise:
+            self._raise = False  # one interrupt ends training; later signals are recorded
+            raise interrupt_for(signum)
+
+    def interrupting(self) -> None:
+        """From now on a signal raises; one that came while recording is raised at once."""
+        if self.caught:
+            raise interrupt_for(self.caught[0])
+        self._raise = True
+
+    def recording(self) -> None:
+        self._raise = False
 
 
 @contextlib.contextmanager
