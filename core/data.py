@@ -8,8 +8,8 @@ common options then apply the same way to every set:
   so nothing about the validation split leaks into training;
 - ``data.shuffle`` and ``data.batch_size`` are read by the trainer, not here.
 
-Nothing is downloaded: the generators and the two bundled sets ship with scikit-learn, and the
-worked example's single row is built in (a wheel install has no ``../shared``).
+Nothing is downloaded: the generators and the two bundled sets ship with scikit-learn, the
+worked example's single row is built in, and marks.csv ships in ``backproplab.datasets``.
 """
 
 from __future__ import annotations
@@ -144,13 +144,23 @@ def _digits(cfg: Mapping[str, Any]) -> Raw:
 def _csv(cfg: Mapping[str, Any]) -> Raw:
     path = cfg.get("path")
     if not isinstance(path, str) or not path:
-        raise ConfigError(f"data.path={path!r} is missing; give the CSV file, e.g. data.path=../shared/data/marks.csv")
+        raise ConfigError(
+            f"data.path={path!r} is missing; valid: the path of a CSV file with a header row, "
+            "e.g. data.path=data/train.csv (or data=marks for the shipped marks.csv)"
+        )
     return read_csv(Path(path), cfg.get("target", "y"), cfg.get("features"), cfg.get("task", "auto"))
+
+
+def _marks(cfg: Mapping[str, Any]) -> Raw:
+    from .datasets import path
+
+    return read_csv(path("marks.csv"), "y", None, "binary")
 
 
 LOADERS: dict[str, tuple[Loader, tuple[str, ...]]] = {
     "seed_example": (_seed_example, ()),
     "csv": (_csv, ("path", "target", "features", "task")),
+    "marks": (_marks, ()),
     "xor": (_xor, ()),
     "moons": (_moons, ("n_samples", "noise")),
     "circles": (_circles, ("n_samples", "noise", "factor")),

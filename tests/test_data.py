@@ -47,8 +47,8 @@ def test_xor_truth_table():
     assert [int(a) ^ int(b) for a, b in ds.X_train] == ds.y_train.astype(int).tolist()
 
 
-def test_marks_csv(shared_data):
-    ds = load_dataset(data("csv", path=str(shared_data / "marks.csv"), target="y", features=None, task="auto"))
+def test_marks_csv(shipped_data):
+    ds = load_dataset(data("csv", path=str(shipped_data / "marks.csv"), target="y", features=None, task="auto"))
     assert (ds.n_train, ds.n_features, ds.task) == (395, 3, "binary")
     assert ds.feature_names == ["x1", "x2", "x3"]
     assert (int((ds.y_train == 1).sum()), int((ds.y_train == 0).sum())) == (265, 130)
@@ -56,8 +56,36 @@ def test_marks_csv(shared_data):
     assert ds.X_train[2].tolist() == [7.0, 8.0, 10.0] and ds.y_train[2] == 1
 
 
-def test_csv_feature_selection(shared_data):
-    ds = load_dataset(data("csv", path=str(shared_data / "marks.csv"), target="y", features=["x3", "x1"]))
+def test_marks_is_a_data_set_by_name(shipped_data):
+    ds = load_dataset(data("marks"))
+    assert (ds.n_train, ds.n_features, ds.task, ds.n_classes) == (395, 3, "binary", 2)
+    assert ds.X_train[2].tolist() == [7.0, 8.0, 10.0] and ds.y_train[2] == 1
+    # The file it reads is the one inside the package, shipped with its licence.
+    assert (shipped_data / "marks.LICENSE").read_text().startswith("MIT License")
+    assert shipped_data.name == "datasets" and shipped_data.parent.name in ("core", "backproplab")
+
+
+def test_marks_takes_no_path():
+    with pytest.raises(ConfigError, match=r"^data.path is not an option of data=marks; valid: name, batch_size"):
+        load_dataset(data("marks", path="elsewhere.csv"))
+
+
+def test_datasets_path_names_the_files():
+    from backproplab import datasets
+
+    assert datasets.path("seed_example.json").is_file()
+    with pytest.raises(ValueError, match=r"'iris.csv' is not a data file of backproplab.datasets; available: marks.csv"):
+        datasets.path("iris.csv")
+
+
+def test_csv_without_path_suggests_a_real_path_or_marks():
+    with pytest.raises(ConfigError, match=r"^data.path=None is missing; valid: the path of a CSV file .*data=marks") as info:
+        load_dataset(data("csv", path=None, target="y"))
+    assert "shared" not in str(info.value)
+
+
+def test_csv_feature_selection(shipped_data):
+    ds = load_dataset(data("csv", path=str(shipped_data / "marks.csv"), target="y", features=["x3", "x1"]))
     assert ds.feature_names == ["x3", "x1"] and ds.X_train[2].tolist() == [10.0, 7.0]
 
 
