@@ -36,3 +36,5 @@ class RunContext:
     epochs: int = 0
     # data.standardize's statistics {"mean": ..., "scale": ...}, or None when inputs are raw.
     input_scaling: dict[str, Any] | None = None
+    # Class names in label order when the data's targets were text (output k means classes[k]).
+    classes: list[str] | None = None
