@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 
 import backproplab as bp
+from backproplab import datasets
 from backproplab.run.context import RunContext
 from backproplab.tracking import track_run
 from backproplab.tracking.metric_names import MetricLayout
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def worked_example():
@@ -50,7 +50,7 @@ def worked_example():
 
 
 def marks():
-    data = np.loadtxt(SHARED / "marks.csv", delimiter=",", skiprows=1)
+    data = np.loadtxt(datasets.path("marks.csv"), delimiter=",", skiprows=1)
     X, y = data[:, 1:], data[:, 0]
     X = (X - X.mean(axis=0)) / X.std(axis=0)
     net = bp.build_network([3, 8, 8, 1], "tanh", "sigmoid", initializer="xavier_normal", seed=0)

@@ -14,12 +14,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``shared/data`` beside the repository checkout (CI clones main with shared/ next to it)."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not path.is_dir():
-        pytest.fail(f"shared data not found at {path}; shared/ must sit beside the repository")
-    return path
+def shipped_data() -> Path:
+    """The folder of the data files shipped in the package (``backproplab.datasets``):
+    marks.csv and seed_example.json, as an installed backproplab finds them."""
+    from backproplab import datasets
+
+    return datasets.path("marks.csv").parent
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -22,11 +22,11 @@ def predictions(stdout: str) -> list[float]:
     return [float(line.split("prediction")[1].split()[0]) for line in stdout.splitlines() if " prediction " in line]
 
 
-def test_default_run_is_the_worked_example(cli, tmp_path, shared_data):
+def test_default_run_is_the_worked_example(cli, tmp_path, shipped_data):
     proc = cli("logger=none")
     assert proc.returncode == 0, proc.stderr
     assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
-    example = json.loads((shared_data / "seed_example.json").read_text())
+    example = json.loads((shipped_data / "seed_example.json").read_text())
     assert f"iteration 1/7  prediction 0.520888  loss {example['iteration_0']['loss']:.6f}" in proc.stdout
     (record,) = results(tmp_path / "outputs")
     assert record["status"] == "ok" and record["iterations"] == 7
@@ -47,8 +47,9 @@ def test_seed_backprop_experiment(cli):
     assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
 
 
-def test_marks_experiment(cli, tmp_path, shared_data):
-    proc = cli("experiment=marks", f"data.path={shared_data / 'marks.csv'}", "logger=none")
+def test_marks_experiment(cli, tmp_path):
+    # No data.path: the experiment uses the shipped data=marks.
+    proc = cli("experiment=marks", "logger=none")
     assert proc.returncode == 0, proc.stderr
     (record,) = results(tmp_path / "outputs")
     # 395 rows, 20% held out -> 316 training rows, batches of 20 -> 16 iterations x 100 epochs.
@@ -81,10 +82,10 @@ def test_sweep_experiments_run_as_multiruns(cli, tmp_path, name, key, values):
         assert by_batch == {"1": 480, "8": 60, "32": 15, "160": 3}
 
 
-def test_explain_command(cli, shared_data):
+def test_explain_command(cli, shipped_data):
     proc = cli("explain")
     assert proc.returncode == 0, proc.stderr
-    grad = json.loads((shared_data / "seed_example.json").read_text())["iteration_0"]["grad"]
+    grad = json.loads((shipped_data / "seed_example.json").read_text())["iteration_0"]["grad"]
     row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("w^2_11 "))
     assert float(row.split()[2]) == pytest.approx(grad["W2"][0][0], abs=1e-6)
 

@@ -136,8 +136,12 @@ def test_command_line_group_choice_beats_the_experiment():
 
 
 def test_marks_experiment_overrides_data_and_components():
-    cfg = _compose("experiment=marks", "data.path=somewhere.csv")
-    assert cfg.data.name == "csv" and cfg.data.path == "somewhere.csv" and cfg.data.target == "y"
+    cfg = _compose("experiment=marks")
+    assert cfg.data.name == "marks" and "path" not in cfg.data and cfg.data.batch_size == 20
+    # Another file of marks.csv's format keeps the experiment's batching and split.
+    other = _compose("experiment=marks", "data=csv", "data.path=somewhere.csv")
+    assert other.data.name == "csv" and other.data.path == "somewhere.csv" and other.data.target == "y"
+    assert other.data.batch_size == 20 and other.data.val_fraction == 0.2 and other.data.standardize is True
     assert cfg.optimizer.name == "adam" and cfg.optimizer.lr == 0.01
     assert cfg.initializer.name == "xavier_normal"
     assert cfg.model.hidden == [8, 8]
@@ -158,10 +162,9 @@ def test_sweep_experiments_are_multiruns(name, key, values):
     assert cfg.data.name == "moons"
 
 
-def test_every_experiment_builds(shared_data):
+def test_every_experiment_builds():
     for name in experiment_names():
-        extra = [f"data.path={shared_data / 'marks.csv'}"] if name == "marks" else []
-        prepared = prepare(_compose(f"experiment={name}", *extra))
+        prepared = prepare(_compose(f"experiment={name}"))
         assert prepared.network.n_outputs == 1
 
 

@@ -47,8 +47,8 @@ def test_xor_truth_table():
     assert [int(a) ^ int(b) for a, b in ds.X_train] == ds.y_train.astype(int).tolist()
 
 
-def test_marks_csv(shared_data):
-    ds = load_dataset(data("csv", path=str(shared_data / "marks.csv"), target="y", features=None, task="auto"))
+def test_marks_csv(shipped_data):
+    ds = load_dataset(data("csv", path=str(shipped_data / "marks.csv"), target="y", features=None, task="auto"))
     assert (ds.n_train, ds.n_features, ds.task) == (395, 3, "binary")
     assert ds.feature_names == ["x1", "x2", "x3"]
     assert (int((ds.y_train == 1).sum()), int((ds.y_train == 0).sum())) == (265, 130)
@@ -56,8 +56,36 @@ def test_marks_csv(shared_data):
     assert ds.X_train[2].tolist() == [7.0, 8.0, 10.0] and ds.y_train[2] == 1
 
 
-def test_csv_feature_selection(shared_data):
-    ds = load_dataset(data("csv", path=str(shared_data / "marks.csv"), target="y", features=["x3", "x1"]))
+def test_marks_is_a_data_set_by_name(shipped_data):
+    ds = load_dataset(data("marks"))
+    assert (ds.n_train, ds.n_features, ds.task, ds.n_classes) == (395, 3, "binary", 2)
+    assert ds.X_train[2].tolist() == [7.0, 8.0, 10.0] and ds.y_train[2] == 1
+    # The file it reads is the one inside the package, shipped with its licence.
+    assert (shipped_data / "marks.LICENSE").read_text().startswith("MIT License")
+    assert shipped_data.name == "datasets" and shipped_data.parent.name in ("core", "backproplab")
+
+
+def test_marks_takes_no_path():
+    with pytest.raises(ConfigError, match=r"^data.path is not an option of data=marks; valid: name, batch_size"):
+        load_dataset(data("marks", path="elsewhere.csv"))
+
+
+def test_datasets_path_names_the_files():
+    from backproplab import datasets
+
+    assert datasets.path("seed_example.json").is_file()
+    with pytest.raises(ValueError, match=r"'iris.csv' is not a data file of backproplab.datasets; available: marks.csv"):
+        datasets.path("iris.csv")
+
+
+def test_csv_without_path_suggests_a_real_path_or_marks():
+    with pytest.raises(ConfigError, match=r"^data.path=None is missing; valid: the path of a CSV file .*data=marks") as info:
+        load_dataset(data("csv", path=None, target="y"))
+    assert "shared" not in str(info.value)
+
+
+def test_csv_feature_selection(shipped_data):
+    ds = load_dataset(data("csv", path=str(shipped_data / "marks.csv"), target="y", features=["x3", "x1"]))
     assert ds.feature_names == ["x3", "x1"] and ds.X_train[2].tolist() == [10.0, 7.0]
 
 
@@ -193,3 +221,64 @@ def test_loss_that_does_not_fit_the_targets(tmp_path):
 def test_a_directory_as_data_path_is_named_as_one(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.path='.*' is a directory; valid: the path of a CSV file in it$"):
         load_dataset(data("csv", path=str(tmp_path), target="y"))
+
+
+# -- class names as targets ---------------------------------------------------------------------
+
+
+def species_csv(path, rows_per_class: int = 10, species=("setosa", "versicolor", "virginica")) -> str:
+    """Separable text-labelled data: each species sits around its own point."""
+    rng = np.random.default_rng(0)
+    lines = ["x1,x2,species"]
+    for k, name in enumerate(species):
+        for x1, x2 in rng.normal(loc=(3.0 * k, -2.0 * k), scale=0.3, size=(rows_per_class, 2)):
+            lines.append(f"{x1:.4f},{x2:.4f},{name}")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_text_labels_become_classes_in_label_encoder_order(tmp_path):
+    path = tmp_path / "species.csv"
+    path.write_text("x,species\n1,versicolor\n2,setosa\n3,virginica\n4,setosa\n")
+    ds = load_dataset(data("csv", path=str(path), target="species"))
+    assert ds.task == "multiclass" and ds.n_classes == 3
+    assert ds.classes == ["setosa", "versicolor", "virginica"]
+    assert ds.y_train.tolist() == [1.0, 0.0, 2.0, 0.0]
+    # Numeric labels keep no names: their values are their names.
+    numeric = tmp_path / "numeric.csv"
+    numeric.write_text("x,y\n1,0\n2,1\n")
+    assert load_dataset(data("csv", path=str(numeric), target="y")).classes is None
+
+
+def test_two_text_labels_are_binary_and_split_stratified(tmp_path):
+    path = species_csv(tmp_path / "two.csv", rows_per_class=10, species=("no", "yes"))
+    ds = load_dataset(data("csv", path=path, target="species", val_fraction=0.2, seed=1))
+    assert ds.task == "binary" and ds.n_classes == 2 and ds.classes == ["no", "yes"]
+    assert sorted(ds.y_val.tolist()) == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_text_labels_fit_the_output_layer(tmp_path):
+    ds = load_dataset(data("csv", path=species_csv(tmp_path / "s.csv"), target="species"))
+    assert output_width(ds, _loss("cross_entropy"), "cross_entropy", None) == 3
+
+
+@pytest.mark.parametrize(
+    "text, options, message",
+    [
+        ("x,y\n1,0\n2,\n3,1\n", {}, r"^bad.csv row 2 \(line 3\), column 'y' is empty; valid: a number or a class name in every row$"),
+        ("x,y\n1,cat\n2,\n", {}, r"^bad.csv row 2 \(line 3\), column 'y' is empty"),
+        ("x,y\n1,0\n2,1\n3,maybe\n", {},
+         r"^column 'y' of bad.csv mixes numbers \(row 1: '0'\) and text \(row 3: 'maybe'\); valid: numbers only, or class names only$"),
+        ("x,y\n1,cat\n2,dog\n", {"task": "regression"},
+         r"^data.task=regression: column 'y' of bad.csv holds class names \('cat', 'dog'\); valid: data.task=auto, binary or multiclass"),
+        ("x,y\n1,a\n2,b\n3,c\n", {"task": "binary"}, r"^data.task=binary: column 'y' of bad.csv has 3 classes \('a', 'b', 'c'\); valid: auto or multiclass$"),
+        ("x,y\n1,cat\n2,cat\n", {}, r"^column 'y' of bad.csv holds the single class name 'cat'; valid: at least two"),
+        ("x,y\n1,0\n2,nan\n", {}, r"^bad.csv row 2 \(line 3\), column 'y': 'nan' is not a finite number$"),
+    ],
+)
+def test_target_column_errors(tmp_path, text, options, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_dataset(data("csv", path=str(path), target="y", **options))
+    assert "\n" not in str(info.value)

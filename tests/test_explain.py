@@ -15,8 +15,8 @@ NUMBER = r"(-?\d+\.\d+(?:e[+-]\d+)?)"
 
 
 @pytest.fixture(scope="module")
-def example(shared_data):
-    return json.loads((shared_data / "seed_example.json").read_text())
+def example(shipped_data):
+    return json.loads((shipped_data / "seed_example.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,11 @@ def test_wheel_installs_and_runs_the_worked_example(tmp_path):
         check=True, capture_output=True, text=True,
     )
     (wheel,) = dist.glob("backproplab-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    # marks.csv may only be redistributed with its licence beside it.
+    for name in ("marks.csv", "marks.LICENSE", "seed_example.json"):
+        assert f"backproplab/datasets/{name}" in shipped, f"{name} is missing from the wheel"
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
@@ -46,6 +52,15 @@ def test_wheel_installs_and_runs_the_worked_example(tmp_path):
     for prediction in ("0.520888", "0.647828", "0.757648", "0.836315", "0.880797", "0.907697", "0.925053"):
         assert prediction in run.stdout
     assert (work / "mlflow.db").exists(), "the default run logs to MLflow's default store in the working directory"
+
+    # The shipped data set runs by name from the wheel alone, by itself and in its experiment.
+    for args in (["data=marks"], ["experiment=marks"]):
+        marks = subprocess.run(
+            [str(env_dir / "bin" / "backproplab"), *args, "logger=none", "trainer.epochs=2"],
+            cwd=work, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert marks.returncode == 0, marks.stderr
+        assert "after 32 iterations" in marks.stdout
 
     # Every shipped experiment composes from the wheel's own config files.
     for experiment in ("seed_backprop", "lr_sweep"):

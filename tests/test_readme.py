@@ -53,3 +53,16 @@ def test_every_metric_family_is_documented():
     for family in ("loss", "grad_norm/", "weight_norm/", "grad/", "param/", "train/loss", "val/loss", "train/accuracy", "val/accuracy"):
         assert family in text
         assert f"`{family}" in README, family
+
+
+def test_every_data_set_and_experiment_is_documented():
+    from backproplab.run.data import LOADERS
+    from backproplab.hydra_app.config_store import experiment_names
+
+    section = README.split("### Data sets", 1)[1].split("\n### ", 1)[0]
+    first_cells = " ".join(line.split("|")[1] for line in section.splitlines() if line.startswith("| `"))
+    for name in LOADERS:
+        assert f"`{name}`" in first_cells, f"data={name} is missing from the Data sets table"
+    experiments = README.split("### Experiments", 1)[1].split("\n### ", 1)[0]
+    for name in experiment_names():
+        assert f"| `{name}` |" in experiments, f"experiment={name} is missing from the Experiments table"

@@ -27,7 +27,6 @@ from backproplab.errors import ConfigError, NonFiniteLossError
 from backproplab.run.context import ComponentInfo, RunContext
 from backproplab.tracking import check_tracking, track_run
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -47,11 +46,8 @@ def experiment(request) -> str:
 
 
 @pytest.fixture(scope="module")
-def seed_example() -> dict:
-    path = SHARED / "seed_example.json"
-    if not path.is_file():
-        pytest.fail(f"worked example data not found at {path}; shared/ must sit beside the repository")
-    return json.loads(path.read_text())
+def seed_example(shipped_data) -> dict:
+    return json.loads((shipped_data / "seed_example.json").read_text())
 
 
 def components(**names: str) -> list[ComponentInfo]:
@@ -199,8 +195,8 @@ def test_trace_keeps_every_iteration_at_full_precision(store, experiment, seed_e
         np.testing.assert_array_equal(trace["param_b2"].shape, (7, 1))
 
 
-def test_large_network_logs_norms_but_not_elements(store, experiment, shared_data):
-    data = np.loadtxt(shared_data / "marks.csv", delimiter=",", skiprows=1)
+def test_large_network_logs_norms_but_not_elements(store, experiment, shipped_data):
+    data = np.loadtxt(shipped_data / "marks.csv", delimiter=",", skiprows=1)
     X, y = data[:, 1:], data[:, 0]
     X = (X - X.mean(0)) / X.std(0)
     net = bp.build_network([3, 8, 8, 1], "tanh", "sigmoid", initializer="xavier_normal", seed=0)

@@ -17,9 +17,9 @@ TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
-def example(shared_data) -> dict:
-    """``../shared/data/seed_example.json``, located by the ``shared_data`` fixture (conftest)."""
-    return json.loads((shared_data / "seed_example.json").read_text())
+def example(shipped_data) -> dict:
+    """The shipped ``seed_example.json``, located by the ``shipped_data`` fixture (conftest)."""
+    return json.loads((shipped_data / "seed_example.json").read_text())
 
 
 def build(example: dict) -> tuple[bp.Network, bp.Trainer]:

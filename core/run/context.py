@@ -41,3 +41,5 @@ class RunContext:
     # was started in (the user's project, for the git commit tag).
     job_num: int | None = None
     launch_dir: str | None = None
+    # Class names in label order when the data's targets were text (output k means classes[k]).
+    classes: list[str] | None = None

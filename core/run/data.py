@@ -8,8 +8,12 @@ common options then apply the same way to every set:
   so nothing about the validation split leaks into training;
 - ``data.shuffle`` and ``data.batch_size`` are read by the trainer, not here.
 
-Nothing is downloaded: the generators and the two bundled sets ship with scikit-learn, and the
-worked example's single row is built in (a wheel install has no ``../shared``).
+Nothing is downloaded: the generators and the two bundled sets ship with scikit-learn, the
+worked example's single row is built in, and marks.csv ships in ``backproplab.datasets``.
+
+A CSV's target column may hold class names (``setosa``, ``versicolor``): they are encoded with
+scikit-learn's ``LabelEncoder`` (sorted order) and the names travel with the data set as
+``Dataset.classes``, so a run can save which output means which class.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class Dataset:
     # need before they meet the trained weights. Saved with the run as standardize.npz.
     input_mean: np.ndarray | None = None
     input_scale: np.ndarray | None = None
+    # Class names in label order (label k is classes[k]) when the targets were text; None for
+    # numeric labels, whose names are their own values.
+    classes: list[str] | None = None
 
     @property
     def n_features(self) -> int:
@@ -76,6 +83,7 @@ class Raw:
     y: np.ndarray
     task: str
     feature_names: list[str]
+    classes: list[str] | None = None
 
 
 Loader = Callable[[Mapping[str, Any]], Raw]
@@ -144,13 +152,23 @@ def _digits(cfg: Mapping[str, Any]) -> Raw:
 def _csv(cfg: Mapping[str, Any]) -> Raw:
     path = cfg.get("path")
     if not isinstance(path, str) or not path:
-        raise ConfigError(f"data.path={path!r} is missing; give the CSV file, e.g. data.path=../shared/data/marks.csv")
+        raise ConfigError(
+            f"data.path={path!r} is missing; valid: the path of a CSV file with a header row, "
+            "e.g. data.path=data/train.csv (or data=marks for the shipped marks.csv)"
+        )
     return read_csv(Path(path), cfg.get("target", "y"), cfg.get("features"), cfg.get("task", "auto"))
+
+
+def _marks(cfg: Mapping[str, Any]) -> Raw:
+    from backproplab.datasets import path
+
+    return read_csv(path("marks.csv"), "y", None, "binary")
 
 
 LOADERS: dict[str, tuple[Loader, tuple[str, ...]]] = {
     "seed_example": (_seed_example, ()),
     "csv": (_csv, ("path", "target", "features", "task")),
+    "marks": (_marks, ()),
     "xor": (_xor, ()),
     "moons": (_moons, ("n_samples", "noise")),
     "circles": (_circles, ("n_samples", "noise", "factor")),
@@ -202,15 +220,17 @@ def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
             raise ConfigError(f"data.features: the target column {target!r} cannot also be a feature")
     if not feature_cols:
         raise ConfigError(f"data.features: {path.name} has no column besides the target {target!r}")
-    columns = [header.index(c) for c in feature_cols] + [header.index(target)]
-    names = feature_cols + [target]
-    data = np.empty((len(rows) - 1, len(columns)))
+    columns = [header.index(c) for c in feature_cols]
+    target_index = header.index(target)
+    X = np.empty((len(rows) - 1, len(columns)))
+    labels: list[str] = []
     for r, row in enumerate(rows[1:], start=1):
         if len(row) != len(header):
             raise ConfigError(
                 f"{path.name} row {r} (line {r + 1}) has {len(row)} cells but the header has {len(header)} columns"
             )
-        for c, (idx, name) in enumerate(zip(columns, names)):
+        labels.append(row[target_index].strip())
+        for c, (idx, name) in enumerate(zip(columns, feature_cols)):
             cell = row[idx].strip()
             try:
                 value = float(cell)
@@ -220,17 +240,75 @@ def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
                 raise ConfigError(
                     f"{path.name} row {r} (line {r + 1}), column {name!r}: {cell!r} is not a finite number"
                 )
-            data[r - 1, c] = value
-    if data.shape[0] == 0:
+            X[r - 1, c] = value
+    if X.shape[0] == 0:
         raise ConfigError(f"data.path={str(path)!r}: the file has a header but no rows")
-    X, y = data[:, :-1], data[:, -1]
-    y, task = _target_task(y, task, path.name, target)
+    if task not in ("auto",) + TASKS:
+        raise ConfigError(f"data.task={task!r} is invalid; valid: auto, {', '.join(TASKS)}")
+    numbers = _numeric_target(labels, path.name, target)
+    if numbers is None:
+        y, task, classes = _text_target(labels, task, path.name, target)
+        return Raw(X, y, task, feature_cols, classes)
+    y, task = _target_task(numbers, task, path.name, target)
     return Raw(X, y, task, feature_cols)
 
 
+def _numeric_target(cells: list[str], file: str, column: str) -> np.ndarray | None:
+    """The target column as numbers, or None when every cell is text (class names).
+
+    A column that mixes the two is refused rather than guessed at: a stray word among numbers is
+    more often a typo than a class, and an empty cell is never a label."""
+    values = np.empty(len(cells))
+    first_number = first_text = None
+    for r, cell in enumerate(cells, start=1):
+        where = f"{file} row {r} (line {r + 1}), column {column!r}"
+        if not cell:
+            raise ConfigError(f"{where} is empty; valid: a number or a class name in every row")
+        try:
+            value = float(cell)
+        except ValueError:
+            first_text = first_text or (r, cell)
+            continue
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {cell!r} is not a finite number")
+        first_number = first_number or (r, cell)
+        values[r - 1] = value
+    if first_text is None:
+        return values
+    if first_number is not None:
+        raise ConfigError(
+            f"column {column!r} of {file} mixes numbers (row {first_number[0]}: {first_number[1]!r}) and "
+            f"text (row {first_text[0]}: {first_text[1]!r}); valid: numbers only, or class names only"
+        )
+    return None
+
+
+def _text_target(cells: list[str], task: Any, file: str, column: str) -> tuple[np.ndarray, str, list[str]]:
+    from sklearn.preprocessing import LabelEncoder
+
+    encoder = LabelEncoder().fit(cells)
+    classes = [str(c) for c in encoder.classes_]
+    shown = ", ".join(repr(c) for c in classes[:5]) + (", ..." if len(classes) > 5 else "")
+    if task == "regression":
+        raise ConfigError(
+            f"data.task=regression: column {column!r} of {file} holds class names ({shown}); "
+            "valid: data.task=auto, binary or multiclass, or a numeric target column"
+        )
+    if len(classes) < 2:
+        raise ConfigError(
+            f"column {column!r} of {file} holds the single class name {classes[0]!r}; "
+            "valid: at least two classes to learn to tell apart"
+        )
+    if task == "binary" and len(classes) > 2:
+        raise ConfigError(
+            f"data.task=binary: column {column!r} of {file} has {len(classes)} classes ({shown}); valid: auto or multiclass"
+        )
+    if task == "auto":
+        task = "binary" if len(classes) == 2 else "multiclass"
+    return encoder.transform(cells).astype(float), task, classes
+
+
 def _target_task(y: np.ndarray, task: Any, file: str, column: str) -> tuple[np.ndarray, str]:
-    if task not in ("auto",) + TASKS:
-        raise ConfigError(f"data.task={task!r} is invalid; valid: auto, {', '.join(TASKS)}")
     values = np.unique(y)
     integral = bool(np.all(values == np.round(values)))
     if task == "auto":
@@ -330,4 +408,6 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     n_classes = None
     if raw.task != "regression":
         n_classes = max(2, int(raw.y.max()) + 1)
-    return Dataset(name, raw.task, X_train, y_train, X_val, y_val, n_classes, raw.feature_names, mean, scale)
+    return Dataset(
+        name, raw.task, X_train, y_train, X_val, y_val, n_classes, raw.feature_names, mean, scale, raw.classes
+    )

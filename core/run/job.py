@@ -76,6 +76,7 @@ class PreparedRun:
             input_scaling=None
             if self.dataset.input_mean is None
             else {"mean": self.dataset.input_mean, "scale": self.dataset.input_scale},
+            classes=self.dataset.classes,
         )
 
 
@@ -93,6 +94,8 @@ class RunResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     overrides: list[str] = field(default_factory=list)
+    # Class names in label order when the data's targets were text, else None.
+    classes: list[str] | None = None
 
     def _last_epoch(self, key: str) -> Any:
         return self.epochs[-1].get(key) if self.epochs else None
@@ -131,6 +134,7 @@ class RunResult:
             "epochs": self.epochs,
             "error": self.error,
             "overrides": self.overrides,
+            "classes": self.classes,
         }
 
 
@@ -234,9 +238,9 @@ def run(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
-    return result_of(history, overrides), history
+    return result_of(history, overrides, prepared.dataset.classes), history
 
 
-def result_of(history: History, overrides: Sequence[str] = ()) -> RunResult:
+def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:
     epochs = [dict(vars(summary)) for summary in history.epochs]
-    return RunResult("ok", list(history.losses), epochs, None, list(overrides))
+    return RunResult("ok", list(history.losses), epochs, None, list(overrides), None if classes is None else list(classes))

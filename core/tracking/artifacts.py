@@ -2,7 +2,9 @@
 
 - ``config.yaml``: the resolved config;
 - ``params.npz``: the final parameters ``W1, b1, ...`` (plain float arrays in the network's
-  dtype, loadable with ``allow_pickle=False``);
+  dtype, loadable with ``allow_pickle=False``), and ``classes`` (a unicode array of the class
+  names in label order) when the targets were text;
+- ``classes.json``: the same class names, for readers without numpy;
 - ``standardize.npz`` (``mean``, ``scale``) with ``data.standardize``: the weights expect
   ``(x - mean) / scale``, so the statistics are part of the model;
 - ``plots/loss.png`` and ``plots/grad_norms.png``;
@@ -14,6 +16,7 @@ neither needs a display nor changes the backend of a user's interactive session.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -29,9 +32,13 @@ def write_config(path: Path, config: Mapping[str, Any]) -> None:
     path.write_text(OmegaConf.to_yaml(OmegaConf.create(dict(config))))
 
 
-def write_params(path: Path, params: Mapping[str, np.ndarray]) -> None:
+def write_params(path: Path, params: Mapping[str, np.ndarray], classes: Sequence[str] | None = None) -> None:
     # In the network's own dtype: a float32 run's weights reload bit for bit.
-    np.savez(path, **{name: np.asarray(value) for name, value in params.items()})
+    arrays = {name: np.asarray(value) for name, value in params.items()}
+    if classes is not None:
+        # dtype=str makes a fixed-width unicode array, which np.load reads without pickle.
+        arrays["classes"] = np.array(list(classes), dtype=str)
+    np.savez(path, **arrays)
 
 
 def _figure(width: float = 7.0, height: float = 4.0):
@@ -114,11 +121,14 @@ def log_run_artifacts(
     epochs: Sequence[EpochSummary],
     trace: Any = None,
     input_scaling: Mapping[str, np.ndarray] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="backproplab-artifacts-") as tmp:
         root = Path(tmp)
         write_config(root / "config.yaml", config)
-        write_params(root / "params.npz", params)
+        write_params(root / "params.npz", params, classes)
+        if classes is not None:
+            (root / "classes.json").write_text(json.dumps(list(classes)) + "\n", encoding="utf-8")
         if input_scaling is not None:
             np.savez(root / "standardize.npz", **{k: np.asarray(v) for k, v in input_scaling.items()})
         steps, values = summary

@@ -14,12 +14,14 @@ An unreachable store is a ConfigError before any run exists and before any train
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import warnings
 from typing import Any, Iterator, Mapping
 
 from mlflow.entities import RunStatus
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from backproplab import __version__
 from backproplab.errors import ConfigError
@@ -112,6 +114,8 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     tags["backproplab.task"] = context.task
     tags["backproplab.elementwise_metrics"] = "true" if layout.elementwise else "false"
     tags["backproplab.n_parameters"] = str(network.n_parameters)
+    if context.classes is not None:
+        tags["backproplab.classes"] = truncate(json.dumps(context.classes), MAX_TAG_VAL_LENGTH)
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
         if context.job_num is not None:
@@ -217,4 +221,5 @@ def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: Mlflo
         epochs=tracker.epochs,
         trace=tracker.trace,
         input_scaling=context.input_scaling,
+        classes=context.classes,
     )
