@@ -152,12 +152,12 @@ SWEEP_CASES = {
     ),
     "typo'd key in a multirun": (
         ["-m", "modl.x=1,2"],
-        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(modl.x=1\): "
+        r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(modl.x=1\): "
         r"modl is not a key of the config; valid keys: .*model.*; did you mean 'model'\?$",
     ),
     "bad job in the middle of a product": (
         ["-m", "optimizer.lr=0.1,0.5", "model.hidden=[2],[0],[3]"],
-        r"^error: 2 of 6 sweep jobs are invalid, so no job was started; the first, #1 \(optimizer.lr=0.1 model.hidden=\[0\]\): "
+        r"^error: 2 of 6 sweep jobs are invalid \(#1, #4\), so no job was started; the first, #1 \(optimizer.lr=0.1 model.hidden=\[0\]\): "
         r"model.hidden=\[0\] is invalid; valid: a list of positive integers",
     ),
     "bad value under the joblib launcher": (
@@ -167,12 +167,12 @@ SWEEP_CASES = {
     # hydra.mode=MULTIRUN comes from the experiment, not from -m; the fixed override breaks every job.
     "experiment sweep with a bad fixed value": (
         ["experiment=lr_sweep", "trainer.epochs=0"],
-        r"^error: 4 of 4 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
+        r"^error: 4 of 4 sweep jobs are invalid \(#0, #1, #2, #3\), so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
     ),
     # The logger node is the job's too: validated per job, as the job's track_run would.
     "bad logger value for every job": (
         ["-m", "optimizer.lr=0.1,0.5", "logger.every_n_iterations=0"],
-        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.1\): "
+        r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(optimizer.lr=0.1\): "
         r"logger.every_n_iterations must be an integer >= 1, got 0$",
     ),
     "bad logger value in a sweep list": (
@@ -187,8 +187,30 @@ SWEEP_CASES = {
     ),
     "unknown top-level key added with + in a sweep": (
         ["-m", "+trainr.x=1,2"],
-        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(\+trainr.x=1\): "
+        r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(\+trainr.x=1\): "
         r"trainr is not a key of the config; .*did you mean 'trainer'\?$",
+    ),
+    # A value under a swept group is checked on each job's own config (issue 9.2): valid for
+    # adam's jobs, one error naming the sgd jobs.
+    "optimizer key valid for only some jobs": (
+        ["-m", "optimizer=sgd,adam,sgd", "optimizer.beta1=0.95"],
+        r"^error: 2 of 3 sweep jobs are invalid \(#0, #2\), so no job was started; the first, #0 "
+        r"\(optimizer=sgd optimizer.beta1=0.95\): optimizer.beta1 is not a key of the config; valid keys: .*momentum",
+    ),
+    "data key valid for only some jobs": (
+        ["-m", "data=moons,circles", "data.factor=0.5"],
+        r"^error: sweep job #0 of 2 \(data=moons data.factor=0.5\) is invalid, so no job was started: "
+        r"data.factor is not a key of the config; valid keys: .*noise",
+    ),
+    "loss key valid for only some jobs": (
+        ["-m", "loss=huber,mse", "loss.delta=0.5"],
+        r"^error: sweep job #1 of 2 \(loss=mse loss.delta=0.5\) is invalid, so no job was started: "
+        r"loss.delta is not a key of the config",
+    ),
+    "initializer key valid for only some jobs": (
+        ["-m", "initializer=xavier_normal,he_normal", "initializer.gain=2.0"],
+        r"^error: sweep job #1 of 2 \(initializer=he_normal initializer.gain=2.0\) is invalid, so no job was started: "
+        r"initializer.gain is not a key of the config",
     ),
     "data file missing in one job": (
         ["-m", "data=csv", "data.target=label", "data.path={three_classes},nowhere.csv"],
