@@ -19,7 +19,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from .errors import ConfigError, UnknownComponentError
 from .network import SUPPORTED_DTYPES
-from .registry import Registry, closest
+from .registry import Registry, accepts_any_keyword, closest
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
 # The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
@@ -106,7 +106,17 @@ def _activation(registry: Registry, key: str, value: Any) -> Any:
         _known_component(registry, "activation", key, value)
         return value
     if isinstance(value, Mapping) and isinstance(value.get("name"), str):
-        _known_component(registry, "activation", key, value["name"])
+        name = value["name"]
+        _known_component(registry, "activation", key, name)
+        registration = registry.get("activation", name)
+        if not accepts_any_keyword(registration.factory):
+            accepted = [k for k in registration.hyperparameters() if k != "name"]
+            for param in value:
+                if param != "name" and param not in accepted:
+                    hint = closest(str(param), accepted)
+                    did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+                    valid = f"valid: {', '.join(accepted)}" if accepted else f"{name} takes none"
+                    raise ConfigError(f"{key}.{param} is not a hyperparameter of activation {name}; {valid}{did_you_mean}")
         return dict(value)
     available = ", ".join(registry.names("activation"))
     raise ConfigError(f"{key}={value!r} is not an activation name; available: {available}")
