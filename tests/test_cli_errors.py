@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -327,3 +329,81 @@ def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
     if args == ["logger=none"]:  # a run cut short is recorded, not lost
         record = json.loads(next(tmp_path.glob("outputs/**/result.json")).read_text())
         assert record["status"] == "failed" and "Broken pipe" in record["error"]
+
+
+# -- a launcher or sweeper from an extra that is not installed (issue 9.5) -------------------------
+@pytest.mark.parametrize(
+    "choice,extra",
+    [
+        ("hydra/launcher=ray", "ray"),
+        ("hydra/launcher=submitit_slurm", "slurm"),
+        ("hydra/launcher=submitit_local", "slurm"),
+        ("hydra/sweeper=optuna", "optuna"),
+    ],
+)
+def test_a_plugin_that_is_not_installed_names_its_extra(cli, tmp_path, choice, extra):
+    from backproplab.error_report import missing_plugin
+
+    if missing_plugin(*choice.split("=")) is None:
+        pytest.skip(f"the plugin for {choice} is installed here")
+    proc = cli("-m", choice, "optimizer.lr=0.1,0.5", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert proc.returncode == CONFIG, proc.stderr
+    line = one_line(proc.stderr)
+    assert line.startswith(f"error: {choice} needs the Hydra plugin ") and f'pip install "backproplab[{extra}]"' in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+# Hides the joblib plugin from this process's imports, as if it were not installed, then runs the CLI.
+HIDE_JOBLIB = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Hide(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("hydra_plugins.hydra_joblib_launcher"):
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+from backproplab.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_joblib_without_its_plugin_names_the_parallel_extra(tmp_path, cli_env):
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDE_JOBLIB, "-m", "hydra/launcher=joblib", "optimizer.lr=0.1,0.5",
+         f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == CONFIG, proc.stderr
+    line = one_line(proc.stderr)
+    assert "hydra/launcher=joblib" in line and "hydra-joblib-launcher" in line
+    assert 'pip install "backproplab[parallel]"' in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_missing_plugin_chosen_outside_the_command_line_names_its_extra():
+    """An experiment's defaults can choose a launcher too: Hydra's own 'Could not find' then
+    becomes the same hint (here ray, which is genuinely not installed)."""
+    from hydra import compose, initialize_config_module
+
+    from backproplab import hydra_app  # noqa: F401
+    from backproplab.error_report import describe
+
+    with initialize_config_module("backproplab.conf", version_base="1.3"):
+        with pytest.raises(Exception) as caught:
+            compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+    line, code = describe(caught.value)
+    assert code == CONFIG
+    assert line == 'error: hydra/launcher=ray needs the Hydra plugin hydra-ray-launcher, which is not installed; install it with: pip install "backproplab[ray]"'
+
+
+def test_the_extras_in_the_hints_exist():
+    import tomllib
+
+    from backproplab.error_report import PLUGIN_EXTRAS
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for distribution, _module, extra in PLUGIN_EXTRAS.values():
+        assert any(req.startswith(distribution) for req in extras[extra]), (extra, distribution)
