@@ -124,7 +124,7 @@ def _run_hydra(argv: list[str]) -> int:
         from .hydra_app import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
-        sweep_status.finished = False
+        sweep_status.last = None
         hydra_main()
         from . import hydra_app
 
@@ -139,10 +139,15 @@ def _run_hydra(argv: list[str]) -> int:
         line, code = describe(exc)
         print(line, file=sys.stderr, flush=True)
         return code
-    if sweep_status.finished and sweep_status.failures:
-        n = len(sweep_status.failures)
-        job, error = sweep_status.failures[0]
-        print(f"error: {n} job(s) of the multirun failed; first: {job}: {error}", file=sys.stderr, flush=True)
+    sweep, sweep_status.last = sweep_status.last, None
+    if sweep is not None and sweep.failures:
+        first = sweep.failures[0]
+        print(
+            f"error: {len(sweep.failures)} of {len(sweep.jobs)} jobs of the multirun failed; the first, #{first.num} "
+            f"({first.label}): {first.error}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0
 
