@@ -3,19 +3,22 @@
 Hydra launches a multirun job by job: without this check a bad value in a sweep list
 (``optimizer.lr=0.5,abc``) or a typo'd key (``modl.x=1,2``) is only found when its job comes
 up, after earlier jobs have trained and after the MLflow parent run exists. Here the launching
-process, before Hydra runs anything, expands the sweep exactly as the configured sweeper does
-(its own ``split_arguments``, over ``hydra.sweeper.params`` and the command line), composes each
+process, before Hydra runs anything, expands the sweep as the basic sweeper does (``expand``:
+Hydra's public override parser over ``hydra.sweeper.params`` and the command line), composes each
 job exactly as the launcher will (``ConfigLoader.load_sweep_config``), and runs the single run's
 own checks on it (``check_job``: ``backproplab.app.prepare``'s config validation, data and
-components, then the ``logger`` node). The first bad job becomes one error line; nothing has
-been trained, tracked or written.
+components, then the ``logger`` node). The first bad job becomes one error line naming every bad
+job's number; nothing has been trained, tracked or written.
 
 A single run gets the same: its one job is composed as ``Hydra.run`` will compose it and
 checked before Hydra creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder; its
 error is the one the run itself would raise.
 
-Sweepers that choose their jobs while they run (e.g. Optuna) have no ``split_arguments``: for
-them only the composition of the sweep as a whole is checked here.
+``for_hydra`` rewrites two spellings Hydra cannot compose into equivalent ones it can (see
+there); the CLI hands Hydra the rewritten command line, and everything here composes that.
+
+Sweepers that choose their jobs while they run (e.g. Optuna) are not expanded: for them only
+the composition of the sweep as a whole is checked here.
 """
 
 from __future__ import annotations

@@ -110,12 +110,13 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
         assert loss_steps(client, child) == list(range(7))
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
     # The closing lines: the best job, then where the summary is and how to open the parent run.
-    last = proc.stdout.strip().splitlines()[-4:]
+    last = proc.stdout.strip().splitlines()[-5:]
     best = min(children, key=lambda c: c.data.metrics["train/loss"])
     assert last[0] == "sweep: 2 of 2 jobs finished"
     assert last[1].startswith(f"best: job #{best.data.tags['hydra.job.num']} (optimizer.lr={best.data.params['optimizer.lr']}), final loss ")
-    assert last[2].startswith("mlflow: sweep summary ") and f"{parent.info.run_id}/artifacts/sweep_summary.csv" in last[2]
-    assert last[3] == (
+    assert last[2].startswith("results: multirun/") and "/sweep_summary.csv " in last[2]
+    assert last[3].startswith("mlflow: sweep summary ") and f"{parent.info.run_id}/artifacts/sweep_summary.csv" in last[3]
+    assert last[4] == (
         f"mlflow: mlflow ui --backend-store-uri {uri}   then open "
         f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
     )
