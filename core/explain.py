@@ -180,8 +180,11 @@ def main(argv: Sequence[str]) -> int:
         from .app import prepare
         from .cli import check_overrides
 
+        from .preflight import for_hydra
+
         args = list(argv)
         check_overrides(args)
+        args = for_hydra(args, single_run=True)  # model.activation.alpha=0.2 as the run takes it
         with initialize_config_module("backproplab.conf", version_base="1.3"):
             cfg = compose("config", overrides=args)
         prepared = prepare(cfg)

@@ -250,9 +250,10 @@ def _defer_to_jobs(loader: Any, parsed: list[Any], out: list[list[str]], probe: 
         out[i] = [f"{prefix}{key}=choice({_value_text(ov)})"]
 
 
-def for_hydra(args: Sequence[str]) -> list[str]:
+def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
     """The command line ``args`` as backproplab hands it to Hydra (and composes it itself): the
-    spellings above rewritten, everything else unchanged."""
+    spellings above rewritten, everything else unchanged. ``single_run``: the overrides are
+    composed as one run whatever the config's ``hydra.mode`` (``explain``)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     args = list(args)
@@ -270,7 +271,7 @@ def for_hydra(args: Sequence[str]) -> list[str]:
         not ov.is_sweep_override() and "." in _bare(ov.key_or_group) and not _bare(ov.key_or_group).startswith("hydra.")
         for ov in parsed
     )
-    if not activation and not (maybe_multirun and under_group):
+    if not activation and (single_run or not (maybe_multirun and under_group)):
         return args
     from hydra import initialize_config_module
     from hydra.types import RunMode
@@ -282,7 +283,7 @@ def for_hydra(args: Sequence[str]) -> list[str]:
         loader, probe = _probe(overrides, parsed)
         if activation:
             _activation_nodes(parsed, out, probe)
-        multirun = (ns.multirun or (probe is not None and probe.hydra.mode == RunMode.MULTIRUN)) and not ns.run
+        multirun = (ns.multirun or (probe is not None and probe.hydra.mode == RunMode.MULTIRUN)) and not (ns.run or single_run)
         if multirun and not ns.cfg:
             _defer_to_jobs(loader, parsed, out, probe)
     rewritten, position = [], 0

@@ -161,3 +161,10 @@ def test_an_unknown_activation_hyperparameter_is_one_line_with_a_hint(cli, tmp_p
     line = one_line(proc.stderr)
     assert line.startswith("error: model.activation.alpah ") and "valid: alpha" in line and "did you mean 'alpha'?" in line
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_explain_takes_the_same_activation_syntax(cli):
+    dotted = cli("explain", "data=xor", "model.activation=leaky_relu", "model.activation.alpha=0.2")
+    node = cli("explain", "data=xor", "model.activation={name:leaky_relu,alpha:0.2}")
+    assert dotted.returncode == 0, dotted.stderr
+    assert "activation leaky_relu" in dotted.stdout and dotted.stdout == node.stdout
