@@ -40,7 +40,7 @@ def missing_plugin(group: str, option: str) -> str | None:
     entry = PLUGIN_EXTRAS.get((group, option))
     if entry is None:
         return None
-    distribution, module, extra = entry
+    module = entry[1]
     try:
         installed = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
