@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,12 +154,12 @@ SWEEP_CASES = {
     ),
     "typo'd key in a multirun": (
         ["-m", "modl.x=1,2"],
-        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(modl.x=1\): "
+        r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(modl.x=1\): "
         r"modl is not a key of the config; valid keys: .*model.*; did you mean 'model'\?$",
     ),
     "bad job in the middle of a product": (
         ["-m", "optimizer.lr=0.1,0.5", "model.hidden=[2],[0],[3]"],
-        r"^error: 2 of 6 sweep jobs are invalid, so no job was started; the first, #1 \(optimizer.lr=0.1 model.hidden=\[0\]\): "
+        r"^error: 2 of 6 sweep jobs are invalid \(#1, #4\), so no job was started; the first, #1 \(optimizer.lr=0.1 model.hidden=\[0\]\): "
         r"model.hidden=\[0\] is invalid; valid: a list of positive integers",
     ),
     "bad value under the joblib launcher": (
@@ -167,12 +169,12 @@ SWEEP_CASES = {
     # hydra.mode=MULTIRUN comes from the experiment, not from -m; the fixed override breaks every job.
     "experiment sweep with a bad fixed value": (
         ["experiment=lr_sweep", "trainer.epochs=0"],
-        r"^error: 4 of 4 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
+        r"^error: 4 of 4 sweep jobs are invalid \(#0, #1, #2, #3\), so no job was started; the first, #0 \(optimizer.lr=0.01\): trainer.epochs=0 is invalid",
     ),
     # The logger node is the job's too: validated per job, as the job's track_run would.
     "bad logger value for every job": (
         ["-m", "optimizer.lr=0.1,0.5", "logger.every_n_iterations=0"],
-        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(optimizer.lr=0.1\): "
+        r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(optimizer.lr=0.1\): "
         r"logger.every_n_iterations must be an integer >= 1, got 0$",
     ),
     "bad logger value in a sweep list": (
@@ -187,8 +189,30 @@ SWEEP_CASES = {
     ),
     "unknown top-level key added with + in a sweep": (
         ["-m", "+trainr.x=1,2"],
-        r"^error: 2 of 2 sweep jobs are invalid, so no job was started; the first, #0 \(\+trainr.x=1\): "
+        r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(\+trainr.x=1\): "
         r"trainr is not a key of the config; .*did you mean 'trainer'\?$",
+    ),
+    # A value under a swept group is checked on each job's own config (issue 9.2): valid for
+    # adam's jobs, one error naming the sgd jobs.
+    "optimizer key valid for only some jobs": (
+        ["-m", "optimizer=sgd,adam,sgd", "optimizer.beta1=0.95"],
+        r"^error: 2 of 3 sweep jobs are invalid \(#0, #2\), so no job was started; the first, #0 "
+        r"\(optimizer=sgd optimizer.beta1=0.95\): optimizer.beta1 is not a key of the config; valid keys: .*momentum",
+    ),
+    "data key valid for only some jobs": (
+        ["-m", "data=moons,circles", "data.factor=0.5"],
+        r"^error: sweep job #0 of 2 \(data=moons data.factor=0.5\) is invalid, so no job was started: "
+        r"data.factor is not a key of the config; valid keys: .*noise",
+    ),
+    "loss key valid for only some jobs": (
+        ["-m", "loss=huber,mse", "loss.delta=0.5"],
+        r"^error: sweep job #1 of 2 \(loss=mse loss.delta=0.5\) is invalid, so no job was started: "
+        r"loss.delta is not a key of the config",
+    ),
+    "initializer key valid for only some jobs": (
+        ["-m", "initializer=xavier_normal,he_normal", "initializer.gain=2.0"],
+        r"^error: sweep job #1 of 2 \(initializer=he_normal initializer.gain=2.0\) is invalid, so no job was started: "
+        r"initializer.gain is not a key of the config",
     ),
     "data file missing in one job": (
         ["-m", "data=csv", "data.target=label", "data.path={three_classes},nowhere.csv"],
@@ -305,3 +329,82 @@ def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
     if args == ["logger=none"]:  # a run cut short is recorded, not lost
         record = json.loads(next(tmp_path.glob("outputs/**/result.json")).read_text())
         assert record["status"] == "failed" and "Broken pipe" in record["error"]
+
+
+# -- a launcher or sweeper from an extra that is not installed (issue 9.5) -------------------------
+@pytest.mark.parametrize(
+    "choice,extra",
+    [
+        ("hydra/launcher=ray", "ray"),
+        ("hydra/launcher=submitit_slurm", "slurm"),
+        ("hydra/launcher=submitit_local", "slurm"),
+        ("hydra/sweeper=optuna", "optuna"),
+    ],
+)
+def test_a_plugin_that_is_not_installed_names_its_extra(cli, tmp_path, choice, extra):
+    from backproplab.hydra_app.error_report import missing_plugin
+
+    if missing_plugin(*choice.split("=")) is None:
+        pytest.skip(f"the plugin for {choice} is installed here")
+    proc = cli("-m", choice, "optimizer.lr=0.1,0.5", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert proc.returncode == CONFIG, proc.stderr
+    line = one_line(proc.stderr)
+    assert line.startswith(f"error: {choice} needs the Hydra plugin ") and f'pip install "backproplab[{extra}]"' in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+# Hides the joblib plugin from this process's imports, as if it were not installed, then runs the CLI.
+HIDE_JOBLIB = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Hide(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("hydra_plugins.hydra_joblib_launcher"):
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+from backproplab.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_joblib_without_its_plugin_names_the_parallel_extra(tmp_path, cli_env):
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDE_JOBLIB, "-m", "hydra/launcher=joblib", "optimizer.lr=0.1,0.5",
+         f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == CONFIG, proc.stderr
+    line = one_line(proc.stderr)
+    assert "hydra/launcher=joblib" in line and "hydra-joblib-launcher" in line
+    assert 'pip install "backproplab[parallel]"' in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_missing_plugin_chosen_outside_the_command_line_names_its_extra():
+    """An experiment's defaults can choose a launcher too: Hydra's own 'Could not find' then
+    becomes the same hint (here ray, which is genuinely not installed)."""
+    from hydra import compose, initialize_config_module
+
+    from backproplab.hydra_app.config_store import register_configs
+    from backproplab.hydra_app.error_report import describe
+
+    register_configs()
+    with initialize_config_module("backproplab.conf", version_base="1.3"):
+        with pytest.raises(Exception) as caught:
+            compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+    line, code = describe(caught.value)
+    assert code == CONFIG
+    assert line == 'error: hydra/launcher=ray needs the Hydra plugin hydra-ray-launcher, which is not installed; install it with: pip install "backproplab[ray]"'
+
+
+def test_the_extras_in_the_hints_exist():
+    import tomllib
+
+    from backproplab.hydra_app.error_report import PLUGIN_EXTRAS
+
+    extras = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for distribution, _module, extra in PLUGIN_EXTRAS.values():
+        assert any(req.startswith(distribution) for req in extras[extra]), (extra, distribution)

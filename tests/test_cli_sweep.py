@@ -4,6 +4,7 @@ the sweep."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_four_jobs_each_in_its_own_directory(basic_sweep):
     # 30 training examples in batches of 8: 4 iterations per epoch.
     assert all(r["iterations"] == 16 for r in results.values())
     assert len({r["final_loss"] for r in results.values()}) == 4
-    assert proc.stdout.count("final loss") == 4
+    assert proc.stdout.count("] final loss ") == 4  # one per job, each prefixed with its overrides
 
 
 @pytest.mark.parametrize("lr, hidden", [("0.1", "[3]"), ("0.5", "[4,4]")])
@@ -94,7 +95,10 @@ def test_a_failed_job_does_not_stop_the_sweep(cli, tmp_path):
     assert proc.returncode == 1
     failed = [line for line in proc.stderr.splitlines() if "job failed" in line]
     assert len(failed) == 1 and "optimizer.lr=10" in failed[0] and "non-finite loss" in failed[0]
-    assert "error: 1 job(s) of the multirun failed" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 of 2 jobs of the multirun failed; the first, #0 (optimizer.lr=10): non-finite loss")
+    assert "sweep: 1 of 2 jobs finished, 1 failed" in proc.stdout
+    assert "best: job #1 (optimizer.lr=0.1)" in proc.stdout
     records = job_results(tmp_path / "sweep")
     by_lr = {next(o for o in r["overrides"] if o.startswith("optimizer.lr")): r for r in map(
         lambda p: json.loads(p.read_text()), (tmp_path / "sweep").glob("*/result.json"))}
@@ -165,3 +169,58 @@ def test_joblib_workers_print_warnings_as_the_basic_launcher_does(cli):
     assert proc.returncode == 0, proc.stderr
     assert "warning: batch_size 2 exceeds the 1 training examples; using 1" in proc.stderr.splitlines()
     assert "UserWarning" not in proc.stderr and "app.py" not in proc.stderr
+
+
+# -- the end of a sweep says where the answer is (issue 9.7) --------------------------------------
+def test_the_last_lines_name_the_best_job_and_the_summary(basic_sweep):
+    proc, cwd = basic_sweep
+    records = {}
+    for path in (cwd / "sweep").glob("*/result.json"):
+        record = json.loads(path.read_text())
+        records[record["job"]] = record  # each result.json carries its hydra.job.num
+    assert sorted(records) == [0, 1, 2, 3] and all(int(p.parent.name) == records_num for p, records_num in (
+        (p, json.loads(p.read_text())["job"]) for p in (cwd / "sweep").glob("*/result.json")))
+    best = min(records, key=lambda n: records[n]["final_loss"])
+    lr, hidden = [o for o in records[best]["overrides"] if o.split("=")[0] in ("optimizer.lr", "model.hidden")]
+    last = proc.stdout.strip().splitlines()[-3:]
+    assert last[0] == "sweep: 4 of 4 jobs finished"
+    assert last[1] == f"best: job #{best} ({lr} {hidden}), final loss {records[best]['final_loss']:.6f}"
+    assert last[2].startswith("results: sweep/sweep_summary.csv ")
+    with open(cwd / "sweep" / "sweep_summary.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["job"]) for r in rows] == [0, 1, 2, 3]
+    assert [float(r["final_loss"]) for r in rows] == [records[n]["final_loss"] for n in range(4)]
+
+
+# -- values under a swept group are set per job (issue 9.2) --------------------------------------
+def test_a_key_of_every_swept_optimizer_but_not_of_the_default(cli, tmp_path):
+    import yaml
+
+    proc = cli("-m", "optimizer=adam,adamw", "optimizer.beta1=0.95", "trainer.epochs=2", "logger=none", "hydra.sweep.dir=sweep")
+    assert proc.returncode == 0, proc.stderr
+    for num, name in enumerate(["adam", "adamw"]):
+        job = tmp_path / "sweep" / str(num) / ".hydra"
+        # The job's overrides are those Hydra would give it; its config has the value.
+        assert yaml.safe_load((job / "overrides.yaml").read_text()) == [f"optimizer={name}", "optimizer.beta1=0.95", "trainer.epochs=2", "logger=none"]
+        assert yaml.safe_load((job / "config.yaml").read_text())["optimizer"]["beta1"] == 0.95
+    # Not a parameter of the sweep: it does not vary.
+    assert "best: job #" in proc.stdout and "beta1" not in proc.stdout.strip().splitlines()[-2]
+
+
+def test_an_experiments_sweep_is_numbered_as_hydra_numbers_it(cli, tmp_path):
+    """hydra.sweeper.params first, then the command line, a later value of a key in the earlier
+    one's place: the up-front expansion equals what Hydra ran under each hydra.job.num."""
+    import yaml
+
+    from backproplab.hydra_app.preflight import sweep_jobs
+
+    args = ["experiment=lr_sweep", "data.batch_size=16,160", "optimizer.lr=0.5,1.0", "trainer.epochs=1",
+            "data.n_samples=40", "logger=none", "hydra.sweep.dir=sweep"]
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    jobs = sweep_jobs(args)
+    assert len(jobs) == 4 and jobs[1].overrides[:2] == ("optimizer.lr=0.5", "experiment=lr_sweep")
+    for job in jobs:
+        ran = yaml.safe_load((tmp_path / "sweep" / str(job.num) / ".hydra" / "overrides.yaml").read_text())
+        assert list(job.overrides) == ran
+        assert json.loads((tmp_path / "sweep" / str(job.num) / "result.json").read_text())["job"] == job.num

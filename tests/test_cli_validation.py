@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,53 @@ def test_a_non_finite_learning_rate_says_what_is_valid(cli, value):
     proc = cli(f"optimizer.lr={value}", "logger=none")
     assert proc.returncode == CONFIG
     assert one_line(proc.stderr) == f"error: optimizer.lr={value} is invalid; valid: a finite number > 0"
+
+
+# -- activation hyperparameters take the optimizer's syntax (issue 9.3) ----------------------------
+LEAKY = ["data=moons", "data.n_samples=40", "model.hidden=[4]", "trainer.epochs=3", "initializer=he_normal"]
+
+
+def test_an_activation_hyperparameter_set_like_an_optimizers(cli, tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli(*LEAKY, "model.activation=leaky_relu", "model.activation.alpha=0.2", f"logger.tracking_uri={uri}")
+    assert proc.returncode == 0, proc.stderr
+    (run,) = MlflowClient(uri).search_runs(["1"])
+    assert run.data.params["model.activation.name"] == "leaky_relu"
+    assert run.data.params["model.activation.alpha"] == "0.2"
+    dotted = result_json(tmp_path)["losses"]
+    # The documented node form is the same run; the default alpha is a different one.
+    shutil.rmtree(tmp_path / "outputs")
+    proc = cli(*LEAKY, "model.activation={name:leaky_relu,alpha:0.2}", "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    assert result_json(tmp_path)["losses"] == dotted
+    shutil.rmtree(tmp_path / "outputs")
+    proc = cli(*LEAKY, "model.activation=leaky_relu", "logger=none")
+    assert result_json(tmp_path)["losses"] != dotted
+
+
+def test_an_output_activation_hyperparameter_and_a_default_activation(cli):
+    proc = cli("--cfg", "job", "model.output_activation=leaky_relu", "model.output_activation.alpha=0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert "output_activation:\n    name: leaky_relu\n    alpha: 0.3" in proc.stdout
+    proc = cli("--cfg", "job", "experiment=marks", "model.activation.alpha=0.3")  # tanh: no alpha
+    assert proc.returncode == 0, proc.stderr  # --cfg prints; the run would refuse it (below)
+    proc = cli("experiment=marks", "model.activation.alpha=0.3")
+    assert proc.returncode == CONFIG
+    assert one_line(proc.stderr) == "error: model.activation.alpha is not a hyperparameter of activation tanh; tanh takes none"
+
+
+def test_an_unknown_activation_hyperparameter_is_one_line_with_a_hint(cli, tmp_path):
+    proc = cli("model.activation=leaky_relu", "model.activation.alpah=0.2")
+    assert proc.returncode == CONFIG
+    line = one_line(proc.stderr)
+    assert line.startswith("error: model.activation.alpah ") and "valid: alpha" in line and "did you mean 'alpha'?" in line
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_explain_takes_the_same_activation_syntax(cli):
+    dotted = cli("explain", "data=xor", "model.activation=leaky_relu", "model.activation.alpha=0.2")
+    node = cli("explain", "data=xor", "model.activation={name:leaky_relu,alpha:0.2}")
+    assert dotted.returncode == 0, dotted.stderr
+    assert "activation leaky_relu" in dotted.stdout and dotted.stdout == node.stdout

@@ -15,7 +15,6 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from backproplab.hydra_app.config_store import register_configs
 from backproplab import hookimpl
 from backproplab.run.job import prepare
 from backproplab.hydra_app.config_store import component_node, experiment_names, group_options, register_configs, yaml_options

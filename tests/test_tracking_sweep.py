@@ -109,6 +109,17 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
         assert child.info.status == "FINISHED"
         assert loss_steps(client, child) == list(range(7))
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+    # The closing lines: the best job, then where the summary is and how to open the parent run.
+    last = proc.stdout.strip().splitlines()[-5:]
+    best = min(children, key=lambda c: c.data.metrics["train/loss"])
+    assert last[0] == "sweep: 2 of 2 jobs finished"
+    assert last[1].startswith(f"best: job #{best.data.tags['hydra.job.num']} (optimizer.lr={best.data.params['optimizer.lr']}), final loss ")
+    assert last[2].startswith("results: multirun/") and "/sweep_summary.csv " in last[2]
+    assert last[3].startswith("mlflow: sweep summary ") and f"{parent.info.run_id}/artifacts/sweep_summary.csv" in last[3]
+    assert last[4] == (
+        f"mlflow: mlflow ui --backend-store-uri {uri}   then open "
+        f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+    )
 
 
 def test_sweeper_params_of_an_experiment_are_recorded(cli, tmp_path):
@@ -147,7 +158,7 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
         "optimizer.lr=0.001,1000", "trainer.epochs=50", f"logger.tracking_uri={uri}",
     )
     assert proc.returncode == 1
-    assert "error: 1 job(s) of the multirun failed" in proc.stderr
+    assert "error: 1 of 2 jobs of the multirun failed; the first, #1 (optimizer.lr=1000): non-finite loss" in proc.stderr
     client, parent, children = sweep_runs(uri)
     assert len(children) == 2  # the job's own FAILED run, no second one for the same job
     status = {c.data.params["optimizer.lr"]: c for c in children}
@@ -318,6 +329,9 @@ def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
     client, parent, children = sweep_runs(mlflow_server)
     assert parent.info.status == "FINISHED"
     assert len(children) == 4
+    # A server needs no 'mlflow ui': the last line is the parent run's address on it.
+    url = f"{mlflow_server.rstrip('/')}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+    assert proc.stdout.strip().splitlines()[-1] == f"mlflow: open {url}"
     for child in children:
         assert child.info.status == "FINISHED"
         for key in ("loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2"):

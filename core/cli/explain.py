@@ -180,9 +180,12 @@ def main(argv: Sequence[str]) -> int:
         from backproplab.run.job import prepare
         from backproplab.hydra_app.overrides import check_overrides
 
+        from backproplab.hydra_app.preflight import for_hydra
+
         args = list(argv)
         check_overrides(args)
         register_configs()
+        args = for_hydra(args, single_run=True)  # model.activation.alpha=0.2 as the run takes it
         with initialize_config_module("backproplab.conf", version_base="1.3"):
             cfg = compose("config", overrides=args)
         prepared = prepare(cfg)

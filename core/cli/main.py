@@ -54,6 +54,7 @@ def _run_hydra(argv: list[str]) -> int:
 
     try:
         check_overrides(argv)
+        argv = preflight.for_hydra(argv)
         # Every job composed and checked before Hydra creates an output folder: a multirun's
         # jobs before the first starts (and before the MLflow parent run exists), the first bad
         # one being the one error line; a single run's one job, failing as the run would.
@@ -61,7 +62,7 @@ def _run_hydra(argv: list[str]) -> int:
         from backproplab.hydra_app.task import main as hydra_main
 
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
-        sweep_status.finished = False
+        sweep_status.last = None
         hydra_main()
         from backproplab.hydra_app import task as hydra_app
 
@@ -76,10 +77,15 @@ def _run_hydra(argv: list[str]) -> int:
         line, code = describe(exc)
         print(line, file=sys.stderr, flush=True)
         return code
-    if sweep_status.finished and sweep_status.failures:
-        n = len(sweep_status.failures)
-        job, error = sweep_status.failures[0]
-        print(f"error: {n} job(s) of the multirun failed; first: {job}: {error}", file=sys.stderr, flush=True)
+    sweep, sweep_status.last = sweep_status.last, None
+    if sweep is not None and sweep.failures:
+        first = sweep.failures[0]
+        print(
+            f"error: {len(sweep.failures)} of {len(sweep.jobs)} jobs of the multirun failed; the first, #{first.num} "
+            f"({first.label}): {first.error}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     return 0
 

@@ -58,7 +58,7 @@ def hyperparameters_of(factory: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def _accepts_any_keyword(factory: Callable[..., Any]) -> bool:
+def accepts_any_keyword(factory: Callable[..., Any]) -> bool:
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -125,7 +125,7 @@ class Registry:
         """Build a component from its registered name and keyword hyperparameters."""
         registration = self.get(kind, name)
         accepted = registration.hyperparameters()
-        if not _accepts_any_keyword(registration.factory):
+        if not accepts_any_keyword(registration.factory):
             unknown = sorted(set(hyperparameters) - set(accepted))
             if unknown:
                 raise ConfigError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import sys
 import warnings
 from typing import Any
@@ -18,6 +20,43 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what schedulers (SLURM, Kubernetes) expe
 # The CLI forces HYDRA_FULL_ERROR=1 so that Hydra hands every exception back to it instead of
 # printing its own multi-line report; whether the *user* asked for tracebacks is kept here.
 TRACEBACK_ENV = "BACKPROPLAB_TRACEBACK"
+
+
+# Hydra plugins that backproplab's extras install: (group, option) -> (distribution, the
+# plugin's module, extra). Hydra itself only says the option is not found, which does not tell
+# a user that a pip install is all that is missing.
+PLUGIN_EXTRAS = {
+    ("hydra/launcher", "joblib"): ("hydra-joblib-launcher", "hydra_plugins.hydra_joblib_launcher", "parallel"),
+    ("hydra/launcher", "ray"): ("hydra-ray-launcher", "hydra_plugins.hydra_ray_launcher", "ray"),
+    ("hydra/launcher", "submitit_slurm"): ("hydra-submitit-launcher", "hydra_plugins.hydra_submitit_launcher", "slurm"),
+    ("hydra/launcher", "submitit_local"): ("hydra-submitit-launcher", "hydra_plugins.hydra_submitit_launcher", "slurm"),
+    ("hydra/sweeper", "optuna"): ("hydra-optuna-sweeper", "hydra_plugins.hydra_optuna_sweeper", "optuna"),
+}
+_NOT_FOUND = re.compile(r"Could not find '(hydra/(?:launcher|sweeper))/([^'/]+)'")
+
+
+def missing_plugin(group: str, option: str) -> str | None:
+    """The error text for choosing ``group=option`` when its plugin is not installed; None when
+    the option is not one of an extra's, or its plugin is installed."""
+    entry = PLUGIN_EXTRAS.get((group, option))
+    if entry is None:
+        return None
+    module = entry[1]
+    try:
+        installed = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if installed:
+        return None
+    return plugin_hint(group, option)
+
+
+def plugin_hint(group: str, option: str) -> str:
+    distribution, _module, extra = PLUGIN_EXTRAS[(group, option)]
+    return (
+        f"{group}={option} needs the Hydra plugin {distribution}, which is not installed; "
+        f'install it with: pip install "backproplab[{extra}]"'
+    )
 
 
 def one_line_warnings() -> None:
@@ -44,6 +83,9 @@ def _hydra_line(exc: BaseException) -> str | None:
     except ImportError:  # pragma: no cover - hydra is a dependency
         return None
     if isinstance(exc, MissingConfigException):
+        found = _NOT_FOUND.search(str(exc))
+        if found and (found.group(1), found.group(2)) in PLUGIN_EXTRAS:  # e.g. from an experiment's defaults
+            return plugin_hint(found.group(1), found.group(2))
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "config not found"
         options = getattr(exc, "options", None)
         return f"{first}; available: {', '.join(options)}" if options else first

@@ -212,6 +212,9 @@ class MlflowSweepCallback(Callback):
         else:
             status = RunStatus.FINISHED
         client.set_terminated(parent.run_id, RunStatus.to_string(status))
+        if abandoned is None:
+            for line in where_to_look(client, parent):
+                print(line, flush=True)
 
     @staticmethod
     def children(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[Any]:
@@ -282,6 +285,23 @@ class MlflowSweepCallback(Callback):
             table = {c: [str(r[c]) if c in text_columns else r[c] for r in rows] for c in columns}
             table = {c: [None if v == "" else v for v in vals] for c, vals in table.items()}
             client.log_table(parent.run_id, data=table, artifact_file="sweep_summary.json")
+
+
+def run_url(base: str, parent: sweep_parent.ParentRun) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"
+
+
+def where_to_look(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[str]:
+    """The closing lines of a tracked sweep: the summary artifacts and how to open the parent
+    run. A server is opened at its own address; a local store needs ``mlflow ui`` started on it."""
+    artifacts = client.get_run(parent.run_id).info.artifact_uri
+    lines = [f"mlflow: sweep summary {artifacts}/sweep_summary.csv (and sweep_summary.json, plots/final_loss.png) of parent run {parent.run_id}"]
+    uri = parent.tracking_uri
+    if uri.startswith(("http://", "https://")):
+        lines.append(f"mlflow: open {run_url(uri, parent)}")
+    else:
+        lines.append(f"mlflow: mlflow ui --backend-store-uri {uri}   then open {run_url('http://127.0.0.1:5000', parent)}")
+    return lines
 
 
 def _child_runs(client: MlflowClient, parent: sweep_parent.ParentRun, condition: str = "", order_by: list[str] | None = None) -> Iterator[Any]:

@@ -17,11 +17,13 @@ def _override_args(args: Sequence[str]) -> list[str]:
 
 
 def check_overrides(args: Sequence[str]) -> None:
-    """Unknown group choices (``optimizer=adamm``, sweeps included) as a one-line ConfigError."""
+    """Unknown group choices (``optimizer=adamm``, sweeps included), and a launcher or sweeper
+    whose plugin is not installed (``hydra/launcher=ray``), as a one-line ConfigError."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     from .config_store import COMPONENT_GROUPS, group_options
+    from .error_report import missing_plugin
     from backproplab.errors import ConfigError, closest
     from backproplab.components.loading import get_registry
 
@@ -37,6 +39,11 @@ def check_overrides(args: Sequence[str]) -> None:
     registry = get_registry()
     for ov in parsed:
         group = ov.key_or_group.lstrip("+~")
+        if group in ("hydra/launcher", "hydra/sweeper") and not ov.is_sweep_override() and isinstance(ov.value(), str):
+            missing = missing_plugin(group, ov.value())
+            if missing:
+                raise ConfigError(missing)
+            continue
         if group not in groups or ov.package is not None or ov.is_delete():
             continue
         if ov.is_sweep_override():

@@ -3,26 +3,32 @@
 Hydra launches a multirun job by job: without this check a bad value in a sweep list
 (``optimizer.lr=0.5,abc``) or a typo'd key (``modl.x=1,2``) is only found when its job comes
 up, after earlier jobs have trained and after the MLflow parent run exists. Here the launching
-process, before Hydra runs anything, expands the sweep exactly as the configured sweeper does
-(its own ``split_arguments``, over ``hydra.sweeper.params`` and the command line), composes each
+process, before Hydra runs anything, expands the sweep as the basic sweeper does (``expand``:
+Hydra's public override parser over ``hydra.sweeper.params`` and the command line), composes each
 job exactly as the launcher will (``ConfigLoader.load_sweep_config``), and runs the single run's
 own checks on it (``check_job``: ``backproplab.run.job.prepare``'s config validation, data and
-components, then the ``logger`` node). The first bad job becomes one error line; nothing has
-been trained, tracked or written.
+components, then the ``logger`` node). The first bad job becomes one error line naming every bad
+job's number; nothing has been trained, tracked or written.
 
 A single run gets the same: its one job is composed as ``Hydra.run`` will compose it and
 checked before Hydra creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder; its
 error is the one the run itself would raise.
 
-Sweepers that choose their jobs while they run (e.g. Optuna) have no ``split_arguments``: for
-them only the composition of the sweep as a whole is checked here.
+``for_hydra`` rewrites two spellings Hydra cannot compose into equivalent ones it can (see
+there); the CLI hands Hydra the rewritten command line, and everything here composes that.
+
+Sweepers that choose their jobs while they run (e.g. Optuna) are not expanded: for them only
+the composition of the sweep as a whole is checked here.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
+import itertools
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
@@ -48,18 +54,32 @@ class FlagError(Exception):
     """A malformed flag on the command line, in argparse's own words (``argument --cfg/-c: ...``)."""
 
 
-def flag_parser() -> Any:
-    """Hydra's own argument parser, raising ``FlagError`` instead of printing its usage and exiting."""
-    # Private, but it is the parser hydra.main itself uses: the flags mean exactly what Hydra
-    # will make of them.
-    from hydra._internal.utils import get_args_parser
+def flag_parser() -> argparse.ArgumentParser:
+    """The flags ``hydra.main`` accepts, as Hydra 1.3 documents them (``--help`` of any Hydra
+    app), raising ``FlagError`` instead of printing a usage text and exiting. Our own parser
+    rather than Hydra's private one (``hydra._internal``), which may change in any release."""
 
-    parser = get_args_parser()
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # type: ignore[override]
+            raise FlagError(message)
 
-    def error(message: str) -> Any:
-        raise FlagError(message)
-
-    parser.error = error  # type: ignore[method-assign]
+    parser = Parser(add_help=False, prog="backproplab")
+    parser.add_argument("--help", "-h", action="store_true")
+    parser.add_argument("--hydra-help", action="store_true")
+    # The CLI answers a lone --version itself; among other arguments it is Hydra's to handle.
+    parser.add_argument("--version", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+    parser.add_argument("--resolve", action="store_true")
+    parser.add_argument("--package", "-p")
+    parser.add_argument("--run", "-r", action="store_true")
+    parser.add_argument("--multirun", "-m", action="store_true")
+    parser.add_argument("--shell-completion", "-sc", action="store_true")
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("--config-name", "-cn")
+    parser.add_argument("--config-dir", "-cd")
+    parser.add_argument("--experimental-rerun")
+    parser.add_argument("--info", "-i", const="all", nargs="?", choices=["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"])
     return parser
 
 
@@ -78,37 +98,206 @@ def task_overrides(master: DictConfig) -> list[str]:
     return [] if node is None else [str(o) for o in OmegaConf.to_container(node, resolve=False)]  # type: ignore[union-attr]
 
 
-def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
-    """The jobs of the multirun ``master`` describes, numbered as Hydra numbers them; None when
-    the configured sweeper decides its jobs only while it runs."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.utils import get_class
+# The sweeper whose jobs are known before it runs: Hydra's default. Named by its ``_target_``
+# string only; nothing is imported from ``hydra._internal``.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
-    target = OmegaConf.select(master, "hydra.sweeper._target_")
-    try:
-        sweeper = get_class(str(target))
-    except Exception:  # noqa: BLE001 - Hydra reports an unknown sweeper itself
-        return None
-    split = getattr(sweeper, "split_arguments", None)
-    if split is None:
-        return None
+
+def sweep_arguments(master: DictConfig) -> list[str]:
+    """What the basic sweeper expands: ``hydra.sweeper.params`` first, then the command line."""
     params = OmegaConf.select(master, "hydra.sweeper.params") or {}
-    arguments = [f"{key}={value}" for key, value in params.items()]
-    arguments += task_overrides(master)
-    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(arguments)
-    batches = split(parsed, None)
-    return [Job(num, tuple(job)) for num, job in enumerate(job for batch in batches for job in batch)]
+    return [f"{key}={value}" for key, value in params.items()] + task_overrides(master)
 
 
-def swept_parameters(master: DictConfig) -> dict[str, str]:
-    """Swept key -> the values as typed, from ``hydra.sweeper.params`` and the command line."""
+def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
+    """The jobs of the multirun ``master`` describes, in the basic sweeper's order and numbering
+    (``hydra.job.num``); None for another sweeper, which decides its jobs only while it runs.
+
+    The basic sweeper's documented behaviour, from Hydra's public override parser: one column of
+    ``key=value`` strings per key (a later override of a key replaces the earlier one's values
+    and keeps its place), every combination in ``itertools.product`` order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    if str(OmegaConf.select(master, "hydra.sweeper._target_")) != BASIC_SWEEPER:
+        return None
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(sweep_arguments(master))
+    columns: dict[str, list[str]] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            columns[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            columns[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:  # interval(...): only sweepers that sample (Optuna) take it
+            raise HydraException(f"the basic sweeper cannot sweep {override.input_line!r}; it takes lists, range(...) and glob(...)")
+    return [Job(num, tuple(job)) for num, job in enumerate(itertools.product(*columns.values()))]
+
+
+def swept_parameters(master: DictConfig, *, single: bool = False) -> dict[str, str]:
+    """Swept key -> the values as typed, from ``hydra.sweeper.params`` and the command line.
+    A one-value sweep (``optimizer.beta1=choice(0.95)``, how ``for_hydra`` hands a value under a
+    swept group to Hydra) varies nothing and is left out unless ``single``."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     swept = {str(key): str(value) for key, value in (OmegaConf.select(master, "hydra.sweeper.params") or {}).items()}
     for override in OverridesParser.create().parse_overrides(task_overrides(master)):
         if override.is_sweep_override():
+            if not single and _one_value(override):
+                continue
             swept[override.get_key_element().lstrip("+~")] = override.input_line.split("=", 1)[1]
     return swept
+
+
+def _one_value(override: Any) -> bool:
+    try:
+        return len(list(override.sweep_string_iterator())) == 1
+    except Exception:  # noqa: BLE001 - glob and interval sweeps need more than the parser has
+        return False
+
+
+# -- the command line as Hydra is given it ------------------------------------------------------
+# Two spellings Hydra cannot compose are rewritten into equivalent ones it can, before anything
+# (preflight or Hydra) composes them:
+#
+# - ``model.activation=leaky_relu model.activation.alpha=0.2``: the activation is a plain name,
+#   which has no keys to set; it becomes ``model.activation={name:leaky_relu,alpha:0.2}``, the
+#   node form the config takes. The same for ``model.output_activation``.
+# - ``-m optimizer=adam,adamw optimizer.beta1=0.95``: Hydra applies a non-swept override to the
+#   multirun's primary config, where ``optimizer`` is still the default (sgd, no ``beta1``), and
+#   refuses the sweep although every job would compose. A value set under a swept group is
+#   therefore handed to Hydra as a one-value sweep (``optimizer.beta1=choice(0.95)``), which
+#   Hydra applies to each job only; each job's overrides are then exactly what they would have
+#   been, and each job is checked on its own config below.
+
+ACTIVATION_KEYS = ("model.activation", "model.output_activation")
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def _bare(key: str) -> str:
+    return key.lstrip("+~")
+
+
+def _value_text(override: Any) -> str:
+    return override.input_line.split("=", 1)[1] if "=" in override.input_line else ""
+
+
+def _probe(overrides: list[str], parsed: list[Any]) -> tuple[Any, DictConfig | None]:
+    """(config loader, the primary config without the dotted overrides under config groups);
+    the config is None if even that does not compose (the checks that follow report why)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    loader = GlobalHydra.instance().config_loader()
+    kept = [
+        text for text, ov in zip(overrides, parsed)
+        if ov.is_sweep_override() or "." not in _bare(ov.key_or_group) or _bare(ov.key_or_group).startswith("hydra.")
+    ]
+    try:
+        return loader, loader.load_configuration(CONFIG_NAME, kept, run_mode=RunMode.MULTIRUN, from_shell=True, validate_sweep_overrides=False)
+    except Exception:  # noqa: BLE001 - the run's own composition reports it
+        return loader, None
+
+
+def _activation_nodes(parsed: list[Any], out: list[list[str]], probe: DictConfig | None) -> None:
+    """``model.activation.KEY=V`` merged into one ``model.activation={name:...,KEY:V}`` (in ``out``,
+    the replacement of each override)."""
+    for key in ACTIVATION_KEYS:
+        dotted = [
+            i for i, ov in enumerate(parsed)
+            if ov.package is None and not ov.is_delete() and _bare(ov.key_or_group).startswith(key + ".")
+            and "." not in _bare(ov.key_or_group)[len(key) + 1:]
+        ]
+        if not dotted:
+            continue
+        bases = [i for i, ov in enumerate(parsed) if _bare(ov.key_or_group) == key and not ov.is_delete() and ov.package is None]
+        if bases:
+            base = parsed[bases[-1]]
+            names = list(base.sweep_string_iterator()) if base.is_sweep_override() else [_value_text(base)]
+        else:
+            current = None if probe is None else OmegaConf.select(probe, key, default=None)
+            if not isinstance(current, str):
+                continue  # a node already (its own keys can be set), or unknown: Hydra's message stands
+            names = [current if _PLAIN_NAME.fullmatch(current) else repr(current)]
+        if not all(_PLAIN_NAME.fullmatch(n) for n in names):
+            continue  # {name:...,...} given already: its keys are set inside it
+        columns = [[f"name:{n}" for n in names]]
+        for i in dotted:
+            ov = parsed[i]
+            param = _bare(ov.key_or_group)[len(key) + 1:]
+            values = list(ov.sweep_string_iterator()) if ov.is_sweep_override() else [_value_text(ov)]
+            columns.append([f"{param}:{v}" for v in values])
+        nodes = ["{" + ",".join(items) + "}" for items in itertools.product(*columns)]
+        first = min([*bases, *dotted])
+        for i in [*bases, *dotted]:
+            out[i] = []
+        out[first] = [f"{key}={','.join(nodes)}"]
+
+
+def _defer_to_jobs(loader: Any, parsed: list[Any], out: list[list[str]], probe: DictConfig | None) -> None:
+    """Non-swept values under a swept config group, as one-value sweeps (see above)."""
+    candidates = {_bare(ov.key_or_group) for ov in parsed if ov.is_sweep_override()}
+    params = None if probe is None else OmegaConf.select(probe, "hydra.sweeper.params")
+    candidates |= {str(k) for k in (params or {})}
+    groups = {g for g in candidates if "." not in g and not g.startswith("hydra") and loader.get_group_options(g)}
+    for i, ov in enumerate(parsed):
+        key = _bare(ov.key_or_group)
+        if len(out[i]) != 1 or out[i][0] != ov.input_line:
+            continue  # rewritten already
+        if ov.is_sweep_override() or ov.is_delete() or ov.package is not None or key.split(".", 1)[0] not in groups:
+            continue
+        if "." not in key or not _value_text(ov):
+            continue
+        prefix = ov.key_or_group[: len(ov.key_or_group) - len(key)]
+        out[i] = [f"{prefix}{key}=choice({_value_text(ov)})"]
+
+
+def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
+    """The command line ``args`` as backproplab hands it to Hydra (and composes it itself): the
+    spellings above rewritten, everything else unchanged. ``single_run``: the overrides are
+    composed as one run whatever the config's ``hydra.mode`` (``explain``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = list(args)
+    ns = hydra_args(args)
+    if ns is None or not ns.overrides or ns.config_path or ns.config_name or ns.config_dir or ns.experimental_rerun:
+        return args
+    overrides = list(ns.overrides)
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # noqa: BLE001 - check_overrides reports a malformed override
+        return args
+    activation = any(_bare(ov.key_or_group).startswith(tuple(k + "." for k in ACTIVATION_KEYS)) for ov in parsed)
+    maybe_multirun = ns.multirun or any(_bare(ov.key_or_group) in ("experiment", "hydra.mode") for ov in parsed)
+    under_group = any(
+        not ov.is_sweep_override() and "." in _bare(ov.key_or_group) and not _bare(ov.key_or_group).startswith("hydra.")
+        for ov in parsed
+    )
+    if not activation and (single_run or not (maybe_multirun and under_group)):
+        return args
+    from hydra import initialize_config_module
+    from hydra.types import RunMode
+
+    from .config_store import register_configs
+
+    register_configs()
+
+    out = [[text] for text in overrides]
+    with initialize_config_module(CONF_MODULE, version_base="1.3"):
+        loader, probe = _probe(overrides, parsed)
+        if activation:
+            _activation_nodes(parsed, out, probe)
+        multirun = (ns.multirun or (probe is not None and probe.hydra.mode == RunMode.MULTIRUN)) and not (ns.run or single_run)
+        if multirun and not ns.cfg:
+            _defer_to_jobs(loader, parsed, out, probe)
+    rewritten, position = [], 0
+    for arg in args:
+        if position < len(overrides) and arg == overrides[position]:
+            rewritten += out[position]
+            position += 1
+        else:
+            rewritten.append(arg)
+    return rewritten
 
 
 def job_config(config_loader: Any, master: DictConfig, job: Job) -> DictConfig:
@@ -242,7 +431,7 @@ def check_job(cfg: DictConfig) -> Any:
 def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
     """The jobs the command line ``args`` would launch, in Hydra's order and numbering; None
     when they are not a multirun (or the sweeper picks its jobs as it goes)."""
-    with _multirun(args) as sweep:
+    with _multirun(for_hydra(args)) as sweep:
         return None if sweep is None else sweep[2]
 
 
@@ -270,7 +459,7 @@ def check_multirun(args: Sequence[str]) -> int | None:
     """If ``args`` start a multirun, compose and validate every job; the number of jobs checked
     (None when ``args`` are not a multirun). Raises a one-line ``ConfigError`` naming the
     first job that cannot run (or the composition error of the sweep as a whole)."""
-    with _multirun(args) as sweep:
+    with _multirun(for_hydra(args)) as sweep:
         return None if sweep is None else _check_sweep(sweep)
 
 
@@ -278,7 +467,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
     if sweep is None:
         return None
     loader, master, jobs = sweep
-    keys = swept_parameters(master)
+    keys = swept_parameters(master, single=True)
     bad: list[tuple[Job, BaseException]] = []
     for job in jobs:
         try:
@@ -292,8 +481,9 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
         if len(bad) == 1:
             message = f"sweep job #{job.num} of {len(jobs)} ({_label(job, keys)}) is invalid, so no job was started: {reason}"
         else:
+            numbers = ", ".join(f"#{j.num}" for j, _ in bad[:10]) + (", ..." if len(bad) > 10 else "")
             message = (
-                f"{len(bad)} of {len(jobs)} sweep jobs are invalid, so no job was started; "
+                f"{len(bad)} of {len(jobs)} sweep jobs are invalid ({numbers}), so no job was started; "
                 f"the first, #{job.num} ({_label(job, keys)}): {reason}"
             )
         # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.

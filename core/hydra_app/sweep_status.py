@@ -1,50 +1,155 @@
-"""Which jobs of a multirun failed, so the command can exit non-zero after the whole sweep ran.
+"""How the jobs of a multirun ended, and where to look: the last lines of a sweep's output.
 
-A failed job must not stop the sweep, so the task function returns instead of raising. Its
-``result.json`` records the failure; this Hydra callback runs in the launching process after
-every job (basic or joblib launcher) and collects those records for ``backproplab.cli.main``.
+A failed job must not stop the sweep, so the task function returns instead of raising, and its
+``result.json`` records the outcome with its job number (``hydra.job.num``) and the sweep's id.
+This Hydra callback runs in the launching process after every job (basic or joblib launcher,
+whose workers are other processes: the files are what reaches back), reads those records keyed
+by job number, writes ``sweep_summary.csv`` into the sweep folder, and prints which job did
+best and where the results are. The MLflow sweep callback, when tracking is on, then prints
+where the parent run is (Hydra ends callbacks in reverse order, and it is registered first).
 """
 
 from __future__ import annotations
 
+import csv
 import json
-import time
+import os
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 RESULT_FILE = "result.json"
+SUMMARY_FILE = "sweep_summary.csv"
+# Set by the launching process before any job starts; jobs copy it into result.json, so that the
+# records of an earlier sweep into the same folder are not read as this one's. An environment
+# variable because joblib's worker processes inherit it and nothing else from the launcher.
+SWEEP_ID_ENV = "BACKPROPLAB_SWEEP_ID"
+SUMMARY_COLUMNS = ("job", "status", "overrides", "final_loss", "final_val_loss", "final_train_accuracy", "final_val_accuracy", "error")
 
-# (job output dir, error line) of the last multirun in this process.
-failures: list[tuple[str, str]] = []
-finished = False
-_started = 0.0
+
+@dataclass(frozen=True)
+class JobOutcome:
+    num: int
+    label: str  # the job's swept overrides (all of them when nothing is swept)
+    record: dict[str, Any] | None  # its result.json; None when the job left none
+
+    @property
+    def ok(self) -> bool:
+        return self.record is not None and self.record.get("status") == "ok"
+
+    @property
+    def error(self) -> str:
+        if self.record is None:
+            return "the job ended without a result (result.json missing)"
+        return str(self.record.get("error") or "the job failed")
 
 
-def collect(sweep_dir: Path, since: float = 0.0) -> list[tuple[str, str]]:
-    """Failed jobs under ``sweep_dir``; results older than ``since`` belong to an earlier sweep."""
-    found = []
+@dataclass(frozen=True)
+class SweepOutcome:
+    sweep_dir: Path
+    jobs: list[JobOutcome]  # in job-number order
+
+    @property
+    def failures(self) -> list[JobOutcome]:
+        return [job for job in self.jobs if not job.ok]
+
+    def best(self) -> JobOutcome | None:
+        finished = [j for j in self.jobs if j.ok and isinstance(j.record.get("final_loss"), (int, float))]  # type: ignore[union-attr]
+        return min(finished, key=lambda j: (j.record["final_loss"], j.num)) if finished else None  # type: ignore[index]
+
+
+# The outcome of the last multirun of this process, for the CLI's exit code: Hydra's hydra.main
+# returns nothing, so the launching process's callback is the only one that sees every job.
+last: SweepOutcome | None = None
+
+
+def job_records(sweep_dir: Path, sweep_id: str | None) -> dict[int, dict[str, Any]]:
+    """``hydra.job.num`` -> result record of the sweep ``sweep_id`` under ``sweep_dir``."""
+    found: dict[int, dict[str, Any]] = {}
     for path in sorted(sweep_dir.glob(f"**/{RESULT_FILE}")):
-        if path.stat().st_mtime < since:
-            continue
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if record.get("status") != "ok":
-            found.append((str(path.parent), str(record.get("error"))))
+        if isinstance(record.get("job"), int) and record.get("sweep_id") == sweep_id:
+            found[record["job"]] = {**record, "dir": str(path.parent)}
     return found
+
+
+def outcome(config: DictConfig, sweep_dir: Path, sweep_id: str | None) -> SweepOutcome:
+    from .preflight import expand, swept_overrides, swept_parameters
+
+    records = job_records(sweep_dir, sweep_id)
+    try:
+        expected = expand(config, None)
+    except Exception:  # noqa: BLE001 - Hydra reported a sweep it could not expand
+        expected = None
+    keys = swept_parameters(config)
+    jobs = []
+    if expected is None:  # a sweeper that picks jobs as it goes: what ran is what there is
+        nums = sorted(records)
+        overrides = {n: records[n].get("overrides") or [] for n in nums}
+    else:
+        nums = [job.num for job in expected]
+        overrides = {job.num: list(job.overrides) for job in expected}
+    for num in nums:
+        label = " ".join(swept_overrides(overrides[num], keys) or overrides[num])
+        jobs.append(JobOutcome(num, label, records.get(num)))
+    return SweepOutcome(sweep_dir, jobs)
+
+
+def write_summary(result: SweepOutcome) -> Path:
+    path = result.sweep_dir / SUMMARY_FILE
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        for job in result.jobs:
+            record = job.record or {}
+            row = {column: record.get(column) for column in SUMMARY_COLUMNS}
+            row.update(job=job.num, status="ok" if job.ok else "failed", overrides=job.label, error=None if job.ok else job.error)
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return path
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def report(result: SweepOutcome, summary: Path) -> list[str]:
+    """The closing lines: how many jobs finished, the best one, where the results are."""
+    n, failed = len(result.jobs), len(result.failures)
+    lines = [f"sweep: {n - failed} of {n} jobs finished" + (f", {failed} failed" if failed else "")]
+    best = result.best()
+    if best is not None:
+        lines.append(f"best: job #{best.num} ({best.label}), final loss {best.record['final_loss']:.6f}")  # type: ignore[index]
+    lines.append(f"results: {_shown(summary)} (one row per job; each job's folder under {_shown(result.sweep_dir)} has its result.json)")
+    return lines
+
+
+def sweep_dir_of(config: DictConfig) -> Path:
+    path = Path(str(OmegaConf.select(config, "hydra.sweep.dir")))
+    cwd = OmegaConf.select(config, "hydra.runtime.cwd")
+    return path if path.is_absolute() or not cwd else Path(str(cwd)) / path
 
 
 class SweepStatusCallback(Callback):
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        global finished, _started
-        failures.clear()
-        finished = False
-        _started = time.time() - 1.0  # file systems with coarse mtimes
+        global last
+        last = None
+        os.environ[SWEEP_ID_ENV] = uuid.uuid4().hex
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        global finished
-        failures[:] = collect(Path(config.hydra.sweep.dir), _started)
-        finished = True
+        global last
+        sweep_dir = sweep_dir_of(config)
+        result = outcome(config, sweep_dir, os.environ.pop(SWEEP_ID_ENV, None))
+        summary = write_summary(result)
+        for line in report(result, summary):
+            print(line, flush=True)
+        last = result

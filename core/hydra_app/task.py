@@ -8,6 +8,7 @@ job's config inside a worker process, which only imports the module of the task 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -22,7 +23,7 @@ from omegaconf import DictConfig
 from backproplab.run import job as app
 from .config_store import register_configs
 from .error_report import describe, one_line_warnings, tracebacks_wanted
-from .sweep_status import RESULT_FILE
+from .sweep_status import RESULT_FILE, SWEEP_ID_ENV
 
 register_configs()
 
@@ -31,7 +32,10 @@ register_configs()
 last_error: BaseException | None = None
 
 
-def _write_result(out_dir: Path, record: dict[str, Any]) -> None:
+def _write_result(out_dir: Path, record: dict[str, Any], hc: Any) -> None:
+    if hc.mode == RunMode.MULTIRUN:  # what the launching process reads the job's outcome by
+        record["job"] = int(hc.job.num)
+        record["sweep_id"] = os.environ.get(SWEEP_ID_ENV)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
@@ -74,7 +78,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
     except Exception as exc:
         line, _code = describe(exc)
         record = app.RunResult("failed", error=line.removeprefix("error: "), overrides=overrides).to_json()
-        _write_result(out_dir, record)
+        _write_result(out_dir, record, hc)
         if not multirun:
             last_error = exc
             return record
@@ -83,7 +87,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
         return record
     record = result.to_json()
-    _write_result(out_dir, record)
+    _write_result(out_dir, record, hc)
     print(f"{label}{result.summary()}", flush=True)
     return record
 

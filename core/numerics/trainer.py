@@ -221,7 +221,7 @@ class Trainer:
 
     def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, Any] | None = None) -> History:
         """Train for ``epochs`` epochs; every input is checked before the first iteration."""
-        net, loss, optimizer = self.network, self.loss, self.optimizer
+        net, loss = self.network, self.loss
         X = net.check_input(X)
         y = prepare_targets(loss, y, net)
         if X.shape[0] != y.shape[0]:

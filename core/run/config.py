@@ -19,7 +19,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from backproplab.errors import ConfigError, UnknownComponentError, closest
 from backproplab.numerics.network import SUPPORTED_DTYPES
-from backproplab.components.registry import Registry
+from backproplab.components.registry import Registry, accepts_any_keyword
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
 # The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
@@ -106,7 +106,21 @@ def _activation(registry: Registry, key: str, value: Any) -> Any:
         _known_component(registry, "activation", key, value)
         return value
     if isinstance(value, Mapping) and isinstance(value.get("name"), str):
-        _known_component(registry, "activation", key, value["name"])
+        name = value["name"]
+        _known_component(registry, "activation", key, name)
+        registration = registry.get("activation", name)
+        if not accepts_any_keyword(registration.factory):
+            accepted = [k for k in registration.hyperparameters() if k != "name"]
+            for param in value:
+                if param != "name" and param not in accepted:
+                    raise ConfigError(
+                        key=f"{key}.{param}",
+                        value=value[param],
+                        subject=f"{key}.{param}",  # the value is fine; the key is not
+                        problem=f"is not a hyperparameter of activation {name}" + ("" if accepted else f"; {name} takes none"),
+                        valid=accepted or None,
+                        hint=closest(str(param), accepted, cutoff=0.5),
+                    )
         return dict(value)
     available = ", ".join(registry.names("activation"))
     raise ConfigError(f"{key}={value!r} is not an activation name; available: {available}")
