@@ -32,6 +32,8 @@ class MlflowTracker(Callback):
         *,
         max_metrics: int,
         every_n_iterations: int = 1,
+        every_n_epochs: int = 1,
+        total_epochs: int = 0,
         flush_interval_s: float = 15.0,
         trace: TraceRecorder | None = None,
     ) -> None:
@@ -39,6 +41,8 @@ class MlflowTracker(Callback):
         self.writer = writer
         self.buffer = MetricBuffer(layout, max_metrics)
         self.every = every_n_iterations
+        self.every_epoch = every_n_epochs
+        self.total_epochs = total_epochs
         self.flush_interval_s = flush_interval_s
         self.trace = trace
         self.epochs: list[EpochSummary] = []
@@ -79,7 +83,9 @@ class MlflowTracker(Callback):
             self.flush()
 
     def on_epoch_end(self, summary: EpochSummary) -> None:
-        self.epochs.append(summary)
+        self.epochs.append(summary)  # all of them: the loss plot is not thinned
+        if (self.total_epochs - len(self.epochs)) % self.every_epoch:
+            return
         now = time.time()
         for field_name, key in EPOCH_METRICS.items():
             value = getattr(summary, field_name)

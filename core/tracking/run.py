@@ -99,6 +99,8 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     parent = sweep_parent.current()
     uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
+    # Before the store: a stride that cannot be chosen must not leave a run behind.
+    every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
     client, experiment_id = connect(uri, settings.experiment_name)
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
@@ -109,6 +111,10 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     tags["backproplab.task"] = context.task
     tags["backproplab.elementwise_metrics"] = "true" if layout.elementwise else "false"
     tags["backproplab.n_parameters"] = str(network.n_parameters)
+    if settings.max_points_per_metric is not None:
+        # The stride the cap chose, so a reader knows the stored curves are thinned and by what.
+        tags["backproplab.iteration_stride"] = str(every_iteration)
+        tags["backproplab.epoch_stride"] = str(every_epoch)
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
         job = hydra_job_num()
@@ -127,7 +133,9 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
             layout,
             BatchWriter(_sink(settings, uri, client, run_id), run_id, background=settings.background),
             max_metrics=settings.max_metrics,
-            every_n_iterations=settings.every_n_iterations,
+            every_n_iterations=every_iteration,
+            every_n_epochs=every_epoch,
+            total_epochs=context.epochs,
             flush_interval_s=settings.flush_interval_s,
             trace=trace,
         )
