@@ -280,3 +280,29 @@ def test_failure_reason_reads_like_the_console_for_our_errors_and_keeps_foreign_
     assert one_line(NonFiniteLossError(float("inf"), 0, 4)).startswith("non-finite loss inf at epoch 1, iteration 5; try")
     assert one_line(ConfigError("optimizer.lr='abc'\n  is invalid")) == "optimizer.lr='abc' is invalid"
     assert one_line(RuntimeError("store is gone")) == "RuntimeError: store is gone"
+
+
+# -- plots drawn on a thread --------------------------------------------------------------------
+def test_plot_thread_draws_both_plots_and_cleans_up():
+    from backproplab.tracking.artifacts import PlotThread
+
+    layout = MetricLayout.for_params({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, 64)
+    summary = (np.arange(5), np.linspace(1.0, 0.1, 5)[:, None] * np.ones((5, layout.n_summary)))
+    plots = PlotThread(layout, summary, [])
+    directory = plots.wait()
+    assert sorted(p.name for p in directory.iterdir()) == ["grad_norms.png", "loss.png"]
+    assert (directory / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plots.cleanup()
+    assert not directory.exists()
+
+
+def test_plot_thread_hands_a_drawing_error_to_the_caller():
+    from backproplab.tracking.artifacts import PlotThread
+
+    layout = MetricLayout.for_params({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, 64)
+    broken = (np.arange(5), np.zeros((5, 0)))  # no loss column: drawing must fail
+    plots = PlotThread(layout, broken, [])
+    with pytest.raises(IndexError):
+        plots.wait()
+    plots.cleanup()
+    assert not plots.directory.parent.exists()

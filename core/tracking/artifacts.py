@@ -19,6 +19,7 @@ two plots most of what tracking cost a sweep job (issue 9).
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -121,6 +122,46 @@ def plot_grad_norms(path: Path, steps: np.ndarray, summary: np.ndarray, layout: 
     _save(fig, ax, path)
 
 
+def draw_plots(directory: Path, layout: MetricLayout, summary: tuple[np.ndarray, np.ndarray], epochs: Sequence[EpochSummary]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    steps, values = summary
+    plot_loss(directory / "loss.png", steps, values[:, 0], epochs)
+    plot_grad_norms(directory / "grad_norms.png", steps, values, layout)
+
+
+class PlotThread:
+    """The run's plots, drawn on a thread while the caller waits for the store.
+
+    Drawing is CPU work that holds the GIL, but a run's last store writes (the final metric
+    flush, the artifact copies) mostly wait on sqlite's fsync; overlapping the two hides the
+    waits. ``wait`` re-raises a drawing error in the caller, which ends the run without
+    pretending the plots exist.
+    """
+
+    def __init__(self, layout: MetricLayout, summary: tuple[np.ndarray, np.ndarray], epochs: Sequence[EpochSummary]) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="backproplab-plots-")
+        self.directory = Path(self._tmp.name) / "plots"
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._draw, args=(layout, summary, list(epochs)), name="backproplab-plots", daemon=True)
+        self._thread.start()
+
+    def _draw(self, layout: MetricLayout, summary: tuple[np.ndarray, np.ndarray], epochs: list[EpochSummary]) -> None:
+        try:
+            draw_plots(self.directory, layout, summary, epochs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that logs the run
+            self._error = exc
+
+    def wait(self) -> Path:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.directory
+
+    def cleanup(self) -> None:
+        self._thread.join()
+        self._tmp.cleanup()
+
+
 def log_run_artifacts(
     client: Any,
     run_id: str,
@@ -132,17 +173,25 @@ def log_run_artifacts(
     epochs: Sequence[EpochSummary],
     trace: Any = None,
     input_scaling: Mapping[str, np.ndarray] | None = None,
+    plots: PlotThread | None = None,
 ) -> None:
-    with tempfile.TemporaryDirectory(prefix="backproplab-artifacts-") as tmp:
-        root = Path(tmp)
-        write_config(root / "config.yaml", config)
-        write_params(root / "params.npz", params)
-        if input_scaling is not None:
-            np.savez(root / "standardize.npz", **{k: np.asarray(v) for k, v in input_scaling.items()})
-        steps, values = summary
-        (root / "plots").mkdir()
-        plot_loss(root / "plots" / "loss.png", steps, values[:, 0], epochs)
-        plot_grad_norms(root / "plots" / "grad_norms.png", steps, values, layout)
-        if trace is not None:
-            trace.save(root / "trace.npz")
-        client.log_artifacts(run_id, str(root))
+    """Every artifact of the run, logged before this returns. With ``plots`` (already drawing),
+    the other files are written and logged while it draws; without, the plots are drawn here."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="backproplab-artifacts-") as tmp:
+            root = Path(tmp)
+            write_config(root / "config.yaml", config)
+            write_params(root / "params.npz", params)
+            if input_scaling is not None:
+                np.savez(root / "standardize.npz", **{k: np.asarray(v) for k, v in input_scaling.items()})
+            if trace is not None:
+                trace.save(root / "trace.npz")
+            if plots is None:
+                draw_plots(root / "plots", layout, summary, epochs)
+                client.log_artifacts(run_id, str(root))
+            else:
+                client.log_artifacts(run_id, str(root))
+                client.log_artifacts(run_id, str(plots.wait()), "plots")
+    finally:
+        if plots is not None:
+            plots.cleanup()

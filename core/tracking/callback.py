@@ -7,7 +7,7 @@ row (no MLflow objects, no dicts of metric names); everything else happens at fl
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,10 +96,18 @@ class MlflowTracker(Callback):
         self.writer.submit(self.buffer.take())
         self._next_flush = time.time() + self.flush_interval_s
 
-    def close(self) -> None:
-        """Flush what is buffered and wait for every write to land."""
+    def close(self, before_write: Callable[[], None] | None = None) -> None:
+        """Flush what is buffered and wait for every write to land.
+
+        ``before_write`` runs once the last rows are taken (so ``summary`` is complete) and before
+        they are written: the run's plots start rendering there, on a thread, while this one
+        waits for the store.
+        """
         try:
-            self.flush()
+            block = self.buffer.take()
+            if before_write is not None:
+                before_write()
+            self.writer.submit(block)
         finally:
             self.writer.close()
 

@@ -23,7 +23,7 @@ from ..preflight import swept_overrides
 from ..run_context import RunContext
 from ..trainer import Callback
 from . import parent as sweep_parent
-from .artifacts import log_run_artifacts
+from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
 from .metric_names import MetricLayout
@@ -149,10 +149,18 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
         _finish(client, run_id, context, tracker, RunStatus.FAILED, one_line(exc))
         raise
     else:
+        plots: PlotThread | None = None
         try:
-            _close(tracker)
-            _log_artifacts(client, run_id, context, tracker)
+            if tracker is not None:
+                def start_plots() -> None:
+                    nonlocal plots
+                    plots = PlotThread(tracker.layout, tracker.summary(), tracker.epochs)
+
+                tracker.close(before_write=start_plots)
+            _log_artifacts(client, run_id, context, tracker, plots)
         except BaseException as exc:
+            if plots is not None:
+                plots.cleanup()
             _finish(client, run_id, context, None, RunStatus.FAILED, f"could not record the run: {one_line(exc)}")
             raise
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
@@ -163,7 +171,7 @@ def _close(tracker: MlflowTracker | None) -> None:
         tracker.close()
 
 
-def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None) -> None:
+def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, plots: PlotThread | None = None) -> None:
     if tracker is None:
         return
     log_run_artifacts(
@@ -176,6 +184,7 @@ def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: Mlflo
         epochs=tracker.epochs,
         trace=tracker.trace,
         input_scaling=context.input_scaling,
+        plots=plots,
     )
 
 
