@@ -99,3 +99,44 @@ def test_an_update_to_non_finite_weights_fails_the_run(cli, tmp_path):
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == line.removeprefix("error: ")
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # what it logged stays
+
+
+def test_max_points_per_metric_caps_every_stored_metric(cli, tmp_path):
+    # 60 iterations (one per epoch) capped at 8 points: iteration stride ceil(60/8) = 8, so
+    # steps 0, 8, ..., 56; epoch metrics every 8th epoch counted back from the last, so the final
+    # epoch's train/loss (what the sweep summary reads) is stored.
+    proc = cli("trainer.epochs=60", "logger.max_points_per_metric=8")
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
+    assert run.info.status == "FINISHED"
+    run_id = run.info.run_id
+    points = {key: client.get_metric_history(run_id, key) for key in run.data.metrics}
+    assert len(points) == 51  # loss, 6 norms, 21 grad/*, 21 param/*, train/loss, train/accuracy
+    assert all(len(history) <= 8 for history in points.values()), {k: len(v) for k, v in points.items() if len(v) > 8}
+    assert sorted(m.step for m in points["loss"]) == list(range(0, 60, 8))
+    assert sorted(m.step for m in points["grad/w1_1_1"]) == list(range(0, 60, 8))
+    assert sorted(m.step for m in points["train/loss"]) == list(range(4, 61, 8))
+    assert run.data.tags["backproplab.iteration_stride"] == "8"
+    assert run.data.tags["backproplab.epoch_stride"] == "8"
+    # The console still shows the whole run: the cap thins what is stored, not the training.
+    assert "after 60 iterations" in proc.stdout
+
+
+def test_without_a_cap_every_iteration_is_stored(cli, tmp_path):
+    proc = cli("trainer.epochs=20")
+    assert proc.returncode == 0, proc.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 20
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 20
+    assert "backproplab.iteration_stride" not in run.data.tags
+
+
+def test_a_bad_max_points_per_metric_is_one_line_and_exit_2(cli, tmp_path):
+    proc = cli("logger.max_points_per_metric=0", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 0"
+    )
+    assert not list(tmp_path.iterdir())

@@ -183,6 +183,9 @@ def test_settings_defaults_and_none():
         ({"name": "mlflow", "trace": "yes"}, "logger.trace must be true or false, got 'yes'"),
         ({"name": "mlflow", "tracking_url": "x"}, "logger has no key 'tracking_url'; valid:"),
         ({"name": "mlflow", "buffer": {"max_metrics": 10}}, "logger.buffer.max_metrics must be an integer >= 1000"),
+        ({"name": "mlflow", "max_points_per_metric": 0}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 0"),
+        ({"name": "mlflow", "max_points_per_metric": True}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got True"),
+        ({"name": "mlflow", "max_points_per_metric": 2.5}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 2.5"),
     ],
 )
 def test_settings_reject_bad_values_in_one_line(logger, message):
@@ -190,6 +193,34 @@ def test_settings_reject_bad_values_in_one_line(logger, message):
         TrackingSettings.from_mapping(logger)
     assert str(info.value).startswith(message)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "settings, epochs, per_epoch, strides",
+    [
+        ({}, 1000, 100, (1, 1)),  # no cap: every iteration, every epoch
+        ({"every_n_iterations": 3}, 1000, 100, (3, 1)),
+        ({"max_points_per_metric": 1000}, 1000, 100, (100, 1)),
+        ({"max_points_per_metric": 999}, 1000, 100, (101, 2)),  # rounded up: never more than the cap
+        ({"max_points_per_metric": 1000, "every_n_iterations": 500}, 1000, 100, (500, 1)),  # the coarser wins
+        ({"max_points_per_metric": 10**9}, 7, 1, (1, 1)),
+        ({"max_points_per_metric": 1}, 7, 3, (21, 7)),
+    ],
+)
+def test_max_points_per_metric_chooses_the_stride_from_the_run_length(settings, epochs, per_epoch, strides):
+    s = TrackingSettings.from_mapping({"name": "mlflow", **settings})
+    assert s.strides(epochs, per_epoch) == strides
+    iteration_stride, epoch_stride = strides
+    if "max_points_per_metric" in settings:
+        assert len(range(0, epochs * per_epoch, iteration_stride)) <= settings["max_points_per_metric"]
+        assert len(range(epochs, 0, -epoch_stride)) <= settings["max_points_per_metric"]
+
+
+def test_max_points_per_metric_needs_a_known_run_length():
+    s = TrackingSettings.from_mapping({"name": "mlflow", "max_points_per_metric": 100})
+    with pytest.raises(ConfigError, match="needs the run's length"):
+        s.strides(0, 10)
+    assert TrackingSettings.from_mapping({"name": "mlflow"}).strides(0, 0) == (1, 1)
 
 
 # -- sweep parent hand-over ---------------------------------------------------------------------
@@ -247,5 +278,31 @@ def test_failure_reason_reads_like_the_console_for_our_errors_and_keeps_foreign_
     from backproplab.tracking.tags import one_line
 
     assert one_line(NonFiniteLossError(float("inf"), 0, 4)).startswith("non-finite loss inf at epoch 1, iteration 5; try")
-    assert one_line(ConfigError("optimizer.lr='abc'\n  is invalid")) == "optimizer.lr='abc' is invalid"
+    assert one_line(ConfigError("optimizer.lr='abc'\n  is invalid")) == "optimizer.lr='abc'; is invalid"  # as the console joins lines
     assert one_line(RuntimeError("store is gone")) == "RuntimeError: store is gone"
+
+
+# -- plots drawn on a thread --------------------------------------------------------------------
+def test_plot_thread_draws_both_plots_and_cleans_up():
+    from backproplab.tracking.artifacts import PlotThread
+
+    layout = MetricLayout.for_params({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, 64)
+    summary = (np.arange(5), np.linspace(1.0, 0.1, 5)[:, None] * np.ones((5, layout.n_summary)))
+    plots = PlotThread(layout, summary, [])
+    directory = plots.wait()
+    assert sorted(p.name for p in directory.iterdir()) == ["grad_norms.png", "loss.png"]
+    assert (directory / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plots.cleanup()
+    assert not directory.exists()
+
+
+def test_plot_thread_hands_a_drawing_error_to_the_caller():
+    from backproplab.tracking.artifacts import PlotThread
+
+    layout = MetricLayout.for_params({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, 64)
+    broken = (np.arange(5), np.zeros((5, 0)))  # no loss column: drawing must fail
+    plots = PlotThread(layout, broken, [])
+    with pytest.raises(IndexError):
+        plots.wait()
+    plots.cleanup()
+    assert not plots.directory.parent.exists()

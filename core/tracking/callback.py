@@ -7,7 +7,7 @@ row (no MLflow objects, no dicts of metric names); everything else happens at fl
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,6 +32,8 @@ class MlflowTracker(Callback):
         *,
         max_metrics: int,
         every_n_iterations: int = 1,
+        every_n_epochs: int = 1,
+        total_epochs: int = 0,
         flush_interval_s: float = 15.0,
         trace: TraceRecorder | None = None,
     ) -> None:
@@ -39,6 +41,8 @@ class MlflowTracker(Callback):
         self.writer = writer
         self.buffer = MetricBuffer(layout, max_metrics)
         self.every = every_n_iterations
+        self.every_epoch = every_n_epochs
+        self.total_epochs = total_epochs
         self.flush_interval_s = flush_interval_s
         self.trace = trace
         self.epochs: list[EpochSummary] = []
@@ -81,7 +85,9 @@ class MlflowTracker(Callback):
             self.flush()
 
     def on_epoch_end(self, summary: EpochSummary) -> None:
-        self.epochs.append(summary)
+        self.epochs.append(summary)  # all of them: the loss plot is not thinned
+        if (self.total_epochs - len(self.epochs)) % self.every_epoch:
+            return
         now = time.time()
         for field_name, key in EPOCH_METRICS.items():
             value = getattr(summary, field_name)
@@ -92,10 +98,18 @@ class MlflowTracker(Callback):
         self.writer.submit(self.buffer.take())
         self._next_flush = time.time() + self.flush_interval_s
 
-    def close(self) -> None:
-        """Flush what is buffered and wait for every write to land."""
+    def close(self, before_write: Callable[[], None] | None = None) -> None:
+        """Flush what is buffered and wait for every write to land.
+
+        ``before_write`` runs once the last rows are taken (so ``summary`` is complete) and before
+        they are written: the run's plots start rendering there, on a thread, while this one
+        waits for the store.
+        """
         try:
-            self.flush()
+            block = self.buffer.take()
+            if before_write is not None:
+                before_write()
+            self.writer.submit(block)
         finally:
             self.writer.close()
 

@@ -28,7 +28,7 @@ from backproplab.errors import ConfigError
 from backproplab.run.context import RunContext
 from backproplab.numerics.trainer import Callback
 from . import parent as sweep_parent
-from .artifacts import log_run_artifacts
+from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
 from .metric_names import MetricLayout
@@ -104,6 +104,8 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     parent = sweep_parent.current()
     uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
+    # Before the store: a stride that cannot be chosen must not leave a run behind.
+    every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
     client, experiment_id = connect(uri, settings.experiment_name)
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
@@ -116,6 +118,10 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     tags["backproplab.n_parameters"] = str(network.n_parameters)
     if context.classes is not None:
         tags["backproplab.classes"] = truncate(json.dumps(context.classes), MAX_TAG_VAL_LENGTH)
+    if settings.max_points_per_metric is not None:
+        # The stride the cap chose, so a reader knows the stored curves are thinned and by what.
+        tags["backproplab.iteration_stride"] = str(every_iteration)
+        tags["backproplab.epoch_stride"] = str(every_epoch)
     if parent is not None:
         tags[PARENT_TAG] = parent.run_id
         if context.job_num is not None:
@@ -135,7 +141,9 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
                     layout,
                     BatchWriter(_sink(settings, uri, client, run_id), run_id, background=settings.background),
                     max_metrics=settings.max_metrics,
-                    every_n_iterations=settings.every_n_iterations,
+                    every_n_iterations=every_iteration,
+                    every_n_epochs=every_epoch,
+                    total_epochs=context.epochs,
                     flush_interval_s=settings.flush_interval_s,
                     trace=trace,
                 )
@@ -170,8 +178,19 @@ def _end(
         status, reason = RunStatus.FAILED, one_line(outcome)
     else:
         status, reason = RunStatus.FINISHED, None
+    plots: PlotThread | None = None
+
+    def close() -> None:
+        def start_plots() -> None:
+            # Drawn on a thread while the last store writes wait on the disk.
+            nonlocal plots
+            plots = PlotThread(tracker.layout, tracker.summary(), tracker.epochs)
+
+        if tracker is not None:
+            tracker.close(before_write=start_plots)
+
     problems = []
-    for action in (lambda: _close(tracker), lambda: _log_artifacts(client, run_id, context, tracker)):
+    for action in (close, lambda: _log_artifacts(client, run_id, context, tracker, plots)):
         try:
             action()
         except BaseException as exc:  # noqa: BLE001 - report and keep ending the run
@@ -203,12 +222,7 @@ def _position(tracker: MlflowTracker | None) -> str:
     return f" at epoch {step.epoch + 1}, iteration {step.iteration + 1}"
 
 
-def _close(tracker: MlflowTracker | None) -> None:
-    if tracker is not None:
-        tracker.close()
-
-
-def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None) -> None:
+def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, plots: PlotThread | None = None) -> None:
     if tracker is None:
         return
     log_run_artifacts(
@@ -222,4 +236,5 @@ def _log_artifacts(client: Any, run_id: str, context: RunContext, tracker: Mlflo
         trace=tracker.trace,
         input_scaling=context.input_scaling,
         classes=context.classes,
+        plots=plots,
     )

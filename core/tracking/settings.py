@@ -6,6 +6,7 @@ typo in ``logger.*`` never surfaces as an MLflow stack trace halfway through tra
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -19,6 +20,7 @@ _KNOWN_KEYS = {
     "experiment_name",
     "run_name",
     "every_n_iterations",
+    "max_points_per_metric",
     "elementwise_max_params",
     "trace",
     "buffer",
@@ -31,6 +33,14 @@ WRITERS = ("auto", "sql", "log_batch")
 def _int(key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"logger.{key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _optional_int(key: str, value: Any, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"logger.{key} must be an integer >= {minimum} or null (no limit), got {value!r}")
     return int(value)
 
 
@@ -55,6 +65,9 @@ class TrackingSettings:
     experiment_name: str = "backproplab"
     run_name: str | None = None
     every_n_iterations: int = 1
+    # None: every point every_n_iterations gives. N: at most N points per metric over the run
+    # (a long run at one row per iteration grows the sqlite store by ~260 bytes per point).
+    max_points_per_metric: int | None = None
     elementwise_max_params: int = 64
     trace: bool = False
     # Flushing: a full buffer or an elapsed interval triggers one flush of log_batch calls.
@@ -66,6 +79,25 @@ class TrackingSettings:
     @property
     def enabled(self) -> bool:
         return self.name == "mlflow"
+
+    def strides(self, epochs: int, iterations_per_epoch: int) -> tuple[int, int]:
+        """(iteration stride, epoch stride) for a run of ``epochs`` x ``iterations_per_epoch``.
+
+        Iteration metrics are logged at iterations 0, s, 2s, ... (as with every_n_iterations
+        alone); epoch metrics at every e-th epoch counted back from the last one, so the final
+        epoch, which the sweep summary reads, is always stored. Either way a metric gets at most
+        ``max_points_per_metric`` points.
+        """
+        if self.max_points_per_metric is None:
+            return self.every_n_iterations, 1
+        total = epochs * iterations_per_epoch
+        if total <= 0:
+            raise ConfigError(
+                "logger.max_points_per_metric needs the run's length to choose a stride, "
+                f"but it is unknown (epochs={epochs}, iterations_per_epoch={iterations_per_epoch})"
+            )
+        cap = self.max_points_per_metric
+        return max(self.every_n_iterations, math.ceil(total / cap)), max(1, math.ceil(epochs / cap))
 
     @classmethod
     def from_mapping(cls, logger: Mapping[str, Any] | None) -> "TrackingSettings":
@@ -102,6 +134,7 @@ class TrackingSettings:
             experiment_name=experiment,
             run_name=_optional_str("run_name", logger.get("run_name")),
             every_n_iterations=_int("every_n_iterations", logger.get("every_n_iterations", 1), 1),
+            max_points_per_metric=_optional_int("max_points_per_metric", logger.get("max_points_per_metric"), 1),
             elementwise_max_params=_int("elementwise_max_params", logger.get("elementwise_max_params", 64), 0),
             trace=_bool("trace", logger.get("trace", False)),
             max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000),
