@@ -106,3 +106,40 @@ def test_plugins_subcommand_is_dispatched(cli):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert "sgd" in json.dumps(report) and "legacy_randn" in json.dumps(report)
+
+
+COUNT_LOADS = """
+import atexit, sys
+import backproplab.run.data as data
+import backproplab.run.job as job
+
+calls = []
+original = data.load_dataset
+
+def counted(cfg):
+    calls.append(cfg.get("name"))
+    return original(cfg)
+
+job.load_dataset = counted  # prepare() looks it up in its own module
+atexit.register(lambda: print(f"loads={len(calls)}", file=sys.stderr))
+from backproplab.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_single_run_loads_its_data_once(tmp_path, cli_env):
+    # The up-front check prepares the run (config, data, components) before Hydra creates
+    # outputs/; the job then trains what was prepared instead of loading the data again.
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNT_LOADS, "data=marks", "trainer.epochs=1", "logger=none"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "loads=1" in proc.stderr.splitlines()
+    # A multirun checks every job in the launching process and each job loads its own data.
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNT_LOADS, "-m", "data=marks", "trainer.epochs=1", "optimizer.lr=0.1,0.2", "logger=none"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "loads=4" in proc.stderr.splitlines()

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import copy
 import itertools
+import json
 import os
 import re
 import warnings
@@ -334,6 +335,7 @@ class _Session:
     loader: Any  # Hydra's config loader, as hydra.main initialises it
     overrides: list[str]  # the command line's overrides plus the hydra.mode Hydra will add
     multirun: bool
+    run: DictConfig | None = None  # a single run's config, composed once (None for a multirun)
 
 
 @contextlib.contextmanager
@@ -365,20 +367,21 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
         with initialize_config_module(CONF_MODULE, version_base="1.3"):
             loader = GlobalHydra.instance().config_loader()
             # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
-            # hydra.mode in the config (experiments such as lr_sweep set it).
+            # hydra.mode in the config (experiments such as lr_sweep set it). Composed as a run,
+            # sweep values not yet validated: for a single run this is its config, composed once.
             try:
                 probe = loader.load_configuration(
-                    CONFIG_NAME, list(overrides), run_mode=RunMode.MULTIRUN, from_shell=True, validate_sweep_overrides=False
+                    CONFIG_NAME, list(overrides), run_mode=RunMode.RUN, from_shell=True, validate_sweep_overrides=False
                 )
                 mode = probe.hydra.mode
             except Exception:  # noqa: BLE001 - the run itself will report it
-                mode = None
+                probe, mode = None, None
             multirun = bool(ns.multirun) or mode == RunMode.MULTIRUN
             if multirun and (mode is None or (ns.multirun and mode == RunMode.RUN)):
                 overrides.append("hydra.mode=MULTIRUN")
             elif not multirun and mode is None:
                 overrides.append("hydra.mode=RUN")
-            yield _Session(loader, overrides, multirun)
+            yield _Session(loader, overrides, multirun, None if multirun else probe)
     finally:
         HydraConfig.instance().cfg = saved
 
@@ -408,24 +411,55 @@ def run_config(session: _Session) -> DictConfig:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    cfg = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.RUN, from_shell=True)
+    cfg = session.run
+    if cfg is None:  # the probe did not compose: this raises the error the run itself would
+        cfg = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.RUN, from_shell=True)
     HydraConfig.instance().set_config(cfg)  # as Hydra.run does before it reads hydra.run.dir
     return _task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir")))
 
 
-def check_job(cfg: DictConfig) -> Any:
+def check_job(cfg: DictConfig, *, keep: bool = False) -> Any:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
     store is reachable is checked once per command: by ``check`` for a single run, by the sweep
-    callback for a multirun. Returns the job's ``TrackingSettings``."""
+    callback for a multirun. Returns the job's ``TrackingSettings``. ``keep``: hand the prepared
+    run to the job (``take_prepared``), so a single run loads its data once."""
     from backproplab.run.job import prepare
 
+    global _prepared
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
-        logger = prepare(cfg).config.logger
+        prepared = prepare(cfg)
+    if keep:
+        _prepared = (_identity(prepared.config.resolved), prepared)
     from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
-    return TrackingSettings.from_mapping(logger)
+    return TrackingSettings.from_mapping(prepared.config.logger)
+
+
+# The single run the check prepared, for the job to train: Hydra's task function takes no
+# arguments but its config, so the hand-over is keyed by that config's resolved content, and
+# taken at most once (training changes the network it holds).
+_prepared: tuple[str, Any] | None = None
+
+
+def _identity(resolved: Any) -> str:
+    return json.dumps(resolved, sort_keys=True, default=repr)
+
+
+def take_prepared(cfg: DictConfig) -> Any:
+    """The ``PreparedRun`` the up-front check built for exactly ``cfg``, or None."""
+    global _prepared
+    if _prepared is None:
+        return None
+    key, prepared = _prepared
+    _prepared = None
+    from backproplab.run.config import to_container
+
+    try:
+        return prepared if _identity(to_container(cfg)) == key else None
+    except Exception:  # noqa: BLE001 - the job prepares it afresh and reports the problem itself
+        return None
 
 
 def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
@@ -446,7 +480,7 @@ def check(args: Sequence[str]) -> int | None:
             return None
         if session.multirun:
             return _check_sweep(_sweep(session))
-        settings = check_job(run_config(session))
+        settings = check_job(run_config(session), keep=True)
         if settings.enabled:
             # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.
             from backproplab.tracking.reachability import check_reachable

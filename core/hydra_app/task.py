@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from backproplab.run import job as app
+from . import preflight
 from .config_store import register_configs
 from .error_report import describe, one_line_warnings, tracebacks_wanted
 from .sweep_status import RESULT_FILE, SWEEP_ID_ENV
@@ -69,6 +70,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
             result, _ = app.run(
                 cfg,
                 overrides,
+                prepared=None if multirun else preflight.take_prepared(cfg),
                 track=tracker_for(cfg.logger),
                 multirun=multirun,
                 label=label,

@@ -223,12 +223,14 @@ def run(
     job_num: int | None = None,
     launch_dir: str | None = None,
     registry: Registry | None = None,
+    prepared: PreparedRun | None = None,
 ) -> tuple[RunResult, History]:
     """Prepare, then train inside ``track`` (for MLflow, ``backproplab.tracking.track_run``, which
     records FINISHED/FAILED/KILLED and re-raises).
 
-    ``label`` prefixes the progress lines of a multirun job."""
-    prepared = prepare(cfg, registry)
+    ``label`` prefixes the progress lines of a multirun job. ``prepared``: ``cfg`` already
+    prepared (by the command's up-front check), so its data are not loaded twice."""
+    prepared = prepared or prepare(cfg, registry)
     context = prepared.context(overrides, job_num=job_num, launch_dir=launch_dir)
     progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun, label=label)
     try:
