@@ -81,3 +81,15 @@ def test_the_tutorials_test_command_prints_what_the_docs_promise(tmp_path):
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert Path(where.stdout.strip()).is_relative_to(tmp_path), where.stdout + where.stderr
     assert re.fullmatch(rf"=+ {promised_count()} passed in [\d.]+s( \(\d+:\d+:\d+\))? =+", summary), summary
+
+
+def test_the_install_step_brings_what_the_test_step_runs(tmp_path):
+    """Step 6 installs the package with its [test] extra, and that extra provides pytest, the
+    command step 6 runs next (a user following the docs in a fresh venv has no pytest otherwise)."""
+    files = write_package(tmp_path)
+    extras = tomllib.loads(files["pyproject.toml"])["project"]["optional-dependencies"]
+    assert any(req.split(">")[0].split("=")[0].strip() == "pytest" for req in extras["test"])
+    (shell,) = [body for lang, body in BLOCKS if lang == "bash" and "pytest " in body]
+    install = next(line for line in shell.splitlines() if line.startswith("pip install"))
+    assert '"./backproplab-example[test]"' in install.split("#")[0]
+    assert shell.index("pip install") < shell.index("pytest ")
