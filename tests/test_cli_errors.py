@@ -412,17 +412,17 @@ def test_the_extras_in_the_hints_exist():
 
 @pytest.mark.parametrize(
     "args,status",
-    [("data=moons trainer.epochs=300 logger=none", 141), ("--help", 0)],
-    ids=["a run cut short", "help fits in the pipe"],
+    [("data=moons trainer.epochs=300 logger=none", {"141"}), ("--help", {"0", "141"})],
+    ids=["a run cut short", "short output races head"],
 )
 def test_head_minus_one_exit_status_is_as_the_readme_says(tmp_path, cli_env, args, status):
     """The README's `| head -1` sentence, run by a real shell: the command's own status (bash's
-    PIPESTATUS[0]) is 141 when the reader left before it finished writing, 0 when all it had to
-    say fit in the pipe before `head` exited."""
+    PIPESTATUS[0]) is 141 when the reader left before it finished writing; a short output may
+    or may not be all written before `head` exits."""
     import subprocess
     import sys
 
     script = f'"{sys.executable}" -m backproplab {args} | head -1 > /dev/null; echo "status=${{PIPESTATUS[0]}}"'
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == f"status={status}", proc.stderr
+    assert proc.stdout.strip().removeprefix("status=") in status, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
