@@ -55,7 +55,7 @@ def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
         return None
     uri = _uri_for(settings, sweep_parent.current())
     _check_writer(settings, uri)
-    connect(uri, settings.experiment_name)
+    connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     return uri
 
 
@@ -106,7 +106,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
     every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
-    client, experiment_id = connect(uri, settings.experiment_name)
+    client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
 
