@@ -2,7 +2,7 @@
 
 Each fault is reproduced through the real command in a subprocess with real files: a read-only
 mount, a store written by MLflow 2.22.5, three processes creating one store at once, URIs and
-files that are not a store. A refused store must cost one ``error:`` line and exit
+files that are not a store, a full disk. A refused store must cost one ``error:`` line and exit
 code 2 within seconds, and leave nothing behind: no ``outputs/``, no run, the store unchanged.
 
 Tests run as root, for whom chmod does not stop a write. Read-only and full file systems are
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -309,6 +310,40 @@ def test_a_file_that_is_not_an_mlflow_store_is_refused_and_unchanged(tmp_path, w
     line = _assert_refused(proc, elapsed, work, f"error: logger.tracking_uri='sqlite:///{store}' names {problem}")
     assert _digest(store) == before
     assert "SELECT" not in line and "INSERT" not in line
+
+
+# -- 5. a full disk ------------------------------------------------------------------------------
+
+
+@needs_mounts
+def test_full_disk_is_one_readable_line_and_result_json_counts_the_iterations(tmp_path, work, fresh_store):
+    """The store lives on a tmpfs with about 400 KB to spare; the run's metrics need megabytes."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    kept = tmp_path / "after.db"
+    size_kb = fresh_store.stat().st_size // 1024 + 400
+    store = disk / "mlflow.db"
+    proc, _ = _run(
+        [f"logger.tracking_uri=sqlite:///{store}", "trainer.epochs=400", "logger.buffer.max_metrics=1000"],
+        work,
+        setup=f"mount -t tmpfs -o size={size_kb}k tmpfs {disk} && cp {fresh_store} {store}",
+        after=f"cp {store} {kept}",  # the tmpfs goes with the namespace
+    )
+    message = f"no space left on device while writing metrics to {store}"
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {message}"
+    assert all(len(line) < 300 for line in proc.stderr.splitlines()), proc.stderr  # no SQL dumped
+    (run,) = _runs(kept)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == message
+    (result_file,) = work.glob("outputs/*/*/result.json")
+    result = json.loads(result_file.read_text())
+    assert result["status"] == "failed" and result["error"] == message
+    stored = MlflowClient(f"sqlite:///{kept}").get_metric_history(run.info.run_id, "loss")
+    assert stored, "no metric reached the store before it was full"
+    # Every iteration in the store was completed; the one whose flush failed may not be stored.
+    assert result["iterations"] >= max(m.step for m in stored) + 1 > 0
+    assert len(result["losses"]) == result["iterations"]
 
 
 def test_a_store_whose_writer_was_killed_mid_transaction_passes_the_check(tmp_path, fresh_store):
