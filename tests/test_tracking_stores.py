@@ -276,6 +276,15 @@ def test_a_uri_backproplab_cannot_track_to_names_the_valid_ones(work, uri, probl
     assert "registry" not in line
 
 
+def test_a_bad_uri_from_mlflow_tracking_uri_says_where_it_came_from(work):
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "backproplab"], cwd=work, env=cli_env(MLFLOW_TRACKING_URI="ftp://x"), capture_output=True, text=True, timeout=240
+    )
+    line = _assert_refused(proc, time.monotonic() - started, work, "error: logger.tracking_uri='ftp://x' has a scheme (ftp:)")
+    assert line.endswith("(logger.tracking_uri is null, so the URI is MLFLOW_TRACKING_URI's)")
+
+
 def _truncated(fresh: bytes) -> bytes:
     return fresh[: len(fresh) // 2]
 

@@ -61,11 +61,17 @@ def _problem(uri: str, problem: str, valid: str | None = None) -> ConfigError:
 def check_reachable(tracking_uri: str | None, *, upgrade_store: bool = False) -> None:
     """A bad URI, a dead server or an unusable sqlite store as one ConfigError."""
     uri = default_uri(tracking_uri)
-    scheme = check_scheme(uri)
-    if scheme in ("http", "https"):
-        check_http(uri)
-    elif scheme == "sqlite":
-        check_sqlite(uri, upgrade_store=upgrade_store)
+    try:
+        scheme = check_scheme(uri)
+        if scheme in ("http", "https"):
+            check_http(uri)
+        elif scheme == "sqlite":
+            check_sqlite(uri, upgrade_store=upgrade_store)
+    except ConfigError as exc:
+        if tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI"):
+            # The user may not know where the URI came from: the key names a null.
+            raise ConfigError(f"{exc} (logger.tracking_uri is null, so the URI is MLFLOW_TRACKING_URI's)") from None
+        raise
 
 
 def check_scheme(uri: str) -> str:
