@@ -7,7 +7,7 @@ upgrades it, unless the user asked for the upgrade (``logger.upgrade_store=true`
 
 The installed MLflow's revisions are read from its migration scripts
 (``mlflow/store/db_migrations/versions/*.py``, each declaring ``revision`` and
-``down_revision``), located with ``importlib.util.find_spec`` and parsed with ``ast``: loading
+``down_revision``), located with ``importlib.util.find_spec`` and read as text (3 ms for all): loading
 them through Alembic's ``ScriptDirectory`` would import mlflow, about a second that the check
 before Hydra creates ``outputs/`` should not cost. tests/test_tracking_stores.py checks that this
 finds the same head as Alembic's ``ScriptDirectory`` over the same folder.
@@ -19,6 +19,7 @@ import ast
 import functools
 import importlib.metadata
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,27 @@ def migrations() -> tuple[str, frozenset[str]]:
     return heads[0], frozenset(down)
 
 
+# ``revision = "abc"`` / ``down_revision: Union[str, None] = "abc"`` at the start of a line.
+_DECLARATION = re.compile(r"^(revision|down_revision)\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.M)
+
+
 def _declarations(script: Path) -> dict[str, Any]:
+    """The script's ``revision`` and ``down_revision``. Its two lines are read with a pattern,
+    a tenth of the time ``ast.parse`` takes over ~70 scripts; a value spread over lines (a merge's
+    tuple) sends the script to ``ast``."""
+    text = script.read_text(encoding="utf-8")
     values: dict[str, Any] = {}
-    for node in ast.parse(script.read_text(encoding="utf-8")).body:
+    try:
+        for name, value in _DECLARATION.findall(text):
+            values[name] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return _parsed_declarations(text)
+    return values
+
+
+def _parsed_declarations(text: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for node in ast.parse(text).body:
         target = value = None
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target, value = node.targets[0], node.value
