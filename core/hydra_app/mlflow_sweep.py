@@ -130,7 +130,7 @@ class MlflowSweepCallback(Callback):
             return
         uri = resolve_uri(settings.tracking_uri)
         try:
-            client, experiment_id = connect(uri, settings.experiment_name)
+            client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
         except ConfigError as exc:
             # Hydra turns exceptions from callbacks into warnings and would start every job
             # anyway; an unusable store must stop the multirun before its first job.

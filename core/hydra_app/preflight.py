@@ -485,7 +485,7 @@ def check(args: Sequence[str]) -> int | None:
             # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.
             from backproplab.tracking.reachability import check_reachable
 
-            check_reachable(settings.tracking_uri)
+            check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
         return 1
 
 

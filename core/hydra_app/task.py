@@ -79,7 +79,7 @@ def task(cfg: DictConfig) -> dict[str, Any]:
             )
     except Exception as exc:
         line, _code = describe(exc)
-        record = app.RunResult("failed", error=line.removeprefix("error: "), overrides=overrides).to_json()
+        record = app.failed_result(exc, line.removeprefix("error: "), overrides).to_json()
         _write_result(out_dir, record, hc)
         if not multirun:
             last_error = exc

@@ -162,6 +162,8 @@ class Trainer:
         # iteration itself; a large network is checked at the end of every epoch (a non-finite
         # weight shows in its loss long before in all but saturated outputs).
         self._check_every_update = network.n_parameters <= CHECK_EVERY_UPDATE_MAX_PARAMS
+        # The latest fit's history as it grows: what a fit that raised had trained is still here.
+        self.history = History()
 
     def iterations_per_epoch(self, n_examples: int) -> int:
         """ceil(n / batch_size), with batch_size clamped to n as ``fit`` does."""
@@ -246,7 +248,7 @@ class Trainer:
         on_epoch_end = _hooks(self.callbacks, "on_epoch_end")
         accuracy_fn = getattr(loss, "accuracy", None)
         step = Step(net.params) if on_iteration else None
-        history = History()
+        history = self.history = History()
         losses = history.losses
         train_step = self.train_step
 

@@ -209,8 +209,12 @@ def untracked(context: RunContext, logger: Any) -> Iterator[None]:  # noqa: ARG0
 
 
 def fit(prepared: PreparedRun, callbacks: Sequence[Any]) -> History:
+    return _fit(prepared, prepared.trainer(callbacks))
+
+
+def _fit(prepared: PreparedRun, trainer: Trainer) -> History:
     validation = None if prepared.y_val is None else (prepared.dataset.X_val, prepared.y_val)
-    return prepared.trainer(callbacks).fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+    return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
 
 
 def run(
@@ -233,9 +237,16 @@ def run(
     prepared = prepared or prepare(cfg, registry)
     context = prepared.context(overrides, job_num=job_num, launch_dir=launch_dir)
     progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun, label=label)
+    trainer: Trainer | None = None
     try:
         with track(context, prepared.config.logger) as tracker:
-            history = fit(prepared, [cb for cb in (tracker, progress) if cb is not None])
+            trainer = prepared.trainer([cb for cb in (tracker, progress) if cb is not None])
+            history = _fit(prepared, trainer)
+    except BaseException as exc:
+        # What was trained before the failure (a full disk, a non-finite loss) goes into the
+        # failed run's result.json with the error; see ``failed_result``.
+        exc.backproplab_history = trainer.history if trainer is not None else None  # type: ignore[attr-defined]
+        raise
     finally:
         close = getattr(progress, "close", None)
         if close is not None:
@@ -246,3 +257,13 @@ def run(
 def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:
     epochs = [dict(vars(summary)) for summary in history.epochs]
     return RunResult("ok", list(history.losses), epochs, None, list(overrides), None if classes is None else list(classes))
+
+
+def failed_result(exc: BaseException, error: str, overrides: Sequence[str] = ()) -> RunResult:
+    """The result of a run that raised ``exc``: the error, and the iterations and epochs it had
+    completed (``run`` leaves them on the exception), so that result.json agrees with the store."""
+    history = getattr(exc, "backproplab_history", None)
+    if history is None:
+        return RunResult("failed", error=error, overrides=list(overrides))
+    partial = result_of(history, overrides)
+    return RunResult("failed", partial.losses, partial.epochs, error, partial.overrides)

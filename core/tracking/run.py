@@ -31,6 +31,7 @@ from . import parent as sweep_parent
 from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
+from .faults import StoreFullError, store_full
 from .metric_names import MetricLayout
 from .params import log_params, truncate
 from .settings import TrackingSettings
@@ -55,7 +56,7 @@ def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
         return None
     uri = _uri_for(settings, sweep_parent.current())
     _check_writer(settings, uri)
-    connect(uri, settings.experiment_name)
+    connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     return uri
 
 
@@ -106,7 +107,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
     every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
-    client, experiment_id = connect(uri, settings.experiment_name)
+    client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
 
@@ -153,22 +154,29 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
                 # A signal landing before this line still raises, into the handler below.
                 guard.recording()
         except BaseException as exc:  # noqa: BLE001 - recorded below, then re-raised
-            outcome = exc
-        _end(client, run_id, context, tracker, outcome, guard)
+            # A full disk is named as such, not as the kilobytes of SQL that failed.
+            full = store_full(exc, uri)
+            if full is not None and full is not exc:
+                full.__cause__ = exc
+            outcome = full or exc
+        unrecorded = _end(client, run_id, context, tracker, outcome, guard, uri)
     if outcome is not None:
         raise outcome
+    if unrecorded is not None:  # trained to the end, but the store was full: not a success
+        raise unrecorded
     if guard.caught:  # the run finished, but the user asked to stop while it was being saved
         raise interrupt_for(guard.caught[0])
 
 
 def _end(
-    client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, outcome: BaseException | None, guard: InterruptGuard
-) -> None:
+    client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, outcome: BaseException | None, guard: InterruptGuard, uri: str
+) -> StoreFullError | None:
     """Flush, log the artifacts and set the final status, whatever signals arrive meanwhile.
 
     Each step is attempted on its own: metrics first (they are what the user lost time for),
     then the artifacts that explain the run, then the status. A run that trained to the end but
-    was interrupted while being saved still ends KILLED, with everything it had.
+    was interrupted while being saved still ends KILLED, with everything it had. Returns the
+    full store that kept the metrics or artifacts of a run that trained to the end, if any.
     """
     where = _position(tracker)
     if isinstance(outcome, KeyboardInterrupt):
@@ -194,10 +202,12 @@ def _end(
         try:
             action()
         except BaseException as exc:  # noqa: BLE001 - report and keep ending the run
-            problems.append(exc)
-            print(f"backproplab: while ending MLflow run {run_id}: {one_line(exc)}", file=sys.stderr)
+            problems.append(store_full(exc, uri) or exc)
+            print(f"backproplab: while ending MLflow run {run_id}: {one_line(problems[-1])}", file=sys.stderr)
+    unrecorded = None
     if status == RunStatus.FINISHED and problems:
         status, reason = RunStatus.FAILED, f"could not record the run: {one_line(problems[0])}"
+        unrecorded = next((p for p in problems if isinstance(p, StoreFullError)), None)
     if status == RunStatus.FINISHED and guard.caught:
         sweep_parent.interrupted = True
         status = RunStatus.KILLED
@@ -208,6 +218,7 @@ def _end(
         client.set_terminated(run_id, RunStatus.to_string(status))
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"could not mark MLflow run {run_id} {RunStatus.to_string(status)}: {one_line(exc)}", stacklevel=2)
+    return unrecorded
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:

@@ -24,6 +24,7 @@ _KNOWN_KEYS = {
     "elementwise_max_params",
     "trace",
     "buffer",
+    "upgrade_store",
 }
 _BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background", "writer"}
 # auto: SQL inserts into MLflow's tables for sqlite stores, log_batch for every other store.
@@ -75,6 +76,9 @@ class TrackingSettings:
     flush_interval_s: float = 15.0
     background: bool = False
     writer: str = "auto"
+    # true: a sqlite store of an older MLflow is upgraded to the installed MLflow's schema (after
+    # a copy to <file>.bak-<revision>); false: such a store is refused, the upgrade is the user's call.
+    upgrade_store: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -141,4 +145,5 @@ class TrackingSettings:
             flush_interval_s=float(interval),
             background=_bool("buffer.background", buffer.get("background", False)),
             writer=writer,
+            upgrade_store=_bool("upgrade_store", logger.get("upgrade_store", False)),
         )

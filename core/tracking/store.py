@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage
 
 from backproplab.errors import ConfigError
-from .reachability import check_http, check_sqlite
+from .reachability import check_http, check_scheme, check_sqlite, check_writable, sqlite_path, store_lock
+from .schema import backup_path
 
 CHECK_HTTP_TIMEOUT_S = "4"
 
@@ -43,18 +47,31 @@ def _fast_http_failure() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def connect(uri: str, experiment_name: str) -> tuple[MlflowClient, str]:
-    """A client for ``uri`` and the id of ``experiment_name`` (created if missing), or one ConfigError."""
+def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> tuple[MlflowClient, str]:
+    """A client for ``uri`` and the id of ``experiment_name`` (created if missing), or one ConfigError.
+
+    A sqlite store is opened under an exclusive ``<store>.lock``: MLflow creates a new store's
+    tables and runs its migrations on first open, and two processes doing that at once fail
+    with "table ... already exists". Its schema revision is checked again under that lock (the
+    cheap check ran before it), so a store is never upgraded behind the user's back."""
     started = time.monotonic()
-    scheme = urlparse(uri).scheme
+    scheme = check_scheme(uri)
     http = scheme in ("http", "https")
     if http:
         check_http(uri)
-    elif scheme == "sqlite":
-        check_sqlite(uri)
+    path = sqlite_path(uri) if scheme == "sqlite" else None
+    if path is not None:
+        check_writable(uri, path)  # the lock file is created beside the store
+        lock = store_lock(path)
+    else:
+        lock = contextlib.nullcontext()
     guard = _fast_http_failure() if http else contextlib.nullcontext()
     try:
-        with guard:
+        with lock, guard:
+            if path is not None:
+                old = check_sqlite(uri, upgrade_store=upgrade_store, locked=True)
+                if old is not None:
+                    _upgrade(uri, path, old)
             client = MlflowClient(tracking_uri=uri)
             experiment_id = ensure_experiment(client, experiment_name)
     except ConfigError:
@@ -66,6 +83,27 @@ def connect(uri: str, experiment_name: str) -> tuple[MlflowClient, str]:
             f"({type(exc).__name__}: {text}); fix logger.tracking_uri or run with logger=none"
         ) from None
     return client, experiment_id
+
+
+def _upgrade(uri: str, path: Path, revision: str) -> None:
+    """``logger.upgrade_store=true``: copy the store aside, then migrate it the way MLflow's own
+    ``mlflow db upgrade`` does (that command, in a subprocess: MLflow has no public function for it)."""
+    backup = backup_path(path, revision)
+    if backup.exists():
+        # Never overwrite a backup: it may be the only copy an older MLflow can still read.
+        raise ConfigError(
+            f"logger.upgrade_store=true would copy {path} to {backup}, which exists already (an earlier "
+            "attempt?); move it away, then run again"
+        )
+    shutil.copy2(path, backup)
+    print(f"backproplab: upgrading MLflow store {path} from schema revision {revision}; the old store is kept as {backup}", file=sys.stderr, flush=True)
+    proc = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", uri], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise ConfigError(
+            f"`mlflow db upgrade {uri}` failed ({lines[-1].strip() if lines else f'exit {proc.returncode}'}); "
+            f"the store before the attempt is {backup}"
+        )
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:
