@@ -51,7 +51,7 @@ from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.store import connect, resolve_uri
-from backproplab.tracking.tags import base_tags, one_line, overrides_tag
+from backproplab.tracking.tags import base_tags, one_line, overrides_tag, process_tags
 
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "failure_reason"
@@ -142,6 +142,7 @@ class MlflowSweepCallback(Callback):
         swept = swept_parameters(config)
         sweep_dir = _sweep_dir(config)
         tags = base_tags(__version__)
+        tags.update(process_tags())  # so `backproplab runs reap` can end it if the sweep is killed
         tags.update(
             {
                 "backproplab.sweep": "true",
