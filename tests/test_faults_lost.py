@@ -336,10 +336,12 @@ def test_server_lost_then_back_the_run_carries_on_with_every_metric(tmp_path, se
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert err.text().count("stopped answering") == 1
+    stderr = err.text()
+    # A busy server may time out again after the restart: every loss must have been recovered.
+    assert stderr.count("stopped answering") == stderr.count("answers again") >= 1, stderr
     assert not list((tmp_path / ".backproplab-spool").glob("*.jsonl"))
     run = the_run(server.uri)
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED", stderr
     assert run.data.tags["failure_reason"].startswith("interrupted by SIGTERM")
     steps = loss_steps(server.uri, run)
     assert steps == list(range(0, steps[-1] + 1, 10)) and steps[-1] > resumed_at > lost_at
