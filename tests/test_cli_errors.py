@@ -253,9 +253,9 @@ def test_explain_help_ignores_overrides_and_runs_nothing(cli):
 @pytest.mark.parametrize(
     "word, pattern",
     [
-        ("explian", r"^error: unknown command 'explian'; did you mean 'explain'\? \(commands: explain, plugins\)$"),
-        ("plugns", r"^error: unknown command 'plugns'; did you mean 'plugins'\? \(commands: explain, plugins\)$"),
-        ("train", r"^error: 'train' is neither a command \(explain, plugins\) nor an override \(KEY=VALUE"),
+        ("explian", r"^error: unknown command 'explian'; did you mean 'explain'\? \(commands: explain, plugins, runs\)$"),
+        ("plugns", r"^error: unknown command 'plugns'; did you mean 'plugins'\? \(commands: explain, plugins, runs\)$"),
+        ("train", r"^error: 'train' is neither a command \(explain, plugins, runs\) nor an override \(KEY=VALUE"),
     ],
 )
 def test_a_typo_d_subcommand_gets_a_hint(cli, tmp_path, word, pattern):

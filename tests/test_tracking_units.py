@@ -175,6 +175,15 @@ def test_settings_defaults_and_none():
     assert not TrackingSettings.from_mapping({"name": "none"}).enabled
 
 
+def test_flush_interval_auto_is_short_on_sqlite_only():
+    # kill -9 loses what was not flushed: about a second on sqlite, where a flush is cheap.
+    auto = TrackingSettings.from_mapping({"name": "mlflow"})
+    assert auto.flush_interval_for(sqlite=True) == 1.0 and auto.flush_interval_for(sqlite=False) == 15.0
+    assert auto.on_server_loss == "continue"
+    fixed = TrackingSettings.from_mapping({"name": "mlflow", "buffer": {"flush_interval_s": 5}})
+    assert fixed.flush_interval_for(sqlite=True) == fixed.flush_interval_for(sqlite=False) == 5.0
+
+
 @pytest.mark.parametrize(
     "logger, message",
     [
@@ -186,6 +195,9 @@ def test_settings_defaults_and_none():
         ({"name": "mlflow", "max_points_per_metric": 0}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 0"),
         ({"name": "mlflow", "max_points_per_metric": True}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got True"),
         ({"name": "mlflow", "max_points_per_metric": 2.5}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 2.5"),
+        ({"name": "mlflow", "on_server_loss": "wait"}, "logger.on_server_loss must be one of continue, stop, got 'wait'"),
+        ({"name": "mlflow", "buffer": {"flush_interval_s": "fast"}}, "logger.buffer.flush_interval_s must be a number > 0 or auto (1 s on sqlite, 15 s on a server), got 'fast'"),
+        ({"name": "mlflow", "buffer": {"flush_interval_s": 0}}, "logger.buffer.flush_interval_s must be a number > 0 or auto"),
     ],
 )
 def test_settings_reject_bad_values_in_one_line(logger, message):

@@ -1,4 +1,4 @@
-"""The ``backproplab`` command: the Hydra app, plus ``explain`` and ``plugins`` sub-commands.
+"""The ``backproplab`` command: the Hydra app, plus ``explain``, ``plugins`` and ``runs`` sub-commands.
 
 Hydra reports errors as multi-line messages with exit code 1. Here every error becomes one line
 naming the key, the bad value and the valid choices, with exit code 2 for a wrong config and 1
@@ -22,7 +22,7 @@ from typing import Sequence
 from backproplab.errors import closest
 from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
 
-SUBCOMMANDS = ("explain", "plugins")
+SUBCOMMANDS = ("explain", "plugins", "runs")
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``yes | head -1``
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
@@ -45,6 +45,13 @@ def _plugins(argv: list[str]) -> int:
         print(f"error: 'backproplab plugins' is not available in this build ({exc})", file=sys.stderr)
         return 1
     return report_main(argv)
+
+
+def _runs(argv: list[str]) -> int:
+    # Imported only here: mlflow costs seconds that explain, plugins and logger=none never pay.
+    from backproplab.tracking.maintenance import main as runs_main
+
+    return runs_main(argv)
 
 
 def _run_hydra(argv: list[str]) -> int:
@@ -184,6 +191,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return _version()
     if args and args[0] == "plugins":
         return _plugins(args[1:])  # argparse: --help / -h print its usage
+    if args and args[0] == "runs":
+        return _runs(args[1:])  # reap / replay; argparse: --help / -h print its usage
     if args and args[0] == "explain":
         return _explain(args[1:])
     line = unknown_command(args[0]) if args else None

@@ -51,7 +51,8 @@ from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.store import connect, resolve_uri
-from backproplab.tracking.tags import base_tags, one_line, overrides_tag
+from backproplab.tracking.spool import bounded_http
+from backproplab.tracking.tags import base_tags, one_line, overrides_tag, process_tags
 
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "failure_reason"
@@ -142,6 +143,7 @@ class MlflowSweepCallback(Callback):
         swept = swept_parameters(config)
         sweep_dir = _sweep_dir(config)
         tags = base_tags(__version__)
+        tags.update(process_tags())  # so `backproplab runs reap` can end it if the sweep is killed
         tags.update(
             {
                 "backproplab.sweep": "true",
@@ -192,6 +194,11 @@ class MlflowSweepCallback(Callback):
         parent, self._parent = self._parent, None
         sweep_parent.unpublish()
         assert parent is not None
+        # A server lost by now must cost seconds, not MLflow's default minutes of retries per call.
+        with bounded_http(parent.tracking_uri.startswith(("http://", "https://"))):
+            self._end_parent(parent, abandoned)
+
+    def _end_parent(self, parent: sweep_parent.ParentRun, abandoned: str | None) -> None:
         client = MlflowClient(parent.tracking_uri)
         try:
             children = self.children(client, parent)

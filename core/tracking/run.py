@@ -8,7 +8,11 @@ Status semantics:
   training, the first one stops it; while the run is created or ended, signals are held until
   it is saved. Either way the metrics are flushed, the artifacts logged, the run marked KILLED
   with where it stopped, and then the interrupt propagates (exit 130 or 143).
-An unreachable store is a ConfigError before any run exists and before any training.
+An unreachable store is a ConfigError before any run exists and before any training. A tracking
+server lost later is the business of ``spool``: with ``logger.on_server_loss=continue`` training
+goes on and the metrics are spooled (and written if the server returns); with ``stop`` the run
+ends FAILED. A run that ends while its server is gone keeps its status, reason and artifacts in
+the spool for ``backproplab runs replay``, and the command exits 1.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import signal
 import sys
 import warnings
 from typing import Any, Iterator, Mapping
+from urllib.parse import urlparse
 
 from mlflow.entities import RunStatus
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
@@ -36,9 +41,10 @@ from .metric_names import MetricLayout
 from .params import log_params, truncate
 from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
+from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
 from .sql_writer import SqlMetricSink, supports_sql_writer
 from .store import connect, resolve_uri
-from .tags import base_tags, component_tags, one_line, overrides_tag
+from .tags import base_tags, component_tags, one_line, overrides_tag, process_tags
 from .trace import TraceRecorder
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -68,7 +74,17 @@ def _check_writer(settings: TrackingSettings, uri: str) -> None:
         )
 
 
-def _sink(settings: TrackingSettings, uri: str, client: Any, run_id: str) -> LogBatchSink | SqlMetricSink:
+def _is_http(uri: str) -> bool:
+    return urlparse(uri).scheme in ("http", "https")
+
+
+def _sink(
+    settings: TrackingSettings, uri: str, client: Any, run_id: str, launch_dir: str | None
+) -> LogBatchSink | SqlMetricSink | SpoolingSink:
+    if _is_http(uri):
+        # Only a server can vanish mid-run while this process lives; a database file cannot.
+        spool = Spool(spool_path(launch_dir, run_id), run_id, uri)
+        return SpoolingSink(client, run_id, uri, spool, stop=settings.on_server_loss == "stop")
     if settings.writer == "log_batch" or not supports_sql_writer(uri):
         return LogBatchSink(client, run_id)
     return SqlMetricSink(uri, run_id, client)
@@ -108,10 +124,25 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     # Before the store: a stride that cannot be chosen must not leave a run behind.
     every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
     client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
+    with bounded_http(_is_http(uri)):
+        yield from _tracked(settings, uri, client, experiment_id, every_iteration, every_epoch, context, parent)
+
+
+def _tracked(
+    settings: TrackingSettings,
+    uri: str,
+    client: Any,
+    experiment_id: str,
+    every_iteration: int,
+    every_epoch: int,
+    context: RunContext,
+    parent: sweep_parent.ParentRun | None,
+) -> Iterator[Callback]:
     network = context.network
     layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
 
     tags = base_tags(__version__, context.launch_dir)
+    tags.update(process_tags())
     tags.update(component_tags(context.components))
     tags["hydra.overrides"] = overrides_tag(context.overrides)
     tags["backproplab.task"] = context.task
@@ -131,6 +162,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
         run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
         run_id = run.info.run_id
         tracker: MlflowTracker | None = None
+        sink = None
         outcome: BaseException | None = None
         try:
             try:
@@ -138,14 +170,15 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
                 trace = None
                 if settings.trace:
                     trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
+                sink = _sink(settings, uri, client, run_id, context.launch_dir)
                 tracker = MlflowTracker(
                     layout,
-                    BatchWriter(_sink(settings, uri, client, run_id), run_id, background=settings.background),
+                    BatchWriter(sink, run_id, background=settings.background),
                     max_metrics=settings.max_metrics,
                     every_n_iterations=every_iteration,
                     every_n_epochs=every_epoch,
                     total_epochs=context.epochs,
-                    flush_interval_s=settings.flush_interval_s,
+                    flush_interval_s=settings.flush_interval_for(supports_sql_writer(uri)),
                     trace=trace,
                 )
                 guard.interrupting()
@@ -159,24 +192,34 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
             if full is not None and full is not exc:
                 full.__cause__ = exc
             outcome = full or exc
-        unrecorded = _end(client, run_id, context, tracker, outcome, guard, uri)
+        unrecorded = _end(client, run_id, context, tracker, outcome, guard, uri, sink if isinstance(sink, SpoolingSink) else None)
     if outcome is not None:
         raise outcome
-    if unrecorded is not None:  # trained to the end, but the store was full: not a success
+    if unrecorded is not None:  # trained to the end, but the run is not (all) in the store
         raise unrecorded
     if guard.caught:  # the run finished, but the user asked to stop while it was being saved
         raise interrupt_for(guard.caught[0])
 
 
 def _end(
-    client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, outcome: BaseException | None, guard: InterruptGuard, uri: str
-) -> StoreFullError | None:
+    client: Any,
+    run_id: str,
+    context: RunContext,
+    tracker: MlflowTracker | None,
+    outcome: BaseException | None,
+    guard: InterruptGuard,
+    uri: str,
+    spooling: SpoolingSink | None = None,
+) -> BaseException | None:
     """Flush, log the artifacts and set the final status, whatever signals arrive meanwhile.
 
     Each step is attempted on its own: metrics first (they are what the user lost time for),
     then the artifacts that explain the run, then the status. A run that trained to the end but
-    was interrupted while being saved still ends KILLED, with everything it had. Returns the
-    full store that kept the metrics or artifacts of a run that trained to the end, if any.
+    was interrupted while being saved still ends KILLED, with everything it had.
+
+    If the tracking server is still gone after the last flush, the status, the reason and the
+    artifacts go into the spool instead of waiting on the server. Returns what kept a run that
+    trained to the end out of the store (the lost server, a full disk), for the caller to raise.
     """
     where = _position(tracker)
     if isinstance(outcome, KeyboardInterrupt):
@@ -198,12 +241,30 @@ def _end(
             tracker.close(before_write=start_plots)
 
     problems = []
-    for action in (close, lambda: _log_artifacts(client, run_id, context, tracker, plots)):
+
+    def artifacts() -> None:
+        if spooling is not None and spooling.lost and not spooling.try_resume():
+            # Kept with the spool for `runs replay`, instead of waiting on a dead server.
+            _log_artifacts(LocalArtifacts(spooling.spool.artifacts_dir), run_id, context, tracker, plots)
+        else:
+            _log_artifacts(client, run_id, context, tracker, plots)
+
+    for action in (close, artifacts):
         try:
             action()
         except BaseException as exc:  # noqa: BLE001 - report and keep ending the run
             problems.append(store_full(exc, uri) or exc)
-            print(f"backproplab: while ending MLflow run {run_id}: {one_line(problems[-1])}", file=sys.stderr)
+            if not isinstance(exc, ServerLost):  # already announced by its warning line
+                print(f"backproplab: while ending MLflow run {run_id}: {one_line(problems[-1])}", file=sys.stderr)
+    if spooling is not None and spooling.lost:
+        lost = spooling.reason()
+        if status == RunStatus.FINISHED:
+            status, reason = RunStatus.FAILED, lost
+        elif outcome is not None and not isinstance(outcome, ServerLost):
+            reason = f"{reason}; {lost}"
+        spooling.spool.end(RunStatus.to_string(status), reason)
+        return ServerLost(lost) if outcome is None else None
+    problems = [p for p in problems if not isinstance(p, ServerLost)]
     unrecorded = None
     if status == RunStatus.FINISHED and problems:
         status, reason = RunStatus.FAILED, f"could not record the run: {one_line(problems[0])}"

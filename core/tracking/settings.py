@@ -25,10 +25,17 @@ _KNOWN_KEYS = {
     "trace",
     "buffer",
     "upgrade_store",
+    "on_server_loss",
 }
 _BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background", "writer"}
 # auto: SQL inserts into MLflow's tables for sqlite stores, log_batch for every other store.
 WRITERS = ("auto", "sql", "log_batch")
+# What a run does when its tracking server stops answering mid-run: keep training and spool the
+# metrics to a local file (continue), or end the run FAILED at once (stop). Nothing is lost either way.
+ON_SERVER_LOSS = ("continue", "stop")
+# flush_interval_s=auto: a kill -9 loses at most the metrics since the last flush, so the cheap
+# local sqlite writer flushes every second; a server's log_batch costs more, so every 15 s there.
+AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
 
 
 def _int(key: str, value: Any, minimum: int) -> int:
@@ -73,16 +80,23 @@ class TrackingSettings:
     trace: bool = False
     # Flushing: a full buffer or an elapsed interval triggers one flush of log_batch calls.
     max_metrics: int = 10_000
-    flush_interval_s: float = 15.0
+    flush_interval_s: float | None = None  # None: auto, see flush_interval_for
     background: bool = False
     writer: str = "auto"
     # true: a sqlite store of an older MLflow is upgraded to the installed MLflow's schema (after
     # a copy to <file>.bak-<revision>); false: such a store is refused, the upgrade is the user's call.
     upgrade_store: bool = False
+    on_server_loss: str = "continue"
 
     @property
     def enabled(self) -> bool:
         return self.name == "mlflow"
+
+    def flush_interval_for(self, sqlite: bool) -> float:
+        """The interval in seconds: the configured one, or auto's choice for this kind of store."""
+        if self.flush_interval_s is not None:
+            return self.flush_interval_s
+        return AUTO_FLUSH_INTERVAL_S["sqlite" if sqlite else "other"]
 
     def strides(self, epochs: int, iterations_per_epoch: int) -> tuple[int, int]:
         """(iteration stride, epoch stride) for a run of ``epochs`` x ``iterations_per_epoch``.
@@ -123,9 +137,16 @@ class TrackingSettings:
         unknown = sorted(set(buffer) - _BUFFER_KEYS)
         if unknown:
             raise ConfigError(f"logger.buffer has no key {unknown[0]!r}; valid: {', '.join(sorted(_BUFFER_KEYS))}")
-        interval = buffer.get("flush_interval_s", cls.flush_interval_s)
-        if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not interval > 0:
-            raise ConfigError(f"logger.buffer.flush_interval_s must be a number > 0, got {interval!r}")
+        interval = buffer.get("flush_interval_s", "auto")
+        if interval == "auto" or interval is None:
+            interval = None
+        elif isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not interval > 0:
+            raise ConfigError(
+                f"logger.buffer.flush_interval_s must be a number > 0 or auto (1 s on sqlite, 15 s on a server), got {interval!r}"
+            )
+        on_loss = logger.get("on_server_loss", cls.on_server_loss)
+        if on_loss not in ON_SERVER_LOSS:
+            raise ConfigError(f"logger.on_server_loss must be one of {', '.join(ON_SERVER_LOSS)}, got {on_loss!r}")
         writer = buffer.get("writer", cls.writer)
         if writer not in WRITERS:
             raise ConfigError(f"logger.buffer.writer must be one of {', '.join(WRITERS)}, got {writer!r}")
@@ -142,8 +163,9 @@ class TrackingSettings:
             elementwise_max_params=_int("elementwise_max_params", logger.get("elementwise_max_params", 64), 0),
             trace=_bool("trace", logger.get("trace", False)),
             max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000),
-            flush_interval_s=float(interval),
+            flush_interval_s=None if interval is None else float(interval),
             background=_bool("buffer.background", buffer.get("background", False)),
             writer=writer,
             upgrade_store=_bool("upgrade_store", logger.get("upgrade_store", False)),
+            on_server_loss=on_loss,
         )

@@ -82,3 +82,33 @@ def one_line(exc: BaseException) -> str:
     from backproplab.errors import exception_line
 
     return truncate(exception_line(exc), 1000)
+
+
+HOST_TAG = "backproplab.host"
+PID_TAG = "backproplab.pid"
+PID_START_TAG = "backproplab.pid_start"
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of /proc/PID/stat), or
+    None where /proc does not exist. With the PID it names one process even after PID reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
+    return stat[stat.rindex(")") + 2 :].split()[19]
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns the run, so ``backproplab runs reap`` can tell a run whose process was
+    killed (kill -9, OOM, power loss) from one still training."""
+    import os
+    import socket
+
+    pid = os.getpid()
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(pid)}
+    start = process_start(pid)
+    if start is not None:
+        tags[PID_START_TAG] = start
+    return tags

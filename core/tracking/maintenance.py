@@ -1,0 +1,213 @@
+"""``backproplab runs``: repairs a store after a fault that no process was left to handle.
+
+* ``runs reap`` ends runs left RUNNING by a process that is gone (``kill -9``, the OOM killer,
+  a lost machine): such a process could not set a status, so MLflow shows it RUNNING forever.
+  A run is reaped only when its ``backproplab.host`` is this host and the process named by
+  ``backproplab.pid`` (and ``backproplab.pid_start``, so a reused PID is not mistaken for it) no
+  longer exists; runs of other hosts are listed, never touched.
+* ``runs replay SPOOL`` writes what a run spooled while its tracking server was gone (metrics
+  with their original steps and timestamps, then the artifacts and the final status) and
+  removes the spool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from backproplab.errors import ConfigError
+from .reachability import check_http, check_sqlite
+from .tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
+
+EXIT_CONFIG = 2
+FAILURE_TAG = "failure_reason"
+
+
+def _client(uri: str | None) -> tuple[Any, str]:
+    """A client for ``uri`` (MLflow's default when None) that must already hold a store."""
+    from urllib.parse import urlparse
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = uri or mlflow.get_tracking_uri()
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        check_http(uri)
+    elif scheme == "sqlite":
+        check_sqlite(uri)
+        path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else urlparse(uri).path
+        if path and path != ":memory:" and not Path(path).exists():
+            raise ConfigError(f"--tracking-uri {uri}: there is no store at {path}; valid: the URI runs were logged to")
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def process_state(pid: int, started: str | None) -> str:
+    """'alive' or 'gone' for a process of this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except PermissionError:
+        pass  # another user's process: it exists
+    if started is not None:
+        now = process_start(pid)
+        if now is not None and now != started:
+            return "gone"  # the PID was reused by a later process
+    return "alive"
+
+
+def reap(uri: str | None = None, experiment: str | None = None, out: Any = None) -> int:
+    """Mark KILLED every RUNNING run of this host whose process is gone; print what was done."""
+    from mlflow.entities import RunStatus, ViewType
+
+    from .spool import bounded_http
+
+    out = out or sys.stdout
+    client, uri = _client(uri)
+    with bounded_http(uri.startswith(("http://", "https://"))):
+        if experiment is not None:
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                names = sorted(e.name for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
+                raise ConfigError(f"--experiment {experiment!r} is not an experiment of {uri}; valid: {', '.join(names) or 'none'}")
+            experiments = [found]
+        else:
+            experiments = list(client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
+        names = {e.experiment_id: e.name for e in experiments}
+        runs = []
+        token = None
+        while experiments:
+            page = client.search_runs(
+                list(names), filter_string="attributes.status = 'RUNNING'", max_results=1000, page_token=token
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                break
+        host = socket.gethostname()
+        reaped = 0
+        for run in runs:
+            tags = run.data.tags
+            label = f"run {run.info.run_id} ({run.info.run_name}, experiment {names.get(run.info.experiment_id)})"
+            sweep = " [sweep parent]" if tags.get("backproplab.sweep") == "true" else ""
+            pid_text, run_host = tags.get(PID_TAG), tags.get(HOST_TAG)
+            if not pid_text or not run_host or not pid_text.isdigit():
+                print(f"left {label}{sweep}: no {PID_TAG}/{HOST_TAG} tags (not started by this backproplab), so it cannot be checked", file=out)
+                continue
+            pid = int(pid_text)
+            if run_host != host:
+                print(f"left {label}{sweep}: process {pid} on {run_host}, another host (this is {host}); run reap there", file=out)
+                continue
+            if process_state(pid, tags.get(PID_START_TAG)) == "alive":
+                print(f"left {label}{sweep}: process {pid} on {host} is still running", file=out)
+                continue
+            reason = f"process {pid} on {host} ended without closing the run (killed?); reaped by backproplab runs reap"
+            client.set_tag(run.info.run_id, FAILURE_TAG, reason)
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            reaped += 1
+            print(f"reaped {label}{sweep}: {reason}; marked KILLED", file=out)
+    left = len(runs) - reaped
+    print(f"reap: {len(runs)} RUNNING run(s) in {uri}; {reaped} marked KILLED, {left} left as they were", file=out)
+    return 0
+
+
+def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
+    """Write a spool's metrics, artifacts and final status into its run; then remove the spool."""
+    from mlflow.entities import RunStatus
+
+    from .buffer import MAX_METRICS_PER_BATCH
+    from .spool import Spool, bounded_http, metrics_of, read_spool
+
+    out = out or sys.stdout
+    path = Path(spool_file)
+    header, rows, end = read_spool(path)
+    client, uri = _client(uri or header.get("tracking_uri"))
+    run_id = header["run_id"]
+    spool = Spool(path, run_id, uri)
+    with bounded_http(uri.startswith(("http://", "https://"))):
+        try:
+            client.get_run(run_id)
+        except Exception as exc:  # noqa: BLE001 - one line: the store does not hold this run
+            raise ConfigError(
+                f"run {run_id} of spool file {path} is not in {uri} ({' '.join(str(exc).split())[:160]}); "
+                "valid: --tracking-uri of the store the run was created in"
+            ) from None
+        metrics = metrics_of(rows)
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            # MLflow's store skips rows it already holds (a resumed run, a replay run twice).
+            client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+        artifacts = spool.artifacts_dir
+        n_files = sum(1 for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else 0
+        if n_files:
+            client.log_artifacts(run_id, str(artifacts))
+        if end is None:
+            # The process died while spooling: nothing recorded how the run ended.
+            end = {"status": "FAILED", "reason": f"the run's process ended while its tracking server was lost; metrics replayed from {path}"}
+        status = end.get("status") or "FAILED"
+        if end.get("reason"):
+            client.set_tag(run_id, FAILURE_TAG, end["reason"])
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
+    spool.remove()
+    print(
+        f"replayed run {run_id} into {uri}: {len(metrics)} metrics, {n_files} artifact file(s), status {status}; removed {path}",
+        file=out,
+    )
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, as every backproplab error
+        raise ConfigError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="backproplab runs",
+        description="Repair MLflow runs after faults no process could handle.",
+    )
+    commands = top.add_subparsers(dest="command", metavar="{reap,replay}", parser_class=_Parser)
+    reap_parser = commands.add_parser(
+        "reap",
+        help="mark KILLED the RUNNING runs whose process is gone (kill -9)",
+        description="Mark KILLED every RUNNING run started on this host whose process no longer exists (killed with "
+        "kill -9, by the OOM killer, ...), with a failure_reason saying so. Runs of other hosts and runs whose process "
+        "still lives are listed and left alone. Sweep parents are included.",
+    )
+    reap_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    reap_parser.add_argument("--experiment", metavar="NAME", help="only this experiment (default: every active one)")
+    replay_parser = commands.add_parser(
+        "replay",
+        help="write a run's spooled metrics (tracking server lost) into the store",
+        description="Write what a run spooled while its tracking server was gone: its metrics with their original "
+        "steps and timestamps, its artifacts, then its final status and failure_reason; then remove the spool.",
+    )
+    replay_parser.add_argument("spool", metavar="SPOOL_FILE", help="a file from .backproplab-spool/")
+    replay_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: the URI recorded in the spool)")
+    return top
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        top = parser()
+        args, unknown = top.parse_known_args(list(argv))
+        if unknown:
+            sub = top._subparsers._group_actions[0].choices.get(args.command) if args.command else None  # noqa: SLF001
+            valid = [o for a in (sub or top)._actions for o in a.option_strings]
+            where = f"backproplab runs {args.command}" if sub else "backproplab runs"
+            raise ConfigError(f"unknown option {unknown[0]!r} for '{where}'; valid: {', '.join(valid)}")
+        if args.command is None:
+            raise ConfigError("backproplab runs needs a command; valid: reap, replay; see backproplab runs --help")
+        if args.command == "reap":
+            return reap(args.tracking_uri, args.experiment)
+        return replay(args.spool, args.tracking_uri)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - a store failure midway: one line, and the spool stays
+        print(f"error: backproplab runs {args.command}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr, flush=True)
+        return 1

@@ -1,0 +1,302 @@
+"""A tracking server that stops answering mid-run: notice it fast, spool, resume or replay.
+
+Without this, a dead server cost each metric write MLflow's default retries (~4 minutes per
+call, several calls per run end), then left the run RUNNING and its unsent metrics gone. Here:
+
+* every HTTP call of a run uses bounded retries and timeouts (``bounded_http``), so a write to
+  a dead server fails within seconds;
+* ``SpoolingSink`` turns that failure into one warning line naming the server and the spool
+  file, and appends the unsent metrics, and every later block, to that file (JSON lines: a
+  header with the run id and URI, one line per block of ``[key, value, timestamp_ms, step]``,
+  and finally the status the run should end with);
+* at each later flush it asks the server's ``/health`` (a few seconds at most); once it answers,
+  the spooled blocks are written with their original steps and timestamps and the run carries
+  on as if nothing happened;
+* a run that ends while the server is still gone leaves its status and artifacts in the spool
+  too; ``backproplab runs replay SPOOL`` (``maintenance.replay``) writes everything later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from mlflow.entities import Metric
+
+from backproplab.errors import BackproplabError, ConfigError
+from .buffer import Block, MAX_METRICS_PER_BATCH
+from .reachability import check_http
+
+SPOOL_DIR = ".backproplab-spool"
+SPOOL_FORMAT = 1
+# A write to a dead server fails after at most about (1 + retries) x timeout + the backoff
+# (1 s, 2 s): ~3 s when the connection is refused (a server that died), ~33 s when it hangs.
+# With the 15 s flush interval on a server, a dead server is noticed within about 20 s. The
+# timeout is not shorter because a loaded server can take seconds over a log_batch of 1000
+# metrics (5 s was seen to give up on a live one on a busy 2-core machine).
+HTTP_KNOBS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+}
+
+
+@contextlib.contextmanager
+def bounded_http(enabled: bool = True) -> Iterator[None]:
+    """MLflow's HTTP retry knobs turned down for the block, then restored as they were.
+
+    MLflow reads them at every request, so this bounds exactly the calls made inside the block
+    (one run's), not those of the user's other clients before or after it. A value the user set
+    is kept: they chose it.
+    """
+    if not enabled:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in HTTP_KNOBS}
+    for key, value in HTTP_KNOBS.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class ServerLost(BackproplabError, RuntimeError):
+    """The tracking server stopped answering and ``logger.on_server_loss=stop`` ends the run."""
+
+
+def is_server_loss(exc: BaseException) -> bool:
+    """A write that failed because the server is gone or broken, not because it refused the data.
+
+    MLflow raises ``MlflowException`` for both; a refusal carries a 4xx code (bad value, run not
+    active), which spooling would only postpone.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return isinstance(exc, OSError)
+    try:
+        status = exc.get_http_status_code()
+    except Exception:  # noqa: BLE001 - an unknown code: treat as the server's fault
+        return True
+    return not (400 <= status < 500)
+
+
+def short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def spool_path(directory: str | os.PathLike[str] | None, run_id: str) -> Path:
+    return Path(directory or Path.cwd()).resolve() / SPOOL_DIR / f"{run_id}.jsonl"
+
+
+def _number(value: float) -> float | str:
+    # JSON has no NaN or infinity; MLflow stores them, so they survive as strings.
+    return value if math.isfinite(value) else repr(float(value))
+
+
+def _from_number(value: float | str) -> float:
+    return float(value)
+
+
+def block_rows(block: Block) -> list[list[Any]]:
+    rows = [[k, _number(v), t, s] for k, v, t, s in block.extra]
+    keys = block.keys
+    for step, ts, row in zip(block.steps.tolist(), block.timestamps_ms.tolist(), block.values.tolist()):
+        rows.extend([k, _number(v), ts, step] for k, v in zip(keys, row))
+    return rows
+
+
+def metrics_of(rows: list[list[Any]]) -> list[Metric]:
+    return [Metric(k, _from_number(v), int(t), int(s)) for k, v, t, s in rows]
+
+
+class Spool:
+    """The append-only file of one run's unsent metrics, its final status and its artifacts."""
+
+    def __init__(self, path: Path, run_id: str, tracking_uri: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.tracking_uri = tracking_uri
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.path.with_suffix(".artifacts")
+
+    def _append(self, record: dict[str, Any]) -> None:
+        new = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            if new:
+                header = {"backproplab_spool": SPOOL_FORMAT, "run_id": self.run_id, "tracking_uri": self.tracking_uri}
+                f.write(json.dumps(header) + "\n")
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # the point of the spool is to survive what comes next
+
+    def add(self, rows: list[list[Any]]) -> None:
+        if rows:
+            self._append({"metrics": rows})
+
+    def end(self, status: str, reason: str | None) -> None:
+        self._append({"end": {"status": status, "reason": reason}})
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.artifacts_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.path.parent.rmdir()  # only when empty: other runs' spools stay
+
+
+def read_spool(path: Path) -> tuple[dict[str, Any], list[list[Any]], dict[str, Any] | None]:
+    """(header, metric rows in order, end record or None); a ConfigError naming what is wrong."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"spool file {path} cannot be read ({exc.strerror or exc}); give a file from .backproplab-spool/") from None
+    header: dict[str, Any] | None = None
+    rows: list[list[Any]] = []
+    end = None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # a line cut short by the process's death: everything before it is whole
+            raise ConfigError(f"spool file {path} line {number} is not JSON; valid: a file written by backproplab") from None
+        if header is None:
+            if not isinstance(record, dict) or record.get("backproplab_spool") != SPOOL_FORMAT or "run_id" not in record:
+                raise ConfigError(f"{path} is not a backproplab spool file (format {SPOOL_FORMAT}); valid: a file from .backproplab-spool/")
+            header = record
+        elif "metrics" in record:
+            rows.extend(record["metrics"])
+        elif "end" in record:
+            end = record["end"]
+    if header is None:
+        raise ConfigError(f"spool file {path} is empty; valid: a file written by backproplab")
+    return header, rows, end
+
+
+class LocalArtifacts:
+    """Stands in for the client's ``log_artifacts`` while the server is gone: the files go next
+    to the spool, and ``runs replay`` uploads them."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:  # noqa: ARG002
+        target = self.directory / artifact_path if artifact_path else self.directory
+        shutil.copytree(local_dir, target, dirs_exist_ok=True)
+
+
+class SpoolingSink:
+    """``log_batch`` writes to a tracking server that survive the server's loss.
+
+    Chunks already accepted are not spooled again; the chunk that failed and everything after it
+    are. ``lost`` stays true until a later flush finds the server answering and the spool has
+    been written, in order, before anything newer.
+    """
+
+    def __init__(self, client: Any, run_id: str, uri: str, spool: Spool, *, stop: bool, out: Any = None) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.uri = uri
+        self.spool = spool
+        self.stop = stop
+        self.out = out or sys.stderr
+        self.lost = False
+        self.calls = 0
+        self.spooled = 0
+        self._last_spooled: Block | None = None
+
+    def __call__(self, block: Block) -> int:
+        if block is self._last_spooled:
+            return 0  # the block a stop raised on, resent by the writer: it is in the spool
+        if self.lost and not self.try_resume():
+            self._spool(block_rows(block))
+            self._last_spooled = block
+            return 0
+        metrics = block.metrics()
+        written = 0
+        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            chunk = metrics[start : start + MAX_METRICS_PER_BATCH]
+            try:
+                self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+            except Exception as exc:
+                if not is_server_loss(exc):
+                    raise
+                self._lose(exc, [[m.key, _number(m.value), m.timestamp, m.step] for m in metrics[start:]])
+                self._last_spooled = block
+                if self.stop:
+                    raise ServerLost(self.reason()) from None
+                return written
+            written += len(chunk)
+            self.calls += 1
+        return written
+
+    def _spool(self, rows: list[list[Any]]) -> None:
+        self.spool.add(rows)
+        self.spooled += len(rows)
+
+    def _lose(self, exc: BaseException, rows: list[list[Any]]) -> None:
+        self.lost = True
+        self._spool(rows)
+        then = (
+            "ending the run (logger.on_server_loss=stop)"
+            if self.stop
+            else "training goes on; they are written if the server returns (logger.on_server_loss=continue)"
+        )
+        print(
+            f"warning: MLflow tracking server {self.uri} stopped answering while writing metrics ({short(exc)}); "
+            f"unsent metrics are spooled to {self.spool.path}; {then}; "
+            f"to send them later: backproplab runs replay {self.spool.path}",
+            file=self.out,
+            flush=True,
+        )
+
+    def try_resume(self) -> bool:
+        """Ask the server once; if it answers, write the spool and go back to normal."""
+        try:
+            check_http(self.uri)
+            _header, rows, _end = read_spool(self.spool.path)
+            metrics = metrics_of(rows)
+            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+                # Duplicates of rows already accepted are skipped by MLflow's store.
+                self.client.log_batch(self.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+        except Exception as exc:  # noqa: BLE001 - still gone, or gone again: stay spooling
+            if isinstance(exc, ConfigError) or is_server_loss(exc):
+                return False
+            raise
+        self.spool.remove()
+        self.lost = False
+        print(
+            f"backproplab: MLflow tracking server {self.uri} answers again; {len(metrics)} spooled metrics written, "
+            "the run carries on",
+            file=self.out,
+            flush=True,
+        )
+        self.spooled = 0
+        return True
+
+    def reason(self) -> str:
+        return (
+            f"MLflow tracking server {self.uri} was lost during the run; unsent metrics are spooled in {self.spool.path} "
+            f"(send them with: backproplab runs replay {self.spool.path})"
+        )
+
+    def close(self) -> None:
+        pass
