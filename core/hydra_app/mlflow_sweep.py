@@ -33,6 +33,7 @@ import csv
 import math
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -454,5 +455,9 @@ def _plot_final_loss(path: Path, rows: list[dict[str, Any]], keys: list[str]) ->
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
     ax.set_ylabel("final loss (last epoch's train/loss)")
     ax.set_title("Final loss per configuration (red: not finished)")
-    fig.tight_layout()
+    with warnings.catch_warnings():
+        # Long labels (a search's several parameters) leave tight_layout no room; the plot is
+        # still drawn, and the console is no place for matplotlib's layout notes.
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path)

@@ -20,7 +20,7 @@ there); the CLI hands Hydra the rewritten command line, and everything here comp
 Sweepers that choose their jobs while they run (e.g. Optuna) cannot be expanded: for them the
 search space is checked on one representative trial (``search_trial``: every searched key at its
 interval's low end or its first choice, plus the fixed overrides), which catches a typo'd key or
-a bad fixed value before any trial or MLflow run exists. ``for_search`` sets the Optuna
+a bad fixed value before any trial or MLflow run exists. ``for_launch`` sets the Optuna
 sweeper's direction from ``trainer.objective`` (or refuses a contradicting one).
 """
 
@@ -42,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from backproplab.tracking.parent import swept_overrides  # no mlflow: plain strings
 
 from .error_report import EXIT_CONFIG, describe
+from .compat import version_base
 from backproplab.errors import BackproplabError, ConfigError
 
 CONF_MODULE = "backproplab.conf"
@@ -290,7 +291,7 @@ def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
     register_configs()
 
     out = [[text] for text in overrides]
-    with initialize_config_module(CONF_MODULE, version_base="1.3"):
+    with initialize_config_module(CONF_MODULE, **version_base()):
         loader, probe = _probe(overrides, parsed)
         if activation:
             _activation_nodes(parsed, out, probe)
@@ -370,7 +371,7 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
     overrides = list(ns.overrides or [])
     saved = HydraConfig.instance().cfg  # job configs set it, as run_job does
     try:
-        with initialize_config_module(CONF_MODULE, version_base="1.3"):
+        with initialize_config_module(CONF_MODULE, **version_base()):
             loader = GlobalHydra.instance().config_loader()
             # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
             # hydra.mode in the config (experiments such as lr_sweep set it). Composed as a run,
@@ -501,12 +502,18 @@ def _direction_names(value: Any) -> list[str]:
     return [str(getattr(item, "name", item)) for item in items]
 
 
-def for_search(args: Sequence[str]) -> list[str]:
-    """``args`` plus what an Optuna search needs from backproplab: ``hydra.sweeper.direction``
-    from ``trainer.objective`` and ``hydra.sweeper.max_failure_rate=1.0``, each unless the user
-    set it. A direction that contradicts the objective (maximising a loss) is a ConfigError.
-    Anything else (not a multirun, another sweeper, a config that does not compose) is handed
-    back unchanged for ``check`` and Hydra to report."""
+def for_launch(args: Sequence[str]) -> list[str]:
+    """``args`` plus what Hydra needs told on the command line:
+
+    - ``hydra.mode=MULTIRUN`` when the config chose it (``experiment=lr_sweep``) and the command
+      line did not: Hydra 1.4 takes the mode from the primary config and the command line only,
+      and refuses a mode an experiment changes while composing.
+    - for an Optuna search, ``hydra.sweeper.direction`` from ``trainer.objective`` and
+      ``hydra.sweeper.max_failure_rate=1.0``, each unless the user set it. A direction that
+      contradicts the objective (maximising a loss) is a ConfigError.
+
+    Anything else (a single run, a config that does not compose) is handed back unchanged for
+    ``check`` and Hydra to report."""
     from hydra.types import RunMode
 
     from backproplab.run.config import OBJECTIVES, objective_direction
@@ -515,17 +522,22 @@ def for_search(args: Sequence[str]) -> list[str]:
     with _session(args) as session:
         if session is None or not session.multirun:
             return args
+        ns = hydra_args(args)
+        extra = []
+        if not (ns is not None and ns.multirun) and not any(
+            text.split("=", 1)[0].lstrip("+~") == "hydra.mode" for text in (ns.overrides or [] if ns is not None else [])
+        ):
+            extra.append("hydra.mode=MULTIRUN")
         try:
             master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
         except Exception:  # noqa: BLE001 - check() reports it as the sweep would
-            return args
+            return args + extra
         if sweeper_choice(master) != OPTUNA:
-            return args
+            return args + extra
         objective = OmegaConf.select(master, "trainer.objective", default="auto")
         if objective not in OBJECTIVES:
-            return args  # the job check names the valid objectives
+            return args + extra  # the job check names the valid objectives
         wanted = objective_direction(str(objective))
-        extra = []
         if _set_by_user(master, args, "direction"):
             names = _direction_names(OmegaConf.select(master, "hydra.sweeper.direction"))
             if names != [wanted]:

@@ -24,6 +24,7 @@ from backproplab.errors import BackproplabError
 from backproplab.run import job as app
 from . import preflight
 from .config_store import register_configs
+from .compat import main_options
 from .error_report import describe, one_line_warnings, tracebacks_wanted
 from .sweep_status import RESULT_FILE, SWEEP_ID_ENV
 
@@ -123,4 +124,4 @@ def task(cfg: DictConfig) -> float | dict[str, Any] | None:
     return objective if objective is not None else record
 
 
-main = hydra.main(config_path="pkg://backproplab.conf", config_name="config", version_base="1.3")(task)
+main = hydra.main(config_path="pkg://backproplab.conf", config_name="config", **main_options())(task)
