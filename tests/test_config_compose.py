@@ -24,6 +24,9 @@ from backproplab.errors import ConfigError
 from backproplab.components.loading import get_registry, load_plugins
 from backproplab.components.registry import Source
 
+# Composition is what changes most between Hydra releases: repeated on Hydra 1.4 by .ci/run.
+pytestmark = pytest.mark.hydra_compat
+
 register_configs()  # the generated component and experiment nodes, as the CLI stores them
 
 

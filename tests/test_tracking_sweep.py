@@ -24,7 +24,8 @@ from backproplab.hydra_app.compat import version_base
 import yaml
 from mlflow import MlflowClient
 
-pytestmark = pytest.mark.slow
+# hydra_compat: repeated on Hydra 1.4 by .ci/run.
+pytestmark = [pytest.mark.slow, pytest.mark.hydra_compat]
 
 PARENT = "mlflow.parentRunId"
 
