@@ -109,30 +109,35 @@ def test_the_parent_records_the_best_trial(search):
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
 def test_a_failed_trial_is_a_failed_child_and_the_study_goes_on(tmp_path, launcher):
-    """Grid over two learning rates, the first of which diverges (mse on an identity output):
-    its trial fails, the other still runs and is the study's best; exit 1 as for any sweep with
-    a failed job. Two trials per batch, so under joblib both run at once in workers."""
+    """Four seeded random trials over two learning rates, in batches of two; the sampler's seed
+    gives 0.5, 1e30, 0.5, 0.5 (with optuna 2.10 and 5.0 alike). lr 1e30 diverges (mse on an
+    identity output): its validation loss is inf, so it has no objective; its trial fails and its
+    run, trained to the end, is FAILED. The second batch still runs, the best is job #0, and the
+    command exits 1 as for any sweep with a failed job. Under joblib a batch runs in workers."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
-        [sys.executable, "-m", "backproplab", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
-         "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "optimizer.lr=choice(1e12,0.5)", "loss=mse",
-         "model.output_activation=identity", "data=moons", "data.n_samples=60", "trainer.epochs=3",
-         *launcher, f"logger.tracking_uri={uri}", "hydra.sweep.dir=sweep"],
+        [sys.executable, "-m", "backproplab", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random",
+         "hydra.sweeper.sampler.seed=0", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+         "optimizer.lr=choice(1e30,0.5)", "loss=mse", "model.output_activation=identity", "data=moons",
+         "data.n_samples=60", "trainer.epochs=3", *launcher, f"logger.tracking_uri={uri}", "hydra.sweep.dir=sweep"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: 1 of 2 jobs of the multirun failed")
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: 1 of 4 jobs of the multirun failed; the first, #1 (optimizer.lr=1e+30)")
     parent, children = parent_and_children(uri)
-    assert sorted(c.info.status for c in children) == ["FAILED", "FINISHED"]
-    (failed,) = [c for c in children if c.info.status == "FAILED"]
-    (finished,) = [c for c in children if c.info.status == "FINISHED"]
-    assert "non-finite loss" in failed.data.tags["failure_reason"]
-    assert "optimizer.lr=1000000000000.0" in failed.data.tags["hydra.overrides"]
-    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
-    assert parent.data.tags["backproplab.best_run_id"] == finished.info.run_id
+    by_job = {int(c.data.tags["hydra.job.num"]): c for c in children}
+    assert sorted(by_job) == [0, 1, 2, 3] and len(children) == 4
+    assert [by_job[n].info.status for n in range(4)] == ["FINISHED", "FAILED", "FINISHED", "FINISHED"]
+    failed = by_job[1]
+    assert failed.data.tags["failure_reason"] == "trainer.objective=auto is inf, not a finite number"
+    ran = dict(item.split("=", 1) for item in failed.data.tags["hydra.overrides"].split())
+    assert float(ran["optimizer.lr"]) == 1e30
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 4 jobs failed"
+    assert parent.data.tags["backproplab.best_run_id"] == by_job[0].info.run_id
     study = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert study["best_params"] == {"optimizer.lr": 0.5}
-    assert study["best_value"] == parent.data.metrics["sweep/best_value"] == finished.data.metrics["val/loss"]
+    assert study["best_value"] == parent.data.metrics["sweep/best_value"] == by_job[0].data.metrics["val/loss"]
+    assert json.loads((tmp_path / "sweep" / "1" / "result.json").read_text())["status"] == "failed"
 
 
 def test_a_bad_search_space_key_stops_before_any_trial(cli, tmp_path):

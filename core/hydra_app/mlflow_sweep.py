@@ -408,13 +408,21 @@ def _child_runs(client: MlflowClient, parent: sweep_parent.ParentRun, condition:
 def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job: Any, reason: str) -> str | None:
     """Make sure a failed job has a FAILED child run with ``failure_reason``; the new run's id,
     or None when ``track_run`` already recorded the job (a run of the parent with the same
-    overrides that did not finish, and no other job number)."""
+    overrides and job number; one that finished, whose objective a search could not use, is
+    marked FAILED here)."""
     client = MlflowClient(parent.tracking_uri)
     tag = overrides_tag(overrides)
     job_text = "" if job is None else str(job)
-    # Only runs that did not finish can be this job's: bounded by the failures, not the sweep.
-    for run in _child_runs(client, parent, "attributes.status != 'FINISHED'"):
+    # Only this job's runs (by number), or else only runs that did not finish, can be this
+    # job's: bounded by the failures, not the sweep.
+    condition = f"tags.`{JOB_TAG}` = '{job_text}'" if job is not None else "attributes.status != 'FINISHED'"
+    for run in _child_runs(client, parent, condition):
         if run.data.tags.get("hydra.overrides", "") == tag and run.data.tags.get(JOB_TAG, job_text) == job_text:
+            if run.info.status == "FINISHED":
+                # Trained to the end, but a search could not use it (its objective was not a
+                # finite number): the trial failed, and so does its run, metrics kept.
+                client.set_tag(run.info.run_id, FAILURE_TAG, truncate(reason, 1000))
+                client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             return None
     swept = swept_overrides(overrides, parent.swept_keys)
     tags = base_tags(__version__)
