@@ -6,6 +6,7 @@
   that config may instantiate (here the sweep callbacks, and the samplers of the Optuna sweeper's
   config). Without one it warns on every instantiation and will refuse in 1.5. Hydra 1.3 has no
   such parameter.
+- Hydra 1.4 warns when a ConfigStore node is stored twice unless ``replace`` says what is meant.
 
 Both are read from Hydra's public surface (its version string, ``hydra.main``'s signature),
 never from ``hydra._internal``.
@@ -34,6 +35,15 @@ def version_base() -> dict[str, Any]:
     """Keyword arguments for ``hydra.main`` / ``initialize_config_module``: ``version_base="1.3"``
     on Hydra 1.3, nothing on 1.4 and later (its default is its own behaviour)."""
     return {"version_base": "1.3"} if hydra_version() < (1, 4) else {}
+
+
+def store_options() -> dict[str, Any]:
+    """Keyword arguments for ``ConfigStore.store``: storing a node again (``register_configs``
+    with another registry) replaces it, as Hydra 1.3 always did; Hydra 1.4 asks for that to be
+    said (``replace=True``) and warns otherwise."""
+    from hydra.core.config_store import ConfigStore
+
+    return {"replace": True} if "replace" in inspect.signature(ConfigStore.store).parameters else {}
 
 
 def main_options() -> dict[str, Any]:

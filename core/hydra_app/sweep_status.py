@@ -162,7 +162,13 @@ class SweepStatusCallback(Callback):
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         global last
         sweep_dir = sweep_dir_of(config)
-        result = outcome(config, sweep_dir, os.environ.pop(SWEEP_ID_ENV, None))
+        sweep_id = os.environ.pop(SWEEP_ID_ENV, None)
+        if not sweep_dir.is_dir():
+            # No job started (Hydra 1.4 calls this also when on_multirun_start stopped the
+            # multirun, e.g. an unreachable tracking server): nothing to summarise.
+            last = None
+            return
+        result = outcome(config, sweep_dir, sweep_id)
         summary = write_summary(result)
         for line in report(result, summary):
             print(line, flush=True)
