@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from backproplab.hydra_app.compat import version_base
+
 pytestmark = pytest.mark.slow
 
 CONFIG = 2  # exit code for a wrong command line or config
@@ -392,7 +394,7 @@ def test_a_missing_plugin_chosen_outside_the_command_line_names_its_extra():
     from backproplab.hydra_app.error_report import describe
 
     register_configs()
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         with pytest.raises(Exception) as caught:
             compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
     line, code = describe(caught.value)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import cli_env
 
-pytestmark = pytest.mark.slow
+# hydra_compat: repeated on Hydra 1.4 by .ci/run.
+pytestmark = [pytest.mark.slow, pytest.mark.hydra_compat]
 
 # Stateful on purpose: legacy_randn (the default initializer) keeps a seeded stream in its
 # instance, momentum keeps a velocity per parameter, shuffling draws from the trainer's rng.

@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from backproplab.hydra_app.compat import version_base
 from backproplab import hookimpl
 from backproplab.run.job import prepare
 from backproplab.hydra_app.config_store import component_node, experiment_names, group_options, register_configs, yaml_options
@@ -23,11 +24,14 @@ from backproplab.errors import ConfigError
 from backproplab.components.loading import get_registry, load_plugins
 from backproplab.components.registry import Source
 
+# Composition is what changes most between Hydra releases: repeated on Hydra 1.4 by .ci/run.
+pytestmark = pytest.mark.hydra_compat
+
 register_configs()  # the generated component and experiment nodes, as the CLI stores them
 
 
 def _compose(*overrides: str, hydra_node: bool = False):
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         return compose("config", overrides=list(overrides), return_hydra_config=hydra_node)
 
 
@@ -53,7 +57,7 @@ def test_every_registered_component_is_an_option_with_its_constructor_defaults(k
     registry = get_registry()
     names = registry.names(kind)
     assert names, f"no {kind} registered"
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         for name in names:
             node = OmegaConf.to_container(compose("config", overrides=[f"{kind}={name}"])[kind])
             expected = set(registry.get(kind, name).hyperparameters()) | {"name"}
@@ -67,7 +71,7 @@ def test_every_registered_component_is_an_option_with_its_constructor_defaults(k
 def test_shipped_component_yaml_matches_the_constructor(kind):
     # A YAML file shadows the generated node; it must not drift from the constructor signature.
     registry = get_registry()
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         for name in yaml_options(kind):
             node = OmegaConf.to_container(compose("config", overrides=[f"{kind}={name}"])[kind])
             assert set(node) - {"name"} == set(registry.get(kind, name).hyperparameters())

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 import backproplab as bp
+from backproplab.hydra_app.compat import version_base
 from backproplab.hydra_app.config_store import register_configs
 from backproplab.run.job import prepare
 from backproplab.hydra_app.config_store import COMPONENT_GROUPS, component_node, yaml_options
@@ -26,7 +27,7 @@ LINKS = {("initializer", "legacy_randn", "seed"): "${trainer.seed}"}
 
 
 def _compose(*overrides: str):
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         return compose("config", overrides=["logger=none", *overrides])
 
 

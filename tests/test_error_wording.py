@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_module
 
+from backproplab.hydra_app.compat import version_base
 from backproplab.hydra_app.config_store import register_configs
 from backproplab.run.job import prepare
 from backproplab.run.data import load_dataset
@@ -15,7 +16,7 @@ register_configs()  # the generated component and experiment nodes, as the CLI s
 
 
 def _compose(*overrides: str):
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         return compose("config", overrides=["logger=none", *overrides])
 
 

@@ -19,10 +19,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from backproplab.hydra_app.compat import version_base
 import yaml
 from mlflow import MlflowClient
 
-pytestmark = pytest.mark.slow
+# hydra_compat: repeated on Hydra 1.4 by .ci/run.
+pytestmark = [pytest.mark.slow, pytest.mark.hydra_compat]
 
 PARENT = "mlflow.parentRunId"
 
@@ -219,7 +222,7 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
 
     register_configs()
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with initialize_config_module("backproplab.conf", version_base="1.3"):
+    with initialize_config_module("backproplab.conf", **version_base()):
         master = GlobalHydra.instance().config_loader().load_configuration(
             "config", ["optimizer.lr=0.1,0.5,1.0", "data.batch_size=1,2", f"logger.tracking_uri={uri}",
                        f"hydra.sweep.dir={tmp_path / 'sweep'}"],

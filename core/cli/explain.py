@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from backproplab.hydra_app.compat import version_base
 from backproplab.hydra_app.error_report import describe, tracebacks_wanted
 from backproplab.numerics.trainer import Callback, History, Step
 
@@ -186,7 +187,7 @@ def main(argv: Sequence[str]) -> int:
         check_overrides(args)
         register_configs()
         args = for_hydra(args, single_run=True)  # model.activation.alpha=0.2 as the run takes it
-        with initialize_config_module("backproplab.conf", version_base="1.3"):
+        with initialize_config_module("backproplab.conf", **version_base()):
             cfg = compose("config", overrides=args)
         prepared = prepare(cfg)
         text = render(prepared, first_iteration(prepared))

@@ -62,6 +62,9 @@ def _run_hydra(argv: list[str]) -> int:
     try:
         check_overrides(argv)
         argv = preflight.for_hydra(argv)
+        # The multirun mode an experiment chose, and an Optuna search's direction (from
+        # trainer.objective), said on the command line, where every Hydra version reads them.
+        argv = preflight.for_launch(argv)
         # Every job composed and checked before Hydra creates an output folder: a multirun's
         # jobs before the first starts (and before the MLflow parent run exists), the first bad
         # one being the one error line; a single run's one job, failing as the run would.

@@ -22,6 +22,7 @@ import yaml
 from hydra.core.config_store import ConfigStore
 
 from backproplab.components.loading import get_registry
+from .compat import store_options
 from backproplab.components.registry import Registry
 
 COMPONENT_GROUPS = ("loss", "optimizer", "initializer")
@@ -83,14 +84,15 @@ def register_configs(registry: Registry | None = None) -> None:
         return
     registry = registry or get_registry()
     cs = ConfigStore.instance()
+    replace = store_options()
     for group in COMPONENT_GROUPS:
         shipped = set(yaml_options(group))
         for name in registry.names(group):
             if name in shipped:  # the YAML file wins on the search path; two nodes would warn
                 continue
-            cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab")
+            cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
     for name in experiment_names():
-        cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab")
+        cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab", **replace)
     _registered = True
 
 

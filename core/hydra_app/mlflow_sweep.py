@@ -33,6 +33,8 @@ import csv
 import math
 import sys
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,7 +47,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from backproplab import __version__
-from .preflight import expand, swept_overrides, swept_parameters, task_overrides
+from .preflight import expand, sweeper_choice, swept_overrides, swept_parameters, task_overrides
 from backproplab.errors import ConfigError
 from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking.params import param_batches, truncate
@@ -67,6 +69,59 @@ SUMMARY_METRICS = {
     "train/accuracy": "final_train_accuracy",
     "val/accuracy": "final_val_accuracy",
 }
+
+
+# trainer.objective -> the child metric whose latest value is that objective (what the task
+# returned to the sweeper). ``auto``: val/loss where the child has it, else train/loss.
+OBJECTIVE_METRICS = {
+    "final_val_loss": "val/loss",
+    "final_train_loss": "train/loss",
+    "final_val_accuracy": "val/accuracy",
+    "final_train_accuracy": "train/accuracy",
+}
+# What Hydra's Optuna sweeper writes into the sweep folder once the study is done.
+OPTUNA_RESULTS = "optimization_results.yaml"
+BEST_RUN_TAG = "backproplab.best_run_id"
+
+
+def objective_of(run: Any, objective: str) -> float | None:
+    """A child run's objective value, from its metrics; None if it has none."""
+    metrics = run.data.metrics
+    if objective == "auto":
+        value = metrics.get("val/loss", metrics.get("train/loss", metrics.get("loss")))
+    else:
+        value = metrics.get(OBJECTIVE_METRICS.get(objective, ""))
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A search sweep as the parent run records it: the objective, its direction, and the
+    best child (by its metrics, cross-checked with the sweeper's own results file)."""
+
+    objective: str
+    direction: str
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_run_id: str | None
+
+
+def study_of(children: list[Any], objective: str, direction: str, results: dict[str, Any] | None) -> Study:
+    scored = [(objective_of(r, objective), r) for r in children if r.info.status == "FINISHED"]
+    scored = [(v, r) for v, r in scored if v is not None]
+    sign = -1.0 if direction == "maximize" else 1.0
+    best_run = min(scored, key=lambda vr: sign * vr[0])[1] if scored else None
+    best_value = objective_of(best_run, objective) if best_run is not None else None
+    params: dict[str, Any] = {}
+    if results and "best_value" in results:
+        # Optuna's own best trial; the child with that value is the one it ran (ties: the first).
+        best_value = float(results["best_value"])
+        params = dict(results.get("best_params") or {})
+        same = [r for v, r in scored if math.isclose(v, best_value, rel_tol=1e-9, abs_tol=1e-12)]
+        best_run = same[0] if same else best_run
+    elif best_run is not None:
+        params = {k: v for k, v in _overrides_of(best_run).items()}
+    return Study(objective, direction, best_value, params, None if best_run is None else best_run.info.run_id)
 
 
 def _sweep_dir(config: DictConfig) -> Path | None:
@@ -122,6 +177,8 @@ class MlflowSweepCallback(Callback):
         self._parent: sweep_parent.ParentRun | None = None
         self._swept: dict[str, str] = {}
         self._job_numbers: dict[str, list[int]] = {}
+        self._search: tuple[str, str] | None = None  # (objective, direction) of a search sweep
+        self._sweep_dir: Path | None = None
 
     # -- launching process -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -161,6 +218,12 @@ class MlflowSweepCallback(Callback):
         self._parent = sweep_parent.ParentRun(run.info.run_id, uri, experiment_id, tuple(swept))
         self._swept = swept
         self._job_numbers = job_numbers(config)
+        self._sweep_dir = sweep_dir
+        self._search = None
+        if sweeper_choice(config) not in (None, "basic"):
+            direction = OmegaConf.select(config, "hydra.sweeper.direction", default="minimize")
+            objective = OmegaConf.select(config, "trainer.objective", default="auto")
+            self._search = (str(objective), str(getattr(direction, "name", direction)))
         sweep_parent.publish(self._parent, sweep_dir if sweep_dir is not None else Path.cwd())
         sweep_parent.interrupted = False
         atexit.register(self._abandon)
@@ -204,6 +267,8 @@ class MlflowSweepCallback(Callback):
             children = self.children(client, parent)
             finished = sum(r.info.status == "FINISHED" for r in children)
             self._log_summary(client, parent, children)
+            if self._search is not None:
+                self._log_study(client, parent, children)
         except Exception as exc:  # noqa: BLE001 - the parent must still be ended
             client.set_tag(parent.run_id, FAILURE_TAG, f"could not summarise the sweep: {one_line(exc)}")
             client.set_terminated(parent.run_id, "FAILED")
@@ -294,6 +359,30 @@ class MlflowSweepCallback(Callback):
             client.log_table(parent.run_id, data=table, artifact_file="sweep_summary.json")
 
 
+    def _log_study(self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any]) -> None:
+        """The search's outcome on the parent: ``sweep/best_value``, ``sweep.best.<param>``,
+        ``backproplab.best_run_id``, the objective and direction, and the sweeper's results file."""
+        assert self._search is not None
+        results_file = None if self._sweep_dir is None else self._sweep_dir / OPTUNA_RESULTS
+        results = None
+        if results_file is not None and results_file.is_file():
+            loaded = OmegaConf.to_container(OmegaConf.load(results_file), resolve=True)
+            results = loaded if isinstance(loaded, dict) else None
+        study = study_of(children, *self._search, results)  # type: ignore[arg-type]
+        tags = {"sweep.objective": study.objective, "sweep.direction": study.direction}
+        if study.best_run_id is not None:
+            tags[BEST_RUN_TAG] = study.best_run_id
+        for key, value in tags.items():
+            client.set_tag(parent.run_id, key, value)
+        params = {f"sweep.best.{k}": truncate(str(v), MAX_PARAM_VAL_LENGTH) for k, v in study.best_params.items()}
+        for batch in param_batches(params):
+            client.log_batch(parent.run_id, params=batch, synchronous=True)
+        if study.best_value is not None:
+            client.log_batch(parent.run_id, metrics=[Metric("sweep/best_value", study.best_value, 0, 0)], synchronous=True)
+        if results_file is not None and results_file.is_file():
+            client.log_artifact(parent.run_id, str(results_file))
+
+
 def run_url(base: str, parent: sweep_parent.ParentRun) -> str:
     return f"{base.rstrip('/')}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"
 
@@ -326,13 +415,21 @@ def _child_runs(client: MlflowClient, parent: sweep_parent.ParentRun, condition:
 def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job: Any, reason: str) -> str | None:
     """Make sure a failed job has a FAILED child run with ``failure_reason``; the new run's id,
     or None when ``track_run`` already recorded the job (a run of the parent with the same
-    overrides that did not finish, and no other job number)."""
+    overrides and job number; one that finished, whose objective a search could not use, is
+    marked FAILED here)."""
     client = MlflowClient(parent.tracking_uri)
     tag = overrides_tag(overrides)
     job_text = "" if job is None else str(job)
-    # Only runs that did not finish can be this job's: bounded by the failures, not the sweep.
-    for run in _child_runs(client, parent, "attributes.status != 'FINISHED'"):
+    # Only this job's runs (by number), or else only runs that did not finish, can be this
+    # job's: bounded by the failures, not the sweep.
+    condition = f"tags.`{JOB_TAG}` = '{job_text}'" if job is not None else "attributes.status != 'FINISHED'"
+    for run in _child_runs(client, parent, condition):
         if run.data.tags.get("hydra.overrides", "") == tag and run.data.tags.get(JOB_TAG, job_text) == job_text:
+            if run.info.status == "FINISHED":
+                # Trained to the end, but a search could not use it (its objective was not a
+                # finite number): the trial failed, and so does its run, metrics kept.
+                client.set_tag(run.info.run_id, FAILURE_TAG, truncate(reason, 1000))
+                client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             return None
     swept = swept_overrides(overrides, parent.swept_keys)
     tags = base_tags(__version__)
@@ -373,5 +470,9 @@ def _plot_final_loss(path: Path, rows: list[dict[str, Any]], keys: list[str]) ->
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
     ax.set_ylabel("final loss (last epoch's train/loss)")
     ax.set_title("Final loss per configuration (red: not finished)")
-    fig.tight_layout()
+    with warnings.catch_warnings():
+        # Long labels (a search's several parameters) leave tight_layout no room; the plot is
+        # still drawn, and the console is no place for matplotlib's layout notes.
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path)

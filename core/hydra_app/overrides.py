@@ -70,3 +70,25 @@ def check_overrides(args: Sequence[str]) -> None:
                 raise ConfigError(
                     key=group, value=value, problem="is unknown", valid=options, valid_label="available", hint=closest(str(value), options)
                 )
+            if group == "experiment":
+                _experiment_plugins(str(value))
+
+
+def _experiment_plugins(name: str) -> None:
+    """An experiment whose defaults choose a launcher or sweeper (``hpo_moons``: optuna) whose
+    plugin is not installed: the same one line as choosing it on the command line. Hydra would
+    only fail later, and in its own words, once it composes or instantiates the plugin."""
+    from backproplab.errors import ConfigError
+
+    from .config_store import read_experiment
+    from .error_report import missing_plugin
+
+    for entry in read_experiment(name).get("defaults") or []:
+        if not isinstance(entry, dict):
+            continue
+        for key, option in entry.items():
+            group = str(key).removeprefix("override ").strip().lstrip("/")
+            if group in ("hydra/launcher", "hydra/sweeper") and isinstance(option, str):
+                missing = missing_plugin(group, option)
+                if missing:
+                    raise ConfigError(missing)

@@ -17,8 +17,11 @@ error is the one the run itself would raise.
 ``for_hydra`` rewrites two spellings Hydra cannot compose into equivalent ones it can (see
 there); the CLI hands Hydra the rewritten command line, and everything here composes that.
 
-Sweepers that choose their jobs while they run (e.g. Optuna) are not expanded: for them only
-the composition of the sweep as a whole is checked here.
+Sweepers that choose their jobs while they run (e.g. Optuna) cannot be expanded: for them the
+search space is checked on one representative trial (``search_trial``: every searched key at its
+interval's low end or its first choice, plus the fixed overrides), which catches a typo'd key or
+a bad fixed value before any trial or MLflow run exists. ``for_launch`` sets the Optuna
+sweeper's direction from ``trainer.objective`` (or refuses a contradicting one).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from backproplab.tracking.parent import swept_overrides  # no mlflow: plain strings
 
 from .error_report import EXIT_CONFIG, describe
+from .compat import version_base
 from backproplab.errors import BackproplabError, ConfigError
 
 CONF_MODULE = "backproplab.conf"
@@ -99,9 +103,12 @@ def task_overrides(master: DictConfig) -> list[str]:
     return [] if node is None else [str(o) for o in OmegaConf.to_container(node, resolve=False)]  # type: ignore[union-attr]
 
 
-# The sweeper whose jobs are known before it runs: Hydra's default. Named by its ``_target_``
-# string only; nothing is imported from ``hydra._internal``.
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+def sweeper_choice(master: DictConfig) -> str | None:
+    """The ``hydra/sweeper`` option the config chose (``basic``, ``optuna``...), from Hydra's
+    public record of the defaults list's choices (``hydra.runtime.choices``)."""
+    choice = OmegaConf.select(master, "hydra.runtime.choices", default=None)
+    value = None if choice is None else choice.get("hydra/sweeper")
+    return None if value is None else str(value)
 
 
 def sweep_arguments(master: DictConfig) -> list[str]:
@@ -120,7 +127,7 @@ def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
-    if str(OmegaConf.select(master, "hydra.sweeper._target_")) != BASIC_SWEEPER:
+    if sweeper_choice(master) not in (None, "basic"):
         return None
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(sweep_arguments(master))
     columns: dict[str, list[str]] = {}
@@ -284,7 +291,7 @@ def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
     register_configs()
 
     out = [[text] for text in overrides]
-    with initialize_config_module(CONF_MODULE, version_base="1.3"):
+    with initialize_config_module(CONF_MODULE, **version_base()):
         loader, probe = _probe(overrides, parsed)
         if activation:
             _activation_nodes(parsed, out, probe)
@@ -364,7 +371,7 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
     overrides = list(ns.overrides or [])
     saved = HydraConfig.instance().cfg  # job configs set it, as run_job does
     try:
-        with initialize_config_module(CONF_MODULE, version_base="1.3"):
+        with initialize_config_module(CONF_MODULE, **version_base()):
             loader = GlobalHydra.instance().config_loader()
             # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
             # hydra.mode in the config (experiments such as lr_sweep set it). Composed as a run,
@@ -462,6 +469,130 @@ def take_prepared(cfg: DictConfig) -> Any:
         return None
 
 
+# -- search sweepers (Optuna) ------------------------------------------------------------------
+
+# Keys of the Optuna sweeper's config that backproplab sets when the user did not: the direction
+# follows trainer.objective, and a failed trial must not end the study (the plugin's default
+# max_failure_rate 0 re-raises the first failure and stops every trial after it), as a failed
+# job does not end a basic sweep.
+OPTUNA = "optuna"
+
+
+def _set_by_user(master: DictConfig, args: Sequence[str], key: str) -> bool:
+    """Whether ``hydra.sweeper.<key>`` was set on the command line or by the chosen experiment,
+    rather than left at the sweeper's default (which the composed config cannot tell apart)."""
+    ns = hydra_args(args)
+    for text in (ns.overrides or []) if ns is not None else []:
+        if text.split("=", 1)[0].lstrip("+~") == f"hydra.sweeper.{key}":
+            return True
+    experiment = OmegaConf.select(master, "hydra.runtime.choices.experiment", default=None)
+    if experiment:
+        from .config_store import read_experiment
+
+        try:
+            node = OmegaConf.create(read_experiment(str(experiment)))
+        except Exception:  # noqa: BLE001 - not one of ours (a user's config dir): composed only
+            return False
+        return OmegaConf.select(node, f"hydra.sweeper.{key}", default=None) is not None
+    return False
+
+
+def _direction_names(value: Any) -> list[str]:
+    items = list(value) if isinstance(value, (list, tuple)) or OmegaConf.is_list(value) else [value]
+    return [str(getattr(item, "name", item)) for item in items]
+
+
+def for_launch(args: Sequence[str]) -> list[str]:
+    """``args`` plus what Hydra needs told on the command line:
+
+    - ``hydra.mode=MULTIRUN`` when the config chose it (``experiment=lr_sweep``) and the command
+      line did not: Hydra 1.4 takes the mode from the primary config and the command line only,
+      and refuses a mode an experiment changes while composing.
+    - for an Optuna search, ``hydra.sweeper.direction`` from ``trainer.objective`` and
+      ``hydra.sweeper.max_failure_rate=1.0``, each unless the user set it. A direction that
+      contradicts the objective (maximising a loss) is a ConfigError.
+
+    Anything else (a single run, a config that does not compose) is handed back unchanged for
+    ``check`` and Hydra to report."""
+    from hydra.types import RunMode
+
+    from backproplab.run.config import OBJECTIVES, objective_direction
+
+    args = list(args)
+    with _session(args) as session:
+        if session is None or not session.multirun:
+            return args
+        ns = hydra_args(args)
+        extra = []
+        if not (ns is not None and ns.multirun) and not any(
+            text.split("=", 1)[0].lstrip("+~") == "hydra.mode" for text in (ns.overrides or [] if ns is not None else [])
+        ):
+            extra.append("hydra.mode=MULTIRUN")
+        try:
+            master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
+        except Exception:  # noqa: BLE001 - check() reports it as the sweep would
+            return args + extra
+        if sweeper_choice(master) != OPTUNA:
+            return args + extra
+        objective = OmegaConf.select(master, "trainer.objective", default="auto")
+        if objective not in OBJECTIVES:
+            return args + extra  # the job check names the valid objectives
+        wanted = objective_direction(str(objective))
+        if _set_by_user(master, args, "direction"):
+            names = _direction_names(OmegaConf.select(master, "hydra.sweeper.direction"))
+            if names != [wanted]:
+                raise ConfigError(
+                    f"hydra.sweeper.direction={names[0] if len(names) == 1 else names} contradicts trainer.objective={objective}, "
+                    f"which is to {wanted}; drop hydra.sweeper.direction (it follows the objective) or set it to {wanted}"
+                )
+        else:
+            extra.append(f"hydra.sweeper.direction={wanted}")
+        if not _set_by_user(master, args, "max_failure_rate"):
+            extra.append("hydra.sweeper.max_failure_rate=1.0")
+    return args + extra
+
+
+def search_trial(master: DictConfig, config_loader: Any) -> Job | None:
+    """A trial a search sweeper could launch, as job #0: each searched key at a value of its
+    space (an interval's low end, a range's start, the first choice), the fixed overrides as
+    given. None when ``master`` is the basic sweeper's (``expand`` covers it)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if sweeper_choice(master) in (None, "basic"):
+        return None
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(sweep_arguments(master))
+    chosen: dict[str, str] = {}
+    for override in parsed:
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            chosen[key] = f"{key}={override.get_value_element_as_str()}"
+        elif override.is_interval_sweep():
+            chosen[key] = f"{key}={override.value().start}"
+        else:
+            chosen[key] = f"{key}={next(iter(override.sweep_string_iterator()))}"
+    return Job(0, tuple(chosen.values()))
+
+
+def _check_search(session: _Session) -> int | None:
+    from hydra.types import RunMode
+
+    master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
+    trial = search_trial(master, session.loader)
+    if trial is None:
+        return None
+    try:
+        check_job(job_config(session.loader, master, trial))
+    except Exception as exc:  # noqa: BLE001 - reported as one line, as a job would
+        line, code = describe(exc)
+        keys = swept_parameters(master, single=True)
+        message = (
+            f"the search space of hydra/sweeper={sweeper_choice(master)} is invalid, so no trial was started; "
+            f"checked on the trial {_label(trial, keys)}: {line.removeprefix('error: ')}"
+        )
+        raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message) from None
+    return 1
+
+
 def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
     """The jobs the command line ``args`` would launch, in Hydra's order and numbering; None
     when they are not a multirun (or the sweeper picks its jobs as it goes)."""
@@ -479,7 +610,8 @@ def check(args: Sequence[str]) -> int | None:
         if session is None:
             return None
         if session.multirun:
-            return _check_sweep(_sweep(session))
+            sweep = _sweep(session)
+            return _check_sweep(sweep) if sweep is not None else _check_search(session)
         settings = check_job(run_config(session), keep=True)
         if settings.enabled:
             # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.

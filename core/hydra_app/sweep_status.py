@@ -52,12 +52,19 @@ class JobOutcome:
 class SweepOutcome:
     sweep_dir: Path
     jobs: list[JobOutcome]  # in job-number order
+    # A search sweeper's (Optuna) direction: "best" is then the best objective
+    # (``trainer.objective``, in result.json's ``objective``) rather than the lowest final loss.
+    direction: str | None = None
 
     @property
     def failures(self) -> list[JobOutcome]:
         return [job for job in self.jobs if not job.ok]
 
     def best(self) -> JobOutcome | None:
+        if self.direction is not None:
+            scored = [j for j in self.jobs if j.ok and isinstance((j.record or {}).get("objective"), dict)]
+            sign = -1.0 if self.direction == "maximize" else 1.0
+            return min(scored, key=lambda j: (sign * j.record["objective"]["value"], j.num)) if scored else None  # type: ignore[index]
         finished = [j for j in self.jobs if j.ok and isinstance(j.record.get("final_loss"), (int, float))]  # type: ignore[union-attr]
         return min(finished, key=lambda j: (j.record["final_loss"], j.num)) if finished else None  # type: ignore[index]
 
@@ -81,7 +88,7 @@ def job_records(sweep_dir: Path, sweep_id: str | None) -> dict[int, dict[str, An
 
 
 def outcome(config: DictConfig, sweep_dir: Path, sweep_id: str | None) -> SweepOutcome:
-    from .preflight import expand, swept_overrides, swept_parameters
+    from .preflight import expand, sweeper_choice, swept_overrides, swept_parameters
 
     records = job_records(sweep_dir, sweep_id)
     try:
@@ -99,7 +106,11 @@ def outcome(config: DictConfig, sweep_dir: Path, sweep_id: str | None) -> SweepO
     for num in nums:
         label = " ".join(swept_overrides(overrides[num], keys) or overrides[num])
         jobs.append(JobOutcome(num, label, records.get(num)))
-    return SweepOutcome(sweep_dir, jobs)
+    direction = None
+    if sweeper_choice(config) not in (None, "basic"):
+        names = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
+        direction = str(getattr(names, "name", names)) if names is not None else "minimize"
+    return SweepOutcome(sweep_dir, jobs, direction)
 
 
 def write_summary(result: SweepOutcome) -> Path:
@@ -127,7 +138,10 @@ def report(result: SweepOutcome, summary: Path) -> list[str]:
     n, failed = len(result.jobs), len(result.failures)
     lines = [f"sweep: {n - failed} of {n} jobs finished" + (f", {failed} failed" if failed else "")]
     best = result.best()
-    if best is not None:
+    if best is not None and result.direction is not None:
+        objective = best.record["objective"]  # type: ignore[index]
+        lines.append(f"best: job #{best.num} ({best.label}), {objective['name']} {objective['value']:.6f} (the search's objective, {result.direction}d)")
+    elif best is not None:
         lines.append(f"best: job #{best.num} ({best.label}), final loss {best.record['final_loss']:.6f}")  # type: ignore[index]
     lines.append(f"results: {_shown(summary)} (one row per job; each job's folder under {_shown(result.sweep_dir)} has its result.json)")
     return lines
@@ -148,7 +162,13 @@ class SweepStatusCallback(Callback):
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         global last
         sweep_dir = sweep_dir_of(config)
-        result = outcome(config, sweep_dir, os.environ.pop(SWEEP_ID_ENV, None))
+        sweep_id = os.environ.pop(SWEEP_ID_ENV, None)
+        if not sweep_dir.is_dir():
+            # No job started (Hydra 1.4 calls this also when on_multirun_start stopped the
+            # multirun, e.g. an unreachable tracking server): nothing to summarise.
+            last = None
+            return
+        result = outcome(config, sweep_dir, sweep_id)
         summary = write_summary(result)
         for line in report(result, summary):
             print(line, flush=True)

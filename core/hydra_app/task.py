@@ -18,11 +18,13 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from backproplab.errors import BackproplabError
 from backproplab.run import job as app
 from . import preflight
 from .config_store import register_configs
+from .compat import main_options
 from .error_report import describe, one_line_warnings, tracebacks_wanted
 from .sweep_status import RESULT_FILE, SWEEP_ID_ENV
 
@@ -51,9 +53,24 @@ def tracker_for(logger: Any) -> app.TrackRun:
     return track_run
 
 
-def task(cfg: DictConfig) -> dict[str, Any]:
-    """One job. A single run hands its failure to the CLI (one line, non-zero exit); a multirun
-    job prints it and returns, so the sweep carries on with the next job."""
+class TrialFailed(BackproplabError):
+    """A job of a search sweep (Optuna) that failed. Raised, not returned: the sweeper marks a
+    trial whose job raised as failed and goes on (backproplab sets its max_failure_rate to 1
+    unless the user chose one), whereas a returned NaN would make Optuna's ``tell`` raise and
+    end the study. One message argument, so it pickles back from a joblib worker."""
+
+
+def searching(hc: Any) -> bool:
+    """Whether the job belongs to a sweeper that reads the task's return value (Optuna and its
+    kind), rather than Hydra's basic sweeper, which ignores it."""
+    return hc.mode == RunMode.MULTIRUN and OmegaConf.select(hc, "runtime.choices.hydra/sweeper") not in (None, "basic")
+
+
+def task(cfg: DictConfig) -> float | dict[str, Any] | None:
+    """One job; returns its objective (``trainer.objective``), the number a search sweeper
+    optimises. A single run hands its failure to the CLI (one line, non-zero exit); a multirun
+    job prints it and returns its result record, so the sweep carries on with the next job; a
+    search sweep's job raises ``TrialFailed`` after that, so the trial is marked failed."""
     global last_error
     last_error = None
     one_line_warnings()  # a joblib worker process never ran the CLI's main()
@@ -83,15 +100,28 @@ def task(cfg: DictConfig) -> dict[str, Any]:
         _write_result(out_dir, record, hc)
         if not multirun:
             last_error = exc
-            return record
+            return None
         if tracebacks_wanted():
             traceback.print_exc()
         print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
+        if searching(hc):
+            raise TrialFailed(record["error"]) from None
         return record
     record = result.to_json()
+    objective = None
+    if result.status == "ok":
+        try:
+            key, objective = result.objective(str(OmegaConf.select(cfg, "trainer.objective", default="auto")))
+            record["objective"] = {"name": key, "value": objective}
+        except BackproplabError as exc:
+            if searching(hc):  # nothing to optimise: a failed trial, its record says why
+                record.update(status="failed", error=str(exc))
     _write_result(out_dir, record, hc)
     print(f"{label}{result.summary()}", flush=True)
-    return record
+    if record["status"] != "ok" and searching(hc):
+        print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
+        raise TrialFailed(record["error"])
+    return objective if objective is not None else record
 
 
-main = hydra.main(config_path="pkg://backproplab.conf", config_name="config", version_base="1.3")(task)
+main = hydra.main(config_path="pkg://backproplab.conf", config_name="config", **main_options())(task)

@@ -48,10 +48,28 @@ class ModelConfig:
     dtype: str
 
 
+# What a run reports to a search sweeper (``trainer.objective``) and which way is better.
+# ``auto``: the final validation loss when the data has a validation split, else the final
+# training loss (a run without a split has no other loss to compare).
+OBJECTIVES = {
+    "auto": "minimize",
+    "final_val_loss": "minimize",
+    "final_train_loss": "minimize",
+    "final_val_accuracy": "maximize",
+    "final_train_accuracy": "maximize",
+}
+
+
+def objective_direction(objective: str) -> str:
+    """``minimize`` or ``maximize``: the direction a search over ``objective`` must take."""
+    return OBJECTIVES[objective]
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     epochs: int
     seed: int | None
+    objective: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -210,7 +228,7 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     if not isinstance(shuffle, bool):
         raise ConfigError(f"data.shuffle={shuffle!r} is invalid; valid: true, false")
 
-    allowed_trainer = {"epochs", "seed"}
+    allowed_trainer = {"epochs", "seed", "objective"}
     extra = sorted(set(trainer) - allowed_trainer)
     if extra:
         raise ConfigError(f"trainer.{extra[0]} is not a trainer option; valid: {', '.join(sorted(allowed_trainer))}")
@@ -220,6 +238,11 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     seed = trainer.get("seed")
     if seed is not None and not (_is_int(seed) and seed >= 0):
         raise ConfigError(f"trainer.seed={seed!r} is invalid; valid: a non-negative integer or null")
+    objective = trainer.get("objective", "auto")
+    if objective not in OBJECTIVES:
+        hint = closest(str(objective), list(OBJECTIVES))
+        did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+        raise ConfigError(f"trainer.objective={objective!r} is invalid; valid: {', '.join(OBJECTIVES)}{did_you_mean}")
 
     logger = resolved.get("logger") or {"name": "none"}
     if not isinstance(logger, Mapping):
@@ -231,7 +254,7 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
         loss=specs["loss"],
         optimizer=specs["optimizer"],
         initializer=specs["initializer"],
-        trainer=TrainerConfig(int(epochs), None if seed is None else int(seed)),
+        trainer=TrainerConfig(int(epochs), None if seed is None else int(seed), str(objective)),
         logger=dict(logger),
         batch_size=int(batch_size),
         shuffle=shuffle,

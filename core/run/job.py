@@ -112,6 +112,25 @@ class RunResult:
     def final_loss(self) -> float | None:
         return self.final_train_loss if self.epochs else self.last_iteration_loss
 
+    def objective(self, name: str) -> tuple[str, float]:
+        """(the result key, its value) that ``trainer.objective=name`` reports to a search
+        sweeper; a ``BackproplabError`` when the run has no such finite value."""
+        import math
+
+        from backproplab.errors import BackproplabError
+
+        record = self.to_json()
+        key = name
+        if name == "auto":
+            key = "final_val_loss" if record.get("final_val_loss") is not None else "final_loss"
+        value = record.get(key)
+        if value is None:
+            why = "no validation split (data.val_fraction)" if "val" in key else "no such value (accuracy needs a classification loss)"
+            raise BackproplabError(f"trainer.objective={name} has no value: the run has {why}")
+        if not math.isfinite(float(value)):
+            raise BackproplabError(f"trainer.objective={name} is {value}, not a finite number")
+        return key, float(value)
+
     def summary(self) -> str:
         """The line the CLI prints when a run ends, saying which loss it quotes."""
         if self.final_loss is None:
