@@ -370,7 +370,8 @@ def _task_config(cfg: DictConfig, output_dir: str) -> DictConfig:
 
 
 def _label(job: Job, keys: Iterable[str]) -> str:
-    return " ".join(swept_overrides(job.overrides, keys) or job.overrides)
+    # Each override cut like a long value: a 1000-digit number is named once, in the reason.
+    return " ".join(shorten_key(o) for o in (swept_overrides(job.overrides, keys) or job.overrides))
 
 
 @dataclass(frozen=True)
