@@ -435,7 +435,7 @@ def _check_bool(key: str, value: Any) -> bool:
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     """Build the configured data set; every problem is a one-line ConfigError naming the key."""
     name = cfg.get("name")
-    if name not in LOADERS:
+    if not isinstance(name, str) or name not in LOADERS:  # a list is unhashable: no ``in`` test first
         raise ConfigError(f"data={name!r} is unknown; available: {', '.join(sorted(LOADERS))}")
     loader, extra_keys = LOADERS[name]
     unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(extra_keys))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
@@ -152,9 +153,17 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
         # The registry words its errors for the API ("optimizer 'sgd': momentum must be ...");
         # on the command line the component is named once, as the user typed it.
         text, prefix = str(exc), f"{kind} {name!r}"
-        if text.startswith(prefix):
-            raise ConfigError(f"{key}={name}{text[len(prefix):]}") from None
-        raise ConfigError(f"{key}={name}: {text}") from None
+        rest = text[len(prefix):] if text.startswith(prefix) else f": {text}"
+        detail = rest[2:] if rest.startswith(": ") else ""
+        # "scale must be a finite number > 0, got 0": a constructor naming its hyperparameter
+        # is about the key the user typed, initializer.scale, which the line names instead.
+        for param in sorted((p for p in spec if p != "name"), key=len, reverse=True):
+            must = re.fullmatch(rf"{re.escape(param)} must be (.+?)(?:, got .*)?", detail)
+            if must:
+                raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {key}={name}", valid=must.group(1)) from None
+            if detail.startswith((f"{param} ", f"{param}=")):
+                raise ConfigError(f"{key}={name}: {key}.{detail}") from None
+        raise ConfigError(f"{key}={name}{rest}") from None
 
 
 def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
