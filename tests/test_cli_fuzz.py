@@ -19,6 +19,7 @@ long (epochs, sample counts, widths) left out.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import re
@@ -91,7 +92,39 @@ def fuzz_targets(csv_path: Path) -> list[tuple[tuple[str, ...], str]]:
         for param in registry.get("activation", name).hyperparameters():
             for key in ACTIVATION_KEYS:
                 targets.setdefault(f"{name}:{key}.{param}", (f"{key}={name}",))
-    return sorted((selector, key.split(":", 1)[-1]) for key, selector in targets.items())
+    return sorted((_runnable(selector), key.split(":", 1)[-1]) for key, selector in targets.items())
+
+
+# Options that do not run with the defaults alone (a cross_entropy loss after the default
+# sigmoid output, an elu output for the default bce loss) get the first of these that makes
+# them run, so that an error in the fuzz is about the fuzzed value, not about the selection.
+COMPANIONS = [
+    (),
+    ("loss=mse",),
+    ("model.output_activation=softmax",),
+    ("model.output_activation=softmax", "loss=cross_entropy"),
+    ("model.output_activation=identity", "loss=mse"),
+]
+
+
+@functools.lru_cache(maxsize=None)
+def _runnable(selector: tuple[str, ...]) -> tuple[str, ...]:
+    from hydra import compose, initialize_config_module
+
+    from backproplab.errors import ConfigError
+    from backproplab.run.job import prepare
+
+    for extra in COMPANIONS:
+        with initialize_config_module("backproplab.conf", version_base="1.3"):
+            cfg = compose("config", overrides=["logger=none", *BASE, *extra, *selector])
+        try:
+            prepare(cfg)
+        except ConfigError:
+            continue
+        return (*extra, *selector)
+    # data=csv without its path: the fuzzed key is data.path itself.
+    assert selector == ("data=csv",), f"no companion makes {selector} run"
+    return selector
 
 
 values = st.one_of(
@@ -149,9 +182,13 @@ BASE = ("trainer.epochs=1",)
 
 
 def _args(selector, key, value, tmp: Path) -> list[str]:
-    logger = () if key.startswith("logger") or any(s.startswith("logger=") for s in selector) else ("logger=none",)
-    if key.startswith("logger.") and key != "logger.tracking_uri":
+    # Tracking, when the fuzzed key is one of its own, goes to a store in ``tmp``.
+    if "logger=none" in selector or key == "logger.tracking_uri":
+        logger: tuple[str, ...] = ()
+    elif key.startswith("logger"):
         logger = ("logger=mlflow", f"logger.tracking_uri=sqlite:///{tmp}/mlflow.db")
+    else:
+        logger = ("logger=none",)
     return [*BASE, *logger, *selector, f"{key}={value}"]
 
 

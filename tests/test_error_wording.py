@@ -36,7 +36,7 @@ def refused(*overrides: str) -> str:
         (["optimizer=adam", "optimizer.beta1=nan"],
          "optimizer.beta1=nan is invalid for optimizer=adam; valid: a finite number (default 0.9)"),
         (["optimizer.momentum=1.0"], "optimizer.momentum=1.0 is invalid for optimizer=sgd; valid: in [0, 1)"),
-        (["optimizer.nesterov=true"], "optimizer=sgd: optimizer.nesterov=true needs momentum > 0, got momentum=0"),
+        (["optimizer.nesterov=true"], "optimizer=sgd: optimizer.nesterov=true needs optimizer.momentum > 0, got optimizer.momentum=0"),
         (["+optimizer.foo=1"], "optimizer=sgd has no hyperparameter 'foo'; valid: lr, momentum, nesterov, weight_decay"),
         (["initializer.scale=-1.0"], "initializer.scale=-1.0 is invalid for initializer=legacy_randn; valid: a finite number > 0"),
         (["loss=huber", "loss.delta=-1.0", "model.output_activation=identity"],

@@ -263,7 +263,7 @@ def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
     if features is None:
         feature_cols = [h for h in header if h != target]
     else:
-        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
+        if not isinstance(features, (list, tuple)) or not all(isinstance(f, str) for f in features):
             raise ConfigError(f"data.features={features!r} must be a list of column names, e.g. data.features=[x1,x2]")
         feature_cols = list(features)
         for f in feature_cols:

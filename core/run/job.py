@@ -155,14 +155,18 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
         text, prefix = str(exc), f"{kind} {name!r}"
         rest = text[len(prefix):] if text.startswith(prefix) else f": {text}"
         detail = rest[2:] if rest.startswith(": ") else ""
+        detail = detail.removeprefix(f"{name} ")  # a plugin's "lion beta1 must be ..."
         # "scale must be a finite number > 0, got 0": a constructor naming its hyperparameter
         # is about the key the user typed, initializer.scale, which the line names instead.
-        for param in sorted((p for p in spec if p != "name"), key=len, reverse=True):
+        params = sorted((p for p in spec if p != "name"), key=len, reverse=True)
+        for param in params:
             must = re.fullmatch(rf"{re.escape(param)} must be (.+?)(?:, got .*)?", detail)
             if must:
                 raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {key}={name}", valid=must.group(1)) from None
-            if detail.startswith((f"{param} ", f"{param}=")):
-                raise ConfigError(f"{key}={name}: {key}.{detail}") from None
+        if detail and params:
+            # "needs low < high, got low=1e+308, high=0.05": each hyperparameter named by its key.
+            words = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, params)) + r")(?![\w(])")
+            raise ConfigError(f"{key}={name}: {words.sub(lambda m: f'{key}.{m.group(1)}', detail)}") from None
         raise ConfigError(f"{key}={name}{rest}") from None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -107,7 +108,7 @@ class TrackingSettings:
             raise ConfigError(f"logger must be a mapping with a 'name' ({', '.join(LOGGER_NAMES)}), got {logger!r}")
         name = logger.get("name", "mlflow")
         if name not in LOGGER_NAMES:
-            raise ConfigError(f"unknown logger {name!r}; valid: {', '.join(LOGGER_NAMES)}")
+            raise ConfigError(key="logger.name", value=name, subject=f"unknown logger {name!r} (logger.name)", problem="", valid=LOGGER_NAMES)
         if name == "none":
             return cls(name="none")
         unknown = sorted(set(logger) - _KNOWN_KEYS)
@@ -120,7 +121,7 @@ class TrackingSettings:
         if unknown:
             raise ConfigError(f"logger.buffer has no key {unknown[0]!r}; valid: {', '.join(sorted(_BUFFER_KEYS))}")
         interval = buffer.get("flush_interval_s", cls.flush_interval_s)
-        if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not interval > 0:
+        if isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 < interval <= sys.float_info.max:  # float() must not overflow
             raise ConfigError(f"logger.buffer.flush_interval_s must be a number > 0, got {interval!r}")
         writer = buffer.get("writer", cls.writer)
         if writer not in WRITERS:
