@@ -192,7 +192,7 @@ def _args(selector, key, value, tmp: Path) -> list[str]:
     return [*BASE, *logger, *selector, f"{key}={value}"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_fuzz_in_process(data, targets, tmp_path, monkeypatch):
     cli_main = importlib.import_module("backproplab.cli.main")  # the package re-exports main(), the function

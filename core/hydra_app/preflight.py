@@ -329,9 +329,11 @@ def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
     out = [[text] for text in overrides]
     with initialize_config_module(CONF_MODULE, version_base="1.3"):
         loader, probe = _probe(overrides, parsed)
-        if activation:
-            _activation_nodes(parsed, out, probe)
         multirun = (ns.multirun or (probe is not None and probe.hydra.mode == RunMode.MULTIRUN)) and not (ns.run or single_run)
+        # A sweep of a single run is Hydra's to refuse, in the user's own words: merged into
+        # one model.activation={...},{...} node it would name a key the user never typed.
+        if activation and (multirun or not any(ov.is_sweep_override() for ov in parsed)):
+            _activation_nodes(parsed, out, probe)
         if multirun and not ns.cfg:
             _defer_to_jobs(loader, parsed, out, probe)
     rewritten, position = [], 0

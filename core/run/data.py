@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from backproplab.errors import ConfigError
-from backproplab.validation import check_fraction
+from backproplab.validation import check_fraction, is_finite_number
 
 from .resources import DATA_COPIES, FLOAT_BYTES, format_bytes, machine_memory
 
@@ -129,7 +129,7 @@ def _n_samples(cfg: Mapping[str, Any], n_features: int = 2) -> int:
 
 def _noise(cfg: Mapping[str, Any], default: float) -> float:
     noise = cfg.get("noise", default)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+    if not is_finite_number(noise) or noise < 0:
         raise ConfigError(f"data.noise={noise!r} is invalid; valid: a finite number >= 0")
     return float(noise)
 
@@ -454,7 +454,13 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
         ) from None
     standardize = _check_bool("standardize", cfg.get("standardize", False))
     raw = loader(cfg)
-    X_train, y_train, X_val, y_val = _split(raw, fraction, seed)
+    try:
+        X_train, y_train, X_val, y_val = _split(raw, fraction, seed)
+    except ConfigError as exc:
+        if "n_samples" not in extra_keys:
+            raise
+        # The generated set's size is the other key that decides it.
+        raise ConfigError(f"{exc} (data.n_samples={raw.X.shape[0]} makes the whole set)") from None
     mean = scale = None
     if standardize:
         X_train, X_val, scaler = _standardize(X_train, X_val)
