@@ -48,6 +48,12 @@ CASES = {
         rf"^error: initializer.seed=4294967296 is invalid for initializer=legacy_randn; {SEED_RANGE} or null$",
     ),
     "data seed beyond 32 bits": (["data=moons", "data.seed=4294967296"], rf"^error: data.seed=4294967296 is invalid; {SEED_RANGE}$"),
+    # Found by the fuzz test: legacy_randn's initializer.seed is ${trainer.seed}, and the error
+    # was reported under initializer.seed, which the user never typed.
+    "seed from a missing environment variable": (
+        ["trainer.seed=${{oc.env:NO_SUCH_VARIABLE_X}}"],  # doubled braces: the args go through str.format
+        r"^error: trainer.seed: KeyError raised while resolving interpolation: \"Environment variable 'NO_SUCH_VARIABLE_X' not found\"$",
+    ),
     "negative seed": (["trainer.seed=-1"], rf"^error: trainer.seed=-1 is invalid; {SEED_RANGE} or null$"),
     "lr too large for a float": ([f"optimizer.lr={HUGE}"], rf"^error: optimizer.lr={CUT} is invalid; valid: a finite number > 0$"),
     "adam beta1 too large for a float": (

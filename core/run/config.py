@@ -11,13 +11,14 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from backproplab.errors import ConfigError, UnknownComponentError, closest
+from backproplab.errors import ConfigError, UnknownComponentError, closest, one_line
 from backproplab.numerics.network import SUPPORTED_DTYPES
 from backproplab.components.registry import Registry, accepts_any_keyword
 
@@ -85,6 +86,31 @@ def to_container(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     except MissingMandatoryValue as exc:
         key = exc.full_key
         raise ConfigError(f"{key} is required but has no value; set it on the command line, e.g. {key}=VALUE") from None
+    except InterpolationResolutionError as exc:
+        source = _interpolation_source(cfg, str(exc.full_key))
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {one_line(exc).split('; full_key:')[0]}") from None
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
+
+
+def _interpolation_source(cfg: DictConfig, key: str) -> str | None:
+    """The key whose own value fails to resolve, when ``key`` only refers to it: legacy_randn's
+    ``initializer.seed`` is ``${trainer.seed}``, and a bad ``trainer.seed=${oc.env:NOPE}`` is the
+    key the user typed. None when ``key`` is itself the source."""
+    seen = {key}
+    while True:
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
+        child = parent._get_node(leaf) if isinstance(parent, DictConfig) else None
+        text = None if child is None else child._value()  # the value as written, unresolved
+        ref = _REFERENCE.fullmatch(text) if isinstance(text, str) else None
+        if ref is None or ref.group(1) in seen:
+            return key if len(seen) > 1 else None
+        key = ref.group(1)
+        seen.add(key)
 
 
 def _is_int(value: Any) -> bool:
