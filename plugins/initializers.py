@@ -43,6 +43,10 @@ class Uniform:
     def __init__(self, low: float = -0.05, high: float = 0.05):
         if not low < high:
             raise ValueError(f"uniform needs low < high, got low={low!r}, high={high!r}")
+        # numpy draws low + (high - low) * u: a width beyond the largest float is an
+        # OverflowError at the first draw, deep inside building the network.
+        if not np.isfinite(float(high) - float(low)):
+            raise ValueError(f"uniform needs high - low to be a finite number, got low={low!r}, high={high!r}")
         self.low, self.high = float(low), float(high)
 
     def __call__(self, shape, rng, dtype=np.float64):

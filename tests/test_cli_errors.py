@@ -56,10 +56,10 @@ CASES = {
     "hidden is not a list": (["model.hidden=foo"], r"^error: model.hidden='foo' is invalid; valid: a list of positive integers"),
     "hidden width zero": (["model.hidden=[4,0]"], r"^error: model.hidden=\[4, 0\] is invalid; valid: a list of positive integers"),
     "bad dtype": (["model.dtype=float16"], r"^error: model.dtype='float16' is invalid; valid: float64, float32$"),
-    "epochs is not an integer": (["trainer.epochs=1.5"], r"^error: trainer.epochs=1.5 is invalid; valid: a positive integer$"),
+    "epochs is not an integer": (["trainer.epochs=1.5"], r"^error: trainer.epochs=1.5 is invalid; valid: an integer in \[1, 1000000000\]$"),
     "lr zero": (["optimizer.lr=0"], r"^error: optimizer.lr=0 is invalid; valid: a finite number > 0$"),
     "lr negative": (["optimizer=adam", "optimizer.lr=-0.1"], r"^error: optimizer.lr=-0.1 is invalid; valid: a finite number > 0$"),
-    "batch size zero": (["data.batch_size=0"], r"^error: data.batch_size=0 is invalid; valid: a positive integer \(values above the training set size are clamped to it\)$"),
+    "batch size zero": (["data.batch_size=0"], r"^error: data.batch_size=0 is invalid; valid: an integer in \[1, 2147483647\] \(values above the training set size are clamped to it\)$"),
     "batch size negative": (["data.batch_size=-4"], r"^error: data.batch_size=-4 is invalid"),
     "output width vs classes": (
         ["data=digits", "model.output_width=3", "loss=cross_entropy", "model.output_activation=softmax"],
@@ -166,7 +166,7 @@ SWEEP_CASES = {
     ),
     "bad value under the joblib launcher": (
         ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "data.batch_size=4,0"],
-        r"^error: sweep job #1 of 2 \(data.batch_size=0\) is invalid, so no job was started: data.batch_size=0 is invalid; valid: a positive integer",
+        r"^error: sweep job #1 of 2 \(data.batch_size=0\) is invalid, so no job was started: data.batch_size=0 is invalid; valid: an integer in \[1, 2147483647\]",
     ),
     # hydra.mode=MULTIRUN comes from the experiment, not from -m; the fixed override breaks every job.
     "experiment sweep with a bad fixed value": (

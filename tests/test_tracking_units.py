@@ -187,7 +187,7 @@ def test_flush_interval_auto_is_short_on_sqlite_only():
 @pytest.mark.parametrize(
     "logger, message",
     [
-        ({"name": "wandb"}, "unknown logger 'wandb'; valid: mlflow, none"),
+        ({"name": "wandb"}, "unknown logger 'wandb' (logger.name); valid: mlflow, none"),
         ({"name": "mlflow", "every_n_iterations": 0}, "logger.every_n_iterations must be an integer >= 1, got 0"),
         ({"name": "mlflow", "trace": "yes"}, "logger.trace must be true or false, got 'yes'"),
         ({"name": "mlflow", "tracking_url": "x"}, "logger has no key 'tracking_url'; valid:"),

@@ -138,7 +138,7 @@ class Registry:
                 )
         try:
             return registration.factory(**hyperparameters)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int too large for a float
             raise ConfigError(f"{kind} {name!r}: {exc}") from None
 
     def resolve(self, kind: str, spec: Any) -> Any:

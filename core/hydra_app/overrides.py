@@ -16,6 +16,11 @@ def _override_args(args: Sequence[str]) -> list[str]:
     return [] if namespace is None else list(namespace.overrides or [])
 
 
+def _short(text: str) -> str:
+    """An override quoted in a message, cut like a long value so that the line stays readable."""
+    return repr(text) if len(text) <= 80 else f"{text[:60]!r}...({len(text)} characters)"
+
+
 def check_overrides(args: Sequence[str]) -> None:
     """Unknown group choices (``optimizer=adamm``, sweeps included), and a launcher or sweeper
     whose plugin is not installed (``hydra/launcher=ray``), as a one-line ConfigError."""
@@ -24,6 +29,7 @@ def check_overrides(args: Sequence[str]) -> None:
 
     from .config_store import COMPONENT_GROUPS, group_options
     from .error_report import missing_plugin
+    from .preflight import shorten_key
     from backproplab.errors import ConfigError, closest
     from backproplab.components.loading import get_registry
 
@@ -34,7 +40,15 @@ def check_overrides(args: Sequence[str]) -> None:
             parsed += parser.parse_overrides([text])
         except OverrideParseException as exc:
             reason = " ".join(str(exc).split()).replace("See https", "see https")
-            raise ConfigError(f"cannot parse the override {text!r}: {reason}") from None
+            if len(text) > 80:  # Hydra quotes the whole text, which may be a pasted file
+                reason = reason.replace(text, shorten_key(text))
+            raise ConfigError(f"cannot parse the override {_short(text)}: {reason}") from None
+    from .preflight import unusable_key_error
+
+    texts = _override_args(args)
+    unusable = unusable_key_error(texts, parsed) if len(parsed) == len(texts) else None
+    if unusable is not None:
+        raise unusable
     groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
     registry = get_registry()
     for ov in parsed:

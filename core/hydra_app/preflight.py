@@ -260,6 +260,50 @@ def _defer_to_jobs(loader: Any, parsed: list[Any], out: list[list[str]], probe: 
         out[i] = [f"{prefix}{key}=choice({_value_text(ov)})"]
 
 
+# Hydra looks every override's key up as a config group, a path under each config source
+# (``.../hydra/conf/KEY``): a key longer than a file name may be (NAME_MAX, 255 bytes on Linux
+# and macOS) fails there with ``OSError: File name too long`` and the path of Hydra's install.
+NAME_MAX = 255
+
+
+def _unusable_key(key: str) -> bool:
+    return any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX for part in key.split("/"))
+
+
+def shorten_key(key: str) -> str:
+    """A key as the user typed it, cut like a long value (``errors._show``) to stay readable."""
+    return key if len(key) <= 80 else f"{key[:60]}...({len(key)} characters)"
+
+
+def unusable_key_error(overrides: Sequence[str], parsed: Sequence[Any]) -> ConfigError | None:
+    """The "not a key of the config" error for an override whose key Hydra cannot look up (see
+    ``NAME_MAX``), naming the first part of it that is no key and the valid keys there, as
+    Hydra's own message for a short unknown key does; None when every key is usable."""
+    bad = [i for i, ov in enumerate(parsed) if _unusable_key(_bare(ov.key_or_group))]
+    if not bad:
+        return None
+    from hydra import initialize_config_module
+
+    from .config_store import register_configs
+
+    register_configs()
+    kept = [text for i, text in enumerate(overrides) if i not in bad]
+    key = _bare(parsed[bad[0]].key_or_group)
+    with initialize_config_module(CONF_MODULE, version_base="1.3"):
+        _loader, node = _probe(kept, [ov for i, ov in enumerate(parsed) if i not in bad])
+    for part in re.finditer(r"[^./]+", key):
+        keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else None
+        if keys is None or part.group() not in keys:
+            from backproplab.errors import closest
+
+            hint = closest(part.group(), keys) if keys and len(part.group()) <= NAME_MAX else None
+            return ConfigError(
+                key=shorten_key(key[: part.end()]), problem="is not a key of the config", valid=keys, valid_label="valid keys", hint=hint
+            )
+        node = node[part.group()]
+    return ConfigError(key=shorten_key(key), problem="is not a key of the config")
+
+
 def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
     """The command line ``args`` as backproplab hands it to Hydra (and composes it itself): the
     spellings above rewritten, everything else unchanged. ``single_run``: the overrides are
@@ -293,9 +337,11 @@ def for_hydra(args: Sequence[str], *, single_run: bool = False) -> list[str]:
     out = [[text] for text in overrides]
     with initialize_config_module(CONF_MODULE, **version_base()):
         loader, probe = _probe(overrides, parsed)
-        if activation:
-            _activation_nodes(parsed, out, probe)
         multirun = (ns.multirun or (probe is not None and probe.hydra.mode == RunMode.MULTIRUN)) and not (ns.run or single_run)
+        # A sweep of a single run is Hydra's to refuse, in the user's own words: merged into
+        # one model.activation={...},{...} node it would name a key the user never typed.
+        if activation and (multirun or not any(ov.is_sweep_override() for ov in parsed)):
+            _activation_nodes(parsed, out, probe)
         if multirun and not ns.cfg:
             _defer_to_jobs(loader, parsed, out, probe)
     rewritten, position = [], 0
@@ -334,7 +380,8 @@ def _task_config(cfg: DictConfig, output_dir: str) -> DictConfig:
 
 
 def _label(job: Job, keys: Iterable[str]) -> str:
-    return " ".join(swept_overrides(job.overrides, keys) or job.overrides)
+    # Each override cut like a long value: a 1000-digit number is named once, in the reason.
+    return " ".join(shorten_key(o) for o in (swept_overrides(job.overrides, keys) or job.overrides))
 
 
 @dataclass(frozen=True)

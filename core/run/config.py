@@ -11,17 +11,26 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
-from backproplab.errors import ConfigError, UnknownComponentError, closest
+from backproplab.errors import ConfigError, UnknownComponentError, closest, one_line
 from backproplab.numerics.network import SUPPORTED_DTYPES
 from backproplab.components.registry import Registry, accepts_any_keyword
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
+# Seeds go to numpy's legacy RandomState and scikit-learn's random_state, which take 32 bits.
+SEED_MAX = 2**32 - 1
+# Upper bounds that no run which can finish needs, so that a typo'd extra digit is refused up
+# front instead of starting a run that never ends: a batch of more than 2**31 - 1 rows cannot
+# be held in memory (it is clamped to the training set anyway), and a billion iterations is far
+# beyond what a numpy network trains in a day (each keeps its loss for result.json and MLflow).
+MAX_BATCH_SIZE = 2**31 - 1
+MAX_ITERATIONS = 10**9
 # The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
 # from a job's config, accepted (and ignored) in a mapping that still carries it.
 TOP_LEVEL_KEYS = ("hydra", "model", "data", *COMPONENT_KINDS, "trainer", "logger")
@@ -95,6 +104,31 @@ def to_container(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     except MissingMandatoryValue as exc:
         key = exc.full_key
         raise ConfigError(f"{key} is required but has no value; set it on the command line, e.g. {key}=VALUE") from None
+    except InterpolationResolutionError as exc:
+        source = _interpolation_source(cfg, str(exc.full_key))
+        if source is None:
+            raise
+        raise ConfigError(f"{source}: {one_line(exc).split('; full_key:')[0]}") from None
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
+
+
+def _interpolation_source(cfg: DictConfig, key: str) -> str | None:
+    """The key whose own value fails to resolve, when ``key`` only refers to it: legacy_randn's
+    ``initializer.seed`` is ``${trainer.seed}``, and a bad ``trainer.seed=${oc.env:NOPE}`` is the
+    key the user typed. None when ``key`` is itself the source."""
+    seen = {key}
+    while True:
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
+        child = parent._get_node(leaf) if isinstance(parent, DictConfig) else None
+        text = None if child is None else child._value()  # the value as written, unresolved
+        ref = _REFERENCE.fullmatch(text) if isinstance(text, str) else None
+        if ref is None or ref.group(1) in seen:
+            return key if len(seen) > 1 else None
+        key = ref.group(1)
+        seen.add(key)
 
 
 def _is_int(value: Any) -> bool:
@@ -103,6 +137,24 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_finite(value: Any) -> bool:
+    """A finite real number. A Python int too large for a float (a 400-digit ``optimizer.lr``)
+    counts as not finite: ``math.isfinite`` would raise OverflowError on it."""
+    if not _is_number(value):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def is_seed(value: Any) -> bool:
+    return _is_int(value) and 0 <= value <= SEED_MAX
+
+
+SEED_VALID = f"an integer in [0, {SEED_MAX}] (2**32 - 1)"
 
 
 def _section(cfg: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -139,6 +191,7 @@ def _activation(registry: Registry, key: str, value: Any) -> Any:
                         valid=accepted or None,
                         hint=closest(str(param), accepted, cutoff=0.5),
                     )
+        check_values(key, f"activation {name}", registration.hyperparameters(), {k: v for k, v in value.items() if k != "name"})
         return dict(value)
     available = ", ".join(registry.names("activation"))
     raise ConfigError(f"{key}={value!r} is not an activation name; available: {available}")
@@ -157,10 +210,31 @@ def _type_name(default: Any) -> tuple[str, Any]:
     if _is_int(default):
         return "an integer", _is_int
     if isinstance(default, float):
-        return "a number", lambda v: _is_number(v) and math.isfinite(v)
+        return "a number", is_finite
     if isinstance(default, str):
         return "a string", lambda v: isinstance(v, str)
     return "", lambda v: True
+
+
+def check_values(key: str, owner: str, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """Each hyperparameter value against its constructor default's type, so that a wrong type, a
+    non-finite number or a number too large for a float is one line naming ``key.param``
+    before the constructor sees it; a ``seed`` must fit numpy's 32-bit seeds."""
+    for param, value in params.items():
+        default = defaults.get(param, inspect.Parameter.empty)
+        if param == "seed" and (default is None or _is_int(default)):
+            if not (value is None or is_seed(value)):
+                raise ConfigError(key=f"{key}.{param}", value=value, problem=f"is invalid for {owner}", valid=f"{SEED_VALID} or null")
+            continue
+        if default is inspect.Parameter.empty or default is None:
+            continue
+        description, ok = _type_name(default)
+        if not ok(value):
+            if description == "a number" and _is_number(value):  # nan, inf, or too large for a float
+                description = "a finite number"
+            raise ConfigError(
+                key=f"{key}.{param}", value=value, problem=f"is invalid for {owner}", valid=f"{description} (default {default!r})"
+            )
 
 
 def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> ComponentSpec:
@@ -174,18 +248,9 @@ def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> Compone
     except UnknownComponentError as exc:
         raise ConfigError(f"{kind}={name}: {exc}") from None
     lr = params.get("lr")
-    if kind == "optimizer" and _is_number(lr) and not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"optimizer.lr={lr!r} is invalid; valid: a finite number > 0")
-    defaults = registration.hyperparameters()
-    for key, value in params.items():
-        default = defaults.get(key, inspect.Parameter.empty)
-        if default is inspect.Parameter.empty or default is None:
-            continue
-        description, ok = _type_name(default)
-        if not ok(value):
-            if description == "a number" and _is_number(value):  # nan or inf
-                description = "a finite number"
-            raise ConfigError(f"{kind}.{key}={value!r} is invalid for {kind}={name}; valid: {description} (default {default!r})")
+    if kind == "optimizer" and _is_number(lr) and not (lr > 0 and is_finite(lr)):
+        raise ConfigError(key="optimizer.lr", value=lr, valid="a finite number > 0")
+    check_values(kind, f"{kind}={name}", registration.hyperparameters(), params)
     return ComponentSpec(kind, name, params)
 
 
@@ -216,13 +281,12 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     if dtype not in SUPPORTED_DTYPES:
         raise ConfigError(f"model.dtype={dtype!r} is invalid; valid: {', '.join(SUPPORTED_DTYPES)}")
 
-    specs = {kind: component(registry, kind, _section(resolved, kind)) for kind in COMPONENT_KINDS}
-
     batch_size = data.get("batch_size")
-    if not (_is_int(batch_size) and batch_size > 0):
+    if not (_is_int(batch_size) and 0 < batch_size <= MAX_BATCH_SIZE):
         raise ConfigError(
-            f"data.batch_size={batch_size!r} is invalid; valid: a positive integer "
-            "(values above the training set size are clamped to it)"
+            key="data.batch_size",
+            value=batch_size,
+            valid=f"an integer in [1, {MAX_BATCH_SIZE}] (values above the training set size are clamped to it)",
         )
     shuffle = data.get("shuffle", True)
     if not isinstance(shuffle, bool):
@@ -233,16 +297,17 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     if extra:
         raise ConfigError(f"trainer.{extra[0]} is not a trainer option; valid: {', '.join(sorted(allowed_trainer))}")
     epochs = trainer.get("epochs")
-    if not (_is_int(epochs) and epochs > 0):
-        raise ConfigError(f"trainer.epochs={epochs!r} is invalid; valid: a positive integer")
+    if not (_is_int(epochs) and 0 < epochs <= MAX_ITERATIONS):
+        raise ConfigError(key="trainer.epochs", value=epochs, valid=f"an integer in [1, {MAX_ITERATIONS}]")
     seed = trainer.get("seed")
-    if seed is not None and not (_is_int(seed) and seed >= 0):
-        raise ConfigError(f"trainer.seed={seed!r} is invalid; valid: a non-negative integer or null")
+    if seed is not None and not is_seed(seed):
+        raise ConfigError(key="trainer.seed", value=seed, valid=f"{SEED_VALID} or null")
     objective = trainer.get("objective", "auto")
     if objective not in OBJECTIVES:
-        hint = closest(str(objective), list(OBJECTIVES))
-        did_you_mean = f"; did you mean {hint!r}?" if hint else ""
-        raise ConfigError(f"trainer.objective={objective!r} is invalid; valid: {', '.join(OBJECTIVES)}{did_you_mean}")
+        raise ConfigError(key="trainer.objective", value=objective, valid=list(OBJECTIVES), hint=closest(str(objective), list(OBJECTIVES)))
+    # After trainer.seed: legacy_randn's initializer.seed is ${trainer.seed}, and the error
+    # should name the key the user typed.
+    specs = {kind: component(registry, kind, _section(resolved, kind)) for kind in COMPONENT_KINDS}
 
     logger = resolved.get("logger") or {"name": "none"}
     if not isinstance(logger, Mapping):

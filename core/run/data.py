@@ -19,6 +19,7 @@ scikit-learn's ``LabelEncoder`` (sorted order) and the names travel with the dat
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from backproplab.errors import ConfigError
-from backproplab.validation import check_fraction
+from backproplab.validation import check_fraction, is_finite_number
+
+from .resources import DATA_COPIES, FLOAT_BYTES, format_bytes, machine_memory
 
 TASKS = ("binary", "multiclass", "regression")
 # Keys every data config has; a loader lists its own extra ones.
@@ -102,16 +105,31 @@ def _xor(cfg: Mapping[str, Any]) -> Raw:
     return Raw(X, np.array([0.0, 1.0, 1.0, 0.0]), "binary", ["x1", "x2"])
 
 
-def _n_samples(cfg: Mapping[str, Any]) -> int:
+def _n_samples(cfg: Mapping[str, Any], n_features: int = 2) -> int:
     n = cfg.get("n_samples", 200)
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ConfigError(f"data.n_samples={n!r} is invalid; valid: an integer >= 2")
+    # Before the generator allocates: numpy would fail with "Unable to allocate 373 GiB".
+    memory = machine_memory()
+    if memory is not None:
+        needed = n * n_features * FLOAT_BYTES * DATA_COPIES
+        if needed > memory:
+            largest = memory // (n_features * FLOAT_BYTES * DATA_COPIES)
+            raise ConfigError(
+                key="data.n_samples",
+                value=n,
+                problem=(
+                    f"needs about {format_bytes(needed)} ({n} samples x {n_features} features x {FLOAT_BYTES} bytes, "
+                    f"x{DATA_COPIES} for the generated, split and scaled copies), but this machine has {format_bytes(memory)} of memory"
+                ),
+                valid=f"an integer in [2, {largest}]",
+            )
     return n
 
 
 def _noise(cfg: Mapping[str, Any], default: float) -> float:
     noise = cfg.get("noise", default)
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+    if not is_finite_number(noise) or noise < 0:
         raise ConfigError(f"data.noise={noise!r} is invalid; valid: a finite number >= 0")
     return float(noise)
 
@@ -188,14 +206,49 @@ def _other_delimiter(header: list[str]) -> str | None:
     return None
 
 
+def _csv_rows(path: Path) -> list[list[str]]:
+    """The file's rows as text; a file that is not UTF-8 text is one line naming the file and
+    where it stops being text, instead of a UnicodeDecodeError from the csv module."""
+    shown = str(path) if len(str(path)) <= 80 else f"...{str(path)[-60:]}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"data.path={shown!r} cannot be read: {exc.strerror or exc}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise ConfigError(
+            f"data.path={shown!r} is not a text CSV file: it holds a NUL byte at byte offset {nul} (line {line}), "
+            "as binary files (a spreadsheet, an archive, a NumPy file) do; valid: a comma-separated UTF-8 text file"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"data.path={shown!r} is not UTF-8 text: byte {data[exc.start:exc.start + 1]!r} at byte offset {exc.start} "
+            f"(line {line}) cannot be decoded; valid: a UTF-8 encoded CSV file (re-save it as UTF-8, e.g. "
+            "iconv -f latin1 -t utf-8)"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))  # as open(newline="") would split it
+    try:
+        return list(reader)
+    except csv.Error as exc:  # e.g. a field beyond the csv module's size limit
+        raise ConfigError(f"data.path={shown!r} line {reader.line_num} cannot be read as CSV: {exc}") from None
+
+
 def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
     """A header-row CSV of numbers; errors name the file, the column and the row."""
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL in it
+        raise ConfigError(key="data.path", value=str(path), problem=f"is not a usable path ({getattr(exc, 'strerror', None) or exc})",
+                          valid="the path of a CSV file") from None
+    if is_dir:
         raise ConfigError(f"data.path={str(path)!r} is a directory; valid: the path of a CSV file in it")
-    if not path.is_file():
+    if not is_file:
         raise ConfigError(f"data.path={str(path)!r}: file not found (relative paths start in {Path.cwd()})")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
+    rows = _csv_rows(path)
     if not rows:
         raise ConfigError(f"data.path={str(path)!r}: the file is empty; it needs a header row")
     header = [h.strip() for h in rows[0]]
@@ -210,7 +263,7 @@ def read_csv(path: Path, target: Any, features: Any, task: Any = "auto") -> Raw:
     if features is None:
         feature_cols = [h for h in header if h != target]
     else:
-        if isinstance(features, str) or not all(isinstance(f, str) for f in features):
+        if not isinstance(features, (list, tuple)) or not all(isinstance(f, str) for f in features):
             raise ConfigError(f"data.features={features!r} must be a list of column names, e.g. data.features=[x1,x2]")
         feature_cols = list(features)
         for f in feature_cols:
@@ -382,7 +435,7 @@ def _check_bool(key: str, value: Any) -> bool:
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     """Build the configured data set; every problem is a one-line ConfigError naming the key."""
     name = cfg.get("name")
-    if name not in LOADERS:
+    if not isinstance(name, str) or name not in LOADERS:  # a list is unhashable: no ``in`` test first
         raise ConfigError(f"data={name!r} is unknown; available: {', '.join(sorted(LOADERS))}")
     loader, extra_keys = LOADERS[name]
     unknown = sorted(set(cfg) - set(COMMON_KEYS) - set(extra_keys))
@@ -390,8 +443,9 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
         valid = ", ".join(COMMON_KEYS + extra_keys)
         raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; valid: {valid}")
     seed = cfg.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"data.seed={seed!r} is invalid; valid: a non-negative integer")
+    # scikit-learn's random_state takes 32 bits, as numpy's legacy seeds do.
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
+        raise ConfigError(key="data.seed", value=seed, valid=f"an integer in [0, {2**32 - 1}] (2**32 - 1)")
     try:
         fraction = check_fraction("data.val_fraction", cfg.get("val_fraction", 0.0))
     except ConfigError:
@@ -400,7 +454,13 @@ def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
         ) from None
     standardize = _check_bool("standardize", cfg.get("standardize", False))
     raw = loader(cfg)
-    X_train, y_train, X_val, y_val = _split(raw, fraction, seed)
+    try:
+        X_train, y_train, X_val, y_val = _split(raw, fraction, seed)
+    except ConfigError as exc:
+        if "n_samples" not in extra_keys:
+            raise
+        # The generated set's size is the other key that decides it.
+        raise ConfigError(f"{exc} (data.n_samples={raw.X.shape[0]} makes the whole set)") from None
     mean = scale = None
     if standardize:
         X_train, X_val, scaler = _standardize(X_train, X_val)

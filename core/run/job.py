@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from backproplab.components.build import build_network
-from .config import RunConfig, validate
+from .config import MAX_ITERATIONS, RunConfig, validate
 from .data import Dataset, load_dataset
 from backproplab.errors import ConfigError
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
 from .progress import make_progress
+from .resources import check_network_memory
 from backproplab.components.registry import Registry
 from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
@@ -170,9 +172,47 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
         # The registry words its errors for the API ("optimizer 'sgd': momentum must be ...");
         # on the command line the component is named once, as the user typed it.
         text, prefix = str(exc), f"{kind} {name!r}"
-        if text.startswith(prefix):
-            raise ConfigError(f"{key}={name}{text[len(prefix):]}") from None
-        raise ConfigError(f"{key}={name}: {text}") from None
+        rest = text[len(prefix):] if text.startswith(prefix) else f": {text}"
+        detail = rest[2:] if rest.startswith(": ") else ""
+        detail = detail.removeprefix(f"{name} ")  # a plugin's "lion beta1 must be ..."
+        # "scale must be a finite number > 0, got 0": a constructor naming its hyperparameter
+        # is about the key the user typed, initializer.scale, which the line names instead.
+        params = sorted((p for p in spec if p != "name"), key=len, reverse=True)
+        for param in params:
+            must = re.fullmatch(rf"{re.escape(param)} must be (.+?)(?:, got .*)?", detail)
+            if must:
+                raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {key}={name}", valid=must.group(1)) from None
+        if detail and params:
+            # "needs low < high, got low=1e+308, high=0.05": each hyperparameter named by its key.
+            words = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, params)) + r")(?![\w(])")
+            raise ConfigError(f"{key}={name}: {words.sub(lambda m: f'{key}.{m.group(1)}', detail)}") from None
+        raise ConfigError(f"{key}={name}{rest}") from None
+
+
+def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
+    """What only the data's size decides, refused before any weight is allocated: a network
+    that cannot fit into memory, and more iterations than ``MAX_ITERATIONS``."""
+    model = config.model
+    n = dataset.n_train
+    batch_rows = min(config.batch_size, n)
+    per_epoch = math.ceil(n / batch_rows)
+    epochs = config.trainer.epochs
+    if epochs * per_epoch > MAX_ITERATIONS:
+        raise ConfigError(
+            key="trainer.epochs",
+            value=epochs,
+            problem=f"makes {epochs * per_epoch} iterations ({per_epoch} per epoch: {n} training examples in batches of {batch_rows})",
+            valid=f"at most {MAX_ITERATIONS} iterations in all, here trainer.epochs <= {MAX_ITERATIONS // per_epoch} "
+            "(or a larger data.batch_size)",
+        )
+    # Name the key that makes the network large: an explicit output width wider than every
+    # hidden layer, else model.hidden.
+    if model.output_width is not None and model.output_width > max(model.hidden, default=0):
+        key, value = "model.output_width", model.output_width
+    else:
+        key, value = "model.hidden", list(model.hidden)
+    itemsize = 4 if model.dtype == "float32" else 8
+    check_network_memory([dataset.n_features, *model.hidden, width], batch_rows, itemsize, key=key, value=value)
 
 
 def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
@@ -185,6 +225,7 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     dataset = load_dataset(config.data)
     width = output_width(dataset, loss, config.loss.name, config.model.output_width)
     model = config.model
+    _check_size(config, dataset, width)
     # Each activation spec is built once here so that a bad hyperparameter names its key; the
     # network then builds its own instance per layer.
     for key, spec in (("model.activation", model.activation), ("model.output_activation", model.output_activation)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -125,7 +126,7 @@ class TrackingSettings:
             raise ConfigError(f"logger must be a mapping with a 'name' ({', '.join(LOGGER_NAMES)}), got {logger!r}")
         name = logger.get("name", "mlflow")
         if name not in LOGGER_NAMES:
-            raise ConfigError(f"unknown logger {name!r}; valid: {', '.join(LOGGER_NAMES)}")
+            raise ConfigError(key="logger.name", value=name, subject=f"unknown logger {name!r} (logger.name)", problem="", valid=LOGGER_NAMES)
         if name == "none":
             return cls(name="none")
         unknown = sorted(set(logger) - _KNOWN_KEYS)
@@ -140,7 +141,7 @@ class TrackingSettings:
         interval = buffer.get("flush_interval_s", "auto")
         if interval == "auto" or interval is None:
             interval = None
-        elif isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not interval > 0:
+        elif isinstance(interval, bool) or not isinstance(interval, numbers.Real) or not 0 < interval <= sys.float_info.max:  # float() must not overflow
             raise ConfigError(
                 f"logger.buffer.flush_interval_s must be a number > 0 or auto (1 s on sqlite, 15 s on a server), got {interval!r}"
             )

@@ -1,0 +1,99 @@
+"""Upper bounds on what a configured run may ask of the machine, checked before allocating.
+
+numpy reports an impossible request as ``MemoryError: Unable to allocate 74.5 GiB ...`` (or
+``ValueError: Maximum allowed dimension exceeded``) from deep inside a constructor, naming no
+key. Here the arrays a run will hold are sized from the config first, and a run that cannot fit
+into the machine's memory is refused with one line naming the key and the sizes.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from backproplab.errors import ConfigError
+
+# Arrays per parameter while training: the parameter, its gradient, and up to two optimizer
+# slots (Adam's first and second moments; SGD with momentum has one, plain SGD none). Rough on
+# purpose: it only has to tell "fits" from "can never fit".
+COPIES_PER_PARAMETER = 4
+# A generated or loaded data set exists about this many times over while it is split and
+# standardised (the generator's arrays, the split, the scaled copy).
+DATA_COPIES = 4
+FLOAT_BYTES = 8  # float64, the dtype of data sets and of the default network
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory (``SC_PHYS_PAGES * SC_PAGE_SIZE``), else ``MemTotal`` of
+    /proc/meminfo; None when neither can be read, and then no memory bound is applied.
+
+    The total, not what is free right now: a run refused for lack of memory must be refused
+    every time, not depending on what else happens to be running (other jobs of a sweep)."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and size > 0:
+            return int(pages) * int(size)
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def format_bytes(n: int) -> str:
+    """``74.5 GiB``; absurd sizes stay short (``3.2e+09 PiB``) rather than a 30-digit number."""
+    value = float(n) if n < 2**1000 else float("inf")
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            break
+        value /= 1024
+    if unit == "bytes":
+        return f"{int(value)} bytes"
+    return f"{value:.1f} {unit}" if value < 1e6 else f"{value:.1e} {unit}"
+
+
+def network_bytes(sizes: Sequence[int], batch_rows: int, itemsize: int) -> tuple[int, int]:
+    """(bytes of the weights and biases, bytes of everything training holds) for a network of
+    widths ``sizes``: the parameters times ``COPIES_PER_PARAMETER``, plus one batch's z and
+    activation arrays per layer. Python integers: no overflow for any width."""
+    parameters = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
+    activations = 2 * batch_rows * sum(sizes)
+    weights = parameters * itemsize
+    return weights, weights * COPIES_PER_PARAMETER + activations * itemsize
+
+
+def check_network_memory(
+    sizes: Sequence[int], batch_rows: int, itemsize: int, *, key: str, value: object, memory: int | None = None
+) -> None:
+    """Refuse a network whose training arrays cannot fit into the machine's memory."""
+    memory = machine_memory() if memory is None else memory
+    if memory is None:
+        return
+    weights, total = network_bytes(sizes, batch_rows, itemsize)
+    if total <= memory:
+        return
+    widths = " -> ".join(str(s) if s < 10**12 else f"{float(s):.1e}" for s in sizes)
+    raise ConfigError(
+        key=key,
+        value=value,
+        problem=(
+            f"needs {format_bytes(weights)} for the weights of the layers {widths}, about {format_bytes(total)} "
+            f"with gradients, optimizer state and a batch of {batch_rows} row{'s' if batch_rows != 1 else ''}, but this machine has "
+            f"{format_bytes(memory)} of memory"
+        ),
+        valid="narrower or fewer hidden layers",
+    )
+
+
+def max_rows(n_features: int, memory: int | None = None) -> int | None:
+    """The most rows of ``n_features`` float64 features a data set may have on this machine
+    (None: unknown memory, no bound)."""
+    memory = machine_memory() if memory is None else memory
+    if memory is None:
+        return None
+    return memory // (max(n_features, 1) * FLOAT_BYTES * DATA_COPIES)
