@@ -282,3 +282,14 @@ def test_target_column_errors(tmp_path, text, options, message):
     with pytest.raises(ConfigError, match=message) as info:
         load_dataset(data("csv", path=str(path), target="y", **options))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["moons", "circles"])
+@pytest.mark.parametrize("noise", [1e308, 1e7, -0.1, float("inf")])
+def test_a_noise_whose_points_would_overflow_is_refused_by_key(name, noise):
+    # Found by the CLI fuzz test: noise 1e308 made Gaussian draws of inf, refused by scikit-learn's
+    # scaler as a raw ValueError.
+    with pytest.raises(ConfigError) as info:
+        load_dataset(data(name, noise=noise))
+    assert info.value.key == "data.noise" and info.value.value == noise
+    assert str(info.value).endswith("is invalid; valid: a number in [0, 1e6]")

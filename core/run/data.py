@@ -127,10 +127,15 @@ def _n_samples(cfg: Mapping[str, Any], n_features: int = 2) -> int:
     return n
 
 
+# The generators' points span about 1 unit; a noise a million times that is already pure noise,
+# and near the float limit its Gaussian draws overflow to inf (found by tests/test_cli_fuzz.py).
+MAX_NOISE = 1e6
+
+
 def _noise(cfg: Mapping[str, Any], default: float) -> float:
     noise = cfg.get("noise", default)
-    if not is_finite_number(noise) or noise < 0:
-        raise ConfigError(f"data.noise={noise!r} is invalid; valid: a finite number >= 0")
+    if not is_finite_number(noise) or not 0 <= noise <= MAX_NOISE:
+        raise ConfigError(key="data.noise", value=noise, valid="a number in [0, 1e6]")
     return float(noise)
 
 
