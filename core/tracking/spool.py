@@ -32,6 +32,7 @@ from mlflow.entities import Metric
 from backproplab.errors import BackproplabError, ConfigError
 from .buffer import Block, MAX_METRICS_PER_BATCH
 from .reachability import check_http
+from .store import environment
 
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
@@ -59,17 +60,8 @@ def bounded_http(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    saved = {k: os.environ.get(k) for k in HTTP_KNOBS}
-    for key, value in HTTP_KNOBS.items():
-        os.environ.setdefault(key, value)
-    try:
+    with environment(HTTP_KNOBS, keep_set=True):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class ServerLost(BackproplabError, RuntimeError):

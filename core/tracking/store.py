@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import mlflow
 from mlflow import MlflowClient
@@ -33,10 +33,16 @@ def resolve_uri(tracking_uri: str | None) -> str:
 
 
 @contextlib.contextmanager
-def _fast_http_failure() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = CHECK_HTTP_TIMEOUT_S
+def environment(values: Mapping[str, str], *, keep_set: bool = False) -> Iterator[None]:
+    """Environment variables set for the block and restored after it: MLflow reads its HTTP
+    knobs from the environment at every request, so this bounds exactly the calls inside.
+    ``keep_set``: a variable the user already set keeps its value (they chose it)."""
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        if keep_set:
+            os.environ.setdefault(key, value)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -45,6 +51,10 @@ def _fast_http_failure() -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _fast_http_failure() -> contextlib.AbstractContextManager[None]:
+    return environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": CHECK_HTTP_TIMEOUT_S})
 
 
 def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> tuple[MlflowClient, str]:
