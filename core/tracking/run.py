@@ -192,7 +192,11 @@ def _tracked(
             if full is not None and full is not exc:
                 full.__cause__ = exc
             outcome = full or exc
-        unrecorded = _end(client, run_id, context, tracker, outcome, guard, uri, sink if isinstance(sink, SpoolingSink) else None)
+        # A signal that lands in contextlib's __exit__, after training but before this generator
+        # resumes, raises there; the generator is then closed (GeneratorExit) when collected. The
+        # run was interrupted, not failed.
+        ending = interrupt_for(guard.caught[0]) if isinstance(outcome, GeneratorExit) and guard.caught else outcome
+        unrecorded = _end(client, run_id, context, tracker, ending, guard, uri, sink if isinstance(sink, SpoolingSink) else None)
     if outcome is not None:
         raise outcome
     if unrecorded is not None:  # trained to the end, but the run is not (all) in the store
