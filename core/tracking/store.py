@@ -8,6 +8,7 @@ experiment lookup then runs with MLflow's retries and timeouts turned down.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import subprocess
@@ -53,6 +54,22 @@ def environment(values: Mapping[str, str], *, keep_set: bool = False) -> Iterato
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _quiet_store_creation() -> Iterator[None]:
+    """MLflow announces a new sqlite store's tables and migrations at INFO on stderr. A run's
+    stderr carries only its own progress, warnings and errors, so those notices are held back
+    for the block; MLflow's warnings and errors still show."""
+    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _fast_http_failure() -> contextlib.AbstractContextManager[None]:
     return environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": CHECK_HTTP_TIMEOUT_S})
 
@@ -77,7 +94,7 @@ def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> t
         lock = contextlib.nullcontext()
     guard = _fast_http_failure() if http else contextlib.nullcontext()
     try:
-        with lock, guard:
+        with lock, guard, _quiet_store_creation():
             if path is not None:
                 old = check_sqlite(uri, upgrade_store=upgrade_store, locked=True)
                 if old is not None:
