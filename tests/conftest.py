@@ -12,6 +12,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Every `mlflow server` and `mlflow ui` a test starts inherits this. MLflow 3.17 starts, beside
+# each server, a job runner with about eight Huey worker processes for its GenAI jobs (scorers,
+# evaluations), which backproplab never submits; on a 2-core machine they only take CPU from the
+# tests. A user's own server keeps MLflow's default.
+os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+
 
 @pytest.fixture(scope="session")
 def shipped_data() -> Path:
