@@ -28,3 +28,10 @@ def test_without_a_finished_epoch_the_last_iteration_is_final_as_in_the_sweep_su
 def test_a_failed_job_has_no_losses():
     record = RunResult("failed", error="boom").to_json()
     assert record["final_loss"] is None and record["last_iteration_loss"] is None and record["final_train_loss"] is None
+
+
+def test_a_diverged_runs_line_stays_short():
+    # A loss near the float limit printed with %.6f is a 300-digit number; the closing line
+    # switches to scientific notation from 1e6, as the progress lines do.
+    result = RunResult("ok", [0.9, 3e300], [epoch(0, 1.5e300)])
+    assert result.summary() == "final loss 1.500000e+300 (mean over epoch 1; last iteration 3.000000e+300) after 2 iterations"

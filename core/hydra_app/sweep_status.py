@@ -22,6 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from backproplab.run.progress import fmt
+
 RESULT_FILE = "result.json"
 SUMMARY_FILE = "sweep_summary.csv"
 # Set by the launching process before any job starts; jobs copy it into result.json, so that the
@@ -140,9 +142,9 @@ def report(result: SweepOutcome, summary: Path) -> list[str]:
     best = result.best()
     if best is not None and result.direction is not None:
         objective = best.record["objective"]  # type: ignore[index]
-        lines.append(f"best: job #{best.num} ({best.label}), {objective['name']} {objective['value']:.6f} (the search's objective, {result.direction}d)")
+        lines.append(f"best: job #{best.num} ({best.label}), {objective['name']} {fmt(objective['value'])} (the search's objective, {result.direction}d)")
     elif best is not None:
-        lines.append(f"best: job #{best.num} ({best.label}), final loss {best.record['final_loss']:.6f}")  # type: ignore[index]
+        lines.append(f"best: job #{best.num} ({best.label}), final loss {fmt(best.record['final_loss'])}")  # type: ignore[index]
     lines.append(f"results: {_shown(summary)} (one row per job; each job's folder under {_shown(result.sweep_dir)} has its result.json)")
     return lines
 

@@ -22,7 +22,7 @@ from .data import Dataset, load_dataset
 from backproplab.errors import ConfigError
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
-from .progress import make_progress
+from .progress import fmt, make_progress
 from .resources import check_network_memory
 from backproplab.components.registry import Registry
 from .context import ComponentInfo, RunContext
@@ -138,8 +138,8 @@ class RunResult:
         if self.final_loss is None:
             return f"no loss after {len(self.losses)} iterations"
         which = f"mean over epoch {len(self.epochs)}" if self.epochs else "last iteration"
-        last = f"; last iteration {self.last_iteration_loss:.6f}" if self.epochs else ""
-        return f"final loss {self.final_loss:.6f} ({which}{last}) after {len(self.losses)} iterations"
+        last = f"; last iteration {fmt(self.last_iteration_loss)}" if self.epochs else ""
+        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {len(self.losses)} iterations"
 
     def to_json(self) -> dict[str, Any]:
         return {
