@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -116,6 +117,23 @@ def wait_healthy(proc, uri: str, root: Path) -> None:
         time.sleep(0.5)
 
 
+def wait_for_experiment(db: Path, procs) -> None:
+    deadline = time.monotonic() + 240
+    while True:
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+                    if con.execute("SELECT 1 FROM experiments WHERE name = 'backproplab'").fetchone():
+                        return
+            except sqlite3.Error:
+                pass  # not an MLflow store yet
+        if all(p.poll() is not None for p in procs):
+            return  # whatever they left, the assertions on their exit codes say
+        if time.monotonic() > deadline:
+            pytest.fail("the CLI made no experiment 'backproplab' within 240 s")
+        time.sleep(0.5)
+
+
 def stop(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -142,27 +160,33 @@ def dashboard(tmp_path_factory):
         )
         for args in (SWEEP, FAILING)
     ]
-    (sweep_out, sweep_err), (fail_out, fail_err) = (p.communicate(timeout=300) for p in procs)
-    assert procs[0].returncode == 0, sweep_err
-    assert procs[1].returncode == 1, fail_err
-    assert fail_err.strip().splitlines()[-1].startswith("error: non-finite loss"), fail_err
-
-    client = MlflowClient(store)
-    experiment = client.get_experiment_by_name("backproplab")
-    runs = client.search_runs([experiment.experiment_id])
-    (parent,) = [r for r in runs if r.data.tags.get("backproplab.sweep") == "true"]
-    children = sorted(
-        (r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
-        key=lambda r: int(r.data.tags["hydra.job.num"]),
-    )
-    (failed,) = [r for r in runs if r.info.status == "FAILED"]
-    assert len(children) == 2 and len(runs) == 4, [r.info.run_name for r in runs]
-
+    # The UI starts while they train, once they have made the store (its experiment exists):
+    # it must not race their creation of MLflow's tables.
+    wait_for_experiment(root / "mlflow.db", procs)
     proc, log, base = start_ui(store, root)
     try:
+        (_, sweep_err), (_, fail_err) = (p.communicate(timeout=300) for p in procs)
+        assert procs[0].returncode == 0, sweep_err
+        assert procs[1].returncode == 1, fail_err
+        assert fail_err.strip().splitlines()[-1].startswith("error: non-finite loss"), fail_err
+        client = MlflowClient(store)
+        experiment = client.get_experiment_by_name("backproplab")
+        runs = client.search_runs([experiment.experiment_id])
+        (parent,) = [r for r in runs if r.data.tags.get("backproplab.sweep") == "true"]
+        children = sorted(
+            (r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id),
+            key=lambda r: int(r.data.tags["hydra.job.num"]),
+        )
+        (failed,) = [r for r in runs if r.info.status == "FAILED"]
+        assert len(children) == 2 and len(runs) == 4, [r.info.run_name for r in runs]
+
         wait_healthy(proc, base, root)
         yield Dashboard(base, experiment.experiment_id, parent, children, failed, client)
     finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         stop(proc)
         log.close()
 
@@ -270,10 +294,15 @@ def check_model_is_logged(dashboard, page, tmp_path):
     beside the run's artifacts, under the experiment's Models)."""
     child = dashboard.children[0]
     page.goto(dashboard.run_link(child))
-    expect(page.get_by_role("heading", name=re.compile(r"^Logged models \(1\)$"))).to_be_visible()
-    model = page.locator('a[href*="/models/"]').filter(has_text=re.compile(r"^model$"))
+    heading = page.get_by_role("heading", name=re.compile(r"^Logged models \(1\)$"))
+    expect(heading).to_be_visible()
+    # The list under that heading (the model's link also repeats in the metrics table, where
+    # each metric names its model): the nearest enclosing block that holds a model link.
+    listing = heading.locator("xpath=ancestor::div[.//a[contains(@href, '/models/')]][1]")
+    model = listing.get_by_role("link", name="model", exact=True)
     model.scroll_into_view_if_needed()
     expect(model).to_be_visible()
+    expect(model).to_have_attribute("href", re.compile(r"/models/m-"))
     page.screenshot(path=tmp_path / "logged_model.png")
 
 
