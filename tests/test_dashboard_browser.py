@@ -257,6 +257,26 @@ def test_a_childs_artifacts_and_the_failed_runs_status(dashboard, page, tmp_path
     page.screenshot(path=tmp_path / "failed_run.png")
 
 
+def test_one_click_on_model_training_is_remembered_as_the_readme_says(dashboard, page, tmp_path):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### Dashboard\n", 1)[1].split("\n### ", 1)[0]
+    assert f"`{README_BASE}/#/experiments/1` and click **Model training** once" in section
+    page.goto(f"{dashboard.base}/#/experiments/{dashboard.experiment_id}")
+    switch = page.get_by_role("button", name="Model training", exact=True)
+    expect(switch).to_be_visible()
+    page.screenshot(path=tmp_path / "experiment_first_visit.png")
+    # The keyboard, as the switch allows: a first visit may open a GenAI tip over the page.
+    switch.press("Enter")
+    page.wait_for_url(re.compile(r"/runs\?.*workflowType=machine_learning"))
+    # A run's plain link, as the runs table and the sweep's last line give it, now opens in
+    # "Model training" mode too.
+    page.goto(f"{dashboard.base}/#/experiments/{dashboard.experiment_id}/runs/{dashboard.children[0].info.run_id}")
+    expect(page.get_by_role("heading", name=dashboard.children[0].info.run_name)).to_be_visible()
+    expect(page.get_by_role("link", name="Model registry")).to_be_visible()
+    expect(page.get_by_role("link", name="Runs", exact=True).first).to_be_visible()
+    page.screenshot(path=tmp_path / "run_page_remembered_mode.png")
+
+
 # -- checks of issue 12's other items (switch on once they are merged) -------------------------
 # Each opens its page the way the tests above do; rename check_* to test_* to collect it.
 def check_first_chart_is_the_loss(dashboard, page, tmp_path):
