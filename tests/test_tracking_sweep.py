@@ -434,3 +434,25 @@ def test_the_sweeps_answer_is_on_the_parent_and_every_child_has_the_same_metrics
     png = Path(client.download_artifacts(parent.info.run_id, "plots/final_loss.png", dst_path=str(tmp_path / "p")))
     width, height = plot_size([c.info.run_name for c in children])
     assert png_size(png) == (round(width * DPI), round(height * DPI))
+
+
+def test_a_search_for_the_best_accuracy_names_its_best_trial_on_the_parent(cli, tmp_path):
+    """An explicit objective: the parent's best child is the search's best trial (highest final
+    validation accuracy), not the lowest loss; children are named by trial and sampled values."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli(
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "optimizer.lr=interval(0.01,1.0)", "trainer.objective=final_val_accuracy",
+        "data=moons", "data.n_samples=40", "trainer.epochs=2", f"logger.tracking_uri={uri}", timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert parent.info.run_name == "search lr on moons"
+    for child in children:
+        lr = float(dict(o.split("=", 1) for o in child.data.tags["hydra.overrides"].split())["optimizer.lr"])
+        assert child.info.run_name == f"#{child.data.tags['hydra.job.num']} lr={lr:.4g}"
+    best = client.get_run(parent.data.tags["backproplab.best_run_id"])
+    assert best.data.metrics["final/val_accuracy"] == max(c.data.metrics["final/val_accuracy"] for c in children)
+    assert parent.data.tags["backproplab.best_run_name"] == best.info.run_name
+    assert "(the search's best trial, final_val_accuracy maximized;" in parent.data.tags["mlflow.note.content"]
+    # Only the learning rate is searched: the network's size is known, and small.
+    assert parent.data.tags["backproplab.elementwise_metrics"] == "true"

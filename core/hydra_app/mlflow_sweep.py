@@ -462,7 +462,7 @@ class MlflowSweepCallback(Callback):
         if study.objective == "auto" or study.best_run_id is None or study.best_value is None:
             return None  # auto is the loss rule of ``summary.best_child``
         run = next(r for r in children if r.info.run_id == study.best_run_id)
-        return run_summary.Best(run, study.objective, study.best_value)
+        return run_summary.Best(run, study.objective, study.best_value, f"the search's best trial, {study.objective} {study.direction}d")
 
     def _log_best(
         self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any], best: run_summary.Best | None

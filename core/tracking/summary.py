@@ -58,6 +58,7 @@ class Best:
     run: Any
     metric: str
     value: float
+    how: str = ""  # why it is best, when not the lowest ``metric`` (a search's own objective)
 
 
 def best_child(children: Sequence[Any], metric: str | None = None) -> Best | None:
@@ -88,7 +89,7 @@ def sweep_description(
         child = best.run.info.run_name or best.run.info.run_id
         lines.append(
             f"**Best run: [{child}]({run_link(experiment_id, best.run.info.run_id)})**, "
-            f"{best.metric} = {best.value:.6g} (lowest {best.metric} of the finished runs; run id `{best.run.info.run_id}`)."
+            f"{best.metric} = {best.value:.6g} ({best.how or f'lowest {best.metric} of the finished runs'}; run id `{best.run.info.run_id}`)."
         )
     else:
         lines.append("**No best run:** no child finished with a finite final loss.")
