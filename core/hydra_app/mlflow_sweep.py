@@ -2,9 +2,12 @@
 
 Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``.
 
-- ``on_multirun_start`` (the launching process): checks the store, creates the parent run, logs
-  which parameters are swept (``sweep.<key>`` params, ``sweep.params`` tag) and publishes the
-  parent for the jobs (see ``parent.py``).
+- ``on_multirun_start`` (the launching process): checks the store, creates the parent run (named
+  by what is swept on which data), logs which parameters are swept (``sweep.<key>`` params,
+  ``sweep.params`` tag) and the fixed overrides (params under their own keys), takes the sweep's
+  one element-wise decision from the networks the command's check built (tags
+  ``backproplab.elementwise_metrics`` and ``backproplab.elementwise_rule``), and publishes the
+  parent, with that decision, for the jobs (see ``parent.py``).
 - ``on_job_start`` (the job's process, also under joblib): loads the parent so ``track_run``
   nests the job's run under it with ``mlflow.parentRunId``.
 - ``on_job_end`` (the job's process): a job that failed before ``track_run`` created its run
@@ -13,7 +16,9 @@ Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``
   starts (``backproplab.hydra_app.preflight``), so this is the safety net for what only shows at run time.
 - ``on_multirun_end``: reads the children back from the store (the jobs' return values belong
   to the app), logs ``sweep_summary.csv``, the same table as ``sweep_summary.json`` via
-  ``log_table``, and ``plots/final_loss.png``, then ends the parent. Rows are in Hydra's job
+  ``log_table`` (dot-free column names, which MLflow's table view needs), and
+  ``plots/final_loss.png``, names the best child (``backproplab.best_run_id``/``_name`` tags and a
+  description linking it, see ``tracking/summary.py``), then ends the parent. Rows are in Hydra's job
   order, with the job number (``hydra.job.num``) in column ``job``: the launching process
   expands the sweep as the sweeper does and matches each child by its ``hydra.overrides`` tag.
 
