@@ -150,6 +150,12 @@ def test_worked_example_logs_the_articles_gradients(store, experiment, seed_exam
     assert [v for _, v in train] == pytest.approx([e.train_loss for e in hist.epochs])
     assert history(client, run, "train/accuracy")[-1] == (7, 1.0)
     assert "val/loss" not in run.data.metrics  # no validation data: not applicable, not logged
+    # The final numbers, once, at the last epoch's step; no validation split: no final/val_*.
+    assert {k for k in run.data.metrics if k.startswith("final/")} == {"final/train_loss", "final/train_accuracy"}
+    assert history(client, run, "final/train_loss") == [(7, pytest.approx(hist.epochs[-1].train_loss, rel=1e-12))]
+    assert history(client, run, "final/train_accuracy") == [(7, 1.0)]
+    # A single run is named by its data set and its network's widths.
+    assert run.info.run_name == "seed_example mlp 3-4-1"
 
     params, tags = run.data.params, run.data.tags
     assert params["optimizer.lr"] == "0.5" and params["data.batch_size"] == "1" and params["model.hidden"] == "[4]"
@@ -370,6 +376,9 @@ def test_interrupt_kills_the_run_after_flushing(tmp_path, store, experiment, sig
     assert iterations >= 200
     assert steps == list(range(len(steps))) and len(steps) in (iterations, iterations + 1)
     assert len(history(client, run, "grad/w1_1_1")) == len(steps)
+    # A KILLED run still carries the final numbers of the epochs it completed.
+    (last_step, last_loss), = history(client, run, "train/loss")[-1:]
+    assert history(client, run, "final/train_loss") == [(last_step, last_loss)]
 
 
 def test_a_server_that_never_answers_is_one_line_after_a_bounded_wait():

@@ -93,7 +93,15 @@ def test_basic_launcher_sweep_is_a_parent_with_four_children(cli, tmp_path):
     for child in children:
         assert child.info.status == "FINISHED"
         assert loss_steps(client, child) == list(range(7))
-        assert child.info.run_name == f"optimizer.lr={child.data.params['optimizer.lr']},data.batch_size={child.data.params['data.batch_size']}"
+        assert child.info.run_name == f"lr={child.data.params['optimizer.lr']} bs={child.data.params['data.batch_size']}"
+    assert parent.info.run_name == "sweep lr, bs on seed_example"
+    # 21 parameters each, within logger.elementwise_max_params: every child logs every element.
+    assert parent.data.tags["backproplab.elementwise_metrics"] == "true"
+    assert parent.data.tags["backproplab.elementwise_rule"] == (
+        "on: the largest network of the sweep has 21 parameters <= logger.elementwise_max_params=64"
+    )
+    assert all("grad/w1_1_1" in c.data.metrics for c in children)
+    assert len({frozenset(c.data.metrics) for c in children}) == 1
     jobs = {(c.data.params["optimizer.lr"], c.data.params["data.batch_size"]): c.data.tags["hydra.job.num"] for c in children}
     assert jobs == {("0.1", "1"): "0", ("0.1", "2"): "1", ("0.5", "1"): "2", ("0.5", "2"): "3"}
     check_summary(client, parent, children, tmp_path, ["optimizer.lr", "data.batch_size"])
@@ -106,6 +114,8 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
     client, parent, children = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["hydra.launcher"].endswith("JoblibLauncher")
+    # How the sweep ran (hydra/launcher=joblib, logger.*) is no fixed param of what it trained.
+    assert parent.data.params == {"sweep.optimizer.lr": "0.1,0.5"}
     assert sorted(c.data.params["optimizer.lr"] for c in children) == ["0.1", "0.5"]
     assert {c.data.params["optimizer.lr"]: c.data.tags["hydra.job.num"] for c in children} == {"0.1": "0", "0.5": "1"}
     for child in children:
@@ -202,7 +212,10 @@ def test_a_job_that_fails_before_tracking_still_gets_a_failed_child(tmp_path, la
     bad = by_lr["abc"]
     assert bad.info.status == "FAILED"
     assert bad.data.tags["failure_reason"] == "optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number (default 0.5)"
-    assert bad.data.tags["hydra.job.num"] == "1" and bad.info.run_name == "optimizer.lr=abc"
+    assert bad.data.tags["hydra.job.num"] == "1" and bad.info.run_name == "lr=abc"
+    # Without the command's up-front check the networks are not known: one answer, off.
+    assert parent.data.tags["backproplab.elementwise_metrics"] == "false"
+    assert all(not any(k.startswith("grad/") for k in c.data.metrics) for c in children)
     assert by_lr["0.5"].info.status == by_lr["0.1"].info.status == "FINISHED"
     assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 3 jobs failed"
     assert parent.data.metrics["sweep/failed_jobs"] == 1
@@ -343,3 +356,103 @@ def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
         assert {"config.yaml", "params.npz", "plots"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
     check_summary(client, parent, children, tmp_path, ["optimizer.lr", "data.batch_size"])
     assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_the_sweeps_answer_is_on_the_parent_and_every_child_has_the_same_metrics(cli, tmp_path):
+    """Issue 12: final metrics on every child, the best child named and linked on the parent,
+    readable names, one element-wise decision for a sweep over widths, the fixed overrides as
+    params, a summary table without dotted columns and a readable final-loss plot."""
+    from backproplab.tracking.summary import DPI, plot_size
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli(
+        "-m", "data=moons", "data.n_samples=40", "trainer.epochs=2", "optimizer.lr=0.1,0.5", "model.hidden=[4],[8,8]",
+        f"logger.tracking_uri={uri}", timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+
+    # Every child: the final numbers as metrics, equal to the last epoch's values.
+    finals = {"final/train_loss", "final/val_loss", "final/train_accuracy", "final/val_accuracy"}
+    for child in children:
+        assert finals <= set(child.data.metrics)
+        for key in finals:
+            epoch_key = key.removeprefix("final/").replace("_", "/", 1)
+            assert client.get_metric_history(child.info.run_id, key)[-1].value == child.data.metrics[epoch_key]
+    # [4] has 17 parameters, [8,8] 105 > 64: the sweep decides once, off, for every child.
+    assert parent.data.tags["backproplab.elementwise_metrics"] == "false"
+    assert parent.data.tags["backproplab.elementwise_rule"] == (
+        "off: a network of the sweep has 105 parameters > logger.elementwise_max_params=64"
+    )
+    assert all(c.data.tags["backproplab.elementwise_metrics"] == "false" for c in children)
+    # The same metric names on every child, but for the norms of the layers only [8,8] has.
+    deeper = {"grad_norm/W3", "grad_norm/b3", "weight_norm/W3"}
+    keys = {c.data.params["model.hidden"]: set(c.data.metrics) for c in children}
+    assert keys["[8, 8]"] - keys["[4]"] == deeper and not keys["[4]"] - keys["[8, 8]"]
+    assert not any(k.startswith(("grad/", "param/")) for k in keys["[4]"] | keys["[8, 8]"])
+
+    # Names: the children by what differs, the parent by what was swept and on which data.
+    names = {(c.data.params["optimizer.lr"], c.data.params["model.hidden"]): c.info.run_name for c in children}
+    assert names == {
+        ("0.1", "[4]"): "lr=0.1 hidden=[4]", ("0.1", "[8, 8]"): "lr=0.1 hidden=[8,8]",
+        ("0.5", "[4]"): "lr=0.5 hidden=[4]", ("0.5", "[8, 8]"): "lr=0.5 hidden=[8,8]",
+    }
+    assert parent.info.run_name == "sweep lr, hidden on moons"
+    # The fixed overrides as params, beside the swept values; how it ran (logger.*) is not one.
+    assert parent.data.params == {
+        "sweep.optimizer.lr": "0.1,0.5", "sweep.model.hidden": "[4],[8,8]",
+        "data": "moons", "data.n_samples": "40", "trainer.epochs": "2",
+    }
+
+    # The best child: the lowest final validation loss (the sweep has a validation split).
+    best = min(children, key=lambda c: c.data.metrics["final/val_loss"])
+    assert parent.data.tags["backproplab.best_run_id"] == best.info.run_id
+    assert parent.data.tags["backproplab.best_run_name"] == best.info.run_name
+    note = parent.data.tags["mlflow.note.content"]
+    link = f"[{best.info.run_name}](#/experiments/{parent.info.experiment_id}/runs/{best.info.run_id})"
+    assert note.startswith(f"**Best run: {link}**, final/val_loss = {best.data.metrics['final/val_loss']:.6g}")
+    assert "`trainer.epochs=2`" in note
+
+    # The JSON table: MLflow's {"columns", "data"} form, and no column name with a dot.
+    path = client.download_artifacts(parent.info.run_id, "sweep_summary.json", dst_path=str(tmp_path / "t"))
+    table = json.loads(Path(path).read_text())
+    assert table["columns"][:4] == ["job", "run_id", "run_name", "status"]
+    assert {"optimizer/lr", "model/hidden", "final_loss", "final_val_loss"} <= set(table["columns"])
+    assert not any("." in c for c in table["columns"])
+    assert len(table["data"]) == 4 and all(len(row) == len(table["columns"]) for row in table["data"])
+    lr = table["columns"].index("optimizer/lr")
+    assert sorted(row[lr] for row in table["data"]) == ["0.1", "0.1", "0.5", "0.5"]
+
+    # The plot: one bar per child, sized for its labels and bars.
+    png = Path(client.download_artifacts(parent.info.run_id, "plots/final_loss.png", dst_path=str(tmp_path / "p")))
+    width, height = plot_size([c.info.run_name for c in children])
+    assert png_size(png) == (round(width * DPI), round(height * DPI))
+
+
+def test_a_search_for_the_best_accuracy_names_its_best_trial_on_the_parent(cli, tmp_path):
+    """An explicit objective: the parent's best child is the search's best trial (highest final
+    validation accuracy), not the lowest loss; children are named by trial and sampled values."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli(
+        "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "optimizer.lr=interval(0.01,1.0)", "trainer.objective=final_val_accuracy",
+        "data=moons", "data.n_samples=40", "trainer.epochs=2", f"logger.tracking_uri={uri}", timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    client, parent, children = sweep_runs(uri)
+    assert parent.info.run_name == "search lr on moons"
+    for child in children:
+        lr = float(dict(o.split("=", 1) for o in child.data.tags["hydra.overrides"].split())["optimizer.lr"])
+        assert child.info.run_name == f"#{child.data.tags['hydra.job.num']} lr={lr:.4g}"
+    best = client.get_run(parent.data.tags["backproplab.best_run_id"])
+    assert best.data.metrics["final/val_accuracy"] == max(c.data.metrics["final/val_accuracy"] for c in children)
+    assert parent.data.tags["backproplab.best_run_name"] == best.info.run_name
+    assert "(the search's best trial, final_val_accuracy maximized;" in parent.data.tags["mlflow.note.content"]
+    # Only the learning rate is searched: the network's size is known, and small.
+    assert parent.data.tags["backproplab.elementwise_metrics"] == "true"

@@ -249,6 +249,74 @@ def test_parent_file_in_the_sweep_dir_wins_over_the_environment(tmp_path, monkey
     assert sweep_parent.discover(None) is None
 
 
+def test_the_sweeps_element_wise_decision_reaches_every_child(tmp_path):
+    decided = sweep_parent.ParentRun("p", "sqlite:///a.db", "1", ("model.hidden",), elementwise=False, sampled=True)
+    sweep_parent.publish(decided, tmp_path)
+    back = sweep_parent.discover(tmp_path)
+    sweep_parent.unpublish()
+    assert back == decided
+    # Off for the sweep: a 17-parameter child within its own limit of 64 logs no elements.
+    assert not MetricLayout.for_params(_mlp(2, 4, 1), sweep_parent.elementwise_limit(back, 64, 17)).elementwise
+    on = sweep_parent.ParentRun("p", "sqlite:///a.db", "1", elementwise=True)
+    assert MetricLayout.for_params(_mlp(2, 16, 1), sweep_parent.elementwise_limit(on, 64, 65)).elementwise
+    assert sweep_parent.elementwise_limit(None, 64, 65) == 64  # a single run: its own setting
+    # A parent file written before the decision existed still loads: each job decides itself.
+    old = json.dumps({"run_id": "p", "tracking_uri": "sqlite:///a.db", "experiment_id": "1", "swept_keys": ["x"]})
+    assert sweep_parent.ParentRun.from_json(old).elementwise is None
+
+
+def _mlp(*sizes: int) -> dict[str, np.ndarray]:
+    out = {}
+    for layer, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]), start=1):
+        out[f"W{layer}"], out[f"b{layer}"] = np.zeros((n_out, n_in)), np.zeros(n_out)
+    return out
+
+
+def test_elementwise_decision_is_on_only_when_every_job_fits():
+    from backproplab.hydra_app.mlflow_sweep import elementwise_decision
+    from backproplab.hydra_app.preflight import SweepPlan
+
+    assert elementwise_decision(SweepPlan(((17, 64), (21, 64)))) == (
+        True, "on: the largest network of the sweep has 21 parameters <= logger.elementwise_max_params=64")
+    assert elementwise_decision(SweepPlan(((17, 64), (105, 64)))) == (
+        False, "off: a network of the sweep has 105 parameters > logger.elementwise_max_params=64")
+    # A swept limit: each job is judged against its own.
+    assert elementwise_decision(SweepPlan(((17, 10), (17, 64))))[0] is False
+    assert elementwise_decision(SweepPlan(unknown="the search varies model.hidden")) == (
+        False, "off: the search varies model.hidden, so the largest network is not known up front")
+    assert elementwise_decision(None)[0] is False
+
+
+# -- run names ----------------------------------------------------------------------------------
+def test_child_names_show_only_what_differs_by_short_keys():
+    from backproplab.tracking.naming import child_name, short_keys
+
+    overrides = ["data=moons", "optimizer.lr=0.5", "data.batch_size=8", "model.hidden=[4]", "logger.tracking_uri=sqlite:///x.db"]
+    assert child_name(overrides, ["optimizer.lr", "data.batch_size", "model.hidden"]) == "lr=0.5 bs=8 hidden=[4]"
+    # Two keys with the same last part keep as many parts as tell them apart.
+    assert short_keys(["model.activation.alpha", "model.output_activation.alpha", "optimizer"]) == {
+        "model.activation.alpha": "activation.alpha", "model.output_activation.alpha": "output_activation.alpha",
+        "optimizer": "optimizer",
+    }
+    # A search's sampled numbers: 4 significant digits after the trial number.
+    assert child_name(["optimizer.lr=0.012345678", "data.batch_size=16"], ["optimizer.lr", "data.batch_size"], sampled=True, job=3) == (
+        "#3 lr=0.01235 bs=16"
+    )
+    assert child_name(["trainer.epochs=3"], ["optimizer.lr"]) is None
+    long = child_name([f"optimizer.lr={'1' * 100}"], ["optimizer.lr"])
+    assert long is not None and len(long) == len("lr=") + 32 and long.endswith("…")
+
+
+def test_parent_and_single_run_names():
+    from backproplab.tracking.naming import parent_name, single_name
+
+    assert parent_name({"optimizer.lr": "0.1,0.5", "data.batch_size": "1,2"}, "moons") == "sweep lr, bs on moons"
+    assert parent_name({"data": "moons,circles", "optimizer.lr": "0.1,0.5"}, "moons") == "sweep lr on moons,circles"
+    assert parent_name({"optimizer.lr": "interval(0.01,1)"}, "xor", search=True) == "search lr on xor"
+    assert single_name({"data": {"name": "moons"}}, [2, 8, 1]) == "moons mlp 2-8-1"
+    assert single_name({"data": {"name": "csv", "path": "data/iris.csv"}}, [4, 8, 3]) == "iris mlp 4-8-3"
+
+
 # -- tags ---------------------------------------------------------------------------------------
 def test_git_commit_tag_is_the_users_project_and_backproplabs_own_is_separate(tmp_path):
     import subprocess

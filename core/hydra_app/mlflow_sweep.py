@@ -2,9 +2,12 @@
 
 Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``.
 
-- ``on_multirun_start`` (the launching process): checks the store, creates the parent run, logs
-  which parameters are swept (``sweep.<key>`` params, ``sweep.params`` tag) and publishes the
-  parent for the jobs (see ``parent.py``).
+- ``on_multirun_start`` (the launching process): checks the store, creates the parent run (named
+  by what is swept on which data), logs which parameters are swept (``sweep.<key>`` params,
+  ``sweep.params`` tag) and the fixed overrides (params under their own keys), takes the sweep's
+  one element-wise decision from the networks the command's check built (tags
+  ``backproplab.elementwise_metrics`` and ``backproplab.elementwise_rule``), and publishes the
+  parent, with that decision, for the jobs (see ``parent.py``).
 - ``on_job_start`` (the job's process, also under joblib): loads the parent so ``track_run``
   nests the job's run under it with ``mlflow.parentRunId``.
 - ``on_job_end`` (the job's process): a job that failed before ``track_run`` created its run
@@ -13,7 +16,9 @@ Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``
   starts (``backproplab.hydra_app.preflight``), so this is the safety net for what only shows at run time.
 - ``on_multirun_end``: reads the children back from the store (the jobs' return values belong
   to the app), logs ``sweep_summary.csv``, the same table as ``sweep_summary.json`` via
-  ``log_table``, and ``plots/final_loss.png``, then ends the parent. Rows are in Hydra's job
+  ``log_table`` (dot-free column names, which MLflow's table view needs), and
+  ``plots/final_loss.png``, names the best child (``backproplab.best_run_id``/``_name`` tags and a
+  description linking it, see ``tracking/summary.py``), then ends the parent. Rows are in Hydra's job
   order, with the job number (``hydra.job.num``) in column ``job``: the launching process
   expands the sweep as the sweeper does and matches each child by its ``hydra.overrides`` tag.
 
@@ -31,9 +36,9 @@ from __future__ import annotations
 import atexit
 import csv
 import math
+import re
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -47,9 +52,11 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from backproplab import __version__
-from .preflight import expand, sweeper_choice, swept_overrides, swept_parameters, task_overrides
+from .preflight import SweepPlan, expand, sweeper_choice, swept_parameters, take_sweep_plan, task_overrides
 from backproplab.errors import ConfigError
+from backproplab.tracking import naming
 from backproplab.tracking import parent as sweep_parent
+from backproplab.tracking import summary as run_summary
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.store import connect, resolve_uri
@@ -82,6 +89,56 @@ OBJECTIVE_METRICS = {
 # What Hydra's Optuna sweeper writes into the sweep folder once the study is done.
 OPTUNA_RESULTS = "optimization_results.yaml"
 BEST_RUN_TAG = "backproplab.best_run_id"
+BEST_NAME_TAG = "backproplab.best_run_name"
+NOTE_TAG = "mlflow.note.content"  # the run's description in MLflow's UI
+ELEMENTWISE_TAG = "backproplab.elementwise_metrics"
+ELEMENTWISE_RULE_TAG = "backproplab.elementwise_rule"
+
+
+def elementwise_decision(plan: SweepPlan | None) -> tuple[bool, str]:
+    """The sweep's one element-wise decision and why: on only if every job's network is within
+    its own ``logger.elementwise_max_params``, so every child logs the same metric names. Off
+    where the networks are not known up front (a search over a key that changes them, or a
+    multirun started without the command's check)."""
+    if plan is None:
+        return False, "off: the networks of the sweep's jobs were not checked up front"
+    if plan.unknown is not None or not plan.sizes:
+        return False, f"off: {plan.unknown or 'no job was checked'}, so the largest network is not known up front"
+    over = [(n, limit) for n, limit in plan.sizes if n > limit]
+    if over:
+        n, limit = max(over)
+        return False, f"off: a network of the sweep has {n} parameters > logger.elementwise_max_params={limit}"
+    n, limit = max(plan.sizes)
+    return True, f"on: the largest network of the sweep has {n} parameters <= logger.elementwise_max_params={limit}"
+
+
+def fixed_overrides(config: DictConfig, swept: dict[str, str]) -> dict[str, str]:
+    """The command line's overrides that are not swept, key -> value as typed (a one-value sweep,
+    ``choice(0.95)``, by its one value). ``hydra.*`` and ``logger.*`` are how the sweep ran, not
+    what it trained, and stay in the ``hydra.overrides`` tag."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    bare = {k.lstrip("+~") for k in swept}
+    out: dict[str, str] = {}
+    try:
+        parsed = OverridesParser.create().parse_overrides(task_overrides(config))
+    except Exception:  # noqa: BLE001 - Hydra has already accepted them; nothing to add then
+        return out
+    for override in parsed:
+        key = override.get_key_element().lstrip("+~")
+        if override.is_delete() or key in bare or re.split(r"[./]", key, maxsplit=1)[0] in ("hydra", "logger"):
+            continue
+        if override.is_sweep_override():
+            try:
+                values = list(override.sweep_string_iterator())
+            except Exception:  # noqa: BLE001 - an interval: swept, not fixed
+                continue
+            if len(values) != 1:
+                continue
+            out[key] = str(values[0])
+        else:
+            out[key] = override.get_value_element_as_str()
+    return out
 
 
 def objective_of(run: Any, objective: str) -> float | None:
@@ -179,6 +236,8 @@ class MlflowSweepCallback(Callback):
         self._job_numbers: dict[str, list[int]] = {}
         self._search: tuple[str, str] | None = None  # (objective, direction) of a search sweep
         self._sweep_dir: Path | None = None
+        self._name = ""
+        self._fixed: dict[str, str] = {}
 
     # -- launching process -------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -198,6 +257,9 @@ class MlflowSweepCallback(Callback):
             print(line, file=sys.stderr, flush=True)
             raise SystemExit(code) from None
         swept = swept_parameters(config)
+        fixed = fixed_overrides(config, swept)
+        elementwise, rule = elementwise_decision(take_sweep_plan())
+        search = sweeper_choice(config) not in (None, "basic")
         sweep_dir = _sweep_dir(config)
         tags = base_tags(__version__)
         tags.update(process_tags())  # so `backproplab runs reap` can end it if the sweep is killed
@@ -209,13 +271,22 @@ class MlflowSweepCallback(Callback):
                 "hydra.overrides": overrides_tag(list(OmegaConf.select(config, "hydra.overrides.task") or [])),
                 "hydra.sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_")),
                 "hydra.launcher": str(OmegaConf.select(config, "hydra.launcher._target_")),
+                ELEMENTWISE_TAG: "true" if elementwise else "false",
+                ELEMENTWISE_RULE_TAG: rule,
             }
         )
-        name = settings.run_name or f"sweep {sweep_dir.name if sweep_dir else ''}".strip()
+        data = naming.data_name(OmegaConf.to_container(config.data, resolve=False) if "data" in config else None)
+        name = settings.run_name or naming.parent_name(swept, data, search=search)
         run = client.create_run(experiment_id, run_name=truncate(name, 250), tags=tags)
-        for batch in param_batches({f"sweep.{k}": truncate(v, MAX_PARAM_VAL_LENGTH) for k, v in swept.items()}):
+        params = {f"sweep.{k}": v for k, v in swept.items()}
+        params.update({k: v for k, v in fixed.items() if k not in params})
+        for batch in param_batches({k: truncate(v, MAX_PARAM_VAL_LENGTH) for k, v in params.items()}):
             client.log_batch(run.info.run_id, params=batch, synchronous=True)
-        self._parent = sweep_parent.ParentRun(run.info.run_id, uri, experiment_id, tuple(swept))
+        self._parent = sweep_parent.ParentRun(
+            run.info.run_id, uri, experiment_id, tuple(swept), elementwise=elementwise, sampled=search
+        )
+        self._name = name
+        self._fixed = fixed
         self._swept = swept
         self._job_numbers = job_numbers(config)
         self._sweep_dir = sweep_dir
@@ -266,9 +337,11 @@ class MlflowSweepCallback(Callback):
         try:
             children = self.children(client, parent)
             finished = sum(r.info.status == "FINISHED" for r in children)
-            self._log_summary(client, parent, children)
-            if self._search is not None:
-                self._log_study(client, parent, children)
+            best = None if self._search is None else self._log_study(client, parent, children)
+            if best is None:  # ties go to the lowest job number
+                best = run_summary.best_child([run for run, _ in self.numbered(children)])
+            self._log_summary(client, parent, children, best)
+            self._log_best(client, parent, children, best)
         except Exception as exc:  # noqa: BLE001 - the parent must still be ended
             client.set_tag(parent.run_id, FAILURE_TAG, f"could not summarise the sweep: {one_line(exc)}")
             client.set_terminated(parent.run_id, "FAILED")
@@ -312,7 +385,9 @@ class MlflowSweepCallback(Callback):
         order = {id(run): i for i, run in enumerate(children)}
         return sorted(pairs, key=lambda p: (p[1] is None, p[1] if p[1] is not None else 0, order[id(p[0])]))
 
-    def _log_summary(self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any]) -> None:
+    def _log_summary(
+        self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any], best: run_summary.Best | None = None
+    ) -> None:
         keys = list(self._swept) or list(parent.swept_keys)
         rows = []
         for run, job in self.numbered(children):
@@ -350,16 +425,26 @@ class MlflowSweepCallback(Callback):
                 writer.writeheader()
                 writer.writerows(rows)
             (root / "plots").mkdir()
-            _plot_final_loss(root / "plots" / "final_loss.png", rows, keys)
+            ranking = best.metric if best is not None and best.metric.startswith("final/") else run_summary.ranking_metric(children)
+            bars = [
+                (
+                    run.info.run_name or f"job {job}",
+                    run_summary.final_value(run, ranking) if run.info.status == "FINISHED" else None,
+                    run.info.status,
+                    best is not None and run.info.run_id == best.run.info.run_id,
+                )
+                for run, job in self.numbered(children)
+            ]
+            run_summary.plot_final_loss(root / "plots" / "final_loss.png", bars, ranking)
             client.log_artifacts(parent.run_id, str(root))
         if rows:
             text_columns = ("run_id", "run_name", "status", *keys)
             table = {c: [str(r[c]) if c in text_columns else r[c] for r in rows] for c in columns}
-            table = {c: [None if v == "" else v for v in vals] for c, vals in table.items()}
+            table = {run_summary.table_column(c): [None if v == "" else v for v in vals] for c, vals in table.items()}
             client.log_table(parent.run_id, data=table, artifact_file="sweep_summary.json")
 
 
-    def _log_study(self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any]) -> None:
+    def _log_study(self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any]) -> run_summary.Best | None:
         """The search's outcome on the parent: ``sweep/best_value``, ``sweep.best.<param>``,
         ``backproplab.best_run_id``, the objective and direction, and the sweeper's results file."""
         assert self._search is not None
@@ -370,8 +455,6 @@ class MlflowSweepCallback(Callback):
             results = loaded if isinstance(loaded, dict) else None
         study = study_of(children, *self._search, results)  # type: ignore[arg-type]
         tags = {"sweep.objective": study.objective, "sweep.direction": study.direction}
-        if study.best_run_id is not None:
-            tags[BEST_RUN_TAG] = study.best_run_id
         for key, value in tags.items():
             client.set_tag(parent.run_id, key, value)
         params = {f"sweep.best.{k}": truncate(str(v), MAX_PARAM_VAL_LENGTH) for k, v in study.best_params.items()}
@@ -381,6 +464,22 @@ class MlflowSweepCallback(Callback):
             client.log_batch(parent.run_id, metrics=[Metric("sweep/best_value", study.best_value, 0, 0)], synchronous=True)
         if results_file is not None and results_file.is_file():
             client.log_artifact(parent.run_id, str(results_file))
+        if study.objective == "auto" or study.best_run_id is None or study.best_value is None:
+            return None  # auto is the loss rule of ``summary.best_child``
+        run = next(r for r in children if r.info.run_id == study.best_run_id)
+        return run_summary.Best(run, study.objective, study.best_value, f"the search's best trial, {study.objective} {study.direction}d")
+
+    def _log_best(
+        self, client: MlflowClient, parent: sweep_parent.ParentRun, children: list[Any], best: run_summary.Best | None
+    ) -> None:
+        """The answer on the parent: the best child's id and name as tags, and a description
+        (``mlflow.note.content``) that names and links it."""
+        if best is not None:
+            client.set_tag(parent.run_id, BEST_RUN_TAG, best.run.info.run_id)
+            client.set_tag(parent.run_id, BEST_NAME_TAG, best.run.info.run_name or best.run.info.run_id)
+        finished = sum(r.info.status == "FINISHED" for r in children)
+        text = run_summary.sweep_description(self._name, parent.experiment_id, best, finished, len(children), self._swept, self._fixed)
+        client.set_tag(parent.run_id, NOTE_TAG, text)
 
 
 def run_url(base: str, parent: sweep_parent.ParentRun) -> str:
@@ -431,12 +530,12 @@ def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job:
                 client.set_tag(run.info.run_id, FAILURE_TAG, truncate(reason, 1000))
                 client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
             return None
-    swept = swept_overrides(overrides, parent.swept_keys)
     tags = base_tags(__version__)
     tags.update({PARENT_TAG: parent.run_id, "hydra.overrides": tag, FAILURE_TAG: truncate(reason, 1000)})
     if job is not None:
         tags[JOB_TAG] = job_text
-    name = truncate(",".join(swept or overrides), 250) or None
+    name = naming.child_name(overrides, parent.swept_keys, sampled=parent.sampled, job=job if isinstance(job, int) else None)
+    name = name or truncate(" ".join(overrides), 250) or None
     run = client.create_run(parent.experiment_id, run_name=name, tags=tags)
     params = {}
     for item in overrides:
@@ -449,30 +548,3 @@ def record_failed_job(parent: sweep_parent.ParentRun, overrides: list[str], job:
     finally:
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
     return run.info.run_id
-
-
-def _plot_final_loss(path: Path, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(max(6.0, 0.5 * len(rows) + 2), 4.5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    labels = [", ".join(f"{k}={r[k]}" for k in keys) or r["run_name"] for r in rows]
-    values = [r["final_loss"] if r["final_loss"] != "" and r["status"] == "FINISHED" else math.nan for r in rows]
-    colors = ["tab:blue" if r["status"] == "FINISHED" else "tab:red" for r in rows]
-    positions = list(range(len(rows)))
-    ax.bar(positions, [0 if math.isnan(v) else v for v in values], color=colors)
-    for x, r, v in zip(positions, rows, values):
-        if math.isnan(v):
-            ax.text(x, 0, r["status"], rotation=90, ha="center", va="bottom", fontsize="small", color="tab:red")
-    ax.set_xticks(positions)
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize="small")
-    ax.set_ylabel("final loss (last epoch's train/loss)")
-    ax.set_title("Final loss per configuration (red: not finished)")
-    with warnings.catch_warnings():
-        # Long labels (a search's several parameters) leave tight_layout no room; the plot is
-        # still drawn, and the console is no place for matplotlib's layout notes.
-        warnings.simplefilter("ignore", UserWarning)
-        fig.tight_layout()
-    fig.savefig(path)

@@ -472,7 +472,7 @@ def run_config(session: _Session) -> DictConfig:
     return _task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir")))
 
 
-def check_job(cfg: DictConfig, *, keep: bool = False) -> Any:
+def check_job(cfg: DictConfig, *, keep: bool = False, sizes: list[tuple[int, int]] | None = None) -> Any:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
     store is reachable is checked once per command: by ``check`` for a single run, by the sweep
@@ -488,7 +488,44 @@ def check_job(cfg: DictConfig, *, keep: bool = False) -> Any:
         _prepared = (_identity(prepared.config.resolved), prepared)
     from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
-    return TrackingSettings.from_mapping(prepared.config.logger)
+    settings = TrackingSettings.from_mapping(prepared.config.logger)
+    if sizes is not None:
+        sizes.append((prepared.network.n_parameters, settings.elementwise_max_params))
+    return settings
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What the check learnt about a multirun's networks, for the sweep's one element-wise
+    decision (``mlflow_sweep``): each job's (parameter count, ``logger.elementwise_max_params``),
+    or why they are not known up front (a search over a key that changes the network)."""
+
+    sizes: tuple[tuple[int, int], ...] = ()
+    unknown: str | None = None
+
+
+# Set by the check of a multirun, taken once by the sweep callback of the same process.
+_plan: SweepPlan | None = None
+
+
+def take_sweep_plan() -> SweepPlan | None:
+    global _plan
+    plan, _plan = _plan, None
+    return plan
+
+
+# Searched keys that leave every network's size alone; a search over any other key (model.hidden,
+# data, loss, logger.elementwise_max_params...) makes the sizes unknown up front.
+SIZE_NEUTRAL = (
+    "optimizer", "trainer", "initializer", "model.activation", "model.output_activation", "model.dtype",
+    "data.batch_size", "data.shuffle", "data.seed", "data.noise", "data.n_samples", "data.val_fraction", "data.standardize",
+)
+
+
+def _size_neutral(key: str) -> bool:
+    if key.startswith("logger.") and key != "logger.elementwise_max_params":
+        return True
+    return any(key == k or key.startswith(k + ".") for k in SIZE_NEUTRAL)
 
 
 # The single run the check prepared, for the job to train: Hydra's task function takes no
@@ -627,8 +664,10 @@ def _check_search(session: _Session) -> int | None:
     trial = search_trial(master, session.loader)
     if trial is None:
         return None
+    global _plan
+    sizes: list[tuple[int, int]] = []
     try:
-        check_job(job_config(session.loader, master, trial))
+        check_job(job_config(session.loader, master, trial), sizes=sizes)
     except Exception as exc:  # noqa: BLE001 - reported as one line, as a job would
         line, code = describe(exc)
         keys = swept_parameters(master, single=True)
@@ -637,6 +676,8 @@ def _check_search(session: _Session) -> int | None:
             f"checked on the trial {_label(trial, keys)}: {line.removeprefix('error: ')}"
         )
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message) from None
+    varying = [k for k in swept_parameters(master, single=True) if not _size_neutral(k.lstrip("+~"))]
+    _plan = SweepPlan(unknown=f"the search varies {', '.join(varying)}") if varying else SweepPlan(tuple(sizes))
     return 1
 
 
@@ -653,6 +694,8 @@ def check(args: Sequence[str]) -> int | None:
     job of a single run, whose error is the exception the run itself would raise. The number of
     jobs checked; None when ``args`` run nothing (``--help``, ``--cfg``) or their jobs are only
     known as the sweeper runs."""
+    global _plan
+    _plan = None
     with _session(args) as session:
         if session is None:
             return None
@@ -680,11 +723,14 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
     if sweep is None:
         return None
     loader, master, jobs = sweep
+    global _plan
     keys = swept_parameters(master, single=True)
     bad: list[tuple[Job, BaseException]] = []
+    sizes: list[tuple[int, int]] = []
+    _plan = None
     for job in jobs:
         try:
-            check_job(job_config(loader, master, job))
+            check_job(job_config(loader, master, job), sizes=sizes)
         except Exception as exc:  # noqa: BLE001 - reported below, as the job would
             bad.append((job, exc))
     if bad:
@@ -701,6 +747,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
             )
         # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message)
+    _plan = SweepPlan(tuple(sizes))
     return len(jobs)
 
 

@@ -25,6 +25,11 @@ class ParentRun:
     tracking_uri: str
     experiment_id: str
     swept_keys: tuple[str, ...] = ()
+    # The sweep's one element-wise decision (grad/* and param/* metrics on every child or on
+    # none), taken by the parent when the multirun starts; None: each job decides for itself.
+    elementwise: bool | None = None
+    # A search sweeper (Optuna) samples the values: children are named with the trial number.
+    sampled: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -33,7 +38,16 @@ class ParentRun:
     def from_json(cls, text: str) -> "ParentRun":
         data = json.loads(text)
         data["swept_keys"] = tuple(data.get("swept_keys", ()))
-        return cls(**data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def elementwise_limit(parent: "ParentRun | None", own_limit: int, n_parameters: int) -> int:
+    """The ``elementwise_max_params`` a run applies: its own, unless its sweep decided for every
+    child (then one that gives the sweep's answer for this network)."""
+    if parent is None or parent.elementwise is None:
+        return own_limit
+    return n_parameters if parent.elementwise else n_parameters - 1
 
 
 def swept_overrides(overrides: Sequence[str], keys: Iterable[str]) -> list[str]:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 import warnings
 from typing import Any, Iterator, Mapping
 from urllib.parse import urlparse
@@ -37,6 +38,7 @@ from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
 from .faults import StoreFullError, store_full
+from . import naming
 from .metric_names import MetricLayout
 from .params import log_params, truncate
 from .settings import TrackingSettings
@@ -44,6 +46,7 @@ from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
 from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
 from .sql_writer import SqlMetricSink, supports_sql_writer
 from .store import connect, resolve_uri
+from .summary import final_metrics
 from .tags import base_tags, component_tags, one_line, overrides_tag, process_tags
 from .trace import TraceRecorder
 
@@ -102,9 +105,10 @@ def _run_name(settings: TrackingSettings, context: RunContext, parent: sweep_par
     if settings.run_name:
         return truncate(settings.run_name, MAX_RUN_NAME)
     if parent is not None and context.overrides:
-        swept = sweep_parent.swept_overrides(context.overrides, parent.swept_keys)
-        return truncate(",".join(swept or context.overrides), MAX_RUN_NAME)
-    return None  # MLflow picks a memorable name
+        name = naming.child_name(context.overrides, parent.swept_keys, sampled=parent.sampled, job=context.job_num)
+        if name:
+            return name
+    return naming.single_name(context.config, context.network.sizes)
 
 
 @contextlib.contextmanager
@@ -139,7 +143,9 @@ def _tracked(
     parent: sweep_parent.ParentRun | None,
 ) -> Iterator[Callback]:
     network = context.network
-    layout = MetricLayout.for_params(network.params, settings.elementwise_max_params)
+    layout = MetricLayout.for_params(
+        network.params, sweep_parent.elementwise_limit(parent, settings.elementwise_max_params, network.n_parameters)
+    )
 
     tags = base_tags(__version__, context.launch_dir)
     tags.update(process_tags())
@@ -242,6 +248,7 @@ def _end(
             plots = PlotThread(tracker.layout, tracker.summary(), tracker.epochs)
 
         if tracker is not None:
+            _add_final_metrics(tracker)
             tracker.close(before_write=start_plots)
 
     problems = []
@@ -284,6 +291,16 @@ def _end(
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"could not mark MLflow run {run_id} {RunStatus.to_string(status)}: {one_line(exc)}", stacklevel=2)
     return unrecorded
+
+
+def _add_final_metrics(tracker: MlflowTracker) -> None:
+    """``final/*`` from the last completed epoch, written with the run's last metrics (and
+    spooled with them when the server is gone)."""
+    if not tracker.epochs:
+        return
+    step, now = tracker.epochs[-1].iterations, time.time()
+    for key, value in final_metrics(tracker.epochs).items():
+        tracker.buffer.add_sparse(key, value, now, step)
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:

@@ -1,0 +1,162 @@
+"""A run's final numbers, and a sweep's answer: the best child, its description, the final-loss plot.
+
+Final metrics (``FINAL_METRICS``) are logged once at a run's end, from its last completed epoch,
+on every tracked run (FINISHED, FAILED or KILLED alike), so that the runs table and the compare
+view sort and plot them without reading histories.
+
+The best child of a sweep is the one with the lowest ``final/val_loss`` when the sweep has a
+validation split (any finished child has that metric), else the lowest ``final/train_loss``;
+children that did not finish, or whose value is not a finite number, are never best.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+# EpochSummary field -> final metric (the contract between the issue-12 helpers: fixed names).
+FINAL_METRICS = {
+    "train_loss": "final/train_loss",
+    "val_loss": "final/val_loss",
+    "train_accuracy": "final/train_accuracy",
+    "val_accuracy": "final/val_accuracy",
+}
+# Stores written before final metrics existed: the latest per-epoch value is the same number.
+_LEGACY = {"final/train_loss": "train/loss", "final/val_loss": "val/loss"}
+
+
+def final_metrics(epochs: Sequence[Any]) -> dict[str, float]:
+    """The last completed epoch's numbers under their final names; empty before any epoch ended."""
+    if not epochs:
+        return {}
+    last = epochs[-1]
+    out = {}
+    for field, key in FINAL_METRICS.items():
+        value = getattr(last, field, None)
+        if value is not None:
+            out[key] = float(value)
+    return out
+
+
+def final_value(run: Any, key: str) -> float | None:
+    metrics = run.data.metrics
+    value = metrics.get(key, metrics.get(_LEGACY.get(key, ""), None))
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def ranking_metric(children: Iterable[Any]) -> str:
+    """``final/val_loss`` if the sweep has a validation split, else ``final/train_loss``."""
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    return "final/val_loss" if any(final_value(r, "final/val_loss") is not None for r in finished) else "final/train_loss"
+
+
+@dataclass(frozen=True)
+class Best:
+    run: Any
+    metric: str
+    value: float
+    how: str = ""  # why it is best, when not the lowest ``metric`` (a search's own objective)
+
+
+def best_child(children: Sequence[Any], metric: str | None = None) -> Best | None:
+    """The finished child with the lowest finite ``metric`` (default: ``ranking_metric``); the
+    first in ``children``'s order on a tie; None when no child qualifies."""
+    metric = metric or ranking_metric(children)
+    best: Best | None = None
+    for run in children:
+        if run.info.status != "FINISHED":
+            continue
+        value = final_value(run, metric)
+        if value is not None and (best is None or value < best.value):
+            best = Best(run, metric, value)
+    return best
+
+
+def run_link(experiment_id: str, run_id: str) -> str:
+    """A link that MLflow's UI (a hash router) resolves from any of its pages."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def sweep_description(
+    name: str, experiment_id: str, best: Best | None, finished: int, jobs: int, swept: dict[str, str], fixed: dict[str, str]
+) -> str:
+    """The parent's ``mlflow.note.content`` (Markdown): the answer first, then what was run."""
+    lines = []
+    if best is not None:
+        child = best.run.info.run_name or best.run.info.run_id
+        lines.append(
+            f"**Best run: [{child}]({run_link(experiment_id, best.run.info.run_id)})**, "
+            f"{best.metric} = {best.value:.6g} ({best.how or f'lowest {best.metric} of the finished runs'}; run id `{best.run.info.run_id}`)."
+        )
+    else:
+        lines.append("**No best run:** no child finished with a finite final loss.")
+    lines.append("")
+    lines.append(f"{name}: {finished} of {jobs} jobs finished.")
+    if swept:
+        lines.append("")
+        lines.append("Swept: " + "; ".join(f"`{k}` = {v}" for k, v in swept.items()) + ".")
+    if fixed:
+        lines.append("")
+        lines.append("Fixed: " + " ".join(f"`{k}={v}`" for k, v in fixed.items()) + ".")
+    lines.append("")
+    lines.append("Table: `sweep_summary.json` (one row per job); plot: `plots/final_loss.png`.")
+    return "\n".join(lines)
+
+
+def table_column(name: str) -> str:
+    """A summary column as MLflow's table view can show it: a dot in a column name reads as a
+    path into the row there and shows blank, so ``optimizer.lr`` becomes ``optimizer/lr``."""
+    return name.replace(".", "/")
+
+
+# The final-loss plot: one bar per job, sorted, best at the top.
+BAR_INCHES = 0.38
+LABEL_INCHES_PER_CHAR = 0.085  # at fontsize 10, generous so no label is cut
+DPI = 100
+
+
+def plot_size(labels: Sequence[str]) -> tuple[float, float]:
+    """(width, height) in inches: room for the longest label, the bars and their values."""
+    longest = max((len(label) for label in labels), default=10)
+    width = max(7.0, 4.5 + LABEL_INCHES_PER_CHAR * longest)
+    height = max(2.5, 1.4 + BAR_INCHES * len(labels))
+    return width, height
+
+
+def plot_final_loss(path: Path, bars: Sequence[tuple[str, float | None, str, bool]], metric: str) -> tuple[int, int]:
+    """Sorted horizontal bars of ``(label, value, status, is_best)``: lowest value at the top, its value
+    at each bar's end, the best marked, runs without a value at the bottom with their status.
+    Returns the image's (width, height) in pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ordered = sorted(bars, key=lambda b: (b[1] is None, b[1] if b[1] is not None else 0.0))
+    labels = [b[0] for b in ordered]
+    width, height = plot_size(labels)
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    positions = list(range(len(ordered)))
+    values = [b[1] if b[1] is not None else 0.0 for b in ordered]
+    colors = ["tab:green" if b[3] else ("tab:blue" if b[1] is not None else "tab:red") for b in ordered]
+    ax.barh(positions, values, color=colors)
+    top = max([v for v in values if v > 0], default=1.0)
+    for y, (_label, value, status, best) in zip(positions, ordered):
+        text = status if value is None else f"{value:.4g}" + ("  ★ best" if best else "")
+        ax.text(value if value is not None else 0.0, y, " " + text, va="center", ha="left", fontsize=9,
+                color="tab:red" if value is None else "black", fontweight="bold" if best else "normal")
+    ax.set_xlim(0, top * 1.3)  # room for the value texts
+    ax.set_yticks(positions)
+    ax.set_yticklabels(labels, fontsize=10)
+    ax.invert_yaxis()  # lowest loss at the top
+    ax.set_xlabel(f"{metric} (lower is better)")
+    ax.set_title("Final loss per run, best first (green: best; red: did not finish)", fontsize=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
+    canvas.draw()
+    fig.savefig(path, dpi=DPI)
+    return int(round(width * DPI)), int(round(height * DPI))
