@@ -13,7 +13,7 @@ from typing import Any
 from backproplab.numerics.trainer import Step
 from backproplab.run.context import RunContext
 from .images import ImageThread, PlaneData, Snapshots, log_images
-from .model import log_model
+from .model import log_model, servable
 from .settings import TrackingSettings
 
 
@@ -47,5 +47,6 @@ class RunExtras:
         """The pictures (whatever the run's outcome), then the model of a run that trained to the end."""
         if self._thread is not None:
             log_images(client, run_id, self._thread.wait())
-        if trained and self.settings.log_model and self._last is not None:
+        # A context built by hand without its activations cannot be rebuilt where it is served.
+        if trained and self.settings.log_model and self._last is not None and servable(self.context):
             log_model(client, run_id, self.context, self.settings.register_model, step=self._last.iteration + 1)

@@ -143,10 +143,29 @@ def _few_ticks(ax) -> None:
     ax.tick_params(labelsize="small")
 
 
+class _Blitter:
+    """Draws a figure's fixed parts (axes, ticks, labels: nearly all of a picture's cost, in text
+    rendering) once, then only the ``animated`` artists on top of that background per picture."""
+
+    def __init__(self, fig, animated: list[Any]) -> None:
+        self.fig, self.animated = fig, animated
+        for artist in animated:
+            artist.set_animated(True)
+        fig.canvas.draw()
+        self.background = fig.canvas.copy_from_bbox(fig.bbox)
+
+    def pixels(self) -> np.ndarray:
+        canvas = self.fig.canvas
+        canvas.restore_region(self.background)
+        renderer = canvas.get_renderer()
+        for artist in self.animated:
+            artist.draw(renderer)
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
 class BoundaryCanvas:
     """One figure for every snapshot of a run: the grid, the points, the axes and their ticks are
-    laid out once; each picture only swaps the surface's pixels and the title, which keeps a
-    picture at one Agg draw (creating and laying out a figure costs as much again)."""
+    laid out and drawn once; each picture redraws only the surface, the points and the title."""
 
     def __init__(self, plane: PlaneData, n_outputs: int, epochs: int) -> None:
         X = plane.X
@@ -175,15 +194,16 @@ class BoundaryCanvas:
         )
         colours = plane.y if plane.y.ndim == 1 else plane.y[:, 0]
         if plane.classification:
-            ax.scatter(X[:, 0], X[:, 1], c=colours, cmap=cmap, vmin=vmin, vmax=vmax, s=8, linewidths=0)
+            points = ax.scatter(X[:, 0], X[:, 1], c=colours, cmap=cmap, vmin=vmin, vmax=vmax, s=8, linewidths=0)
         else:
-            ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="viridis", s=8, linewidths=0)
+            points = ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="viridis", s=8, linewidths=0)
         ax.set_xlim(self.extent[0], self.extent[1])
         ax.set_ylim(self.extent[2], self.extent[3])
         ax.set_xlabel(plane.feature_names[0], fontsize="small")
         ax.set_ylabel(plane.feature_names[1], fontsize="small")
         _few_ticks(ax)
         self.title = ax.set_title("", fontsize="medium")
+        self.blitter = _Blitter(self.fig, [self.image, points, self.title])
 
     def draw(self, activations: list[Any], snap: Snapshot) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -199,43 +219,62 @@ class BoundaryCanvas:
             z = np.argmax(np.where(np.isfinite(out), out, -np.inf), axis=1).astype(float)
         self.image.set_data(z.reshape(_GRID, _GRID))
         self.title.set_text(f"Decision boundary, epoch {snap.epoch + 1}/{self.epochs} (step {snap.step})")
-        return _pixels(self.fig)
+        return self.blitter.pixels()
+
+
+_BINS = 30
+
+
+def _range(arrays: list[np.ndarray]) -> tuple[float, float]:
+    finite = [a[np.isfinite(a)] for a in arrays]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return -1.0, 1.0
+    lo, hi = min(float(a.min()) for a in finite), max(float(a.max()) for a in finite)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
 
 
 class HistogramCanvas:
-    """One figure per layer, reused across snapshots as ``BoundaryCanvas`` is: weights ``W<l>``
-    on the left, their gradient on the right; counts are not labelled (the shape is the point)."""
+    """One figure per layer for all of a run's snapshots: weights ``W<l>`` on the left, their
+    gradient on the right, on bins and axes fixed over the run (so the step slider shows the
+    distributions move and spread, and the axes are drawn once); counts are not labelled."""
 
-    def __init__(self, layer: int, epochs: int) -> None:
+    def __init__(self, layer: int, epochs: int, taken: list[Snapshot]) -> None:
         self.layer, self.epochs = layer, epochs
+        name = f"W{layer}"
+        series = [
+            [np.asarray(s.params[name], dtype=float).ravel() for s in taken],
+            [np.asarray(s.grads[name], dtype=float).ravel() for s in taken if s.grads is not None],
+        ]
+        self.edges = [np.linspace(*_range(values), _BINS + 1) for values in series]
+        top = [
+            max([np.histogram(v, bins=edges)[0].max() for v in values] or [1]) for values, edges in zip(series, self.edges)
+        ]
         self.fig = _figure(6.4, 2.8)
         self.fig.subplots_adjust(left=0.04, right=0.98, bottom=0.12, top=0.78, wspace=0.12)
         self.axes = [self.fig.add_subplot(1, 2, k) for k in (1, 2)]
         self.stairs = []
-        name = f"W{layer}"
-        for ax, label, colour in zip(self.axes, (f"weights {name}", f"gradients dE/d{name} (last batch of the epoch)"), ("tab:blue", "tab:orange")):
-            self.stairs.append(ax.stairs([0.0], [0.0, 1.0], fill=True, color=colour, alpha=0.8))
+        labels = (f"weights {name}", f"gradients dE/d{name} (last batch of the epoch)")
+        for ax, label, colour, edges, high in zip(self.axes, labels, ("tab:blue", "tab:orange"), self.edges, top):
+            self.stairs.append(ax.stairs(np.zeros(_BINS), edges, fill=True, color=colour, alpha=0.8))
             ax.set_title(label, fontsize="small")
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylim(0, max(1.0, high * 1.05))
             _few_ticks(ax)
             ax.set_yticks([])
         self.suptitle = self.fig.suptitle("", fontsize="medium")
+        self.blitter = _Blitter(self.fig, [*self.stairs, self.suptitle])
 
     def draw(self, snap: Snapshot) -> np.ndarray:
         name = f"W{self.layer}"
-        for ax, artist, values in zip(self.axes, self.stairs, (snap.params[name], None if snap.grads is None else snap.grads[name])):
-            values = np.zeros(0) if values is None else np.asarray(values, dtype=float).ravel()
-            values = values[np.isfinite(values)]
-            if values.size:
-                counts, edges = np.histogram(values, bins=min(30, max(5, values.size)))
-            else:
-                counts, edges = np.zeros(1), np.array([0.0, 1.0])
-            if edges[-1] == edges[0]:
-                edges = edges + np.linspace(-0.5, 0.5, edges.size)
+        sources = (snap.params[name], None if snap.grads is None else snap.grads[name])
+        for artist, values, edges in zip(self.stairs, sources, self.edges):
+            counts = np.zeros(_BINS) if values is None else np.histogram(np.asarray(values, dtype=float), bins=edges)[0]
             artist.set_data(counts.astype(float), edges)
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_ylim(0, max(1.0, counts.max() * 1.05))
         self.suptitle.set_text(f"Layer {self.layer}, epoch {snap.epoch + 1}/{self.epochs} (step {snap.step})")
-        return _pixels(self.fig)
+        return self.blitter.pixels()
 
 
 class ImageThread:
@@ -261,7 +300,8 @@ class ImageThread:
                     self.images.append((BOUNDARY_KEY, snap.step, boundary.draw(activations, snap)))
                 if snap.grads is not None:
                     if histograms is None:
-                        histograms = [HistogramCanvas(layer, epochs) for layer in range(1, len(activations) + 1)]
+                        with_grads = [t for t in taken if t.grads is not None]
+                        histograms = [HistogramCanvas(layer, epochs, with_grads) for layer in range(1, len(activations) + 1)]
                     for canvas in histograms:
                         self.images.append((f"{HISTOGRAM_PREFIX}W{canvas.layer}", snap.step, canvas.draw(snap)))
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that ends the run

@@ -81,6 +81,18 @@ def requirements(context: RunContext) -> list[str]:
     return reqs
 
 
+def activation_specs(context: RunContext) -> tuple[Any, Any]:
+    """(hidden, output) activation specs as configured (with their hyperparameters); a context
+    built by hand (Python API) may carry only the components' names, or neither (None)."""
+    model_config = context.config.get("model") or {}
+    named = {info.role: info.name for info in context.components if info.kind == "activation"}
+    return model_config.get("activation", named.get("activation")), model_config.get("output_activation", named.get("output_activation"))
+
+
+def servable(context: RunContext) -> bool:
+    return None not in activation_specs(context)
+
+
 def write_model(directory: Path, context: RunContext) -> Path:
     """Save the MLflow model of ``context``'s network into ``directory/model``; its path."""
     import mlflow.pyfunc
@@ -89,17 +101,14 @@ def write_model(directory: Path, context: RunContext) -> Path:
     from mlflow.types import ColSpec, Schema
 
     network = context.network
-    model_config = context.config.get("model") or {}
+    hidden, output = activation_specs(context)
     features, outputs = feature_names(context), output_columns(context)
     files = directory / "files"
     files.mkdir(parents=True)
-    # The specs as configured (with their hyperparameters); a context built by hand (Python API)
-    # may carry only the components' names.
-    named = {info.role: info.name for info in context.components if info.kind == "activation"}
     spec = {
         "sizes": list(network.sizes),
-        "activation": model_config.get("activation", named.get("activation")),
-        "output_activation": model_config.get("output_activation", named.get("output_activation")),
+        "activation": hidden,
+        "output_activation": output,
         "dtype": network.dtype.name,
         "features": features,
         "outputs": outputs,
