@@ -7,7 +7,6 @@ thread while the last metrics are written), and ``log`` among the run's artifact
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from backproplab.numerics.trainer import Step
@@ -17,19 +16,12 @@ from .model import log_model, servable
 from .settings import TrackingSettings
 
 
-def _log_image_takes_steps() -> bool:
-    # key= and step= arrived in MLflow 2.16; older versions log no pictures rather than fail.
-    from mlflow import MlflowClient
-
-    return "step" in inspect.signature(MlflowClient.log_image).parameters
-
-
 class RunExtras:
     def __init__(self, settings: TrackingSettings, context: RunContext) -> None:
         self.settings = settings
         self.context = context
         self.snapshots: Snapshots | None = None
-        if settings.images_enabled and context.iterations_per_epoch > 0 and _log_image_takes_steps():
+        if settings.images_enabled and context.iterations_per_epoch > 0:
             self.snapshots = Snapshots(context.network.params, context.epochs, context.iterations_per_epoch, settings.images_max_per_key)
         self._thread: ImageThread | None = None
         self._last: Step | None = None
