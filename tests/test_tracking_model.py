@@ -136,7 +136,8 @@ def test_images_and_model_can_be_turned_off_and_a_bad_setting_is_one_line(tmp_pa
     proc = cli("logger.register_model=a/b", f"logger.tracking_uri=sqlite:///{tmp_path}/bad.db")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        "error: logger.register_model must be a registered model name (non-empty, without '/' or ':') or null, got 'a/b'"
+        "error: logger.register_model must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..') "
+        "or null, got 'a/b'"
     ]
     assert not (tmp_path / "bad.db").exists()
 
@@ -144,7 +145,8 @@ def test_images_and_model_can_be_turned_off_and_a_bad_setting_is_one_line(tmp_pa
 @pytest.mark.parametrize(
     "logger, message",
     [
-        ({"register_model": "x:1"}, "logger.register_model must be a registered model name (non-empty, without '/' or ':') or null, got 'x:1'"),
+        ({"register_model": "x:1"}, "logger.register_model must be a registered model name (non-empty, without '/' or ':', not"),
+        ({"register_model": "..up"}, "logger.register_model must be a registered model name (non-empty, without '/' or ':', not"),
         ({"register_model": "m", "log_model": False}, "logger.register_model='m' registers the logged model, but logger.log_model=false"),
         ({"images": {"max_per_key": 0}}, "logger.images.max_per_key must be an integer >= 1, got 0"),
         ({"images": {"every": 3}}, "logger.images has no key 'every'; valid: enabled, max_per_key"),

@@ -76,9 +76,9 @@ def _model_name(value: Any) -> str | None:
     # that a bad name stops the run before training instead of failing its registration at the end.
     if value is None:
         return None
-    if not isinstance(value, str) or not value.strip() or any(c in value for c in "/:"):
+    if not isinstance(value, str) or not value.strip() or any(c in value for c in "/:") or value.strip() == "." or value.strip().startswith(".."):
         raise ConfigError(
-            f"logger.register_model must be a registered model name (non-empty, without '/' or ':') or null, got {value!r}"
+            f"logger.register_model must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..') or null, got {value!r}"
         )
     return value.strip()
 
