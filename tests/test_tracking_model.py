@@ -202,3 +202,81 @@ def test_mlflow_models_serve_answers_with_the_networks_outputs(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.mark.parametrize("epochs, bound", [(1, 10), (7, 10), (10, 10), (12, 4), (1000, 10), (3, 1)])
+def test_chosen_epochs_are_bounded_spread_and_end_with_the_last(epochs, bound):
+    from backproplab.tracking.images import chosen_epochs
+
+    chosen = chosen_epochs(epochs, bound)
+    assert len(chosen) == min(epochs, bound) and chosen == sorted(set(chosen))
+    assert chosen[-1] == epochs - 1 and chosen[0] >= 0
+    if len(chosen) > 2:  # evenly spread: no gap more than one epoch longer than another
+        gaps = np.diff([-1, *chosen])
+        assert gaps.max() - gaps.min() <= 1, chosen
+
+
+class _StopAfter(bp.Callback):
+    def __init__(self, iterations: int) -> None:
+        self.iterations = iterations
+
+    def on_iteration(self, step) -> None:
+        if step.iteration + 1 == self.iterations:
+            raise KeyboardInterrupt
+
+
+def test_snapshots_copy_params_at_epoch_ends_and_the_last_batch_gradients():
+    from backproplab.tracking.images import Snapshots
+
+    class Recorder(bp.Callback):
+        """What the trainer shows at each iteration, to compare the snapshots with."""
+
+        def __init__(self, snapshots: Snapshots) -> None:
+            self.snapshots, self.grads, self.params = snapshots, {}, {}
+
+        def on_iteration(self, step) -> None:
+            self.grads[step.iteration] = {k: np.array(v) for k, v in step.grads.items()}
+            if step.iteration == self.snapshots.grad_iteration:
+                self.snapshots.grads(step)
+
+        def on_epoch_end(self, summary) -> None:
+            self.params[summary.iterations] = {k: np.array(v) for k, v in net.params.items()}
+            self.snapshots.epoch_end(summary)
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(float)
+    net = bp.build_network([2, 3, 1], "tanh", "sigmoid")
+    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=3)
+    recorder = Recorder(snapshots)
+    bp.build_trainer(net, batch_size=5, epochs=9, callbacks=[recorder]).fit(X, y)
+    assert [s.step for s in snapshots.taken] == [12, 24, 36] and [s.epoch for s in snapshots.taken] == [2, 5, 8]
+    for snap in snapshots.taken:
+        for name in net.params:
+            np.testing.assert_array_equal(snap.params[name], recorder.params[snap.step][name])
+            np.testing.assert_array_equal(snap.grads[name], recorder.grads[snap.step - 1][name])  # the epoch's last batch
+    snapshots.finish(None)
+    assert len(snapshots.taken) == 3  # a run that reached its last epoch gets nothing more
+
+
+def test_a_run_stopped_early_gets_its_last_boundary_where_it_stopped():
+    from backproplab.tracking.images import Snapshots
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    net = bp.build_network([2, 3, 1], "tanh", "sigmoid")
+    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=3)
+
+    class Last(bp.Callback):
+        step = None
+
+        def on_iteration(self, step) -> None:
+            self.step = step
+
+        def on_epoch_end(self, summary) -> None:
+            snapshots.epoch_end(summary)
+
+    last = Last()
+    with pytest.raises(KeyboardInterrupt):
+        bp.build_trainer(net, batch_size=5, epochs=9, callbacks=[last, _StopAfter(30)]).fit(X, (X[:, 0] > 0).astype(float))
+    snapshots.finish(last.step)
+    assert [s.step for s in snapshots.taken] == [12, 24, 30]
+    assert snapshots.taken[-1].grads is None  # a boundary, no histogram: no whole epoch's gradients
