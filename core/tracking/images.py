@@ -8,10 +8,10 @@ UI's step slider replays them.
 
 Training pays only for copies: ``Snapshots`` chooses at most ``max_per_key`` epochs up front,
 spread over the run and ending with the last one, and copies the parameters at the end of those
-epochs and the gradients of their last iteration. Everything else (the forward pass over a
-grid, drawing, encoding, the store writes) happens after training, on a thread
-(``ImageThread``), while the run's last metrics are written. Steps are the iterations completed
-at the end of the epoch, as for the per-epoch metrics.
+epochs and the gradients of their last iteration. Everything else happens after training: the
+forward pass over a grid and the drawing on a thread (``ImageThread``) while the run's last
+metrics are written, then the ``log_image`` calls with the run's other artifacts. Steps are the
+iterations completed at the end of the epoch, as for the per-epoch metrics.
 """
 
 from __future__ import annotations
@@ -128,11 +128,6 @@ def _figure(width: float, height: float):
     fig = Figure(figsize=(width, height), dpi=72)
     FigureCanvasAgg(fig)
     return fig
-
-
-def _pixels(fig) -> np.ndarray:
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
 
 
 def _few_ticks(ax) -> None:
