@@ -23,10 +23,16 @@ Printed per case:
   iterations) with ``every_n_iterations=100``: the buffer never fills, and the interval alone
   decides how many transactions there are.
 
+* what the servable model (``logger.log_model``) and the pictures of learning
+  (``logger.images``) add per run, on a moons run ([2, 8, 1] tanh/sigmoid, 200 examples, batch
+  20, 20 epochs; 10 decision boundaries and 20 histograms at the default
+  ``images.max_per_key=10``): the whole ``track_run`` block without either, with each, and with
+  both, and the training loop alone with the snapshots vs without (what the hot path pays).
+
 Repetitions are interleaved and the best is compared, so a noisy neighbour slows every variant
 alike. A script, not a test: wall-clock numbers never decide a test.
 
-    python benchmarks/bench_tracking.py [--repeat N] [--naive-iterations N]
+    python benchmarks/bench_tracking.py [--repeat N] [--naive-iterations N] [--only-extras]
 """
 
 from __future__ import annotations
@@ -116,7 +122,10 @@ def time_tracked(make, uri, experiment, background, hot_path_only=False, writer=
         buffer.update(max_metrics=10**8, flush_interval_s=3600)
     if flush_interval_s is not None:
         buffer["flush_interval_s"] = flush_interval_s
-    logger = {"name": "mlflow", "tracking_uri": uri, "experiment_name": experiment, "buffer": buffer, **logger_extra}
+    # The model and the pictures are timed on their own (extras_cost): these figures stay the
+    # metric writers' alone, comparable with the earlier ones.
+    logger = {"name": "mlflow", "tracking_uri": uri, "experiment_name": experiment, "buffer": buffer, "log_model": False, "images": {"enabled": False}}
+    logger.update(logger_extra)
     t_block = time.perf_counter()
     with track_run(context(net, args), logger) as tracker:
         trainer = bp.build_trainer(net, callbacks=[tracker], **args)
@@ -126,6 +135,51 @@ def time_tracked(make, uri, experiment, background, hot_path_only=False, writer=
             tracker.close()  # the final flush: every metric is in the store after this
         t_train = time.perf_counter() - t0
     return t_train, time.perf_counter() - t_block, tracker.writer.metrics_written, tracker.writer.write_calls
+
+
+def moons_prepared():
+    from backproplab.run.job import prepare
+    from backproplab.hydra_app.config_store import register_configs
+    from hydra import compose, initialize_config_module
+
+    register_configs()  # the generated component nodes, as the CLI stores them
+    with initialize_config_module(config_module="backproplab.conf", version_base=None):
+        cfg = compose(
+            "config",
+            overrides=["data=moons", "data.val_fraction=0", "model.hidden=[8]", "model.activation=tanh",
+                       "data.batch_size=20", "trainer.epochs=20", "optimizer.lr=0.5"],
+        )
+    return prepare(cfg)  # as the CLI prepares a run: the data set and its feature names included
+
+
+def time_extras(uri: str, experiment: str, log_model: bool, images: bool) -> tuple[float, float]:
+    """(training loop seconds, whole track_run block seconds) of the moons run as the CLI runs it."""
+    prepared = moons_prepared()
+    logger = {"name": "mlflow", "tracking_uri": uri, "experiment_name": experiment, "log_model": log_model, "images": {"enabled": images}}
+    t_block = time.perf_counter()
+    with track_run(prepared.context(), logger) as tracker:
+        trainer = prepared.trainer([tracker])
+        t0 = time.perf_counter()
+        trainer.fit(prepared.dataset.X_train, prepared.y_train)
+        t_train = time.perf_counter() - t0
+    return t_train, time.perf_counter() - t_block
+
+
+def extras_cost(uri: str, repeat: int) -> None:
+    variants = {"neither": (False, False), "model only": (True, False), "pictures only": (False, True), "model + pictures": (True, True)}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    time_extras(uri, "extras warm-up", True, True)  # imports (mlflow.pyfunc, PIL) once, outside every figure
+    for _ in range(repeat):
+        for name, (model, images) in variants.items():
+            times[name].append(time_extras(uri, f"extras {name}", model, images))
+    best = {name: (min(t[0] for t in ts), min(t[1] for t in ts)) for name, ts in times.items()}
+    base_train, base_block = best["neither"]
+    print("\n== model and pictures: moons [2, 8, 1], 200 examples, batch 20, 20 epochs (200 iterations)")
+    for name, (train, block) in best.items():
+        print(
+            f"  {name:<17} training {train * 1e3:7.1f} ms (x{train / base_train:.2f})   whole run {block * 1e3:7.0f} ms "
+            f"(+{(block - base_block) * 1e3:5.0f} ms, x{block / base_block:.2f})"
+        )
 
 
 def long_worked_example():
@@ -196,6 +250,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--naive-iterations", type=int, default=2000, help="iterations timed for the naive logger")
     parser.add_argument("--only-cadence", action="store_true", help="only the flush cadence comparison")
+    parser.add_argument("--only-extras", action="store_true", help="only what the model and the pictures add")
     args = parser.parse_args()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -211,6 +266,10 @@ def main() -> None:
         from backproplab.tracking.store import connect
 
         connect(uri, "warm-up")  # the schema is created once per store; not part of any figure
+        if args.only_extras:
+            extras_cost(uri, args.repeat)
+            os.chdir(home)
+            return
         for name, make in ({} if args.only_cadence else CASES).items():
             none, inline, background, via_log_batch, raw, hot = [], [], [], [], [], []
             for r in range(args.repeat):
@@ -244,6 +303,8 @@ def main() -> None:
             print(f"  cost per metric, raw log_batch   {raw_per_metric * 1e6:9.1f} us  (1000 prebuilt metrics per call)")
             print(f"  tracking / raw                   {per_metric / raw_per_metric:9.2f}     (target <= 1.3; writer=log_batch: {per_metric_lb / raw_per_metric:.2f})")
         flush_cadence(uri, args.repeat)
+        if not args.only_cadence:
+            extras_cost(uri, args.repeat)
         os.chdir(home)
 
 

@@ -64,6 +64,16 @@ def test_text_labels_train_and_are_recorded_everywhere(cli, tmp_path):
         assert saved["W2"].shape == (3, 8)
     names = client.download_artifacts(run.info.run_id, "classes.json", dst_path=str(dl))
     assert json.loads(Path(names).read_text()) == classes
+    # The logged model answers per class, by name, from raw (unstandardised) features.
+    import mlflow.pyfunc
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(client.download_artifacts(run.info.run_id, "model", dst_path=str(dl / "m")))
+    centres = pd.DataFrame([[4.0 * k, -3.0 * k] for k in range(3)], columns=["x1", "x2"])  # versicolor, setosa, virginica
+    probabilities = model.predict(centres)
+    assert list(probabilities.columns) == classes
+    assert probabilities.idxmax(axis=1).tolist() == list(SPECIES)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
 
 
 def test_numeric_labels_record_no_class_names(cli, tmp_path):

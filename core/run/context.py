@@ -43,3 +43,6 @@ class RunContext:
     launch_dir: str | None = None
     # Class names in label order when the data's targets were text (output k means classes[k]).
     classes: list[str] | None = None
+    # The run's data set (backproplab.run.data.Dataset): feature names and the training inputs,
+    # for the logged model's signature and input example and the decision-boundary pictures.
+    dataset: Any = None

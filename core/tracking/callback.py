@@ -14,6 +14,7 @@ import numpy as np
 from backproplab.numerics.trainer import Callback, EpochSummary, Step
 from .buffer import BatchWriter, MetricBuffer
 from .metric_names import EPOCH_METRICS, MetricLayout
+from .images import Snapshots
 from .trace import TraceRecorder
 
 
@@ -36,6 +37,7 @@ class MlflowTracker(Callback):
         total_epochs: int = 0,
         flush_interval_s: float = 15.0,
         trace: TraceRecorder | None = None,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.layout = layout
         self.writer = writer
@@ -45,6 +47,9 @@ class MlflowTracker(Callback):
         self.total_epochs = total_epochs
         self.flush_interval_s = flush_interval_s
         self.trace = trace
+        # Pictures of learning (images.py): parameters and gradients copied at a few chosen epochs.
+        self.snapshots = snapshots
+        self._snapshot_iteration = -1 if snapshots is None else snapshots.grad_iteration
         self.epochs: list[EpochSummary] = []
         self.last_step: Step | None = None
         self._next_flush = time.time() + flush_interval_s
@@ -58,6 +63,9 @@ class MlflowTracker(Callback):
         if self.trace is not None:
             self.trace.record(step)
         iteration = step.iteration
+        if iteration == self._snapshot_iteration:
+            self.snapshots.grads(step)
+            self._snapshot_iteration = -1  # until the epoch's end chooses the next one
         if iteration % self.every:
             return
         buf = self.buffer
@@ -86,6 +94,9 @@ class MlflowTracker(Callback):
 
     def on_epoch_end(self, summary: EpochSummary) -> None:
         self.epochs.append(summary)  # all of them: the loss plot is not thinned
+        if self.snapshots is not None:
+            self.snapshots.epoch_end(summary)
+            self._snapshot_iteration = self.snapshots.grad_iteration
         if (self.total_epochs - len(self.epochs)) % self.every_epoch:
             return
         now = time.time()

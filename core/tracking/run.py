@@ -37,6 +37,7 @@ from . import parent as sweep_parent
 from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
+from .extras import RunExtras
 from .faults import StoreFullError, store_full
 from . import naming
 from .metric_names import MetricLayout
@@ -168,6 +169,7 @@ def _tracked(
         run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
         run_id = run.info.run_id
         tracker: MlflowTracker | None = None
+        extras: RunExtras | None = None
         sink = None
         outcome: BaseException | None = None
         try:
@@ -177,6 +179,7 @@ def _tracked(
                 if settings.trace:
                     trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
                 sink = _sink(settings, uri, client, run_id, context.launch_dir)
+                extras = RunExtras(settings, context)
                 tracker = MlflowTracker(
                     layout,
                     BatchWriter(sink, run_id, background=settings.background),
@@ -186,6 +189,7 @@ def _tracked(
                     total_epochs=context.epochs,
                     flush_interval_s=settings.flush_interval_for(supports_sql_writer(uri)),
                     trace=trace,
+                    snapshots=extras.snapshots,
                 )
                 guard.interrupting()
                 yield tracker
@@ -202,7 +206,9 @@ def _tracked(
         # resumes, raises there; the generator is then closed (GeneratorExit) when collected. The
         # run was interrupted, not failed.
         ending = interrupt_for(guard.caught[0]) if isinstance(outcome, GeneratorExit) and guard.caught else outcome
-        unrecorded = _end(client, run_id, context, tracker, ending, guard, uri, sink if isinstance(sink, SpoolingSink) else None)
+        unrecorded = _end(
+            client, run_id, context, tracker, ending, guard, uri, sink if isinstance(sink, SpoolingSink) else None, extras=extras
+        )
     if outcome is not None:
         raise outcome
     if unrecorded is not None:  # trained to the end, but the run is not (all) in the store
@@ -220,6 +226,8 @@ def _end(
     guard: InterruptGuard,
     uri: str,
     spooling: SpoolingSink | None = None,
+    *,
+    extras: RunExtras | None = None,
 ) -> BaseException | None:
     """Flush, log the artifacts and set the final status, whatever signals arrive meanwhile.
 
@@ -246,6 +254,8 @@ def _end(
             # Drawn on a thread while the last store writes wait on the disk.
             nonlocal plots
             plots = PlotThread(tracker.layout, tracker.summary(), tracker.epochs)
+            if extras is not None:
+                extras.start(tracker.last_step)
 
         if tracker is not None:
             _add_final_metrics(tracker)
@@ -259,6 +269,8 @@ def _end(
             _log_artifacts(LocalArtifacts(spooling.spool.artifacts_dir), run_id, context, tracker, plots)
         else:
             _log_artifacts(client, run_id, context, tracker, plots)
+            if extras is not None and tracker is not None:
+                extras.log(client, run_id, trained=outcome is None)
 
     for action in (close, artifacts):
         try:

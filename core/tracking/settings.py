@@ -27,7 +27,11 @@ _KNOWN_KEYS = {
     "buffer",
     "upgrade_store",
     "on_server_loss",
+    "log_model",
+    "register_model",
+    "images",
 }
+_IMAGES_KEYS = {"enabled", "max_per_key"}
 _BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background", "writer"}
 # auto: SQL inserts into MLflow's tables for sqlite stores, log_batch for every other store.
 WRITERS = ("auto", "sql", "log_batch")
@@ -67,6 +71,18 @@ def _optional_str(key: str, value: Any) -> str | None:
     return value.strip()
 
 
+def _model_name(value: Any) -> str | None:
+    # The Model Registry's own rule (mlflow.utils.validation._validate_model_name), checked here so
+    # that a bad name stops the run before training instead of failing its registration at the end.
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or any(c in value for c in "/:") or value.strip() == "." or value.strip().startswith(".."):
+        raise ConfigError(
+            f"logger.register_model must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..') or null, got {value!r}"
+        )
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class TrackingSettings:
     name: str = "mlflow"
@@ -88,6 +104,14 @@ class TrackingSettings:
     # a copy to <file>.bak-<revision>); false: such a store is refused, the upgrade is the user's call.
     upgrade_store: bool = False
     on_server_loss: str = "continue"
+    # The trained network as an MLflow pyfunc model at artifact path "model" (tracking/model.py),
+    # and registered under this name in the Model Registry when one is given.
+    log_model: bool = True
+    register_model: str | None = None
+    # Decision-boundary and histogram pictures through log_image (tracking/images.py): at most
+    # images_max_per_key per image key, so the store and the end of a run stay bounded.
+    images_enabled: bool = True
+    images_max_per_key: int = 10
 
     @property
     def enabled(self) -> bool:
@@ -151,6 +175,17 @@ class TrackingSettings:
         writer = buffer.get("writer", cls.writer)
         if writer not in WRITERS:
             raise ConfigError(f"logger.buffer.writer must be one of {', '.join(WRITERS)}, got {writer!r}")
+        images = logger.get("images") or {}
+        if not isinstance(images, Mapping):
+            raise ConfigError(f"logger.images must be a mapping (enabled, max_per_key), got {images!r}")
+        unknown = sorted(set(images) - _IMAGES_KEYS)
+        if unknown:
+            raise ConfigError(f"logger.images has no key {unknown[0]!r}; valid: {', '.join(sorted(_IMAGES_KEYS))}")
+        if logger.get("register_model") is not None and logger.get("log_model", True) is False:
+            raise ConfigError(
+                f"logger.register_model={logger.get('register_model')!r} registers the logged model, but logger.log_model=false; "
+                "valid: logger.log_model=true, or logger.register_model=null"
+            )
         experiment = _optional_str("experiment_name", logger.get("experiment_name", cls.experiment_name))
         if experiment is None:
             raise ConfigError("logger.experiment_name must be a non-empty string, got None")
@@ -169,4 +204,8 @@ class TrackingSettings:
             writer=writer,
             upgrade_store=_bool("upgrade_store", logger.get("upgrade_store", False)),
             on_server_loss=on_loss,
+            log_model=_bool("log_model", logger.get("log_model", True)),
+            register_model=_model_name(logger.get("register_model")),
+            images_enabled=_bool("images.enabled", images.get("enabled", True)),
+            images_max_per_key=_int("images.max_per_key", images.get("max_per_key", cls.images_max_per_key), 1),
         )
