@@ -214,12 +214,20 @@ class MlflowServer:
             try:
                 with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
                     if response.status == 200:
+                        self._warm_up()
                         return self
             except OSError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"mlflow server did not answer /health within {START_TIMEOUT_S:.0f} s: {self.log_tail()}")
             time.sleep(0.3)
+
+    def _warm_up(self) -> None:
+        """One tracking API call, patiently: the server opens its store and imports its handlers
+        on the first request, which on a loaded machine outlasts the few seconds a run's
+        connect check allows, and that check is not what these servers are here to test."""
+        with urllib.request.urlopen(self.url + "/api/2.0/mlflow/experiments/search?max_results=1", timeout=START_TIMEOUT_S) as response:
+            response.read()
 
     def log_tail(self) -> str:
         path = self.root / "server.log"

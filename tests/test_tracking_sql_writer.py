@@ -146,8 +146,11 @@ def test_a_deleted_run_gets_no_rows(client, experiment_id, store):
 def test_writer_setting_is_validated_in_one_line(store):
     with pytest.raises(ConfigError, match=r"^logger.buffer.writer must be one of auto, sql, log_batch, got 'fast'$"):
         TrackingSettings.from_mapping({"name": "mlflow", "buffer": {"writer": "fast"}})
-    with pytest.raises(ConfigError, match=r"writer=sql writes into a sqlite store's tables, but the tracking URI is http://127\.0\.0\.1:9/"):
+    with pytest.raises(ConfigError, match=r"writer=sql writes into a sqlite or PostgreSQL store's tables, but the tracking URI is http://127\.0\.0\.1:9/"):
         check_tracking({"name": "mlflow", "tracking_uri": "http://127.0.0.1:9/", "buffer": {"writer": "sql"}})
+    # a password never reaches the error line
+    with pytest.raises(ConfigError, match=r"tables, but the tracking URI is mysql://me:\*\*\*@127\.0\.0\.1:9/db; use logger.buffer.writer=auto or log_batch$"):
+        check_tracking({"name": "mlflow", "tracking_uri": "mysql://me:secret@127.0.0.1:9/db", "buffer": {"writer": "sql"}})
 
 
 @pytest.mark.parametrize(("writer", "sink"), [("auto", SqlMetricSink), ("sql", SqlMetricSink), ("log_batch", LogBatchSink)])
