@@ -40,8 +40,8 @@ def complete_run(client: MlflowClient, run, tmp_path: Path) -> None:
     assert list((local / "plots").glob("*.png"))
 
 
-def test_a_run_with_a_postgresql_uri_writes_into_the_database(cli, tmp_path, postgres):
-    uri = postgres.create_database("direct_run")
+def test_a_run_with_a_postgresql_uri_writes_into_the_database(cli, tmp_path, postgres_uri):
+    uri = postgres_uri
     proc = cli(f"logger.tracking_uri={uri}", "logger.experiment_name=direct")
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(uri)
