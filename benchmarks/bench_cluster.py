@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -145,10 +146,9 @@ def main() -> None:
             print(f"  training, logger=none          {min(none) * 1e3:9.1f} ms  -> {demand:,.0f} metrics/s to log at full speed")
             for name in servers:
                 best = max(rates[(name, 4)])
-                print(
-                    f"  {name} server sustains       {best / demand:9.1f} such jobs at every_n_iterations=1 "
-                    f"({best / demand * 10:.0f} at 10, {best / demand * 100:.0f} at 100)"
-                )
+                # every_n_iterations=N divides a job's metrics by N; k jobs fit when k * demand / N <= best.
+                needed = "; ".join(f"{k} job{'s' if k > 1 else ''}: every_n_iterations >= {math.ceil(k * demand / best)}" for k in (1, 4, 16, 64))
+                print(f"  {name} server takes {best / demand:.3f} such jobs at every_n_iterations=1 ({needed})")
             print("\n== direct PostgreSQL store (postgresql+psycopg://)")
             print(f"  default writer (sql)           {min(sql)[0] * 1e3:9.1f} ms  (until every metric is stored)")
             print(f"  log_metrics per iteration      {naive_direct * iterations * 1e3:9.1f} ms  ({naive_direct * 1e3:.2f} ms per iteration, timed over {args.naive_iterations})")

@@ -8,8 +8,10 @@ same rows, inserted with one SQLAlchemy Core ``executemany`` per block, cost a f
 What keeps this honest:
 
 * the tables are MLflow's own SQLAlchemy definitions (``SqlMetric``, ``SqlLatestMetric``) from
-  the installed MLflow, and ``store.connect`` refused the store before ``MlflowClient`` opened it
-  unless its schema revision is the installed MLflow's; nothing here spells a table by hand;
+  the installed MLflow, and the store's schema revision is the installed MLflow's: ``store.connect``
+  refuses a sqlite store of another revision before ``MlflowClient`` opens it, and MLflow's own
+  ``SqlAlchemyStore`` refuses a PostgreSQL one as it opens it (``_verify_schema``); nothing here
+  spells a table by hand;
 * values are sanitised exactly as ``SqlAlchemyStore.sanitize_metric_value`` does (NaN stored as
   0 with ``is_nan``, ±inf as ±float max), and ``latest_metrics`` is updated with the store's own
   rule: the row with the greatest (step, timestamp, value) wins;
