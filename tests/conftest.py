@@ -59,3 +59,19 @@ def cli(tmp_path: Path) -> CliRunner:
         )
 
     return run
+
+
+# -- a real PostgreSQL (tests/postgres.py) --------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the whole session, on 127.0.0.1; modules create their own databases."""
+    from postgres import Postgres
+
+    with Postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_uri(postgres) -> str:
+    """A ``postgresql+psycopg://`` URI of an empty database, shared by the session."""
+    return postgres.create_database("backproplab")

@@ -1,4 +1,5 @@
-"""The SQL writer against a real sqlite MLflow store: it must leave exactly what log_batch leaves.
+"""The SQL writer against real MLflow stores, sqlite and PostgreSQL (tests/postgres.py starts the
+server): it must leave exactly what log_batch leaves.
 
 Every comparison reads back through ``MlflowClient`` (``get_run`` for the latest values,
 ``get_metric_history`` for every row), so the writer is judged by MLflow's own reader.
@@ -25,12 +26,15 @@ from backproplab.tracking.sql_writer import SqlMetricSink
 KEYS = ("loss", "grad/w1_1_1", "param/b1_1")
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store(request, tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("sqlwriter")
     with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # a sqlite store's artifacts go to ./mlruns
-        yield "sqlite:///" + str(root / "mlflow.db")
+        mp.chdir(root)  # a database store's artifacts go to ./mlruns
+        if request.param == "sqlite":
+            yield "sqlite:///" + str(root / "mlflow.db")
+        else:
+            yield request.getfixturevalue("postgres").create_database("sqlwriter")
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +146,11 @@ def test_a_deleted_run_gets_no_rows(client, experiment_id, store):
 def test_writer_setting_is_validated_in_one_line(store):
     with pytest.raises(ConfigError, match=r"^logger.buffer.writer must be one of auto, sql, log_batch, got 'fast'$"):
         TrackingSettings.from_mapping({"name": "mlflow", "buffer": {"writer": "fast"}})
-    with pytest.raises(ConfigError, match=r"writer=sql writes into a sqlite store's tables, but the tracking URI is http://127\.0\.0\.1:9/"):
+    with pytest.raises(ConfigError, match=r"writer=sql writes into a sqlite or PostgreSQL store's tables, but the tracking URI is http://127\.0\.0\.1:9/"):
         check_tracking({"name": "mlflow", "tracking_uri": "http://127.0.0.1:9/", "buffer": {"writer": "sql"}})
+    # a password never reaches the error line
+    with pytest.raises(ConfigError, match=r"tables, but the tracking URI is mysql://me:\*\*\*@127\.0\.0\.1:9/db; use logger.buffer.writer=auto or log_batch$"):
+        check_tracking({"name": "mlflow", "tracking_uri": "mysql://me:secret@127.0.0.1:9/db", "buffer": {"writer": "sql"}})
 
 
 @pytest.mark.parametrize(("writer", "sink"), [("auto", SqlMetricSink), ("sql", SqlMetricSink), ("log_batch", LogBatchSink)])
@@ -171,10 +178,13 @@ def test_a_tracked_run_uses_the_chosen_writer_and_logs_the_same(client, store, w
         ("sqlite://", False),
         ("sqlite:///:memory:", False),
         ("http://127.0.0.1:5000", False),
-        ("postgresql://user@host/db", False),
+        ("postgresql://user@host/db", True),
+        ("postgresql+psycopg://user@host/db", True),
+        ("postgresql+psycopg2://user@host/db", True),
+        ("mysql://user@host/db", False),
     ],
 )
-def test_only_sqlite_files_are_written_directly(uri, direct):
+def test_only_sqlite_files_and_postgresql_are_written_directly(uri, direct):
     from backproplab.tracking.sql_writer import supports_sql_writer
 
     assert supports_sql_writer(uri) is direct

@@ -4,7 +4,7 @@ A single MLflow write costs milliseconds while a small network trains in microse
 iteration, so the hot path only copies numbers into a row of a preallocated array. At flush
 time a ``Block`` goes to a sink: ``LogBatchSink`` builds MLflow ``Metric`` objects and sends
 ``log_batch`` calls of at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit), and
-``sql_writer.SqlMetricSink`` inserts the same rows into a sqlite store's tables directly.
+``sql_writer.SqlMetricSink`` inserts the same rows into a sqlite or PostgreSQL store's tables directly.
 
 The writer is synchronous by default; ``background=True`` moves conversion and writes to one
 thread, which overlaps the sqlite commit with training (see benchmarks/bench_tracking.py).

@@ -5,6 +5,8 @@ What is checked here, each as one ConfigError naming ``logger.tracking_uri``:
 
 * the URI's scheme is one backproplab tracks to (``TRACKING_SCHEMES``);
 * an ``http(s)`` server answers ``GET /health`` within seconds;
+* a PostgreSQL database's driver is installed and the database accepts a connection within
+  seconds (MLflow itself retries a failing connection for minutes before it gives up);
 * a sqlite store's path is not a directory, its directory exists and is writable (sqlite writes
   a journal beside the file), an existing file is writable, is a SQLite database
   (``SQLite format 3`` header, readable by sqlite), and carries the schema revision of the installed
@@ -67,6 +69,8 @@ def check_reachable(tracking_uri: str | None, *, upgrade_store: bool = False) ->
             check_http(uri)
         elif scheme == "sqlite":
             check_sqlite(uri, upgrade_store=upgrade_store)
+        elif scheme == "postgresql":
+            check_postgresql(uri)
     except ConfigError as exc:
         if tracking_uri is None and os.environ.get("MLFLOW_TRACKING_URI"):
             # The user may not know where the URI came from: the key names a null.
@@ -109,6 +113,55 @@ def check_http(uri: str) -> None:
         raise ConfigError(
             f"{uri} answered GET /health with HTTP {status}; is logger.tracking_uri an MLflow tracking server?"
         )
+
+
+POSTGRES_CONNECT_TIMEOUT_S = 3
+
+
+def shown_uri(uri: str) -> str:
+    """The URI for an error line: a database URI's password masked, as SQLAlchemy shows it."""
+    if "@" not in uri or urlparse(uri).password is None:
+        return uri
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URI is shown with its password cut out by hand
+        parsed = urlparse(uri)
+        return uri.replace(f":{parsed.password}@", ":***@", 1)
+
+
+def check_postgresql(uri: str) -> None:
+    """The driver is installed, the server answers and the database takes a connection, within
+    ``POSTGRES_CONNECT_TIMEOUT_S``: one ConfigError otherwise (SQLAlchemy imported only here)."""
+    import sqlalchemy as sa
+
+    shown = shown_uri(uri)
+    try:
+        url = sa.engine.make_url(uri)
+        dialect = url.get_dialect()
+    except Exception as exc:  # noqa: BLE001 - any parse or plugin failure is the user's URI
+        raise _problem(uri, f"is not a database URI SQLAlchemy can read ({exc})", VALID) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise ConfigError(
+            f"{KEY}={shown!r} needs the PostgreSQL driver {dialect.driver} ({exc.name or exc}), which is not installed; "
+            "pip install 'backproplab[postgres]' (psycopg 3, for postgresql+psycopg://)"
+        ) from None
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S})
+    started = time.monotonic()
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - refused, timed out, bad password, no such database
+        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())[:300]
+        raise ConfigError(
+            f"PostgreSQL tracking store {shown} is not usable after {time.monotonic() - started:.1f}s ({reason}); "
+            f"start it, fix {KEY}, or run with logger=none"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def sqlite_path(uri: str) -> Path | None:

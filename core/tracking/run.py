@@ -46,6 +46,7 @@ from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
 from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
 from .sql_writer import SqlMetricSink, supports_sql_writer
+from .reachability import shown_uri
 from .store import connect, resolve_uri
 from .summary import final_metrics
 from .tags import base_tags, component_tags, one_line, overrides_tag, process_tags
@@ -73,7 +74,7 @@ def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
 def _check_writer(settings: TrackingSettings, uri: str) -> None:
     if settings.writer == "sql" and not supports_sql_writer(uri):
         raise ConfigError(
-            f"logger.buffer.writer=sql writes into a sqlite store's tables, but the tracking URI is {uri}; "
+            f"logger.buffer.writer=sql writes into a sqlite or PostgreSQL store's tables, but the tracking URI is {shown_uri(uri)}; "
             "use logger.buffer.writer=auto or log_batch"
         )
 

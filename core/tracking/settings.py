@@ -33,13 +33,14 @@ _KNOWN_KEYS = {
 }
 _IMAGES_KEYS = {"enabled", "max_per_key"}
 _BUFFER_KEYS = {"max_metrics", "flush_interval_s", "background", "writer"}
-# auto: SQL inserts into MLflow's tables for sqlite stores, log_batch for every other store.
+# auto: SQL inserts into MLflow's tables for sqlite and PostgreSQL stores, log_batch for every other store.
 WRITERS = ("auto", "sql", "log_batch")
 # What a run does when its tracking server stops answering mid-run: keep training and spool the
 # metrics to a local file (continue), or end the run FAILED at once (stop). Nothing is lost either way.
 ON_SERVER_LOSS = ("continue", "stop")
 # flush_interval_s=auto: a kill -9 loses at most the metrics since the last flush, so the cheap
-# local sqlite writer flushes every second; a server's log_batch costs more, so every 15 s there.
+# direct writer (sqlite, PostgreSQL) flushes every second; a server's log_batch costs more, so
+# every 15 s there. The "sqlite" entry is the direct writer's.
 AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
 
 

@@ -1,4 +1,4 @@
-"""Buffered metrics written straight into an MLflow sqlite store's own tables.
+"""Buffered metrics written straight into an MLflow sqlite or PostgreSQL store's own tables.
 
 Why not ``log_batch``: MLflow 3's SQLAlchemy store builds one ORM object per metric and spends
 about 90 µs on each inside ``log_batch``, which caps the speed-up over per-iteration
@@ -8,8 +8,10 @@ same rows, inserted with one SQLAlchemy Core ``executemany`` per block, cost a f
 What keeps this honest:
 
 * the tables are MLflow's own SQLAlchemy definitions (``SqlMetric``, ``SqlLatestMetric``) from
-  the installed MLflow, and ``store.connect`` refused the store before ``MlflowClient`` opened it
-  unless its schema revision is the installed MLflow's; nothing here spells a table by hand;
+  the installed MLflow, and the store's schema revision is the installed MLflow's: ``store.connect``
+  refuses a sqlite store of another revision before ``MlflowClient`` opens it, and MLflow's own
+  ``SqlAlchemyStore`` refuses a PostgreSQL one as it opens it (``_verify_schema``); nothing here
+  spells a table by hand;
 * values are sanitised exactly as ``SqlAlchemyStore.sanitize_metric_value`` does (NaN stored as
   0 with ``is_nan``, ±inf as ±float max), and ``latest_metrics`` is updated with the store's own
   rule: the row with the greatest (step, timestamp, value) wins;
@@ -41,12 +43,26 @@ _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 
 
 def supports_sql_writer(uri: str) -> bool:
-    """Only sqlite files are written directly: it is the one database backproplab tests against,
-    and an in-memory database would be a different, empty one on a second connection."""
-    if urlparse(uri).scheme != "sqlite":
+    """sqlite files and PostgreSQL databases are written directly: the two databases backproplab
+    tests against (tests/test_tracking_sql_writer.py runs on both). An in-memory sqlite database
+    would be a different, empty one on a second connection; MySQL and MSSQL get ``log_batch``."""
+    scheme = urlparse(uri).scheme.lower()
+    if scheme.split("+", 1)[0] == "postgresql":
+        return True
+    if scheme != "sqlite":
         return False
     path = uri.split("://", 1)[1].lstrip("/").split("?", 1)[0]
     return bool(path) and path != ":memory:"
+
+
+def _engine(uri: str) -> sa.Engine:
+    """An engine for ``uri`` whose dialect compiles positional parameters (``?`` or ``%s``), so
+    rows go to the driver's executemany as plain tuples."""
+    if urlparse(uri).scheme.lower() == "sqlite":
+        # A generous busy timeout: parallel sweep jobs and the MLflow client share the file.
+        return sa.create_engine(uri, connect_args={"timeout": 30})
+    # psycopg's own default, named placeholders, would need a dict per row.
+    return sa.create_engine(uri, paramstyle="format")
 
 
 def _sanitise(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +84,7 @@ class SqlMetricSink:
     def __init__(self, uri: str, run_id: str, client: Any) -> None:
         self.run_id = run_id
         self.fallback = LogBatchSink(client, run_id)
-        # A generous busy timeout: parallel sweep jobs and the MLflow client share the file.
-        self._engine = sa.create_engine(uri, connect_args={"timeout": 30})
+        self._engine = _engine(uri)
         self._last_written: tuple[Block, int] | None = None
         self._lock = threading.Lock()
         self._metrics = SqlMetric.__table__

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage
 
 from backproplab.errors import ConfigError
-from .reachability import check_http, check_scheme, check_sqlite, check_writable, sqlite_path, store_lock
+from .reachability import check_http, check_postgresql, check_scheme, check_sqlite, check_writable, shown_uri, sqlite_path, store_lock
 from .schema import backup_path
 
 CHECK_HTTP_TIMEOUT_S = "4"
@@ -86,6 +86,8 @@ def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> t
     http = scheme in ("http", "https")
     if http:
         check_http(uri)
+    elif scheme == "postgresql":
+        check_postgresql(uri)
     path = sqlite_path(uri) if scheme == "sqlite" else None
     if path is not None:
         check_writable(uri, path)  # the lock file is created beside the store
@@ -106,7 +108,7 @@ def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> t
     except Exception as exc:  # noqa: BLE001 - every store failure becomes one line naming the URI
         text = " ".join(str(exc).split())[:300]
         raise ConfigError(
-            f"MLflow tracking store {uri} is not usable after {time.monotonic() - started:.1f}s "
+            f"MLflow tracking store {shown_uri(uri)} is not usable after {time.monotonic() - started:.1f}s "
             f"({type(exc).__name__}: {text}); fix logger.tracking_uri or run with logger=none"
         ) from None
     return client, experiment_id
