@@ -181,11 +181,13 @@ def test_the_last_lines_name_the_best_job_and_the_summary(basic_sweep):
         records[record["job"]] = record  # each result.json carries its hydra.job.num
     assert sorted(records) == [0, 1, 2, 3] and all(int(p.parent.name) == records_num for p, records_num in (
         (p, json.loads(p.read_text())["job"]) for p in (cwd / "sweep").glob("*/result.json")))
-    best = min(records, key=lambda n: records[n]["final_loss"])
+    # The sweep has a validation split, so "best" is the lowest final validation loss, the rule
+    # the MLflow parent's best child follows.
+    best = min(records, key=lambda n: (records[n]["final_val_loss"], n))
     lr, hidden = [o for o in records[best]["overrides"] if o.split("=")[0] in ("optimizer.lr", "model.hidden")]
     last = proc.stdout.strip().splitlines()[-3:]
     assert last[0] == "sweep: 4 of 4 jobs finished"
-    assert last[1] == f"best: job #{best} ({lr} {hidden}), final loss {records[best]['final_loss']:.6f}"
+    assert last[1] == f"best: job #{best} ({lr} {hidden}), final validation loss {records[best]['final_val_loss']:.6f}"
     assert last[2].startswith("results: sweep/sweep_summary.csv ")
     with open(cwd / "sweep" / "sweep_summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

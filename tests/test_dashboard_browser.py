@@ -294,7 +294,7 @@ def check_first_chart_is_the_loss(dashboard, page, tmp_path):
     expect(title).to_have_text(LOSS.rsplit("/", 1)[-1])
 
 
-def check_parent_description_names_the_best_child(dashboard, page, tmp_path):
+def test_parent_description_names_the_best_child(dashboard, page, tmp_path):
     """Item 2: the parent's description names and links the best child (tags from i12-sweep)."""
     tags = dashboard.client.get_run(dashboard.parent.info.run_id).data.tags
     best_id, best_name = tags["backproplab.best_run_id"], tags["backproplab.best_run_name"]
@@ -309,7 +309,7 @@ def check_parent_description_names_the_best_child(dashboard, page, tmp_path):
     expect(note).to_contain_text(best_name)
 
 
-def check_model_is_logged(dashboard, page, tmp_path):
+def test_model_is_logged(dashboard, page, tmp_path):
     """Item 8: a child's Overview lists its logged model ``model`` (MLflow 3 keeps a logged model
     beside the run's artifacts, under the experiment's Models)."""
     child = dashboard.children[0]
@@ -326,7 +326,7 @@ def check_model_is_logged(dashboard, page, tmp_path):
     page.screenshot(path=tmp_path / "logged_model.png")
 
 
-def check_decision_boundary_images(dashboard, page, tmp_path):
+def test_decision_boundary_images(dashboard, page, tmp_path):
     """Item 9: the decision-boundary images, with MLflow's step slider, on a moons child."""
     child = dashboard.children[0]
     page.goto(dashboard.run_link(child, "model-metrics"))

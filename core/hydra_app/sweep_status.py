@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -67,8 +68,20 @@ class SweepOutcome:
             scored = [j for j in self.jobs if j.ok and isinstance((j.record or {}).get("objective"), dict)]
             sign = -1.0 if self.direction == "maximize" else 1.0
             return min(scored, key=lambda j: (sign * j.record["objective"]["value"], j.num)) if scored else None  # type: ignore[index]
-        finished = [j for j in self.jobs if j.ok and isinstance(j.record.get("final_loss"), (int, float))]  # type: ignore[union-attr]
-        return min(finished, key=lambda j: (j.record["final_loss"], j.num)) if finished else None  # type: ignore[index]
+        key = self.ranked_by()
+        finished = [j for j in self.jobs if j.ok and _finite((j.record or {}).get(key))]
+        return min(finished, key=lambda j: (j.record[key], j.num)) if finished else None  # type: ignore[index]
+
+    def ranked_by(self) -> str:
+        """The record key "best" compares: the final validation loss when any finished job has
+        one (the rule the MLflow parent's best child follows too), else the final loss."""
+        if any(j.ok and _finite((j.record or {}).get("final_val_loss")) for j in self.jobs):
+            return "final_val_loss"
+        return "final_loss"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 # The outcome of the last multirun of this process, for the CLI's exit code: Hydra's hydra.main
@@ -144,7 +157,9 @@ def report(result: SweepOutcome, summary: Path) -> list[str]:
         objective = best.record["objective"]  # type: ignore[index]
         lines.append(f"best: job #{best.num} ({best.label}), {objective['name']} {fmt(objective['value'])} (the search's objective, {result.direction}d)")
     elif best is not None:
-        lines.append(f"best: job #{best.num} ({best.label}), final loss {fmt(best.record['final_loss'])}")  # type: ignore[index]
+        key = result.ranked_by()
+        name = "final validation loss" if key == "final_val_loss" else "final loss"
+        lines.append(f"best: job #{best.num} ({best.label}), {name} {fmt(best.record[key])}")  # type: ignore[index]
     lines.append(f"results: {_shown(summary)} (one row per job; each job's folder under {_shown(result.sweep_dir)} has its result.json)")
     return lines
 
