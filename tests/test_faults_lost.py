@@ -99,7 +99,7 @@ def loss_rows(db: Path) -> list[tuple[int, int]]:
         return []
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
         try:
-            return conn.execute("SELECT step, timestamp FROM metrics WHERE key = 'loss' ORDER BY step").fetchall()
+            return conn.execute("SELECT step, timestamp FROM metrics WHERE key = 'batch/loss' ORDER BY step").fetchall()
         except sqlite3.OperationalError:  # tables not created yet
             return []
 
@@ -183,7 +183,7 @@ def the_run(uri: str):
 
 
 def loss_steps(uri: str, run) -> list[int]:
-    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "loss"))
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "batch/loss"))
 
 
 # -- kill -9 on a sqlite store --------------------------------------------------------------------

@@ -66,7 +66,7 @@ def assert_killed_with_everything(tmp_path: Path, signum: int, iterations: int |
     client, run = the_run(tmp_path)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"].startswith(f"interrupted by {NAME[signum]} at epoch ")
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "batch/loss")]
     assert steps == list(range(len(steps))) and steps, "every logged iteration, no gaps"
     if iterations is not None:
         assert len(steps) == iterations

@@ -44,7 +44,7 @@ def sweep_runs(uri: str, experiment: str = "backproplab"):
 
 
 def loss_steps(client: MlflowClient, run) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "batch/loss"))
 
 
 def summary_rows(client: MlflowClient, parent, tmp: Path) -> list[dict]:
@@ -337,7 +337,7 @@ def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
     assert proc.stdout.strip().splitlines()[-1] == f"mlflow: open {url}"
     for child in children:
         assert child.info.status == "FINISHED"
-        for key in ("loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2"):
+        for key in ("batch/loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2"):
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
             assert steps == list(range(7)), (child.info.run_name, key)
         assert {"config.yaml", "params.npz", "plots"} <= {a.path for a in client.list_artifacts(child.info.run_id)}

@@ -50,6 +50,7 @@ from backproplab import __version__
 from .preflight import expand, sweeper_choice, swept_overrides, swept_parameters, task_overrides
 from backproplab.errors import ConfigError
 from backproplab.tracking import parent as sweep_parent
+from backproplab.tracking.metric_names import LOSS
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.store import connect, resolve_uri
@@ -88,7 +89,7 @@ def objective_of(run: Any, objective: str) -> float | None:
     """A child run's objective value, from its metrics; None if it has none."""
     metrics = run.data.metrics
     if objective == "auto":
-        value = metrics.get("val/loss", metrics.get("train/loss", metrics.get("loss")))
+        value = metrics.get("val/loss", metrics.get("train/loss", metrics.get(LOSS)))
     else:
         value = metrics.get(OBJECTIVE_METRICS.get(objective, ""))
     return None if value is None or not math.isfinite(value) else float(value)
@@ -326,7 +327,7 @@ class MlflowSweepCallback(Callback):
             for key in keys:
                 row[key] = run.data.params.get(key, overrides.get(key, ""))
             metrics = run.data.metrics  # the latest value of each metric
-            final = metrics.get("train/loss", metrics.get("loss"))
+            final = metrics.get("train/loss", metrics.get(LOSS))
             row["final_loss"] = "" if final is None else final
             for metric in SUMMARY_METRICS:
                 value = metrics.get(metric)

@@ -178,6 +178,7 @@ def _tracked(
                     every_n_iterations=every_iteration,
                     every_n_epochs=every_epoch,
                     total_epochs=context.epochs,
+                    iterations_per_epoch=context.iterations_per_epoch,
                     flush_interval_s=settings.flush_interval_for(supports_sql_writer(uri)),
                     trace=trace,
                 )
