@@ -102,6 +102,10 @@ def test_an_update_to_non_finite_weights_fails_the_run(cli, tmp_path):
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == line.removeprefix("error: ")
     assert len(client.get_metric_history(run.info.run_id, "batch/loss")) == 1  # what it logged stays
+    # The description says what failed, and where, on the run page's first screen.
+    note = run.data.tags["mlflow.note.content"]
+    assert f"**FAILED** at epoch 1, iteration 1: {line.removeprefix('error: ')}." in note
+    assert "Completed before it stopped: no epoch completed." in note
 
 
 def test_max_points_per_metric_caps_every_stored_metric(cli, tmp_path):

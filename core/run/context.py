@@ -11,6 +11,7 @@ from typing import Any
 
 from backproplab.numerics.network import Network
 from backproplab.components.registry import Source
+from .data import Dataset
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,5 @@ class RunContext:
     launch_dir: str | None = None
     # Class names in label order when the data's targets were text (output k means classes[k]).
     classes: list[str] | None = None
+    # The split arrays the network trains and validates on, for the run's dataset inputs.
+    dataset: Dataset | None = None

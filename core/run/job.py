@@ -79,6 +79,7 @@ class PreparedRun:
             if self.dataset.input_mean is None
             else {"mean": self.dataset.input_mean, "scale": self.dataset.input_scale},
             classes=self.dataset.classes,
+            dataset=self.dataset,
         )
 
 
