@@ -97,6 +97,21 @@ def test_flatten_gives_dotted_keys_and_yaml_spelled_values():
     }
 
 
+def test_run_params_leave_out_the_tracking_settings_and_nulls():
+    from backproplab.tracking.params import run_params, tracking_tag
+
+    config = {
+        "optimizer": {"name": "sgd", "lr": 0.5, "nesterov": False},
+        "data": {"batch_size": 20, "path": None, "features": None},
+        "logger": {"name": "mlflow", "tracking_uri": None, "buffer": {"max_metrics": 10}},
+    }
+    assert run_params(config) == {
+        "optimizer.name": "sgd", "optimizer.lr": "0.5", "optimizer.nesterov": "false", "data.batch_size": "20",
+    }
+    assert json.loads(tracking_tag(config)) == config["logger"]
+    assert tracking_tag({"optimizer": {}}) is None
+
+
 def test_flatten_truncates_values_to_mlflows_limit():
     flat = flatten({"note": "x" * (MAX_PARAM_VAL_LENGTH + 50)})
     assert len(flat["note"]) == MAX_PARAM_VAL_LENGTH
