@@ -69,6 +69,7 @@ def check_summary(client, parent, children, tmp_path, keys):
             assert row[key] == child.data.params[key]
         if child.info.status == "FINISHED":
             assert float(row["final_loss"]) == pytest.approx(child.data.metrics["train/loss"])
+            assert float(row["last_iteration_loss"]) == pytest.approx(child.data.metrics["batch/loss"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"sweep_summary.csv", "sweep_summary.json", "plots"} <= artifacts
     table = json.loads(Path(client.download_artifacts(parent.info.run_id, "sweep_summary.json", dst_path=str(tmp_path / "t"))).read_text())

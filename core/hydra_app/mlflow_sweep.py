@@ -64,7 +64,7 @@ JOB_TAG = "hydra.job.num"  # on the child runs this callback creates itself
 # training loss (the last iteration's loss of one mini-batch is too noisy to compare configs),
 # or the last iteration's loss when no epoch ended.
 SUMMARY_METRICS = {
-    "loss": "last_iteration_loss",
+    LOSS: "last_iteration_loss",
     "train/loss": "final_train_loss",
     "val/loss": "final_val_loss",
     "train/accuracy": "final_train_accuracy",
