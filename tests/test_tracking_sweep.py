@@ -70,6 +70,9 @@ def check_summary(client, parent, children, tmp_path, keys):
         if child.info.status == "FINISHED":
             assert float(row["final_loss"]) == pytest.approx(child.data.metrics["train/loss"])
             assert float(row["last_iteration_loss"]) == pytest.approx(child.data.metrics["batch/loss"])
+            # a child describes itself like a single run: its data, its network, its final numbers
+            note = child.data.tags["mlflow.note.content"]
+            assert f"train loss {child.data.metrics['train/loss']:.4g}" in note and "**FINISHED** after " in note
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"sweep_summary.csv", "sweep_summary.json", "plots"} <= artifacts
     table = json.loads(Path(client.download_artifacts(parent.info.run_id, "sweep_summary.json", dst_path=str(tmp_path / "t"))).read_text())
