@@ -157,7 +157,7 @@ def count_points(db: Path) -> int:
 def bench_growth(root: Path) -> None:
     print("\n3. store growth: bytes of mlflow.db per stored metric point (sqlite, default writer)")
     cases = {
-        # 49 metrics per iteration: loss, 6 norms, 21 grad/* and 21 param/* elements.
+        # 50 metrics per iteration: batch/loss, epoch, 6 norms, 21 grad/* and 21 param/* elements.
         "worked example, 2000 iterations": ["trainer.epochs=2000"],
         # > 64 parameters: norms only (loss, grad_norm/W*, b*, weight_norm/W*), like digits.
         "seed example [3, 32, 32, 1], 2000 iterations": ["trainer.epochs=2000", "model.hidden=[32,32]"],

@@ -3,9 +3,9 @@
 Two cases from issue 4, each with the default logging (every metric, every iteration):
 
 * worked example: 3-4-1 sigmoid/bce/sgd lr 0.5, one example, 2000 iterations
-  (49 metrics per iteration: loss, 6 norms, 21 grad/* and 21 param/* elements);
+  (50 metrics per iteration: batch/loss, epoch, 6 norms, 21 grad/* and 21 param/* elements);
 * marks.csv: [3, 8, 8, 1] tanh/sigmoid/bce/sgd lr 0.1, batch 20, 100 epochs, standardised inputs
-  (2000 iterations, 10 metrics per iteration: loss and 9 norms, plus per-epoch metrics).
+  (2000 iterations, 11 metrics per iteration: batch/loss, epoch and 9 norms, plus per-epoch metrics).
 
 Printed per case:
 
@@ -51,7 +51,7 @@ import backproplab as bp
 from backproplab import datasets
 from backproplab.run.context import RunContext
 from backproplab.tracking import track_run
-from backproplab.tracking.metric_names import MetricLayout
+from backproplab.tracking.metric_names import LOSS, MetricLayout
 
 
 
@@ -87,7 +87,7 @@ class NaiveLogger(bp.Callback):
     def on_iteration(self, step):
         import mlflow
 
-        values = {"loss": step.loss}
+        values = {LOSS: step.loss}
         elementwise = self.layout.elementwise
         for key in self.layout.keys[1 : self.layout.n_summary]:
             kind, name = key.split("/")

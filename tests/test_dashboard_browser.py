@@ -279,7 +279,7 @@ def test_one_click_on_model_training_is_remembered_as_the_readme_says(dashboard,
 
 # -- checks of issue 12's other items (switch on once they are merged) -------------------------
 # Each opens its page the way the tests above do; rename check_* to test_* to collect it.
-def check_first_chart_is_the_loss(dashboard, page, tmp_path):
+def test_first_chart_is_the_loss(dashboard, page, tmp_path):
     """Item 1: the first chart of a child's Model metrics tab is the per-iteration loss."""
     from backproplab.tracking.metric_names import LOSS
 

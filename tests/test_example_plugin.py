@@ -91,7 +91,7 @@ def test_sweep_over_lion_learning_rates(tmp_path):
         assert run.data.tags["component.optimizer"] == "lion"
         assert run.data.tags["component.optimizer.plugin"] == PLUGIN_TAG
         assert run.data.tags["component.activation.plugin"] == PLUGIN_TAG
-        assert run.data.metrics["loss"] > 0
+        assert run.data.metrics["batch/loss"] > 0
 
 
 def test_the_example_packages_own_tests_pass():

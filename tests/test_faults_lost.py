@@ -99,7 +99,7 @@ def loss_rows(db: Path) -> list[tuple[int, int]]:
         return []
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
         try:
-            return conn.execute("SELECT step, timestamp FROM metrics WHERE key = 'loss' ORDER BY step").fetchall()
+            return conn.execute("SELECT step, timestamp FROM metrics WHERE key = 'batch/loss' ORDER BY step").fetchall()
         except sqlite3.OperationalError:  # tables not created yet
             return []
 
@@ -183,7 +183,7 @@ def the_run(uri: str):
 
 
 def loss_steps(uri: str, run) -> list[int]:
-    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "loss"))
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, "batch/loss"))
 
 
 # -- kill -9 on a sqlite store --------------------------------------------------------------------
@@ -212,13 +212,17 @@ def test_kill_9_loses_about_a_second_and_reap_ends_the_run_killed(tmp_path):
     assert run.info.status == "RUNNING"
     assert run.data.tags["backproplab.pid"] == str(proc.pid)
     assert run.data.tags["backproplab.host"] == socket.gethostname()
+    epochs = run.data.metrics["epoch"]  # epochs completed at the last flushed step
 
     reaped = runs_cli("reap", "--tracking-uri", uri, cwd=tmp_path)
     assert reaped.returncode == 0, reaped.stderr
     run = the_run(uri)
-    reason = f"process {proc.pid} on {socket.gethostname()} ended without closing the run (killed?); reaped by backproplab runs reap"
+    reason = run.data.tags["failure_reason"]
     assert run.info.status == "KILLED"
-    assert run.data.tags["failure_reason"] == reason
+    # where it stopped, as far as its flushed metrics tell
+    assert reason.startswith(f"process {proc.pid} on {socket.gethostname()} ended without closing the run (killed?) after {epochs:.4g} epochs completed")
+    assert f"in epoch {int(epochs) + 1}" in reason or epochs == int(epochs)
+    assert reason.endswith(" (the last metrics it flushed); reaped by backproplab runs reap")
     assert f"reaped run {run.info.run_id}" in reaped.stdout and "1 marked KILLED" in reaped.stdout
 
     again = runs_cli("reap", "--tracking-uri", uri, cwd=tmp_path)

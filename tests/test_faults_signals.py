@@ -66,7 +66,9 @@ def assert_killed_with_everything(tmp_path: Path, signum: int, iterations: int |
     client, run = the_run(tmp_path)
     assert run.info.status == "KILLED"
     assert run.data.tags["failure_reason"].startswith(f"interrupted by {NAME[signum]} at epoch ")
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    # the description carries the same reason (with the epoch and iteration) as its status line
+    assert f"**KILLED**: {run.data.tags['failure_reason']}." in run.data.tags["mlflow.note.content"]
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "batch/loss")]
     assert steps == list(range(len(steps))) and steps, "every logged iteration, no gaps"
     if iterations is not None:
         assert len(steps) == iterations

@@ -50,7 +50,7 @@ def test_every_metric_family_is_documented():
     from backproplab.tracking import metric_names
 
     text = Path(metric_names.__file__).read_text(encoding="utf-8")
-    for family in ("loss", "grad_norm/", "weight_norm/", "grad/", "param/", "train/loss", "val/loss", "train/accuracy", "val/accuracy"):
+    for family in ("batch/loss", "epoch", "grad_norm/", "weight_norm/", "grad/", "param/", "train/loss", "val/loss", "train/accuracy", "val/accuracy"):
         assert family in text
         assert f"`{family}" in README, family
 

@@ -101,7 +101,11 @@ def test_an_update_to_non_finite_weights_fails_the_run(cli, tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == line.removeprefix("error: ")
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # what it logged stays
+    assert len(client.get_metric_history(run.info.run_id, "batch/loss")) == 1  # what it logged stays
+    # The description says what failed, and where, on the run page's first screen.
+    note = run.data.tags["mlflow.note.content"]
+    assert f"**FAILED** at epoch 1, iteration 1: {line.removeprefix('error: ')}." in note
+    assert "Completed before it stopped: no epoch completed." in note
 
 
 def test_max_points_per_metric_caps_every_stored_metric(cli, tmp_path):
@@ -115,9 +119,12 @@ def test_max_points_per_metric_caps_every_stored_metric(cli, tmp_path):
     assert run.info.status == "FINISHED"
     run_id = run.info.run_id
     points = {key: client.get_metric_history(run_id, key) for key in run.data.metrics}
-    assert len(points) == 51  # loss, 6 norms, 21 grad/*, 21 param/*, train/loss, train/accuracy
-    assert all(len(history) <= 8 for history in points.values()), {k: len(v) for k, v in points.items() if len(v) > 8}
-    assert sorted(m.step for m in points["loss"]) == list(range(0, 60, 8))
+    assert len(points) == 52  # batch/loss, 6 norms, 21 grad/*, 21 param/*, train/loss, train/accuracy, epoch
+    capped = {k: v for k, v in points.items() if k != "epoch"}
+    assert all(len(history) <= 8 for history in capped.values()), {k: len(v) for k, v in capped.items() if len(v) > 8}
+    # epoch goes with both: every iteration step kept, and the epoch ends kept
+    assert len(points["epoch"]) <= 16
+    assert sorted(m.step for m in points["batch/loss"]) == list(range(0, 60, 8))
     assert sorted(m.step for m in points["grad/w1_1_1"]) == list(range(0, 60, 8))
     assert sorted(m.step for m in points["train/loss"]) == list(range(4, 61, 8))
     assert run.data.tags["backproplab.iteration_stride"] == "8"
@@ -131,7 +138,7 @@ def test_without_a_cap_every_iteration_is_stored(cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
-    assert len(client.get_metric_history(run.info.run_id, "loss")) == 20
+    assert len(client.get_metric_history(run.info.run_id, "batch/loss")) == 20
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 20
     assert "backproplab.iteration_stride" not in run.data.tags
 

@@ -19,7 +19,7 @@ from test_tracking_sweep import check_summary, sweep_runs  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-ITERATION_KEYS = ("loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2")
+ITERATION_KEYS = ("batch/loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2")
 
 
 @pytest.fixture(scope="module")

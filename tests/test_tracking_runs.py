@@ -136,7 +136,7 @@ def test_worked_example_logs_the_articles_gradients(store, experiment, seed_exam
             assert steps[0] == pytest.approx(initial["W1"][j][k], abs=1e-12)
             assert steps[1] == pytest.approx(after["W1"][j][k], abs=1e-6)
 
-    losses = history(client, run, "loss")
+    losses = history(client, run, "batch/loss")
     assert [s for s, _ in losses] == list(range(7))
     assert [v for _, v in losses] == pytest.approx(hist.losses, rel=1e-12)
     assert losses[0][1] == pytest.approx(seed_example["iteration_0"]["loss"], abs=1e-6)
@@ -156,6 +156,9 @@ def test_worked_example_logs_the_articles_gradients(store, experiment, seed_exam
     assert history(client, run, "final/train_accuracy") == [(7, 1.0)]
     # A single run is named by its data set and its network's widths.
     assert run.info.run_name == "seed_example mlp 3-4-1"
+    # epoch = epochs completed at each step (one iteration per epoch here), once per step, so
+    # both the per-iteration and the per-epoch metrics can be plotted against it.
+    assert history(client, run, "epoch") == [(s, float(s)) for s in range(8)]
 
     params, tags = run.data.params, run.data.tags
     assert params["optimizer.lr"] == "0.5" and params["data.batch_size"] == "1" and params["model.hidden"] == "[4]"
@@ -184,9 +187,11 @@ def test_worked_example_logs_the_articles_gradients(store, experiment, seed_exam
 def test_every_n_iterations_thins_per_iteration_metrics_only(store, experiment):
     train_worked_example(store, experiment, every_n_iterations=3)
     client, run = only_run(store, experiment)
-    assert [s for s, _ in history(client, run, "loss")] == [0, 3, 6]
+    assert [s for s, _ in history(client, run, "batch/loss")] == [0, 3, 6]
     assert [s for s, _ in history(client, run, "grad/w1_1_1")] == [0, 3, 6]
     assert [s for s, _ in history(client, run, "train/loss")] == list(range(1, 8))
+    # the epoch ends a thinned-out iteration row misses get their own epoch point, and no step twice
+    assert history(client, run, "epoch") == [(s, float(s)) for s in range(8)]
 
 
 def test_trace_keeps_every_iteration_at_full_precision(store, experiment, seed_example):
@@ -227,9 +232,9 @@ def test_large_network_logs_norms_but_not_elements(store, experiment, shipped_da
     client, run = only_run(store, experiment)
     keys = set(run.data.metrics)
     assert not any(k.startswith(("grad/", "param/")) for k in keys)
-    assert {"loss", "grad_norm/W3", "grad_norm/b3", "weight_norm/W3", "train/loss", "val/loss", "train/accuracy", "val/accuracy"} <= keys
+    assert {"batch/loss", "grad_norm/W3", "grad_norm/b3", "weight_norm/W3", "train/loss", "val/loss", "train/accuracy", "val/accuracy"} <= keys
     assert run.data.tags["backproplab.elementwise_metrics"] == "false"
-    assert len(history(client, run, "loss")) == 60
+    assert len(history(client, run, "batch/loss")) == 60
     assert [s for s, _ in history(client, run, "val/accuracy")] == [20, 40, 60]
     assert dict(history(client, run, "grad_norm/W2"))[0] == pytest.approx(np.linalg.norm(first["W2"]), rel=1e-12)
     assert dict(history(client, run, "weight_norm/W1"))[0] == pytest.approx(np.linalg.norm(first["param_W1"]), rel=1e-12)
@@ -253,7 +258,7 @@ def test_non_finite_loss_fails_the_run_with_a_reason(store, experiment, capfd):
     reason = run.data.tags["failure_reason"]
     assert reason.startswith("non-finite loss") and "\n" not in reason
     # The iterations before the non-finite one were flushed, all finite.
-    losses = history(client, run, "loss")
+    losses = history(client, run, "batch/loss")
     assert [s for s, _ in losses] == list(range(info.value.iteration))
     assert all(math.isfinite(v) for _, v in losses)
 
@@ -269,7 +274,7 @@ def test_exception_fails_the_run_after_flushing(store, experiment):
     client, run = only_run(store, experiment)
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "RuntimeError: boom; second line"  # as the console words it
-    assert [s for s, _ in history(client, run, "loss")] == [0, 1, 2, 3, 4]
+    assert [s for s, _ in history(client, run, "batch/loss")] == [0, 1, 2, 3, 4]
     assert "config.yaml" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
@@ -369,7 +374,7 @@ def test_interrupt_kills_the_run_after_flushing(tmp_path, store, experiment, sig
     assert name == ("Terminated" if signum == signal.SIGTERM else "KeyboardInterrupt")
     client, run = only_run(store, experiment)
     assert run.info.status == "KILLED"
-    steps = [s for s, _ in history(client, run, "loss")]
+    steps = [s for s, _ in history(client, run, "batch/loss")]
     who = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
     # Where it stopped, counted from 1 as the console counts: one iteration per epoch here.
     assert run.data.tags["failure_reason"] == f"interrupted by {who} at epoch {len(steps)}, iteration {len(steps)}"

@@ -167,7 +167,7 @@ def test_a_tracked_run_uses_the_chosen_writer_and_logs_the_same(client, store, w
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "grad/w2_1_1")] == [0, 1, 2]
     # the article's second prediction follows from these parameters: every writer must agree
-    assert run.data.metrics["loss"] == pytest.approx(-math.log(0.758), abs=2e-3)
+    assert run.data.metrics["batch/loss"] == pytest.approx(-math.log(0.758), abs=2e-3)
 
 
 @pytest.mark.parametrize(

@@ -348,7 +348,7 @@ def test_full_disk_is_one_readable_line_and_result_json_counts_the_iterations(tm
     (result_file,) = work.glob("outputs/*/*/result.json")
     result = json.loads(result_file.read_text())
     assert result["status"] == "failed" and result["error"] == message
-    stored = MlflowClient(f"sqlite:///{kept}").get_metric_history(run.info.run_id, "loss")
+    stored = MlflowClient(f"sqlite:///{kept}").get_metric_history(run.info.run_id, "batch/loss")
     assert stored, "no metric reached the store before it was full"
     # Every iteration in the store was completed; the one whose flush failed may not be stored.
     assert result["iterations"] >= max(m.step for m in stored) + 1 > 0

@@ -44,7 +44,7 @@ def sweep_runs(uri: str, experiment: str = "backproplab"):
 
 
 def loss_steps(client: MlflowClient, run) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "batch/loss"))
 
 
 def summary_rows(client: MlflowClient, parent, tmp: Path) -> list[dict]:
@@ -69,6 +69,10 @@ def check_summary(client, parent, children, tmp_path, keys):
             assert row[key] == child.data.params[key]
         if child.info.status == "FINISHED":
             assert float(row["final_loss"]) == pytest.approx(child.data.metrics["train/loss"])
+            assert float(row["last_iteration_loss"]) == pytest.approx(child.data.metrics["batch/loss"])
+            # a child describes itself like a single run: its data, its network, its final numbers
+            note = child.data.tags["mlflow.note.content"]
+            assert f"train loss {child.data.metrics['train/loss']:.4g}" in note and "**FINISHED** after " in note
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"sweep_summary.csv", "sweep_summary.json", "plots"} <= artifacts
     table = json.loads(Path(client.download_artifacts(parent.info.run_id, "sweep_summary.json", dst_path=str(tmp_path / "t"))).read_text())
@@ -350,7 +354,7 @@ def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
     assert proc.stdout.strip().splitlines()[-1] == f"mlflow: open {url}"
     for child in children:
         assert child.info.status == "FINISHED"
-        for key in ("loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2"):
+        for key in ("batch/loss", "grad/w1_1_1", "param/b2_1", "grad_norm/W2"):
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
             assert steps == list(range(7)), (child.info.run_name, key)
         assert {"config.yaml", "params.npz", "plots"} <= {a.path for a in client.list_artifacts(child.info.run_id)}

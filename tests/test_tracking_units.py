@@ -42,14 +42,15 @@ def test_raveled_weights_line_up_with_their_names():
 def test_layout_of_the_worked_example_has_every_element():
     layout = MetricLayout.for_params(worked_example_params(), elementwise_max_params=64)
     keys = layout.keys
-    assert keys[0] == "loss"
+    assert keys[0] == "batch/loss"
     assert keys[1:7] == (
         "grad_norm/W1", "grad_norm/b1", "weight_norm/W1", "grad_norm/W2", "grad_norm/b2", "weight_norm/W2",
     )
     assert len([k for k in keys if k.startswith("grad/")]) == 21
     assert len([k for k in keys if k.startswith("param/")]) == 21
     assert {"grad/w1_4_3", "grad/b1_4", "grad/w2_1_4", "grad/b2_1", "param/w1_1_1", "param/b2_1"} <= set(keys)
-    assert len(set(keys)) == len(keys) == 1 + 6 + 42
+    assert keys[-1] == "epoch"  # after every summary column the plots keep
+    assert len(set(keys)) == len(keys) == 1 + 6 + 42 + 1
 
 
 def test_layout_drops_elements_above_the_threshold():
@@ -57,7 +58,7 @@ def test_layout_drops_elements_above_the_threshold():
     assert MetricLayout.for_params(params, elementwise_max_params=21).elementwise
     layout = MetricLayout.for_params(params, elementwise_max_params=20)
     assert not layout.elementwise
-    assert layout.keys == ("loss", "grad_norm/W1", "grad_norm/b1", "weight_norm/W1", "grad_norm/W2", "grad_norm/b2", "weight_norm/W2")
+    assert layout.keys == ("batch/loss", "grad_norm/W1", "grad_norm/b1", "weight_norm/W1", "grad_norm/W2", "grad_norm/b2", "weight_norm/W2", "epoch")
 
 
 def test_norms_are_computed_from_elements_at_flush():
@@ -94,6 +95,21 @@ def test_flatten_gives_dotted_keys_and_yaml_spelled_values():
         "model.hidden": "[8, 8]",
         "model.extra": "{}",
     }
+
+
+def test_run_params_leave_out_the_tracking_settings_and_nulls():
+    from backproplab.tracking.params import run_params, tracking_tag
+
+    config = {
+        "optimizer": {"name": "sgd", "lr": 0.5, "nesterov": False},
+        "data": {"batch_size": 20, "path": None, "features": None},
+        "logger": {"name": "mlflow", "tracking_uri": None, "buffer": {"max_metrics": 10}},
+    }
+    assert run_params(config) == {
+        "optimizer.name": "sgd", "optimizer.lr": "0.5", "optimizer.nesterov": "false", "data.batch_size": "20",
+    }
+    assert json.loads(tracking_tag(config)) == config["logger"]
+    assert tracking_tag({"optimizer": {}}) is None
 
 
 def test_flatten_truncates_values_to_mlflows_limit():
@@ -143,7 +159,7 @@ def test_writer_sends_every_buffered_row_once(background):
     client = RecordingClient()
     writer = BatchWriter(LogBatchSink(client, "run"), "run", background=background)
     for i in range(buf.capacity):
-        buf.values[i] = [i, 4.0, 9.0, 16.0]  # squared norms on the non-elementwise path
+        buf.values[i] = [i, 4.0, 9.0, 16.0, i / 10]  # squared norms on the non-elementwise path
         buf.steps[i] = i
         buf.times[i] = 1.0
         buf.n += 1
@@ -152,14 +168,14 @@ def test_writer_sends_every_buffered_row_once(background):
     sent = [m for call in client.calls for m in call]
     assert len(sent) == buf.capacity * layout.n_columns == writer.metrics_written
     assert {m.key: m.value for m in sent if m.step == 3} == {
-        "loss": 3.0, "grad_norm/W1": 2.0, "grad_norm/b1": 3.0, "weight_norm/W1": 4.0,
+        "batch/loss": 3.0, "grad_norm/W1": 2.0, "grad_norm/b1": 3.0, "weight_norm/W1": 4.0, "epoch": 0.3,
     }
     assert buf.take() is None
 
 
 def test_background_write_error_reaches_the_training_thread():
     layout = MetricLayout.for_params({"W1": np.zeros((1, 1)), "b1": np.zeros(1)}, 0)
-    block = Block(layout.keys, np.arange(1), np.zeros(1, dtype=np.int64), np.zeros((1, 4)))
+    block = Block(layout.keys, np.arange(1), np.zeros(1, dtype=np.int64), np.zeros((1, 5)))
     writer = BatchWriter(LogBatchSink(RecordingClient(fail=True), "run"), "run", background=True)
     writer.submit(block)
     with pytest.raises(RuntimeError, match="store is gone"):

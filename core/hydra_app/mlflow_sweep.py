@@ -57,6 +57,7 @@ from backproplab.errors import ConfigError
 from backproplab.tracking import naming
 from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking import summary as run_summary
+from backproplab.tracking.metric_names import LOSS
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.store import connect, resolve_uri
@@ -70,7 +71,7 @@ JOB_TAG = "hydra.job.num"  # on the child runs this callback creates itself
 # training loss (the last iteration's loss of one mini-batch is too noisy to compare configs),
 # or the last iteration's loss when no epoch ended.
 SUMMARY_METRICS = {
-    "loss": "last_iteration_loss",
+    LOSS: "last_iteration_loss",
     "train/loss": "final_train_loss",
     "val/loss": "final_val_loss",
     "train/accuracy": "final_train_accuracy",
@@ -145,7 +146,7 @@ def objective_of(run: Any, objective: str) -> float | None:
     """A child run's objective value, from its metrics; None if it has none."""
     metrics = run.data.metrics
     if objective == "auto":
-        value = metrics.get("val/loss", metrics.get("train/loss", metrics.get("loss")))
+        value = metrics.get("val/loss", metrics.get("train/loss", metrics.get(LOSS)))
     else:
         value = metrics.get(OBJECTIVE_METRICS.get(objective, ""))
     return None if value is None or not math.isfinite(value) else float(value)
@@ -401,7 +402,7 @@ class MlflowSweepCallback(Callback):
             for key in keys:
                 row[key] = run.data.params.get(key, overrides.get(key, ""))
             metrics = run.data.metrics  # the latest value of each metric
-            final = metrics.get("train/loss", metrics.get("loss"))
+            final = metrics.get("train/loss", metrics.get(LOSS))
             row["final_loss"] = "" if final is None else final
             for metric in SUMMARY_METRICS:
                 value = metrics.get(metric)

@@ -11,6 +11,7 @@ from typing import Any
 
 from backproplab.numerics.network import Network
 from backproplab.components.registry import Source
+from .data import Dataset
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class RunContext:
     launch_dir: str | None = None
     # Class names in label order when the data's targets were text (output k means classes[k]).
     classes: list[str] | None = None
-    # The run's data set (backproplab.run.data.Dataset): feature names and the training inputs,
-    # for the logged model's signature and input example and the decision-boundary pictures.
-    dataset: Any = None
+    # The run's data set: feature names, the training and validation splits the network trains
+    # and validates on; for the run's dataset inputs, the logged model's signature and input
+    # example, and the decision-boundary pictures.
+    dataset: Dataset | None = None

@@ -437,6 +437,38 @@ def _check_bool(key: str, value: Any) -> bool:
     return value
 
 
+# Where each data set comes from, for the run's record (MLflow dataset source): the function
+# that makes or reads it. The CSV sets are their file instead (``source_of``).
+ORIGINS = {
+    "seed_example": "backproplab: the worked example's single row",
+    "xor": "backproplab: the four XOR points",
+    "moons": "sklearn.datasets.make_moons",
+    "circles": "sklearn.datasets.make_circles",
+    "breast_cancer": "sklearn.datasets.load_breast_cancer",
+    "digits": "sklearn.datasets.load_digits",
+}
+# The data keys that decide the arrays (the others, batch_size and shuffle, only their order).
+_SHAPING_KEYS = ("n_samples", "noise", "factor", "target", "features", "task", "val_fraction", "standardize", "seed")
+
+
+def source_of(cfg: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(the CSV file's absolute path, or None for a generated or bundled set; what made the
+    arrays: the generator or loader and every data key that decides them)."""
+    name = cfg.get("name")
+    path = None
+    if name == "csv":
+        path = str(Path(cfg["path"]).resolve())
+    elif name == "marks":
+        from backproplab.datasets import path as bundled
+
+        path = str(bundled("marks.csv"))
+    origin = {"data": name, "made_by": ORIGINS.get(name, f"backproplab data={name}")}
+    if path is not None:
+        origin["made_by"] = f"read_csv({path})"
+    origin.update({f"data.{k}": cfg[k] for k in _SHAPING_KEYS if k in cfg})
+    return path, origin
+
+
 def load_dataset(cfg: Mapping[str, Any]) -> Dataset:
     """Build the configured data set; every problem is a one-line ConfigError naming the key."""
     name = cfg.get("name")

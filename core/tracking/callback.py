@@ -13,7 +13,7 @@ import numpy as np
 
 from backproplab.numerics.trainer import Callback, EpochSummary, Step
 from .buffer import BatchWriter, MetricBuffer
-from .metric_names import EPOCH_METRICS, MetricLayout
+from .metric_names import EPOCH, EPOCH_METRICS, MetricLayout
 from .images import Snapshots
 from .trace import TraceRecorder
 
@@ -24,6 +24,12 @@ class MlflowTracker(Callback):
     Per-epoch metrics use step = the number of iterations completed at the end of the epoch
     (``EpochSummary.iterations``), so on MLflow's shared step axis they sit just after the last
     iteration of that epoch.
+
+    ``epoch`` is logged at every step that carries another metric, as the epochs completed at that
+    step (step / iterations per epoch: 0.5 half-way through the first epoch, 3 at the end of the
+    third), because MLflow's charts plot a metric against another only at the steps both have.
+    The per-iteration rows carry it as one more column; a per-epoch step gets its own point only
+    when no iteration row lands on it (the last epoch, a thinned-out step).
     """
 
     def __init__(
@@ -35,6 +41,7 @@ class MlflowTracker(Callback):
         every_n_iterations: int = 1,
         every_n_epochs: int = 1,
         total_epochs: int = 0,
+        iterations_per_epoch: int = 0,
         flush_interval_s: float = 15.0,
         trace: TraceRecorder | None = None,
         snapshots: Snapshots | None = None,
@@ -52,6 +59,11 @@ class MlflowTracker(Callback):
         self._snapshot_iteration = -1 if snapshots is None else snapshots.grad_iteration
         self.epochs: list[EpochSummary] = []
         self.last_step: Step | None = None
+        # Unknown (0) only for callers that do not say: then whole epochs, which still agree
+        # with the per-epoch points.
+        self._ipe = iterations_per_epoch if iterations_per_epoch > 0 else None
+        self._epoch_column = layout.epoch_column
+        self._epoch_pending: tuple[int, float] | None = None  # (step, epochs) an iteration row should cover
         self._next_flush = time.time() + flush_interval_s
         # Precomputed (param, start, stop) triples: the hot path never builds names.
         self._grad_slots = [(s.param, s.start, s.stop) for s in layout.grad_slots]
@@ -72,6 +84,7 @@ class MlflowTracker(Callback):
         n = buf.n
         row = buf.values[n]
         row[0] = step.loss
+        row[self._epoch_column] = step.epoch if self._ipe is None else iteration / self._ipe
         grads = step.grads
         if self._grad_slots:
             params = step.params
@@ -104,6 +117,14 @@ class MlflowTracker(Callback):
             value = getattr(summary, field_name)
             if value is not None:
                 self.buffer.add_sparse(key, value, now, summary.iterations)
+        # The same formula as the iteration rows', so both give one value at a shared step.
+        completed = len(self.epochs) if self._ipe is None else summary.iterations / self._ipe
+        if summary.iterations % self.every:
+            self.buffer.add_sparse(EPOCH, completed, now, summary.iterations)
+        else:
+            # The next iteration's row is logged at this very step with this value; only a run
+            # that ends before that row exists needs the point here (see ``close``).
+            self._epoch_pending = (summary.iterations, completed)
 
     def flush(self) -> None:
         self.writer.submit(self.buffer.take())
@@ -116,6 +137,9 @@ class MlflowTracker(Callback):
         they are written: the run's plots start rendering there, on a thread, while this one
         waits for the store.
         """
+        pending = self._epoch_pending
+        if pending is not None and (self.last_step is None or self.last_step.iteration < pending[0]):
+            self.buffer.add_sparse(EPOCH, pending[1], time.time(), pending[0])
         try:
             block = self.buffer.take()
             if before_write is not None:

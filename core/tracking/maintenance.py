@@ -27,6 +27,17 @@ EXIT_CONFIG = 2
 FAILURE_TAG = "failure_reason"
 
 
+
+def _last_logged(run: Any) -> str:
+    """" after epoch E" from the run's last stored ``epoch`` (epochs completed), when it has one:
+    a run killed outright cannot say where it stopped, but its last flushed metrics can."""
+    epochs = run.data.metrics.get("epoch")
+    if epochs is None:
+        return ""
+    whole = int(epochs)
+    into = "" if whole == epochs else f", in epoch {whole + 1}"
+    return f" after {epochs:.4g} epochs completed{into} (the last metrics it flushed)"
+
 def _client(uri: str | None) -> tuple[Any, str]:
     """A client for ``uri`` (MLflow's default when None) that must already hold a store."""
     from urllib.parse import urlparse
@@ -106,7 +117,7 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
             if process_state(pid, tags.get(PID_START_TAG)) == "alive":
                 print(f"left {label}{sweep}: process {pid} on {host} is still running", file=out)
                 continue
-            reason = f"process {pid} on {host} ended without closing the run (killed?); reaped by backproplab runs reap"
+            reason = f"process {pid} on {host} ended without closing the run (killed?){_last_logged(run)}; reaped by backproplab runs reap"
             client.set_tag(run.info.run_id, FAILURE_TAG, reason)
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
             reaped += 1

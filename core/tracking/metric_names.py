@@ -14,7 +14,10 @@ from typing import Mapping
 
 import numpy as np
 
-LOSS = "loss"
+# "batch/" rather than a bare "loss": MLflow's run page sorts chart sections by the key's prefix
+# and puts unprefixed keys last, so a bare "loss" sat below every grad/* and param/* chart.
+LOSS = "batch/loss"
+EPOCH = "epoch"
 EPOCH_METRICS = {
     "train_loss": "train/loss",
     "val_loss": "val/loss",
@@ -50,9 +53,10 @@ class Slot:
 class MetricLayout:
     """The columns of one logged iteration.
 
-    Column 0 is ``loss``; then, per layer, ``grad_norm/W<l>``, ``grad_norm/b<l>`` and
+    Column 0 is ``batch/loss``; then, per layer, ``grad_norm/W<l>``, ``grad_norm/b<l>`` and
     ``weight_norm/W<l>``; then, when ``elementwise``, every ``grad/*`` element followed by every
-    ``param/*`` element. Norm columns hold squared norms until ``finish_rows`` takes the root.
+    ``param/*`` element; the last column is ``epoch`` (epochs completed, fractional). Norm
+    columns hold squared norms until ``finish_rows`` takes the root.
     """
 
     keys: tuple[str, ...]
@@ -67,6 +71,10 @@ class MetricLayout:
     @property
     def n_columns(self) -> int:
         return len(self.keys)
+
+    @property
+    def epoch_column(self) -> int:
+        return len(self.keys) - 1
 
     @property
     def n_summary(self) -> int:
@@ -92,6 +100,8 @@ class MetricLayout:
                     names = element_names(name, shape)
                     slots.append(Slot(name, len(keys), len(keys) + len(names)))
                     keys.extend(f"{prefix}/{n}" for n in names)
+        # Last, so the summary columns the plots keep (loss and norms) stay a leading slice.
+        keys.append(EPOCH)
         return cls(tuple(keys), tuple(norms), tuple(grad_slots), tuple(param_slots))
 
     def finish_rows(self, values: np.ndarray) -> None:

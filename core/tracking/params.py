@@ -51,8 +51,38 @@ def param_batches(params: Mapping[str, str], size: int = MAX_PARAMS_TAGS_PER_BAT
         yield items[start : start + size]
 
 
+# How the run was tracked is not what was trained: one tag (``backproplab.logger``), not a dozen
+# params that would crowd the runs table and the compare view.
+TRACKING_SECTION = "logger"
+
+
+def run_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """The params of a run: the config flattened, without the tracking settings and without the
+    keys whose value is null (unset options, whose literal "null" only cluttered the table;
+    config.yaml keeps the whole config)."""
+    trained = {k: v for k, v in config.items() if k != TRACKING_SECTION}
+    return {k: v for k, v in flatten(_drop_nulls(trained)).items()}
+
+
+def _drop_nulls(config: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if value is None:
+            continue
+        out[key] = _drop_nulls(value) if isinstance(value, Mapping) and value else value
+    return out
+
+
+def tracking_tag(config: Mapping[str, Any]) -> str | None:
+    """The ``logger`` section as one compact JSON value, or None when the config has none."""
+    section = config.get(TRACKING_SECTION)
+    if not isinstance(section, Mapping):
+        return None
+    return json.dumps(section, default=str, separators=(",", ":"), sort_keys=True)
+
+
 def log_params(client: Any, run_id: str, config: Mapping[str, Any]) -> dict[str, str]:
-    params = flatten(config)
+    params = run_params(config)
     for batch in param_batches(params):
         client.log_batch(run_id, params=batch, synchronous=True)
     return params

@@ -41,7 +41,9 @@ from .extras import RunExtras
 from .faults import StoreFullError, store_full
 from . import naming
 from .metric_names import MetricLayout
-from .params import log_params, truncate
+from .datasets import dataset_name, log_datasets
+from .description import NOTE_TAG, describe
+from .params import log_params, tracking_tag, truncate
 from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
 from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
@@ -154,6 +156,9 @@ def _tracked(
     tags.update(component_tags(context.components))
     tags["hydra.overrides"] = overrides_tag(context.overrides)
     tags["backproplab.task"] = context.task
+    logger_settings = tracking_tag(context.config)
+    if logger_settings is not None:
+        tags["backproplab.logger"] = truncate(logger_settings, MAX_TAG_VAL_LENGTH)
     tags["backproplab.elementwise_metrics"] = "true" if layout.elementwise else "false"
     tags["backproplab.n_parameters"] = str(network.n_parameters)
     if context.classes is not None:
@@ -176,6 +181,7 @@ def _tracked(
         try:
             try:
                 log_params(client, run_id, context.config)
+                log_datasets(client, run_id, context)
                 trace = None
                 if settings.trace:
                     trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
@@ -188,6 +194,7 @@ def _tracked(
                     every_n_iterations=every_iteration,
                     every_n_epochs=every_epoch,
                     total_epochs=context.epochs,
+                    iterations_per_epoch=context.iterations_per_epoch,
                     flush_interval_s=settings.flush_interval_for(supports_sql_writer(uri)),
                     trace=trace,
                     snapshots=extras.snapshots,
@@ -300,6 +307,7 @@ def _end(
     try:
         if reason:
             client.set_tag(run_id, FAILURE_TAG, reason)
+        _note(client, run_id, context, tracker, RunStatus.to_string(status), reason)
         client.set_terminated(run_id, RunStatus.to_string(status))
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"could not mark MLflow run {run_id} {RunStatus.to_string(status)}: {one_line(exc)}", stacklevel=2)
@@ -314,6 +322,14 @@ def _add_final_metrics(tracker: MlflowTracker) -> None:
     step, now = tracker.epochs[-1].iterations, time.time()
     for key, value in final_metrics(tracker.epochs).items():
         tracker.buffer.add_sparse(key, value, now, step)
+
+
+def _note(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, status: str, reason: str | None) -> None:
+    """The run's description: what it is and how it ended (see ``description``)."""
+    epochs = [] if tracker is None else tracker.epochs
+    last_step = None if tracker is None else tracker.last_step
+    text = describe(context, dataset_name(context), status, reason, epochs, last_step)
+    client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:
