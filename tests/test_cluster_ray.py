@@ -188,14 +188,14 @@ def test_a_failed_job_on_ray_is_a_failed_child_and_the_summary_is_complete(ray_h
         "+hydra.launcher.ray.remote.num_cpus=1",  # a launcher key of its own, through the up-front check
         f"logger.tracking_uri={server.uri}", f"logger.experiment_name={experiment}",
         "model.activation=identity", "model.output_activation=identity", "loss=mse",
-        "optimizer.lr=0.001,1000", "trainer.epochs=50",
+        "optimizer.lr=0.001,1000", "trainer.epochs=20",
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: 1 of 2 jobs of the multirun failed; the first, #1 (optimizer.lr=1000): non-finite loss" in proc.stderr
     client, parent, children = sweep_runs(server.uri, experiment)
     by_lr = {c.data.params["optimizer.lr"]: c for c in children}
     assert len(children) == 2
-    assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(50))
+    assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(20))
     assert by_lr["1000"].info.status == "FAILED"
     assert by_lr["1000"].data.tags["failure_reason"].startswith("non-finite loss")
     assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
@@ -221,4 +221,14 @@ def test_a_wrong_ray_address_is_one_line_and_leaves_no_parent(server, tmp_path):
     ]
     exp = MlflowClient(server.uri).get_experiment_by_name(experiment)
     assert exp is None or MlflowClient(server.uri).search_runs([exp.experiment_id]) == []
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_an_address_that_is_not_host_port_is_one_line(tmp_path):
+    proc = ray_cli(tmp_path, "-m", "hydra/launcher=ray", "hydra.launcher.ray.init.address=nowhere", "logger=none", "optimizer.lr=0.1,0.2", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: hydra.launcher.ray.init.address='nowhere' is not an address; "
+        "valid: HOST:PORT of a Ray head (its ray start --port), auto, or null to start Ray here"
+    ]
     assert not (tmp_path / "multirun").exists()
