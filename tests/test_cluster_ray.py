@@ -232,3 +232,21 @@ def test_an_address_that_is_not_host_port_is_one_line(tmp_path):
         "valid: HOST:PORT of a Ray head (its ray start --port), auto, or null to start Ray here"
     ]
     assert not (tmp_path / "multirun").exists()
+
+
+def test_a_launch_that_fails_after_the_parent_exists_ends_it_failed_with_the_reason(ray_head, server, tmp_path):
+    """Ray refuses the jobs' resources only as the launcher submits them, after the sweep's
+    parent run was created: the parent ends FAILED with the error line as its reason."""
+    experiment = "ray_launch_failed"
+    proc = ray_cli(
+        tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
+        "+hydra.launcher.ray.remote.num_cpus=-1",
+        f"logger.tracking_uri={server.uri}", f"logger.experiment_name={experiment}", "optimizer.lr=0.1,0.2",
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    client, parent, children = sweep_runs(server.uri, experiment)
+    assert children == []
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failure_reason"] == f"the multirun stopped before its end: {errors[0].removeprefix('error: ')}"
