@@ -125,9 +125,16 @@ def _store_launcher_defaults(cs: ConfigStore, replace: dict[str, Any]) -> None:
         installed = False
     if not installed:
         return
+    import warnings
+
     from hydra.core.plugins import Plugins
 
-    Plugins.instance()
+    with warnings.catch_warnings():
+        # The plugin's config module calls OmegaConf.register_new_resolver, which OmegaConf 2.4
+        # deprecates: a warning about the plugin's code on every command, nothing a user can act
+        # on. The scan imports the plugin once per process, so this is the only place it shows.
+        warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+        Plugins.instance()
     cs.store(group="hydra/launcher", name="ray", node=RAY_LAUNCHER_NODE, provider="backproplab", **replace)
 
 
