@@ -385,21 +385,45 @@ def test_joblib_without_its_plugin_names_the_parallel_extra(tmp_path, cli_env):
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_missing_plugin_chosen_outside_the_command_line_names_its_extra():
+# Composes hydra/launcher=ray in-process with the Ray plugin hidden, as if it were not installed
+# (the [test] extra installs it); prints the exit code and the error line.
+HIDE_RAY_AND_COMPOSE = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Hide(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith("hydra_plugins.hydra_ray_launcher"):
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+from hydra import compose, initialize_config_module
+from backproplab.hydra_app.compat import version_base
+from backproplab.hydra_app.config_store import register_configs
+from backproplab.hydra_app.error_report import describe
+
+register_configs()
+with initialize_config_module("backproplab.conf", **version_base()):
+    try:
+        compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
+    except Exception as exc:
+        line, code = describe(exc)
+        print(code)
+        print(line)
+    else:
+        print("composed")
+"""
+
+
+def test_a_missing_plugin_chosen_outside_the_command_line_names_its_extra(tmp_path, cli_env):
     """An experiment's defaults can choose a launcher too: Hydra's own 'Could not find' then
-    becomes the same hint (here ray, which is genuinely not installed)."""
-    from hydra import compose, initialize_config_module
-
-    from backproplab.hydra_app.config_store import register_configs
-    from backproplab.hydra_app.error_report import describe
-
-    register_configs()
-    with initialize_config_module("backproplab.conf", **version_base()):
-        with pytest.raises(Exception) as caught:
-            compose("config", overrides=["hydra/launcher=ray"], return_hydra_config=True)
-    line, code = describe(caught.value)
-    assert code == CONFIG
-    assert line == 'error: hydra/launcher=ray needs the Hydra plugin hydra-ray-launcher, which is not installed; install it with: pip install "backproplab[ray]"'
+    becomes the same hint (here ray, hidden from the process's imports)."""
+    proc = subprocess.run([sys.executable, "-c", HIDE_RAY_AND_COMPOSE], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-2:] == [
+        str(CONFIG),
+        'error: hydra/launcher=ray needs the Hydra plugin hydra-ray-launcher, which is not installed; install it with: pip install "backproplab[ray]"',
+    ], proc.stdout + proc.stderr
 
 
 def test_the_extras_in_the_hints_exist():

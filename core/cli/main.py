@@ -86,6 +86,11 @@ def _run_hydra(argv: list[str]) -> int:
             raise
         line, code = describe(exc)
         print(line, file=sys.stderr, flush=True)
+        # A sweep parent left open (the launcher raised: Ray lost, a job's worker died) is ended
+        # FAILED at exit with this reason; before the multirun started there is none to end.
+        from backproplab.tracking import parent as sweep_parent
+
+        sweep_parent.stop_reason = line.removeprefix("error: ")
         return code
     sweep, sweep_status.last = sweep_status.last, None
     if sweep is not None and sweep.failures:

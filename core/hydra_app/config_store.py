@@ -13,6 +13,7 @@ package, exactly as ``# @package _global_`` files in ``conf/experiment/`` would 
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import math
 from importlib import resources
@@ -93,7 +94,48 @@ def register_configs(registry: Registry | None = None) -> None:
             cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
     for name in experiment_names():
         cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab", **replace)
+    _store_launcher_defaults(cs, replace)
     _registered = True
+
+
+# Hydra's Ray launcher as its plugin defines it (``RayLauncherConf``), but for
+# ``init.object_store_memory: null``. The plugin fills in 75 MB when that key is absent, and Ray
+# refuses any value when it joins an existing cluster (``hydra.launcher.ray.init.address=HOST:PORT``):
+# "When connecting to an existing cluster, object_store_memory must not be provided". null lets
+# a joined cluster keep its own object store, and a Ray that the sweep starts on this machine
+# (address null) size it as Ray does by default. ``hydra.launcher.ray.init.object_store_memory=N``
+# still sets it for a Ray started by the sweep.
+RAY_LAUNCHER_NODE = {
+    "_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+    "ray": {"init": {"address": None, "object_store_memory": None}, "remote": {}},
+}
+
+
+def _store_launcher_defaults(cs: ConfigStore, replace: dict[str, Any]) -> None:
+    """``hydra/launcher=ray`` as backproplab configures it, when the plugin is installed.
+
+    The plugin stores its own node when Hydra scans the plugins, so Hydra scans them first
+    (``Plugins.instance()``, which ``hydra.main`` would do next anyway) and this node then
+    replaces it. A YAML file ``conf/hydra/launcher/ray.yaml`` would shadow it too, but Hydra
+    merges a file with the ConfigStore node of the same name and warns that this is deprecated.
+    """
+    try:
+        installed = importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
+    except (ImportError, ValueError):
+        installed = False
+    if not installed:
+        return
+    import warnings
+
+    from hydra.core.plugins import Plugins
+
+    with warnings.catch_warnings():
+        # The plugin's config module calls OmegaConf.register_new_resolver, which OmegaConf 2.4
+        # deprecates: a warning about the plugin's code on every command, nothing a user can act
+        # on. The scan imports the plugin once per process, so this is the only place it shows.
+        warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+        Plugins.instance()
+    cs.store(group="hydra/launcher", name="ray", node=RAY_LAUNCHER_NODE, provider="backproplab", **replace)
 
 
 def group_options(group: str, registry: Registry | None = None) -> list[str]:

@@ -298,6 +298,7 @@ class MlflowSweepCallback(Callback):
             self._search = (str(objective), str(getattr(direction, "name", direction)))
         sweep_parent.publish(self._parent, sweep_dir if sweep_dir is not None else Path.cwd())
         sweep_parent.interrupted = False
+        sweep_parent.stop_reason = None
         atexit.register(self._abandon)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -309,7 +310,10 @@ class MlflowSweepCallback(Callback):
         if OmegaConf.select(config, "hydra.mode") != RunMode.MULTIRUN:
             sweep_parent.set_current(None)
             return
-        sweep_parent.set_current(sweep_parent.discover(_sweep_dir(config)))
+        # The parent this callback created, when it is the launching process's instance or a
+        # copy pickled with the job after on_multirun_start (joblib, Ray: a Ray worker on another
+        # machine sees neither the sweep directory nor this process's environment).
+        sweep_parent.set_current(self._parent or sweep_parent.discover(_sweep_dir(config)))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         parent = sweep_parent.current()
@@ -322,7 +326,12 @@ class MlflowSweepCallback(Callback):
     # -- ending the parent -------------------------------------------------------------------
     def _abandon(self) -> None:
         if self._parent is not None:
-            reason = "interrupted" if sweep_parent.interrupted else "the multirun stopped before its end (a job raised)"
+            if sweep_parent.interrupted:
+                reason = "interrupted"
+            elif sweep_parent.stop_reason:
+                reason = f"the multirun stopped before its end: {sweep_parent.stop_reason}"
+            else:
+                reason = "the multirun stopped before its end (a job raised)"
             self._end(reason)
 
     def _end(self, abandoned: str | None) -> None:

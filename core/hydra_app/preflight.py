@@ -657,10 +657,46 @@ def search_trial(master: DictConfig, config_loader: Any) -> Job | None:
     return Job(0, tuple(chosen.values()))
 
 
+RAY_ADDRESS_KEY = "hydra.launcher.ray.init.address"
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_launcher(master: DictConfig) -> None:
+    """The launcher's own target, checked before the sweep's parent run exists: the Ray
+    cluster that ``hydra.launcher.ray.init.address=HOST:PORT`` names must accept a connection.
+    Ray itself retries an unreachable address for many minutes, with a warning every few
+    seconds, and only after the parent run was created."""
+    import socket
+
+    choices = OmegaConf.select(master, "hydra.runtime.choices", default=None) or {}
+    if choices.get("hydra/launcher") != "ray":
+        return
+    address = OmegaConf.select(master, RAY_ADDRESS_KEY, default=None)
+    # null starts a Ray on this machine, "auto" finds the one started here (Ray's own message
+    # if there is none); "ray://HOST:PORT" is Ray Client, also plain TCP.
+    if address is None or str(address) in ("auto", "local"):
+        return
+    text = str(address)
+    bare = text.removeprefix("ray://")
+    host, sep, port = bare.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key=RAY_ADDRESS_KEY, value=text, problem="is not an address", valid="HOST:PORT of a Ray head (its ray start --port), auto, or null to start Ray here")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ConfigError(
+            f"{RAY_ADDRESS_KEY}={text}: no Ray cluster answers there ({reason.lower()}), so no job was started; "
+            f"start its head with: ray start --head --port={port}, or correct the address"
+        ) from None
+
+
 def _check_search(session: _Session) -> int | None:
     from hydra.types import RunMode
 
     master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
+    check_launcher(master)
     trial = search_trial(master, session.loader)
     if trial is None:
         return None
@@ -747,6 +783,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
             )
         # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message)
+    check_launcher(master)
     _plan = SweepPlan(tuple(sizes))
     return len(jobs)
 

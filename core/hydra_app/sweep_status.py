@@ -171,10 +171,21 @@ def sweep_dir_of(config: DictConfig) -> Path:
 
 
 class SweepStatusCallback(Callback):
+    def __init__(self) -> None:
+        self._sweep_id: str | None = None
+
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         global last
         last = None
-        os.environ[SWEEP_ID_ENV] = uuid.uuid4().hex
+        self._sweep_id = uuid.uuid4().hex
+        os.environ[SWEEP_ID_ENV] = self._sweep_id
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        # A Ray worker is started by its node's raylet, not by this process, so it inherits no
+        # environment from it; what reaches it is this callback, pickled with the job after
+        # on_multirun_start. (A reused worker may carry an earlier sweep's id: replaced here.)
+        if self._sweep_id is not None:
+            os.environ[SWEEP_ID_ENV] = self._sweep_id
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         global last

@@ -59,6 +59,9 @@ def swept_overrides(overrides: Sequence[str], keys: Iterable[str]) -> list[str]:
 
 _current: ParentRun | None = None
 interrupted = False  # set when a tracked job was killed, so an unfinished sweep ends KILLED
+# The one-line error that stopped a multirun before its end (a launcher that could not start its
+# jobs), set by the command line; an unfinished sweep's parent then says why it FAILED.
+stop_reason: str | None = None
 
 
 def current() -> ParentRun | None:
