@@ -334,47 +334,49 @@ def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
 
 
 # -- a launcher or sweeper from an extra that is not installed (issue 9.5) -------------------------
-@pytest.mark.parametrize(
-    "choice,extra",
-    [
-        ("hydra/launcher=ray", "ray"),
-        ("hydra/launcher=submitit_slurm", "slurm"),
-        ("hydra/launcher=submitit_local", "slurm"),
-        ("hydra/sweeper=optuna", "optuna"),
-    ],
-)
-def test_a_plugin_that_is_not_installed_names_its_extra(cli, tmp_path, choice, extra):
-    from backproplab.hydra_app.error_report import missing_plugin
-
-    if missing_plugin(*choice.split("=")) is None:
-        pytest.skip(f"the plugin for {choice} is installed here")
-    proc = cli("-m", choice, "optimizer.lr=0.1,0.5", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
-    assert proc.returncode == CONFIG, proc.stderr
-    line = one_line(proc.stderr)
-    assert line.startswith(f"error: {choice} needs the Hydra plugin ") and f'pip install "backproplab[{extra}]"' in line
-    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
-
-
-# Hides the joblib plugin from this process's imports, as if it were not installed, then runs the CLI.
-HIDE_JOBLIB = """
+# Hides a plugin package from this process's imports, as if it were not installed (the [test]
+# extra installs them all), then runs the CLI.
+HIDE_PLUGIN = """
 import sys
 from importlib.abc import MetaPathFinder
 
 class Hide(MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.startswith("hydra_plugins.hydra_joblib_launcher"):
+        if name.startswith(HIDDEN):
             raise ModuleNotFoundError(name)
         return None
 
+HIDDEN = sys.argv.pop(1)
 sys.meta_path.insert(0, Hide())
 from backproplab.cli import main
 main(sys.argv[1:])
 """
 
 
+@pytest.mark.parametrize(
+    "choice,extra,package",
+    [
+        ("hydra/launcher=ray", "ray", "hydra_plugins.hydra_ray_launcher"),
+        ("hydra/launcher=submitit_slurm", "slurm", "hydra_plugins.hydra_submitit_launcher"),
+        ("hydra/launcher=submitit_local", "slurm", "hydra_plugins.hydra_submitit_launcher"),
+        ("hydra/sweeper=optuna", "optuna", "hydra_plugins.hydra_optuna_sweeper"),
+    ],
+)
+def test_a_plugin_that_is_not_installed_names_its_extra(tmp_path, cli_env, choice, extra, package):
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDE_PLUGIN, package, "-m", choice, "optimizer.lr=0.1,0.5",
+         f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == CONFIG, proc.stderr
+    line = one_line(proc.stderr)
+    assert line.startswith(f"error: {choice} needs the Hydra plugin ") and f'pip install "backproplab[{extra}]"' in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_joblib_without_its_plugin_names_the_parallel_extra(tmp_path, cli_env):
     proc = subprocess.run(
-        [sys.executable, "-c", HIDE_JOBLIB, "-m", "hydra/launcher=joblib", "optimizer.lr=0.1,0.5",
+        [sys.executable, "-c", HIDE_PLUGIN, "hydra_plugins.hydra_joblib_launcher", "-m", "hydra/launcher=joblib", "optimizer.lr=0.1,0.5",
          f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
     )

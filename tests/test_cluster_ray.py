@@ -1,8 +1,8 @@
 """Sweeps through Hydra's Ray launcher on a real Ray cluster (issue 10).
 
 One Ray head per module, started with ``ray start --head --block`` on 127.0.0.1 only, and a real
-``mlflow server`` (sqlite backend, artifacts served by the server, so that a worker needs no
-shared disk). Jobs run in Ray worker processes that the head's raylet starts: they inherit
+``mlflow server`` (a real PostgreSQL as its backend store, artifacts served by the server, so
+that a worker needs no shared disk). Jobs run in Ray worker processes that the head's raylet starts: they inherit
 nothing from the launching process, which is what the parent hand-over is tested against.
 
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps Ray on the loopback address: without it, Ray on
@@ -25,7 +25,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import cli_env
-from test_faults_lost import Server, free_port
+from test_faults_lost import free_port
 from test_tracking_sweep import check_summary, loss_steps, sweep_runs
 
 pytestmark = pytest.mark.slow
@@ -130,13 +130,13 @@ def ray_head():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("ray-mlflow"))
-    srv.start()
-    try:
+def server(postgres, tmp_path_factory):
+    """The shared tracking server of docs/cluster.md: its backend store a real PostgreSQL
+    database, its artifacts served by the server itself."""
+    from postgres import MlflowServer
+
+    with MlflowServer(postgres.create_database("ray_sweeps"), tmp_path_factory.mktemp("ray-mlflow")) as srv:
         yield srv
-    finally:
-        srv.kill()
 
 
 def ray_cli(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -160,12 +160,12 @@ def test_a_sweep_on_a_ray_cluster_lands_complete_in_the_server(ray_head, server,
     experiment = "ray_complete"
     proc = ray_cli(
         tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
-        f"logger.tracking_uri={server.uri}", f"logger.experiment_name={experiment}",
+        f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}",
         "trainer.epochs=2", "optimizer.lr=0.1,0.2,0.3,0.4",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sweep: 4 of 4 jobs finished" in proc.stdout
-    client, parent, children = sweep_runs(server.uri, experiment)
+    client, parent, children = sweep_runs(server.url, experiment)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["hydra.launcher"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
     assert len(children) == 4
@@ -186,13 +186,13 @@ def test_a_failed_job_on_ray_is_a_failed_child_and_the_summary_is_complete(ray_h
     proc = ray_cli(
         tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
         "+hydra.launcher.ray.remote.num_cpus=1",  # a launcher key of its own, through the up-front check
-        f"logger.tracking_uri={server.uri}", f"logger.experiment_name={experiment}",
+        f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}",
         "model.activation=identity", "model.output_activation=identity", "loss=mse",
         "optimizer.lr=0.001,1000", "trainer.epochs=20",
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: 1 of 2 jobs of the multirun failed; the first, #1 (optimizer.lr=1000): non-finite loss" in proc.stderr
-    client, parent, children = sweep_runs(server.uri, experiment)
+    client, parent, children = sweep_runs(server.url, experiment)
     by_lr = {c.data.params["optimizer.lr"]: c for c in children}
     assert len(children) == 2
     assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(20))
@@ -210,7 +210,7 @@ def test_a_wrong_ray_address_is_one_line_and_leaves_no_parent(server, tmp_path):
     port = free_port()
     proc = ray_cli(
         tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address=127.0.0.1:{port}",
-        f"logger.tracking_uri={server.uri}", f"logger.experiment_name={experiment}", "optimizer.lr=0.1,0.2",
+        f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}", "optimizer.lr=0.1,0.2",
         timeout=120,
     )
     assert proc.returncode == 2
@@ -219,8 +219,8 @@ def test_a_wrong_ray_address_is_one_line_and_leaves_no_parent(server, tmp_path):
         f"error: hydra.launcher.ray.init.address=127.0.0.1:{port}: no Ray cluster answers there (connection refused), "
         f"so no job was started; start its head with: ray start --head --port={port}, or correct the address"
     ]
-    exp = MlflowClient(server.uri).get_experiment_by_name(experiment)
-    assert exp is None or MlflowClient(server.uri).search_runs([exp.experiment_id]) == []
+    exp = MlflowClient(server.url).get_experiment_by_name(experiment)
+    assert exp is None or MlflowClient(server.url).search_runs([exp.experiment_id]) == []
     assert not (tmp_path / "multirun").exists()
 
 
@@ -241,12 +241,12 @@ def test_a_launch_that_fails_after_the_parent_exists_ends_it_failed_with_the_rea
     proc = ray_cli(
         tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
         "+hydra.launcher.ray.remote.num_cpus=-1",
-        f"logger.tracking_uri={server.uri}", f"logger.experiment_name={experiment}", "optimizer.lr=0.1,0.2",
+        f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}", "optimizer.lr=0.1,0.2",
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr[-3000:]
-    client, parent, children = sweep_runs(server.uri, experiment)
+    client, parent, children = sweep_runs(server.url, experiment)
     assert children == []
     assert parent.info.status == "FAILED"
     assert parent.data.tags["failure_reason"] == f"the multirun stopped before its end: {errors[0].removeprefix('error: ')}"
