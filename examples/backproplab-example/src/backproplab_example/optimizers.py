@@ -12,10 +12,13 @@ Every update has the same magnitude per element, so lr is typically 3-10x smalle
 from __future__ import annotations
 
 import numpy as np
+from backproplab.validation import is_finite_number
 
 
 def _check(name, value, low, high, low_open=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    # is_finite_number, not np.isfinite: an int beyond int64 (-9259400833873739776) makes numpy
+    # raise TypeError, which would reach the user as numpy's words instead of this line.
+    ok = is_finite_number(value)
     ok = ok and (value > low if low_open else value >= low) and (high is None or value < high)
     if not ok:
         rng = f"{'(' if low_open else '['}{low}, {high if high is not None else 'inf'})"
