@@ -357,7 +357,9 @@ def test_decision_boundary_images(dashboard, page, tmp_path):
     expect(pictures.first).to_be_visible()
     assert pictures.count() >= 2  # several epochs, for the step-by-step replay
     pictures.last.click()
-    image = page.get_by_role("img", name=re.compile(r"^images/decision_boundary\+step\+"))
+    # The preview's alt text is the file's path (a regex with "/" would not survive Playwright's
+    # selector syntax, so an attribute prefix instead).
+    image = page.locator('img[alt^="images/decision_boundary+step+"]')
     expect(image).to_be_visible()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     page.screenshot(path=tmp_path / "decision_boundary.png")
