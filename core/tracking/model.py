@@ -21,18 +21,16 @@ Models column), and with ``logger.register_model`` a version of that registered 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from backproplab import __version__
 from backproplab.run.context import RunContext
-from .store import environment
+from .store import environment, quiet_loggers
 
 MODEL_PATH = "model"
 _CODE = Path(__file__).with_name("served_model.py")
@@ -131,7 +129,7 @@ def write_model(directory: Path, context: RunContext) -> Path:
     path = directory / MODEL_PATH
     # A run's stderr carries its own progress and problems, not MLflow's notices and progress bars
     # about copying two small files.
-    with environment({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}, keep_set=True), _quiet("mlflow.pyfunc", "mlflow.models"):
+    with environment({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}, keep_set=True), quiet_loggers("mlflow.pyfunc", "mlflow.models"):
         mlflow.pyfunc.save_model(
             str(path),
             python_model=str(_CODE),
@@ -141,19 +139,6 @@ def write_model(directory: Path, context: RunContext) -> Path:
             pip_requirements=requirements(context),
         )
     return path
-
-
-@contextlib.contextmanager
-def _quiet(*names: str) -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
 
 
 def log_model(client: Any, run_id: str, context: RunContext, register_as: str | None = None, step: int = 0) -> None:

@@ -55,11 +55,12 @@ def environment(values: Mapping[str, str], *, keep_set: bool = False) -> Iterato
 
 
 @contextlib.contextmanager
-def _quiet_store_creation() -> Iterator[None]:
-    """MLflow announces a new sqlite store's tables and migrations at INFO on stderr. A run's
-    stderr carries only its own progress, warnings and errors, so those notices are held back
-    for the block; MLflow's warnings and errors still show."""
-    loggers = [logging.getLogger(name) for name in ("mlflow.store.db.utils", "alembic")]
+def quiet_loggers(*names: str) -> Iterator[None]:
+    """The named loggers held at WARNING or above for the block, then restored. MLflow reports
+    routine work (a new store's tables and migrations, a model's files) at INFO on stderr, where
+    a run carries only its own progress, warnings and errors; MLflow's warnings and errors still
+    show."""
+    loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
@@ -96,7 +97,7 @@ def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> t
         lock = contextlib.nullcontext()
     guard = _fast_http_failure() if http else contextlib.nullcontext()
     try:
-        with lock, guard, _quiet_store_creation():
+        with lock, guard, quiet_loggers("mlflow.store.db.utils", "alembic"):
             if path is not None:
                 old = check_sqlite(uri, upgrade_store=upgrade_store, locked=True)
                 if old is not None:
