@@ -35,6 +35,28 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# Python source for ``python -c``: its first argument names a package that the process then cannot
+# import, as if it were not installed (the [test] extra installs every Hydra plugin); the rest
+# of the source runs with the remaining arguments.
+HIDE_PACKAGE = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Hide(MetaPathFinder):
+    def __init__(self, prefix):
+        self.prefix = prefix
+
+    def find_spec(self, name, path=None, target=None):
+        if name.startswith(self.prefix):
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, Hide(sys.argv.pop(1)))
+"""
+# ... then the CLI with the remaining arguments.
+HIDE_PACKAGE_THEN_CLI = HIDE_PACKAGE + "from backproplab.cli import main\nmain(sys.argv[1:])\n"
+
+
 @pytest.fixture(name="cli_env")
 def cli_env_fixture() -> Callable[..., dict[str, str]]:
     return cli_env

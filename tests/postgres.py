@@ -58,7 +58,7 @@ def _unprivileged_user() -> str | None:
     raise RuntimeError("running as root, and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL as")
 
 
-def _stop_group(proc: subprocess.Popen, first: int, timeout: float = 20) -> None:
+def stop_group(proc: subprocess.Popen, first: int, timeout: float = 20) -> None:
     if proc.poll() is not None:
         return
     try:
@@ -70,6 +70,28 @@ def _stop_group(proc: subprocess.Popen, first: int, timeout: float = 20) -> None
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+def wait_for_health(proc: subprocess.Popen, url: str, log: Path, what: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Until ``url/health`` answers 200 (an ``mlflow server`` or ``mlflow ui``); RuntimeError with
+    the end of ``log`` if the process exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}: {_tail(log)}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer /health within {timeout:.0f} s: {_tail(log)}")
+        time.sleep(0.3)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
 
 class Postgres:
@@ -168,7 +190,7 @@ class Postgres:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop_group(self.proc, signal.SIGINT)  # postgres' "fast" shutdown
+            stop_group(self.proc, signal.SIGINT)  # postgres' "fast" shutdown
             self.proc = None
         if self._log is not None:
             self._log.close()
@@ -207,20 +229,9 @@ class MlflowServer:
             ],
             cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        self._warm_up()
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not answer /health within {START_TIMEOUT_S:.0f} s: {self.log_tail()}")
-            time.sleep(0.3)
+        wait_for_health(self.proc, self.url, self.root / "server.log", "mlflow server")
+        self._warm_up()
+        return self
 
     def _warm_up(self) -> None:
         """One tracking API call, patiently: the server opens its store and imports its handlers
@@ -230,12 +241,11 @@ class MlflowServer:
             response.read()
 
     def log_tail(self) -> str:
-        path = self.root / "server.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        return _tail(self.root / "server.log")
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop_group(self.proc, signal.SIGTERM)
+            stop_group(self.proc, signal.SIGTERM)
             self.proc = None
         if self._log is not None:
             self._log.close()

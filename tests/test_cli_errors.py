@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HIDE_PACKAGE, HIDE_PACKAGE_THEN_CLI
 
 from backproplab.hydra_app.compat import version_base
 
@@ -334,25 +335,7 @@ def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
 
 
 # -- a launcher or sweeper from an extra that is not installed (issue 9.5) -------------------------
-# Hides a plugin package from this process's imports, as if it were not installed (the [test]
-# extra installs them all), then runs the CLI.
-HIDE_PLUGIN = """
-import sys
-from importlib.abc import MetaPathFinder
-
-class Hide(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.startswith(HIDDEN):
-            raise ModuleNotFoundError(name)
-        return None
-
-HIDDEN = sys.argv.pop(1)
-sys.meta_path.insert(0, Hide())
-from backproplab.cli import main
-main(sys.argv[1:])
-"""
-
-
+# Each plugin is hidden from the command's imports (HIDE_PACKAGE_THEN_CLI), as if not installed.
 @pytest.mark.parametrize(
     "choice,extra,package",
     [
@@ -364,7 +347,7 @@ main(sys.argv[1:])
 )
 def test_a_plugin_that_is_not_installed_names_its_extra(tmp_path, cli_env, choice, extra, package):
     proc = subprocess.run(
-        [sys.executable, "-c", HIDE_PLUGIN, package, "-m", choice, "optimizer.lr=0.1,0.5",
+        [sys.executable, "-c", HIDE_PACKAGE_THEN_CLI, package, "-m", choice, "optimizer.lr=0.1,0.5",
          f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
     )
@@ -376,7 +359,7 @@ def test_a_plugin_that_is_not_installed_names_its_extra(tmp_path, cli_env, choic
 
 def test_joblib_without_its_plugin_names_the_parallel_extra(tmp_path, cli_env):
     proc = subprocess.run(
-        [sys.executable, "-c", HIDE_PLUGIN, "hydra_plugins.hydra_joblib_launcher", "-m", "hydra/launcher=joblib", "optimizer.lr=0.1,0.5",
+        [sys.executable, "-c", HIDE_PACKAGE_THEN_CLI, "hydra_plugins.hydra_joblib_launcher", "-m", "hydra/launcher=joblib", "optimizer.lr=0.1,0.5",
          f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
     )
@@ -389,18 +372,7 @@ def test_joblib_without_its_plugin_names_the_parallel_extra(tmp_path, cli_env):
 
 # Composes hydra/launcher=ray in-process with the Ray plugin hidden, as if it were not installed
 # (the [test] extra installs it); prints the exit code and the error line.
-HIDE_RAY_AND_COMPOSE = """
-import sys
-from importlib.abc import MetaPathFinder
-
-class Hide(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.startswith("hydra_plugins.hydra_ray_launcher"):
-            raise ModuleNotFoundError(name)
-        return None
-
-sys.meta_path.insert(0, Hide())
-from hydra import compose, initialize_config_module
+HIDE_RAY_AND_COMPOSE = HIDE_PACKAGE + """from hydra import compose, initialize_config_module
 from backproplab.hydra_app.compat import version_base
 from backproplab.hydra_app.config_store import register_configs
 from backproplab.hydra_app.error_report import describe
@@ -421,7 +393,7 @@ with initialize_config_module("backproplab.conf", **version_base()):
 def test_a_missing_plugin_chosen_outside_the_command_line_names_its_extra(tmp_path, cli_env):
     """An experiment's defaults can choose a launcher too: Hydra's own 'Could not find' then
     becomes the same hint (here ray, hidden from the process's imports)."""
-    proc = subprocess.run([sys.executable, "-c", HIDE_RAY_AND_COMPOSE], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", HIDE_RAY_AND_COMPOSE, "hydra_plugins.hydra_ray_launcher"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert proc.stdout.splitlines()[-2:] == [
         str(CONFIG),
         'error: hydra/launcher=ray needs the Hydra plugin hydra-ray-launcher, which is not installed; install it with: pip install "backproplab[ray]"',

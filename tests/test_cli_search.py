@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import cli_env
+from conftest import HIDE_PACKAGE_THEN_CLI, cli_env
 from mlflow import MlflowClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.hydra_compat]
@@ -227,28 +227,13 @@ def test_hydra_prints_no_warnings(cli, args):
     assert [line for line in proc.stderr.splitlines() if "warning" in line.lower()] == []
 
 
-# Hides the Optuna sweeper from this process's imports, as if it were not installed.
-HIDE_OPTUNA = """
-import sys
-from importlib.abc import MetaPathFinder
-
-class Hide(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.startswith("hydra_plugins.hydra_optuna_sweeper"):
-            raise ModuleNotFoundError(name)
-        return None
-
-sys.meta_path.insert(0, Hide())
-from backproplab.cli import main
-main(sys.argv[1:])
-"""
 
 
 @pytest.mark.parametrize("args", [["experiment=hpo_moons"], ["-m", "hydra/sweeper=optuna", "optimizer.lr=interval(0.01,1.0)"]],
                          ids=["preset", "command-line"])
 def test_without_the_plugin_the_error_names_the_optuna_extra(tmp_path, args):
     proc = subprocess.run(
-        [sys.executable, "-c", HIDE_OPTUNA, *args, f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
+        [sys.executable, "-c", HIDE_PACKAGE_THEN_CLI, "hydra_plugins.hydra_optuna_sweeper", *args, f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == CONFIG, proc.stderr

@@ -16,12 +16,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from mlflow import MlflowClient
 from playwright.sync_api import Browser, Page, TimeoutError as PlaywrightTimeout, expect, sync_playwright
 
 from conftest import cli_env
+from postgres import free_port, stop_group, wait_for_health
 
 pytestmark = pytest.mark.slow
 
@@ -82,12 +81,6 @@ class Dashboard:
         return f"{path}/{run.info.run_id}{'/' + tab if tab else ''}?{query}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_ui(store: str, root: Path):
     port = free_port()
     log = open(root / "ui.log", "w")
@@ -99,22 +92,6 @@ def start_ui(store: str, root: Path):
         cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     return proc, log, f"http://127.0.0.1:{port}"
-
-
-def wait_healthy(proc, uri: str, root: Path) -> None:
-    deadline = time.monotonic() + 240
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow ui exited with {proc.returncode}: {(root / 'ui.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(uri + "/health", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("mlflow ui did not answer /health within 240 s")
-        time.sleep(0.5)
 
 
 def wait_for_experiment(db: Path, procs) -> None:
@@ -132,18 +109,6 @@ def wait_for_experiment(db: Path, procs) -> None:
         if time.monotonic() > deadline:
             pytest.fail("the CLI made no experiment 'backproplab' within 240 s")
         time.sleep(0.5)
-
-
-def stop(proc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +145,14 @@ def dashboard(tmp_path_factory):
         (failed,) = [r for r in runs if r.info.status == "FAILED"]
         assert len(children) == 2 and len(runs) == 4, [r.info.run_name for r in runs]
 
-        wait_healthy(proc, base, root)
+        wait_for_health(proc, base, root / "ui.log", "mlflow ui", timeout=240)
         yield Dashboard(base, experiment.experiment_id, parent, children, failed, client)
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        stop(proc)
+        stop_group(proc, signal.SIGTERM)
         log.close()
 
 

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -293,54 +289,13 @@ def test_unreachable_server_stops_the_multirun_before_any_job(cli, tmp_path):
 
 
 # -- a real tracking server -----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
-    port = free_port()
+    from postgres import MlflowServer
+
     root = tmp_path / "server"
-    root.mkdir()
-    log = open(root / "server.log", "w")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")), "server",
-            "--backend-store-uri", f"sqlite:///{root}/db.sqlite",
-            "--artifacts-destination", str(root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        cwd=root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}: {(root / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(uri + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not answer /health within 90 s")
-            time.sleep(0.5)
-        yield uri
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-        log.close()
+    with MlflowServer(f"sqlite:///{root}/db.sqlite", root) as server:
+        yield server.url
 
 
 def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
