@@ -5,8 +5,9 @@ naming the key, the bad value and the valid choices, with exit code 2 for a wron
 for a failed run; ``HYDRA_FULL_ERROR=1`` brings the traceback back. Group choices such as
 ``optimizer=adamm`` are checked before Hydra runs, so the message can list the registered
 names and the closest match rather than Hydra's search-path report. A multirun has every job
-composed and validated first (``backproplab.hydra_app.preflight``), so a bad value anywhere in a sweep
-stops it before any job trains and before any MLflow run exists. A first argument that is
+composed and validated first (``backproplab.hydra_app.command``, Hydra's callback, on the config Hydra
+composed), so a bad value anywhere in a sweep stops it before any job trains and before any MLflow
+run exists. A first argument that is
 neither a sub-command nor an override (``backproplab explian``) gets a "did you mean" line.
 """
 
@@ -20,10 +21,9 @@ import sys
 from typing import Sequence
 
 from backproplab.errors import closest
-from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, tracebacks_wanted
+from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, stdout_closed, tracebacks_wanted
 
 SUBCOMMANDS = ("explain", "plugins", "runs")
-EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``yes | head -1``
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
@@ -55,8 +55,7 @@ def _runs(argv: list[str]) -> int:
 
 
 def _run_hydra(argv: list[str]) -> int:
-    from backproplab.hydra_app import preflight, sweep_status
-
+    from backproplab.hydra_app import preflight
     from backproplab.hydra_app.overrides import check_overrides
 
     try:
@@ -65,20 +64,14 @@ def _run_hydra(argv: list[str]) -> int:
         # The multirun mode an experiment chose, and an Optuna search's direction (from
         # trainer.objective), said on the command line, where every Hydra version reads them.
         argv = preflight.for_launch(argv)
-        # Every job composed and checked before Hydra creates an output folder: a multirun's
-        # jobs before the first starts (and before the MLflow parent run exists), the first bad
-        # one being the one error line; a single run's one job, failing as the run would.
-        preflight.check(argv)
         from backproplab.hydra_app.task import main as hydra_main
 
+        # The run, or every job of a sweep, is checked by the app's Hydra callback on the config
+        # Hydra composed, before anything is written (backproplab.hydra_app.command); a rejected
+        # command, a failed single run and a sweep with failed jobs end with SystemExit and
+        # their code, their one line already printed.
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
-        sweep_status.last = None
         hydra_main()
-        from backproplab.hydra_app import task as hydra_app
-
-        if hydra_app.last_error is not None:
-            error, hydra_app.last_error = hydra_app.last_error, None
-            raise error
     except (SystemExit, BrokenPipeError):
         raise  # a closed stdout ends quietly (main)
     except BaseException as exc:
@@ -92,16 +85,6 @@ def _run_hydra(argv: list[str]) -> int:
 
         sweep_parent.stop_reason = line.removeprefix("error: ")
         return code
-    sweep, sweep_status.last = sweep_status.last, None
-    if sweep is not None and sweep.failures:
-        first = sweep.failures[0]
-        print(
-            f"error: {len(sweep.failures)} of {len(sweep.jobs)} jobs of the multirun failed; the first, #{first.num} "
-            f"({first.label}): {first.error}",
-            file=sys.stderr,
-            flush=True,
-        )
-        return 1
     return 0
 
 
@@ -171,24 +154,12 @@ def flag_error(args: Sequence[str]) -> str | None:
     return f"error: unknown option {flags[0]!r}; valid: {', '.join(valid)}, and overrides KEY=VALUE{did_you_mean}"
 
 
-def _stdout_closed() -> int:
-    """stdout's reader went away (``backproplab --help | head -1``): end quietly, as Unix tools
-    do, with the status a shell reports for a process ended by SIGPIPE (128 + 13). A run cut
-    short this way has already been recorded as failed (result.json, MLflow)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
-    except (OSError, ValueError):
-        pass
-    return EXIT_STDOUT_CLOSED
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and of ``python -m backproplab``."""
     try:
         code = _main(argv)
     except BrokenPipeError:
-        code = _stdout_closed()
+        code = stdout_closed()
     sys.exit(code)
 
 

@@ -16,6 +16,7 @@ EXIT_FAILED = 1  # training failed (non-finite loss, a plugin raising, an unexpe
 EXIT_CONFIG = 2  # the command line or config is wrong; nothing was trained
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what schedulers (SLURM, Kubernetes) expect after a kill
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports ``yes | head -1``
 
 # The CLI forces HYDRA_FULL_ERROR=1 so that Hydra hands every exception back to it instead of
 # printing its own multi-line report; whether the *user* asked for tracebacks is kept here.
@@ -125,3 +126,15 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if hydra_line is not None:
         return f"error: {hydra_line}", EXIT_CONFIG
     return f"error: {exception_line(exc)} (set HYDRA_FULL_ERROR=1 for the traceback)", EXIT_FAILED
+
+
+def stdout_closed() -> int:
+    """stdout's reader went away (``backproplab --help | head -1``): end quietly, as Unix tools
+    do, with the status a shell reports for a process ended by SIGPIPE (128 + 13). A run cut
+    short this way has already been recorded as failed (result.json, MLflow)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit must not fail again
+    except (OSError, ValueError):
+        pass
+    return EXIT_STDOUT_CLOSED

@@ -1,11 +1,12 @@
 """Hydra callback: a multirun becomes one MLflow parent run with every job a nested child.
 
-Registered by ``conf/logger/mlflow.yaml`` under ``hydra.callbacks.mlflow_sweep``.
+Called by the command's callback (``command.CommandCallback``) when tracking is on, which hands
+``on_multirun_start`` the sweep's ``SweepPlan`` from its check of every job.
 
 - ``on_multirun_start`` (the launching process): checks the store, creates the parent run (named
   by what is swept on which data), logs which parameters are swept (``sweep.<key>`` params,
   ``sweep.params`` tag) and the fixed overrides (params under their own keys), takes the sweep's
-  one element-wise decision from the networks the command's check built (tags
+  one element-wise decision from the networks the command's check built (``plan``) (tags
   ``backproplab.elementwise_metrics`` and ``backproplab.elementwise_rule``), and publishes the
   parent, with that decision, for the jobs (see ``parent.py``).
 - ``on_job_start`` (the job's process, also under joblib): loads the parent so ``track_run``
@@ -52,7 +53,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from backproplab import __version__
-from .preflight import SweepPlan, expand, sweeper_choice, swept_parameters, take_sweep_plan, task_overrides
+from .preflight import SweepPlan, expand, sweeper_choice, swept_parameters, task_overrides
 from backproplab.errors import ConfigError
 from backproplab.tracking import naming
 from backproplab.tracking import parent as sweep_parent
@@ -241,7 +242,7 @@ class MlflowSweepCallback(Callback):
         self._fixed: dict[str, str] = {}
 
     # -- launching process -------------------------------------------------------------------
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+    def on_multirun_start(self, config: DictConfig, plan: SweepPlan | None = None, **kwargs: Any) -> None:
         logger = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
         settings = TrackingSettings.from_mapping(logger)  # type: ignore[arg-type]
         if not settings.enabled:
@@ -259,7 +260,7 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(code) from None
         swept = swept_parameters(config)
         fixed = fixed_overrides(config, swept)
-        elementwise, rule = elementwise_decision(take_sweep_plan())
+        elementwise, rule = elementwise_decision(plan)
         search = sweeper_choice(config) not in (None, "basic")
         sweep_dir = _sweep_dir(config)
         tags = base_tags(__version__)

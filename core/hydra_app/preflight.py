@@ -389,7 +389,6 @@ class _Session:
     loader: Any  # Hydra's config loader, as hydra.main initialises it
     overrides: list[str]  # the command line's overrides plus the hydra.mode Hydra will add
     multirun: bool
-    run: DictConfig | None = None  # a single run's config, composed once (None for a multirun)
 
 
 @contextlib.contextmanager
@@ -422,7 +421,7 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
             loader = GlobalHydra.instance().config_loader()
             # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
             # hydra.mode in the config (experiments such as lr_sweep set it). Composed as a run,
-            # sweep values not yet validated: for a single run this is its config, composed once.
+            # sweep values not yet validated.
             try:
                 probe = loader.load_configuration(
                     CONFIG_NAME, list(overrides), run_mode=RunMode.RUN, from_shell=True, validate_sweep_overrides=False
@@ -435,7 +434,7 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
                 overrides.append("hydra.mode=MULTIRUN")
             elif not multirun and mode is None:
                 overrides.append("hydra.mode=RUN")
-            yield _Session(loader, overrides, multirun, None if multirun else probe)
+            yield _Session(loader, overrides, multirun)
     finally:
         HydraConfig.instance().cfg = saved
 
@@ -457,19 +456,6 @@ def _sweep(session: _Session) -> tuple[Any, DictConfig, list[Job]] | None:
     master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
     jobs = expand(master, session.loader)
     return None if jobs is None else (session.loader, master, jobs)
-
-
-def run_config(session: _Session) -> DictConfig:
-    """The single run's task config, composed and completed the way ``Hydra.run`` and ``run_job``
-    do it (output dir, ``HydraConfig``), but without creating the output directory."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    cfg = session.run
-    if cfg is None:  # the probe did not compose: this raises the error the run itself would
-        cfg = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.RUN, from_shell=True)
-    HydraConfig.instance().set_config(cfg)  # as Hydra.run does before it reads hydra.run.dir
-    return _task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir")))
 
 
 def check_job(cfg: DictConfig, *, keep: bool = False, sizes: list[tuple[int, int]] | None = None) -> Any:
@@ -502,16 +488,6 @@ class SweepPlan:
 
     sizes: tuple[tuple[int, int], ...] = ()
     unknown: str | None = None
-
-
-# Set by the check of a multirun, taken once by the sweep callback of the same process.
-_plan: SweepPlan | None = None
-
-
-def take_sweep_plan() -> SweepPlan | None:
-    global _plan
-    plan, _plan = _plan, None
-    return plan
 
 
 # Searched keys that leave every network's size alone; a search over any other key (model.hidden,
@@ -586,6 +562,20 @@ def _direction_names(value: Any) -> list[str]:
     return [str(getattr(item, "name", item)) for item in items]
 
 
+# Keys whose value can make a command line a multirun without -m: the primary config itself never
+# sets hydra.mode or the sweeper, an experiment may.
+_MODE_KEYS = ("experiment", "hydra.mode", "hydra/sweeper")
+
+
+def _may_be_multirun(args: Sequence[str]) -> bool:
+    ns = hydra_args(args)
+    if ns is None:
+        return True  # malformed: Hydra's own error follows
+    if ns.multirun:
+        return True
+    return any(text.split("=", 1)[0].lstrip("+~").split("@", 1)[0] in _MODE_KEYS for text in ns.overrides or [])
+
+
 def for_launch(args: Sequence[str]) -> list[str]:
     """``args`` plus what Hydra needs told on the command line:
 
@@ -603,6 +593,8 @@ def for_launch(args: Sequence[str]) -> list[str]:
     from backproplab.run.config import OBJECTIVES, objective_direction
 
     args = list(args)
+    if not _may_be_multirun(args):
+        return args  # a plain single run is composed by Hydra alone
     with _session(args) as session:
         if session is None or not session.multirun:
             return args
@@ -692,18 +684,15 @@ def check_launcher(master: DictConfig) -> None:
         ) from None
 
 
-def _check_search(session: _Session) -> int | None:
-    from hydra.types import RunMode
-
-    master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
+def _check_search(loader: Any, master: DictConfig) -> SweepPlan | None:
+    """A search sweep's launcher and one representative trial; None for the basic sweeper."""
     check_launcher(master)
-    trial = search_trial(master, session.loader)
+    trial = search_trial(master, loader)
     if trial is None:
         return None
-    global _plan
     sizes: list[tuple[int, int]] = []
     try:
-        check_job(job_config(session.loader, master, trial), sizes=sizes)
+        check_job(job_config(loader, master, trial), sizes=sizes)
     except Exception as exc:  # noqa: BLE001 - reported as one line, as a job would
         line, code = describe(exc)
         keys = swept_parameters(master, single=True)
@@ -713,8 +702,7 @@ def _check_search(session: _Session) -> int | None:
         )
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message) from None
     varying = [k for k in swept_parameters(master, single=True) if not _size_neutral(k.lstrip("+~"))]
-    _plan = SweepPlan(unknown=f"the search varies {', '.join(varying)}") if varying else SweepPlan(tuple(sizes))
-    return 1
+    return SweepPlan(unknown=f"the search varies {', '.join(varying)}") if varying else SweepPlan(tuple(sizes))
 
 
 def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
@@ -724,46 +712,69 @@ def sweep_jobs(args: Sequence[str]) -> list[Job] | None:
         return None if sweep is None else sweep[2]
 
 
-def check(args: Sequence[str]) -> int | None:
-    """Everything the command line ``args`` would run, checked before Hydra runs it (and before
-    it creates an output directory): every job of a multirun (``check_multirun``), or the one
-    job of a single run, whose error is the exception the run itself would raise. The number of
-    jobs checked; None when ``args`` run nothing (``--help``, ``--cfg``) or their jobs are only
-    known as the sweeper runs."""
-    global _plan
-    _plan = None
-    with _session(args) as session:
-        if session is None:
-            return None
-        if session.multirun:
-            sweep = _sweep(session)
-            return _check_sweep(sweep) if sweep is not None else _check_search(session)
-        settings = check_job(run_config(session), keep=True)
-        if settings.enabled:
-            # Before Hydra creates outputs/DATE/TIME/: a dead server leaves nothing behind.
-            from backproplab.tracking.reachability import check_reachable
+@contextlib.contextmanager
+def _hydra_config_kept() -> Iterator[None]:
+    """Composing jobs sets Hydra's ``HydraConfig`` singleton, as ``run_job`` does; Hydra's own
+    value is put back afterwards."""
+    from hydra.core.hydra_config import HydraConfig
 
-            check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
-        return 1
+    saved = HydraConfig.instance().cfg
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+def check_run(config: DictConfig) -> None:
+    """A single run's checks on the config Hydra composed for it (``on_run_start``, before
+    ``run_job`` creates its output folder): the run's own preparation, kept for the job
+    (``take_prepared``, so the data are loaded once), then whether the tracking store answers."""
+    with _hydra_config_kept():
+        from hydra.core.hydra_config import HydraConfig
+
+        cfg = copy.deepcopy(config)  # Hydra's own goes on to run_job unchanged
+        HydraConfig.instance().set_config(cfg)  # as run_job does before it reads hydra.run.dir
+        settings = check_job(_task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir"))), keep=True)
+    if settings.enabled:
+        from backproplab.tracking.reachability import check_reachable
+
+        check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
+
+
+def check_sweep(master: DictConfig) -> SweepPlan | None:
+    """Every job of the multirun Hydra composed as ``master`` (``on_multirun_start``, before the
+    sweeper writes anything), composed with Hydra's own config loader and checked as the job
+    will check itself; or, for a sweeper that picks its jobs as it runs, one representative
+    trial. The sizes the sweep's element-wise decision needs; None when nothing was checked."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    loader = GlobalHydra.instance().config_loader()
+    with _hydra_config_kept():
+        jobs = expand(master, loader)
+        if jobs is None:
+            return _check_search(loader, master)
+        return _check_sweep((loader, master, jobs))
 
 
 def check_multirun(args: Sequence[str]) -> int | None:
-    """If ``args`` start a multirun, compose and validate every job; the number of jobs checked
-    (None when ``args`` are not a multirun). Raises a one-line ``ConfigError`` naming the
-    first job that cannot run (or the composition error of the sweep as a whole)."""
+    """If ``args`` start a multirun, compose and validate every job, as the command does once
+    Hydra has composed it; the number of jobs checked (None when ``args`` are not a multirun).
+    Raises a one-line ``ConfigError`` naming the first job that cannot run (or the composition
+    error of the sweep as a whole). For tools and tests: the command itself composes nothing."""
     with _multirun(for_hydra(args)) as sweep:
-        return None if sweep is None else _check_sweep(sweep)
+        if sweep is None:
+            return None
+        _check_sweep(sweep)
+        return len(sweep[2])
 
 
-def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
+def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan | None:
     if sweep is None:
         return None
     loader, master, jobs = sweep
-    global _plan
     keys = swept_parameters(master, single=True)
     bad: list[tuple[Job, BaseException]] = []
     sizes: list[tuple[int, int]] = []
-    _plan = None
     for job in jobs:
         try:
             check_job(job_config(loader, master, job), sizes=sizes)
@@ -784,11 +795,10 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> int | None:
         # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message)
     check_launcher(master)
-    _plan = SweepPlan(tuple(sizes))
-    return len(jobs)
+    return SweepPlan(tuple(sizes))
 
 
 __all__ = [
-    "FlagError", "flag_parser", "check", "check_job", "check_multirun", "run_config", "sweep_jobs", "expand",
+    "FlagError", "flag_parser", "check_run", "check_sweep", "check_job", "check_multirun", "sweep_jobs", "expand",
     "hydra_args", "job_config", "swept_parameters", "swept_overrides", "Job",
 ]

@@ -2,11 +2,11 @@
 
 A failed job must not stop the sweep, so the task function returns instead of raising, and its
 ``result.json`` records the outcome with its job number (``hydra.job.num``) and the sweep's id.
-This Hydra callback runs in the launching process after every job (basic or joblib launcher,
-whose workers are other processes: the files are what reaches back), reads those records keyed
-by job number, writes ``sweep_summary.csv`` into the sweep folder, and prints which job did
-best and where the results are. The MLflow sweep callback, when tracking is on, then prints
-where the parent run is (Hydra ends callbacks in reverse order, and it is registered first).
+When the sweep ends, the launching process (basic or joblib launcher, whose workers are other
+processes, or Ray's, on other machines: the files are what reaches back) reads those records
+keyed by job number, writes ``sweep_summary.csv`` into the sweep folder, and prints which job
+did best and where the results are; its ``SweepOutcome`` then decides the command's exit status
+(``command.CommandCallback``, which also has the MLflow parent print where it is).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from backproplab.run.progress import fmt
@@ -82,11 +81,6 @@ class SweepOutcome:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
-
-
-# The outcome of the last multirun of this process, for the CLI's exit code: Hydra's hydra.main
-# returns nothing, so the launching process's callback is the only one that sees every job.
-last: SweepOutcome | None = None
 
 
 def job_records(sweep_dir: Path, sweep_id: str | None) -> dict[int, dict[str, Any]]:
@@ -170,34 +164,32 @@ def sweep_dir_of(config: DictConfig) -> Path:
     return path if path.is_absolute() or not cwd else Path(str(cwd)) / path
 
 
-class SweepStatusCallback(Callback):
+class SweepStatus:
+    """A sweep's status records, kept by the launching process (``command.CommandCallback``)."""
+
     def __init__(self) -> None:
         self._sweep_id: str | None = None
 
-    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        global last
-        last = None
+    def start(self) -> None:
         self._sweep_id = uuid.uuid4().hex
         os.environ[SWEEP_ID_ENV] = self._sweep_id
 
-    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+    def job_start(self) -> None:
         # A Ray worker is started by its node's raylet, not by this process, so it inherits no
-        # environment from it; what reaches it is this callback, pickled with the job after
-        # on_multirun_start. (A reused worker may carry an earlier sweep's id: replaced here.)
+        # environment from it; what reaches it is this object, pickled with the job after
+        # start(). (A reused worker may carry an earlier sweep's id: replaced here.)
         if self._sweep_id is not None:
             os.environ[SWEEP_ID_ENV] = self._sweep_id
 
-    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        global last
+    def end(self, config: Any) -> SweepOutcome | None:
+        """The sweep's outcome, after writing ``sweep_summary.csv`` and printing the closing
+        lines; None when no job started (no sweep folder)."""
         sweep_dir = sweep_dir_of(config)
-        sweep_id = os.environ.pop(SWEEP_ID_ENV, None)
+        os.environ.pop(SWEEP_ID_ENV, None)
         if not sweep_dir.is_dir():
-            # No job started (Hydra 1.4 calls this also when on_multirun_start stopped the
-            # multirun, e.g. an unreachable tracking server): nothing to summarise.
-            last = None
-            return
-        result = outcome(config, sweep_dir, sweep_id)
+            return None
+        result = outcome(config, sweep_dir, self._sweep_id)
         summary = write_summary(result)
         for line in report(result, summary):
             print(line, flush=True)
-        last = result
+        return result

@@ -25,14 +25,10 @@ from backproplab.run import job as app
 from . import preflight
 from .config_store import register_configs
 from .compat import main_options
-from .error_report import describe, one_line_warnings, tracebacks_wanted
+from .error_report import describe, one_line_warnings, stdout_closed, tracebacks_wanted
 from .sweep_status import RESULT_FILE, SWEEP_ID_ENV
 
 register_configs()
-
-# The exception of the last single run, handed to the CLI. Raising it through Hydra instead would
-# make Hydra log its own "Error executing job" line before ours.
-last_error: BaseException | None = None
 
 
 def _write_result(out_dir: Path, record: dict[str, Any], hc: Any) -> None:
@@ -68,11 +64,10 @@ def searching(hc: Any) -> bool:
 
 def task(cfg: DictConfig) -> float | dict[str, Any] | None:
     """One job; returns its objective (``trainer.objective``), the number a search sweeper
-    optimises. A single run hands its failure to the CLI (one line, non-zero exit); a multirun
-    job prints it and returns its result record, so the sweep carries on with the next job; a
-    search sweep's job raises ``TrialFailed`` after that, so the trial is marked failed."""
-    global last_error
-    last_error = None
+    optimises. A failed single run prints its one line and ends the command with its exit code
+    (``SystemExit``, which Hydra passes on without an "Error executing job" report of its own); a
+    multirun job prints it and returns its result record, so the sweep carries on with the next
+    job; a search sweep's job raises ``TrialFailed`` after that, so the trial is marked failed."""
     one_line_warnings()  # a joblib worker process never ran the CLI's main()
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
@@ -95,14 +90,16 @@ def task(cfg: DictConfig) -> float | dict[str, Any] | None:
                 launch_dir=hc.runtime.cwd,
             )
     except Exception as exc:
-        line, _code = describe(exc)
+        line, code = describe(exc)
         record = app.failed_result(exc, line.removeprefix("error: "), overrides).to_json()
         _write_result(out_dir, record, hc)
-        if not multirun:
-            last_error = exc
-            return None
         if tracebacks_wanted():
             traceback.print_exc()
+        if not multirun:
+            if isinstance(exc, BrokenPipeError):  # stdout's reader went away: end quietly
+                raise SystemExit(stdout_closed()) from None
+            print(line, file=sys.stderr, flush=True)
+            raise SystemExit(code) from None
         print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
         if searching(hc):
             raise TrialFailed(record["error"]) from None
