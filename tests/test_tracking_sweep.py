@@ -190,36 +190,34 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
     assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000", "FAILED")]
 
 
-HYDRA_APP_ONLY = "import sys; from backproplab.hydra_app.task import main; sys.argv[0] = 'backproplab'; main()"
-
-
-@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
 def test_a_job_that_fails_before_tracking_still_gets_a_failed_child(tmp_path, launcher):
-    """The Hydra app without the CLI's up-front check (as a sweeper that picks jobs while it
-    runs would be): the job whose config is bad fails before ``track_run``, and the sweep
-    callback records it as a FAILED child with the reason, counted by the parent."""
+    """A search is checked up front on one representative trial only (the first choice, 0.5), so
+    a trial that samples the bad value fails in its job, before ``track_run``: the sweep
+    callback records it as a FAILED child with the reason, counted by the parent. (The random
+    sampler with seed 1 draws -1.0, -1.0, 0.5.)"""
     from conftest import cli_env
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
-        [sys.executable, "-c", HYDRA_APP_ONLY, "-m", *launcher, "optimizer.lr=0.5,abc,0.1", f"logger.tracking_uri={uri}"],
+        [sys.executable, "-m", "backproplab", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=1",
+         "hydra.sweeper.n_trials=3", *launcher, "optimizer.lr=choice(0.5,-1.0)", "trainer.epochs=2", f"logger.tracking_uri={uri}"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
     )
-    assert "job failed: optimizer.lr='abc' is invalid" in proc.stderr, proc.stderr
+    assert "job failed: optimizer.lr=-1.0 is invalid" in proc.stderr, proc.stderr
+    assert proc.returncode == 1
     client, parent, children = sweep_runs(uri)
     assert len(children) == 3
-    by_lr = {c.data.params["optimizer.lr"]: c for c in children}
-    bad = by_lr["abc"]
-    assert bad.info.status == "FAILED"
-    assert bad.data.tags["failure_reason"] == "optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number (default 0.5)"
-    assert bad.data.tags["hydra.job.num"] == "1" and bad.info.run_name == "lr=abc"
-    # Without the command's up-front check the networks are not known: one answer, off.
-    assert parent.data.tags["backproplab.elementwise_metrics"] == "false"
-    assert all(not any(k.startswith("grad/") for k in c.data.metrics) for c in children)
-    assert by_lr["0.5"].info.status == by_lr["0.1"].info.status == "FINISHED"
-    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 3 jobs failed"
-    assert parent.data.metrics["sweep/failed_jobs"] == 1
-    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+    bad = [c for c in children if c.data.params["optimizer.lr"] == "-1.0"]
+    good = [c for c in children if c.data.params["optimizer.lr"] == "0.5"]
+    assert bad and good and len(bad) + len(good) == 3
+    for run in bad:
+        assert run.info.status == "FAILED"
+        assert run.data.tags["failure_reason"] == "optimizer.lr=-1.0 is invalid; valid: a finite number > 0"
+        assert run.data.tags["hydra.job.num"] in ("0", "1", "2")
+    assert all(run.info.status == "FINISHED" for run in good)
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == f"{len(bad)} of 3 jobs failed"
+    assert parent.data.metrics["sweep/failed_jobs"] == len(bad)
 
 
 def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
