@@ -69,6 +69,7 @@ class Dashboard:
     children: list
     failed: object
     client: MlflowClient
+    sweep_link: str  # the address the sweep's last console line tells the user to open
 
     def runs_link(self) -> str:
         """The README's link, pointed at this server and this store's experiment."""
@@ -130,7 +131,7 @@ def dashboard(tmp_path_factory):
     wait_for_experiment(root / "mlflow.db", procs)
     proc, log, base = start_ui(store, root)
     try:
-        (_, sweep_err), (_, fail_err) = (p.communicate(timeout=300) for p in procs)
+        (sweep_out, sweep_err), (_, fail_err) = (p.communicate(timeout=300) for p in procs)
         assert procs[0].returncode == 0, sweep_err
         assert procs[1].returncode == 1, fail_err
         assert fail_err.strip().splitlines()[-1].startswith("error: non-finite loss"), fail_err
@@ -145,8 +146,12 @@ def dashboard(tmp_path_factory):
         (failed,) = [r for r in runs if r.info.status == "FAILED"]
         assert len(children) == 2 and len(runs) == 4, [r.info.run_name for r in runs]
 
+        last = sweep_out.strip().splitlines()[-1]
+        assert last.startswith(f"mlflow: mlflow ui --backend-store-uri {store}   then open {README_BASE}/"), last
+        sweep_link = last.rsplit(" ", 1)[-1].replace(README_BASE, base, 1)
+
         wait_for_health(proc, base, root / "ui.log", "mlflow ui", timeout=240)
-        yield Dashboard(base, experiment.experiment_id, parent, children, failed, client)
+        yield Dashboard(base, experiment.experiment_id, parent, children, failed, client, sweep_link)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -251,8 +256,7 @@ def test_one_click_on_model_training_is_remembered_as_the_readme_says(dashboard,
     expect(switch).to_be_visible()
     page.screenshot(path=tmp_path / "experiment_first_visit.png")
     click_model_training(page, switch)
-    # A run's plain link, as the runs table and the sweep's last line give it, now opens in
-    # "Model training" mode too.
+    # A run's plain link, as the runs table gives it, now opens in "Model training" mode too.
     page.goto(f"{dashboard.base}/#/experiments/{dashboard.experiment_id}/runs/{dashboard.children[0].info.run_id}")
     expect(page.get_by_role("heading", name=dashboard.children[0].info.run_name)).to_be_visible()
     expect(page.get_by_role("link", name="Model registry")).to_be_visible()
@@ -262,6 +266,20 @@ def test_one_click_on_model_training_is_remembered_as_the_readme_says(dashboard,
 
 # -- checks of issue 12's other items (switch on once they are merged) -------------------------
 # Each opens its page the way the tests above do; rename check_* to test_* to collect it.
+def test_the_sweeps_last_line_opens_the_parent_in_model_training_mode(dashboard, page, tmp_path):
+    """The address the sweep prints last opens the parent run, with its description, in Model
+    training mode even in a browser that has never picked it (a fresh context: GenAI)."""
+    assert dashboard.sweep_link.endswith(f"/runs/{dashboard.parent.info.run_id}?workflowType=machine_learning"), dashboard.sweep_link
+    page.goto(dashboard.sweep_link)
+    expect(page.get_by_role("heading", name=dashboard.parent.info.run_name)).to_be_visible()
+    expect(page.get_by_test_id("note-editor-preview-content")).to_contain_text("Best run")
+    # Model training mode: its sidebar offers the Model registry and none of the GenAI pages.
+    expect(page.get_by_role("link", name="Model registry")).to_be_visible()
+    expect(page.get_by_role("link", name="Sessions", exact=True)).to_have_count(0)
+    assert "workflowType=machine_learning" in page.url, page.url
+    page.screenshot(path=tmp_path / "sweep_link.png")
+
+
 def test_first_chart_is_the_loss(dashboard, page, tmp_path):
     """Item 1: the first chart of a child's Model metrics tab is the per-iteration loss."""
     from backproplab.tracking.metric_names import LOSS
@@ -311,9 +329,7 @@ def test_model_is_logged(dashboard, page, tmp_path):
 
 def test_decision_boundary_images(dashboard, page, tmp_path):
     """Item 9: a moons child's decision-boundary pictures, one per chosen epoch, open in the
-    browser from the run's Artifacts tab (``images/``, where ``log_image`` puts them). Not on
-    the Model metrics tab: MLflow 3.17.2's image card there lists them but draws none in
-    headless Chromium (README, Known limitations)."""
+    browser from the run's Artifacts tab (``images/``, where ``log_image`` puts them)."""
     child = dashboard.children[0]
     page.goto(dashboard.run_link(child, "artifacts"))
     expect(page.get_by_role("heading", name=child.info.run_name)).to_be_visible()
@@ -328,3 +344,76 @@ def test_decision_boundary_images(dashboard, page, tmp_path):
     expect(image).to_be_visible()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
     page.screenshot(path=tmp_path / "decision_boundary.png")
+
+
+def logged_steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    """The steps of ``key``'s pictures, from the run's artifact listing (MLflow's file names)."""
+    pattern = re.compile(rf"^images/{re.escape(key.replace('/', '~'))}\+step\+(\d+)\+timestamp\+.*(?<!compressed)\.png$")
+    return sorted(int(m[1]) for a in client.list_artifacts(run_id, "images") if (m := pattern.match(a.path)))
+
+
+def card_picture_step(page: Page, card) -> int:
+    """The step of the picture the card draws, once it has loaded and a reviewer sees it as the
+    card opens: the whole picture lies inside the card (whose body scrolls: a picture below the
+    card's fold would need scrolling inside it), and the browser's topmost element at its centre
+    is the picture. The card's <img> is MLflow's compressed copy, fetched from get-artifact; its
+    file name carries the step."""
+    image = card.locator('img[src*="get-artifact"]')
+    expect(image).to_have_count(1)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    card.scroll_into_view_if_needed()
+    box, frame = image.bounding_box(), card.bounding_box()
+    assert box["height"] > 100 and frame["y"] <= box["y"] and box["y"] + box["height"] <= frame["y"] + frame["height"], (box, frame)
+    on_top = image.evaluate(
+        "img => { const r = img.getBoundingClientRect(); return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2) === img; }"
+    )
+    assert on_top, box
+    src = image.get_attribute("src")
+    match = re.search(r"decision_boundary(?:\+|%2B)step(?:\+|%2B)(\d+)(?:\+|%2B)", src)
+    assert match, src
+    return int(match[1])
+
+
+def test_the_image_card_draws_the_boundary_and_its_slider_replays_it(dashboard, page, tmp_path):
+    """Item 9 on the Model metrics tab, as README "Dashboard" walks it: MLflow 3.17's image card
+    opens at step 0 and draws only a picture logged at that exact step, so the untrained
+    network's boundary (step 0) is the first picture; with the run's parameters hidden (the
+    card's Configure, "Show run parameters"), it fits in the card; the card's slider (keyboard,
+    as a user can) then steps through the epochs."""
+    child = dashboard.children[0]
+    steps = logged_steps(dashboard.client, child.info.run_id, "decision_boundary")
+    assert steps[0] == 0 and len(steps) >= 3, steps
+    page.goto(dashboard.run_link(child, "model-metrics"))
+    expect(page.get_by_test_id("experiment-view-compare-runs-card").first).to_be_visible()
+    page.get_by_placeholder(re.compile("Search metric charts")).fill("decision_boundary")
+    card = page.get_by_test_id("experiment-view-compare-runs-card").filter(
+        has=page.locator('h4[title="decision_boundary"]')
+    )
+    expect(card).to_have_count(1)
+    card.scroll_into_view_if_needed()
+    expect(card.get_by_text("No image logged at this step")).to_have_count(0)
+    expect(card.locator('img[src*="get-artifact"][src*="step%2B0%2B"]')).to_have_count(1)
+    page.screenshot(path=tmp_path / "image_card_with_params.png")
+    card.get_by_test_id("experiment-view-compare-runs-card-menu").click()
+    page.get_by_role("menuitem", name="Configure").click()
+    dialog = page.get_by_role("dialog")
+    show_params = dialog.get_by_role("switch")
+    expect(dialog.get_by_text("Show run parameters")).to_be_visible()
+    expect(show_params).to_have_count(1)
+    expect(show_params).to_be_checked()
+    show_params.click()
+    expect(show_params).not_to_be_checked()
+    dialog.get_by_role("button", name=re.compile("^Save")).click()
+    expect(dialog).to_have_count(0)
+    assert card_picture_step(page, card) == 0
+    slider = card.get_by_role("slider")
+    expect(slider).to_have_attribute("aria-valuemax", str(steps[-1]))
+    page.screenshot(path=tmp_path / "image_card_step0.png")
+    # The slider moves from logged step to logged step, each drawn in the card.
+    slider.focus()
+    for expected in steps[1:]:
+        slider.press("ArrowRight")
+        expect(slider).to_have_attribute("aria-valuenow", str(expected))
+        expect(card.locator(f'img[src*="step%2B{expected}%2B"]')).to_have_count(1)
+        assert card_picture_step(page, card) == expected
+    page.screenshot(path=tmp_path / "image_card_last_step.png")

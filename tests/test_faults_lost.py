@@ -224,6 +224,11 @@ def test_kill_9_loses_about_a_second_and_reap_ends_the_run_killed(tmp_path):
     assert f"in epoch {int(epochs) + 1}" in reason or epochs == int(epochs)
     assert reason.endswith(" (the last metrics it flushed); reaped by backproplab runs reap")
     assert f"reaped run {run.info.run_id}" in reaped.stdout and "1 marked KILLED" in reaped.stdout
+    # A description, as every ended run has: what the run is, what happened, where it got to.
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**moons**: network hidden [256, 256] (sigmoid; output sigmoid), loss bce, optimizer sgd (lr 0.5)"), note
+    assert f"\n\n**KILLED**: {reason}.\n\nEnded by `backproplab runs reap`; its " in note, note
+    assert f"({epochs:.4g} epochs completed at the last flushed iteration)" in note, note
 
     again = runs_cli("reap", "--tracking-uri", uri, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -243,6 +248,12 @@ def test_reap_leaves_live_processes_and_other_hosts_alone(tmp_path):
     # A PID that exists now but started at another time: the run's process is gone, the PID reused.
     reused = client.create_run(experiment, tags={"backproplab.host": here, "backproplab.pid": str(os.getpid()),
                                                  "backproplab.pid_start": "1"})
+    for key, value in {"data.name": "xor", "data.batch_size": "4", "model.hidden": "[3]", "model.activation": "tanh",
+                       "model.output_activation": "sigmoid", "loss.name": "mse", "optimizer.name": "sgd",
+                       "optimizer.lr": "0.5", "optimizer.momentum": "0.0", "trainer.epochs": "40"}.items():
+        client.log_param(reused.info.run_id, key, value)
+    for key, value in {"train/loss": 0.25, "train/accuracy": 0.5, "epoch": 2.5}.items():
+        client.log_metric(reused.info.run_id, key, value, step=2)
     untagged = client.create_run(experiment)
     result = runs_cli("reap", "--tracking-uri", uri, "--experiment", "mine", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -250,6 +261,15 @@ def test_reap_leaves_live_processes_and_other_hosts_alone(tmp_path):
     assert [status[r] for r in (alive, elsewhere, reused, untagged)] == ["RUNNING", "RUNNING", "KILLED", "RUNNING"]
     assert "another host" in result.stdout and "still running" in result.stdout and "no backproplab.pid" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == f"reap: 4 RUNNING run(s) in {uri}; 1 marked KILLED, 3 left as they were"
+    reason = client.get_run(reused.info.run_id).data.tags["failure_reason"]
+    assert client.get_run(reused.info.run_id).data.tags["mlflow.note.content"] == (
+        "**xor**: network hidden [3] (tanh; output sigmoid), loss mse, optimizer sgd (lr 0.5), batch size 4, 40 epochs.\n\n"
+        f"**KILLED**: {reason}.\n\n"
+        "Ended by `backproplab runs reap`; its last logged epoch (2.5 epochs completed at the last flushed iteration): "
+        "train loss 0.25, train accuracy 0.5."
+    )
+    for left in (alive, elsewhere, untagged):
+        assert "mlflow.note.content" not in client.get_run(left.info.run_id).data.tags
 
 
 @pytest.mark.parametrize(
@@ -312,6 +332,11 @@ def test_server_lost_with_stop_fails_the_run_and_replay_restores_every_metric(tm
     assert steps == list(range(len(steps))) and len(steps) > 0  # every iteration, none twice
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"].startswith(f"MLflow tracking server {server.uri} was lost during the run")
+    # The description the run wrote for itself when its server was gone, carried by the spool.
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**moons** (160 training, 40 validation examples): network 2-16-16-1"), note
+    assert f"\n\n**FAILED** at epoch " in note and run.data.tags["failure_reason"] in note, note
+    assert note.endswith(f"\n\nWritten to the store later by `backproplab runs replay {spools[0]}`: its tracking server was lost."), note
     artifacts = {a.path for a in MlflowClient(server.uri).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "params.npz", "plots"} <= artifacts
 

@@ -121,11 +121,12 @@ def test_registered_model_version_has_the_run_as_source(moons_run):
 def test_images_at_several_steps_within_the_bound(moons_run):
     _, client, run_id, _ = moons_run
     steps = _images(client, run_id)
-    # 12 epochs of ceil(160 / 32) = 5 iterations; at most 4 pictures per key, the last at the end.
+    # 12 epochs of ceil(160 / 32) = 5 iterations; at most 4 pictures per key: the untrained
+    # network at step 0 (where MLflow's image card opens), then 3 epochs, the last at the end.
     assert set(steps) == {"decision_boundary", "histograms/W1", "histograms/W2"}
     for key, found in steps.items():
         assert len(found) == 4, (key, found)
-        assert len(set(found)) == 4 and found[-1] == 60, (key, found)
+        assert len(set(found)) == 4 and found[0] == 0 and found[-1] == 60, (key, found)
         assert all(s % 5 == 0 for s in found), (key, found)  # at epoch ends, as the epoch metrics
 
 
@@ -246,16 +247,68 @@ def test_snapshots_copy_params_at_epoch_ends_and_the_last_batch_gradients():
     X = np.random.default_rng(0).normal(size=(20, 2))
     y = (X[:, 0] > 0).astype(float)
     net = bp.build_network([2, 3, 1], "tanh", "sigmoid")
-    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=3)
+    untrained = {k: np.array(v) for k, v in net.params.items()}
+    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=4)
     recorder = Recorder(snapshots)
     bp.build_trainer(net, batch_size=5, epochs=9, callbacks=[recorder]).fit(X, y)
-    assert [s.step for s in snapshots.taken] == [12, 24, 36] and [s.epoch for s in snapshots.taken] == [2, 5, 8]
-    for snap in snapshots.taken:
+    assert [s.step for s in snapshots.taken] == [0, 12, 24, 36] and [s.epoch for s in snapshots.taken] == [-1, 2, 5, 8]
+    first = snapshots.taken[0]
+    assert first.grads is None and not np.array_equal(first.params["W1"], net.params["W1"])
+    for name in net.params:
+        np.testing.assert_array_equal(first.params[name], untrained[name])  # a copy, not a view of the trained ones
+    for snap in snapshots.taken[1:]:
         for name in net.params:
             np.testing.assert_array_equal(snap.params[name], recorder.params[snap.step][name])
             np.testing.assert_array_equal(snap.grads[name], recorder.grads[snap.step - 1][name])  # the epoch's last batch
     snapshots.finish(None)
-    assert len(snapshots.taken) == 3  # a run that reached its last epoch gets nothing more
+    assert len(snapshots.taken) == 4  # a run that reached its last epoch gets nothing more
+
+
+@pytest.mark.parametrize("bound, steps", [(1, [36]), (2, [0, 36]), (3, [0, 16, 36])])
+def test_the_untrained_network_counts_against_the_bound(bound, steps):
+    from backproplab.tracking.images import Snapshots
+
+    net = bp.build_network([2, 3, 1], "tanh", "sigmoid")
+    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=bound)
+
+    class Ends(bp.Callback):
+        def on_epoch_end(self, summary) -> None:
+            snapshots.epoch_end(summary)
+
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    bp.build_trainer(net, batch_size=5, epochs=9, callbacks=[Ends()]).fit(X, (X[:, 0] > 0).astype(float))
+    assert [s.step for s in snapshots.taken] == steps
+
+
+def test_every_key_has_a_picture_at_step_0_where_mlflows_card_opens():
+    """MLflow 3.17's image card starts at step 0 and draws only a picture logged at exactly its
+    step: the untrained network's boundary and weight histograms are that first view."""
+    from backproplab.run.data import Dataset
+    from backproplab.tracking.images import ImageThread, PlaneData, Snapshots
+
+    net = bp.build_network([2, 4, 1], "tanh", "sigmoid")
+    snapshots = Snapshots(net.params, epochs=3, iterations_per_epoch=4, max_per_key=3)
+
+    class Both(bp.Callback):
+        def on_iteration(self, step) -> None:
+            if step.iteration == snapshots.grad_iteration:
+                snapshots.grads(step)
+
+        def on_epoch_end(self, summary) -> None:
+            snapshots.epoch_end(summary)
+
+    X = np.random.default_rng(1).normal(size=(20, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(float)
+    bp.build_trainer(net, batch_size=5, epochs=3, callbacks=[Both()]).fit(X, y)
+    dataset = Dataset("quadrants", "classification", X, y.astype(int), n_classes=2, feature_names=["x1", "x2"])
+    images = ImageThread(snapshots, PlaneData.of(dataset, None), list(net.activations), 3).wait()
+    steps: dict[str, list[int]] = {}
+    for key, step, pixels in images:
+        steps.setdefault(key, []).append(step)
+        assert pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.std() > 0, key  # a picture, not a blank
+    assert steps == {"decision_boundary": [0, 8, 12], "histograms/W1": [0, 8, 12], "histograms/W2": [0, 8, 12]}
+    first, last = (next(p for k, s, p in images if k == "decision_boundary" and s == step) for step in (0, 12))
+    assert not np.array_equal(first, last)  # the boundary moved
 
 
 def test_a_run_stopped_early_gets_its_last_boundary_where_it_stopped():
@@ -263,7 +316,7 @@ def test_a_run_stopped_early_gets_its_last_boundary_where_it_stopped():
 
     X = np.random.default_rng(0).normal(size=(20, 2))
     net = bp.build_network([2, 3, 1], "tanh", "sigmoid")
-    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=3)
+    snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=4)
 
     class Last(bp.Callback):
         step = None
@@ -278,5 +331,5 @@ def test_a_run_stopped_early_gets_its_last_boundary_where_it_stopped():
     with pytest.raises(KeyboardInterrupt):
         bp.build_trainer(net, batch_size=5, epochs=9, callbacks=[last, _StopAfter(30)]).fit(X, (X[:, 0] > 0).astype(float))
     snapshots.finish(last.step)
-    assert [s.step for s in snapshots.taken] == [12, 24, 30]
+    assert [s.step for s in snapshots.taken] == [0, 12, 24, 30]
     assert snapshots.taken[-1].grads is None  # a boundary, no histogram: no whole epoch's gradients

@@ -132,6 +132,7 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
     assert last[4] == (
         f"mlflow: mlflow ui --backend-store-uri {uri}   then open "
         f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+        "?workflowType=machine_learning"
     )
 
 
@@ -303,7 +304,7 @@ def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
     assert parent.info.status == "FINISHED"
     assert len(children) == 4
     # A server needs no 'mlflow ui': the last line is the parent run's address on it.
-    url = f"{mlflow_server.rstrip('/')}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
+    url = f"{mlflow_server.rstrip('/')}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning"
     assert proc.stdout.strip().splitlines()[-1] == f"mlflow: open {url}"
     for child in children:
         assert child.info.status == "FINISHED"

@@ -58,6 +58,7 @@ from backproplab.errors import ConfigError
 from backproplab.tracking import naming
 from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking import summary as run_summary
+from backproplab.tracking.description import run_page
 from backproplab.tracking.metric_names import LOSS
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.settings import TrackingSettings
@@ -494,7 +495,7 @@ class MlflowSweepCallback(Callback):
 
 
 def run_url(base: str, parent: sweep_parent.ParentRun) -> str:
-    return f"{base.rstrip('/')}/#/experiments/{parent.experiment_id}/runs/{parent.run_id}"
+    return run_page(base, parent.experiment_id, parent.run_id)
 
 
 def where_to_look(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[str]:

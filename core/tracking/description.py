@@ -10,6 +10,11 @@ Written once, when the run ends, for single runs and sweep children alike:
     train accuracy 0.994, val accuracy 0.975.
 
 A FAILED or KILLED run says why and where: the reason, the epoch and the iteration.
+
+Runs that no live process could describe get theirs later, from what the store holds
+(``stored``): a run reaped by ``backproplab runs reap`` (its process was killed outright), and a
+run whose tracking server was lost at its end, when ``backproplab runs replay`` writes its spool
+(the spool carries the description the run wrote for itself, ``spooled``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from backproplab.numerics.trainer import EpochSummary, Step
 from backproplab.run.context import RunContext
 
 NOTE_TAG = "mlflow.note.content"
+# MLflow 3's UI opens a page in the mode the browser remembers (GenAI until the user picks
+# "Model training"); this query on a link opens it in Model training mode, where a run page's
+# breadcrumb, tabs and sidebar are those of a training run (README "Dashboard").
+MODEL_TRAINING_QUERY = "workflowType=machine_learning"
+
+
+def run_page(base: str, experiment_id: str, run_id: str) -> str:
+    """The address of a run's page on the UI at ``base``, in Model training mode."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_QUERY}"
 
 
 def _number(value: float) -> str:
@@ -37,22 +51,26 @@ def _component(config: Mapping[str, Any], key: str) -> str:
 
 
 def what(context: RunContext, data_name: str) -> str:
-    config = context.config
-    model = config.get("model") or {}
-    data = config.get("data") or {}
-    trainer = config.get("trainer") or {}
+    model = context.config.get("model") or {}
     sizes = getattr(context.network, "sizes", None)
     network = "-".join(str(s) for s in sizes) if sizes else f"hidden {model.get('hidden')}"
     examples = f"{context.n_train} training"
     if context.n_val:
         examples += f", {context.n_val} validation"
+    return _what(context.config, data_name, network, f" ({examples} examples)", context.epochs)
+
+
+def _what(config: Mapping[str, Any], data_name: str, network: str, examples: str, epochs: Any) -> str:
+    model = config.get("model") or {}
+    data = config.get("data") or {}
+    trainer = config.get("trainer") or {}
     activation = f"{model.get('activation')}; output {model.get('output_activation')}"
     parts = [
-        f"**{data_name}** ({examples} examples): network {network} ({activation})",
+        f"**{data_name}**{examples}: network {network} ({activation})",
         f"loss {_component(config, 'loss')}",
         f"optimizer {_component(config, 'optimizer')}",
         f"batch size {data.get('batch_size')}",
-        f"{trainer.get('epochs', context.epochs)} epochs",
+        f"{trainer.get('epochs', epochs)} epochs",
     ]
     return ", ".join(parts) + "."
 
@@ -96,3 +114,82 @@ def describe(
         lines.append("")
         lines.append(f"Completed before it stopped: {final_numbers(epochs)}.")
     return "\n".join(lines)
+
+
+# -- descriptions written after the run's process is gone -------------------------------------
+def _plain(text: str) -> Any:
+    """A param's stored text as the config value it was (params are strings in MLflow)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _config_of(params: Mapping[str, str]) -> dict[str, Any]:
+    """``{"optimizer": {"name": "sgd", "lr": 0.5}, ...}`` from the dotted params ``optimizer.lr``."""
+    config: dict[str, Any] = {}
+    for key, value in params.items():
+        group, _, name = key.partition(".")
+        if name:
+            node = config.setdefault(group, {})
+            if isinstance(node, dict):
+                node[name] = _plain(value)
+        else:
+            config.setdefault(key, _plain(value))
+    return config
+
+
+def stored_what(run: Any) -> str | None:
+    """What the run is, from its stored params (the network's input and output sizes are not
+    among them: its hidden layers are); None for a run without backproplab's params (a sweep
+    parent, a run made by other code)."""
+    config = _config_of(run.data.params)
+    data, model = config.get("data"), config.get("model")
+    if not isinstance(data, dict) or not isinstance(model, dict) or "name" not in data:
+        return None
+    name = str(data["name"])
+    if name == "csv" and data.get("path"):
+        name = str(data["path"]).replace("\\", "/").rsplit("/", 1)[-1]
+    return _what(config, name, f"hidden {model.get('hidden')}", "", "?")
+
+
+def stored_numbers(run: Any) -> str | None:
+    """The run's last flushed per-epoch numbers (or its final ones, when it got that far), with
+    the epochs completed; None when no epoch's numbers reached the store."""
+    metrics = run.data.metrics
+    final = {k: metrics.get(f"final/{k}") for k in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")}
+    epoch = {k: metrics.get(f"{k.split('_')[0]}/{k.split('_')[1]}") for k in final}
+    values = final if final["train_loss"] is not None else epoch
+    if values["train_loss"] is None:
+        return None
+    numbers = ", ".join(f"{k.replace('_', ' ')} {_number(v)}" for k, v in values.items() if v is not None)
+    done = metrics.get("epoch")
+    when = "" if done is None else f" ({done:.4g} epochs completed at the last flushed iteration)"
+    which = "final numbers" if values is final else "last logged epoch"
+    return f"{which}{when}: {numbers}"
+
+
+def stored(run: Any, status: str, reason: str | None, how: str) -> str:
+    """The description of a run ended by ``how`` (``backproplab runs reap``, ...) from what the
+    store holds: what the run is, how it ended and why, and the last numbers it flushed."""
+    lines = []
+    about = stored_what(run)
+    if about is not None:
+        lines += [about, ""]
+    elif run.data.tags.get("backproplab.sweep") == "true":
+        lines += ["**Sweep parent**: its child runs are listed under it.", ""]
+    lines.append(f"**{status}**: {reason or 'no reason recorded'}.")
+    lines.append("")
+    numbers = stored_numbers(run)
+    lines.append(f"Ended by {how}; " + (f"its {numbers}." if numbers else "no epoch's numbers reached the store."))
+    return "\n".join(lines)
+
+
+def spooled(note: str, spool_file: str) -> str:
+    """A spooled run's own description, with how it reached the store."""
+    return f"{note}\n\nWritten to the store later by `backproplab runs replay {spool_file}`: its tracking server was lost."

@@ -6,9 +6,12 @@ UI's step slider replays them.
 - ``histograms/W<l>``: per layer, the histogram of the weights ``W<l>`` and of their gradient
   ``dE/dW<l>``.
 
-Training pays only for copies: ``Snapshots`` chooses at most ``max_per_key`` epochs up front,
-spread over the run and ending with the last one, and copies the parameters at the end of those
-epochs and the gradients of their last iteration. Everything else happens after training: the
+Training pays only for copies: ``Snapshots`` copies the untrained network (step 0), then chooses
+at most ``max_per_key - 1`` epochs up front, spread over the run and ending with the last one, and
+copies the parameters at the end of those epochs and the gradients of their last iteration. The
+step-0 picture is what MLflow 3.17's image card shows first: the card opens at step 0 whatever
+steps were logged, and draws only a picture logged at exactly the slider's step ("No image logged
+at this step" otherwise), so without it a reviewer meets an empty card. Everything else happens after training: the
 forward pass over a grid and the drawing on a thread (``ImageThread``) while the run's last
 metrics are written, then the ``log_image`` calls with the run's other artifacts. Steps are the
 iterations completed at the end of the epoch, as for the per-epoch metrics.
@@ -42,23 +45,30 @@ def chosen_epochs(epochs: int, max_per_key: int) -> list[int]:
 @dataclass
 class Snapshot:
     step: int  # iterations completed
-    epoch: int  # 0-based; the epoch in progress for a run stopped mid-epoch
+    epoch: int  # 0-based; the epoch in progress for a run stopped mid-epoch; -1 before training
     params: dict[str, np.ndarray]
     grads: dict[str, np.ndarray] | None
 
 
 class Snapshots:
-    """Copies of the parameters (and the last gradients) at the chosen epochs; a trainer callback's
-    helper: ``grad_iteration`` is the next iteration whose gradients to copy, -1 for none."""
+    """Copies of the parameters (and the last gradients) before training and at the chosen epochs;
+    a trainer callback's helper: ``grad_iteration`` is the next iteration whose gradients to copy,
+    -1 for none. Made before training starts: the parameters it sees then are the untrained ones.
+
+    The untrained network counts against ``max_per_key``; with ``max_per_key=1`` only the last
+    epoch is kept (MLflow's card jumps to a key's only step by itself)."""
 
     def __init__(self, params: Mapping[str, np.ndarray], epochs: int, iterations_per_epoch: int, max_per_key: int) -> None:
         self._params = params
         self.max_per_key = max_per_key
-        self._epochs = chosen_epochs(epochs, max_per_key)
+        initial = max_per_key >= 2 and epochs > 0
+        self._epochs = chosen_epochs(epochs, max_per_key - 1 if initial else max_per_key)
         self._ipe = iterations_per_epoch
         self._next = 0
         self._grads: dict[str, np.ndarray] | None = None
         self.taken: list[Snapshot] = []
+        if initial:
+            self.taken.append(Snapshot(0, -1, {name: np.array(p) for name, p in params.items()}, None))
         self.grad_iteration = self._grad_iteration()
 
     def _grad_iteration(self) -> int:
@@ -213,8 +223,20 @@ class BoundaryCanvas:
         else:
             z = np.argmax(np.where(np.isfinite(out), out, -np.inf), axis=1).astype(float)
         self.image.set_data(z.reshape(_GRID, _GRID))
-        self.title.set_text(f"Decision boundary, epoch {snap.epoch + 1}/{self.epochs} (step {snap.step})")
+        self.title.set_text(f"Decision boundary, {_when(snap, self.epochs)}")
         return self.blitter.pixels()
+
+
+def _when(snap: Snapshot, epochs: int) -> str:
+    if snap.epoch < 0:
+        return f"before training (step {snap.step})"
+    return f"epoch {snap.epoch + 1}/{epochs} (step {snap.step})"
+
+
+def _histogram(snap: Snapshot) -> bool:
+    """Histograms need a whole epoch's last gradients, except the untrained network's (weights
+    only): it is the card's first view."""
+    return snap.grads is not None or snap.epoch < 0
 
 
 _BINS = 30
@@ -233,8 +255,9 @@ def _range(arrays: list[np.ndarray]) -> tuple[float, float]:
 
 class HistogramCanvas:
     """One figure per layer for all of a run's snapshots: weights ``W<l>`` on the left, their
-    gradient on the right, on bins and axes fixed over the run (so the step slider shows the
-    distributions move and spread, and the axes are drawn once); counts are not labelled."""
+    gradient on the right (empty before training), on bins and axes fixed over the run (so the
+    step slider shows the distributions move and spread, and the axes are drawn once); counts are
+    not labelled."""
 
     def __init__(self, layer: int, epochs: int, taken: list[Snapshot]) -> None:
         self.layer, self.epochs = layer, epochs
@@ -268,7 +291,8 @@ class HistogramCanvas:
         for artist, values, edges in zip(self.stairs, sources, self.edges):
             counts = np.zeros(_BINS) if values is None else np.histogram(np.asarray(values, dtype=float), bins=edges)[0]
             artist.set_data(counts.astype(float), edges)
-        self.suptitle.set_text(f"Layer {self.layer}, epoch {snap.epoch + 1}/{self.epochs} (step {snap.step})")
+        when = _when(snap, self.epochs) + (", no gradient yet" if snap.grads is None else "")
+        self.suptitle.set_text(f"Layer {self.layer}, {when}")
         return self.blitter.pixels()
 
 
@@ -280,8 +304,12 @@ class ImageThread:
     def __init__(self, snapshots: Snapshots, plane: PlaneData | None, activations: list[Any], epochs: int) -> None:
         self._error: BaseException | None = None
         self.images: list[tuple[str, int, np.ndarray]] = []
+        # Not a daemon: a run whose pictures are never logged (its server lost, its artifacts
+        # failed) still has this thread drawing when the command ends, and a daemon thread
+        # inside matplotlib at the interpreter's exit aborts the process (SIGABRT). Exiting waits
+        # for at most a run's bounded set of pictures instead.
         self._thread = threading.Thread(
-            target=self._draw, args=(list(snapshots.taken), plane, activations, epochs), name="backproplab-images", daemon=True
+            target=self._draw, args=(list(snapshots.taken), plane, activations, epochs), name="backproplab-images", daemon=False
         )
         self._thread.start()
 
@@ -293,10 +321,10 @@ class ImageThread:
                     if boundary is None:
                         boundary = BoundaryCanvas(plane, snap.params[f"b{len(activations)}"].size, epochs)
                     self.images.append((BOUNDARY_KEY, snap.step, boundary.draw(activations, snap)))
-                if snap.grads is not None:
+                if _histogram(snap):
                     if histograms is None:
-                        with_grads = [t for t in taken if t.grads is not None]
-                        histograms = [HistogramCanvas(layer, epochs, with_grads) for layer in range(1, len(activations) + 1)]
+                        drawn = [t for t in taken if _histogram(t)]
+                        histograms = [HistogramCanvas(layer, epochs, drawn) for layer in range(1, len(activations) + 1)]
                     for canvas in histograms:
                         self.images.append((f"{HISTOGRAM_PREFIX}W{canvas.layer}", snap.step, canvas.draw(snap)))
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that ends the run

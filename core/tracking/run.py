@@ -32,7 +32,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from backproplab import __version__
 from backproplab.errors import ConfigError
 from backproplab.run.context import RunContext
-from backproplab.numerics.trainer import Callback
+from backproplab.numerics.trainer import Callback, Step
 from . import parent as sweep_parent
 from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
@@ -293,7 +293,8 @@ def _end(
             status, reason = RunStatus.FAILED, lost
         elif outcome is not None and not isinstance(outcome, ServerLost):
             reason = f"{reason}; {lost}"
-        spooling.spool.end(RunStatus.to_string(status), reason)
+        note = describe(context, dataset_name(context), RunStatus.to_string(status), reason, *_progress(tracker))
+        spooling.spool.end(RunStatus.to_string(status), reason, note)
         return ServerLost(lost) if outcome is None else None
     problems = [p for p in problems if not isinstance(p, ServerLost)]
     unrecorded = None
@@ -326,10 +327,13 @@ def _add_final_metrics(tracker: MlflowTracker) -> None:
 
 def _note(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, status: str, reason: str | None) -> None:
     """The run's description: what it is and how it ended (see ``description``)."""
-    epochs = [] if tracker is None else tracker.epochs
-    last_step = None if tracker is None else tracker.last_step
-    text = describe(context, dataset_name(context), status, reason, epochs, last_step)
+    text = describe(context, dataset_name(context), status, reason, *_progress(tracker))
     client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
+
+
+def _progress(tracker: MlflowTracker | None) -> tuple[list, Step | None]:
+    """The completed epochs and the last iteration, which a description reports."""
+    return ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:

@@ -142,8 +142,9 @@ class Spool:
         if rows:
             self._append({"metrics": rows})
 
-    def end(self, status: str, reason: str | None) -> None:
-        self._append({"end": {"status": status, "reason": reason}})
+    def end(self, status: str, reason: str | None, note: str | None = None) -> None:
+        """``note``: the run's description, which ``runs replay`` writes with the status."""
+        self._append({"end": {"status": status, "reason": reason, "note": note}})
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
