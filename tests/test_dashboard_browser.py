@@ -308,6 +308,14 @@ def test_parent_description_names_the_best_child(dashboard, page, tmp_path):
     link = note.locator(f'a[href*="{best_id}"]')
     expect(link).to_be_visible()
     expect(note).to_contain_text(best_name)
+    # Followed, the link opens the best child in Model training mode (not the GenAI pages).
+    assert link.get_attribute("href").endswith("?workflowType=machine_learning")
+    # MLflow's description preview opens links in a new tab.
+    assert link.get_attribute("target") == "_blank"
+    with page.expect_popup() as opened:
+        link.click()
+    expect(opened.value).to_have_url(re.compile(rf"/runs/{best_id}\?workflowType=machine_learning"))
+    expect(opened.value.get_by_role("heading", name=best_name)).to_be_visible()
 
 
 def test_model_is_logged(dashboard, page, tmp_path):

@@ -374,7 +374,7 @@ def test_the_sweeps_answer_is_on_the_parent_and_every_child_has_the_same_metrics
     assert parent.data.tags["backproplab.best_run_id"] == best.info.run_id
     assert parent.data.tags["backproplab.best_run_name"] == best.info.run_name
     note = parent.data.tags["mlflow.note.content"]
-    link = f"[{best.info.run_name}](#/experiments/{parent.info.experiment_id}/runs/{best.info.run_id})"
+    link = f"[{best.info.run_name}](#/experiments/{parent.info.experiment_id}/runs/{best.info.run_id}?workflowType=machine_learning)"
     assert note.startswith(f"**Best run: {link}**, final/val_loss = {best.data.metrics['final/val_loss']:.6g}")
     assert "`trainer.epochs=2`" in note
 

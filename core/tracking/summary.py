@@ -76,8 +76,11 @@ def best_child(children: Sequence[Any], metric: str | None = None) -> Best | Non
 
 
 def run_link(experiment_id: str, run_id: str) -> str:
-    """A link that MLflow's UI (a hash router) resolves from any of its pages."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}"
+    """A link that MLflow's UI (a hash router) resolves from any of its pages, in Model training
+    mode (the run's charts and artifacts rather than the GenAI pages)."""
+    from .description import MODEL_TRAINING_QUERY
+
+    return f"#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_QUERY}"
 
 
 def sweep_description(
