@@ -202,17 +202,19 @@ def test_a_job_that_fails_before_tracking_still_gets_a_failed_child(tmp_path, la
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
-        [sys.executable, "-c", HYDRA_APP_ONLY, "-m", *launcher, "optimizer.lr=0.5,abc,0.1", f"logger.tracking_uri={uri}"],
+        [sys.executable, "-c", HYDRA_APP_ONLY, "-m", *launcher, "optimizer.lr=0.5,0,0.1", f"logger.tracking_uri={uri}"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
     )
-    assert "job failed: optimizer.lr='abc' is invalid" in proc.stderr, proc.stderr
+    # lr=0 composes (sgd's schema takes a number) and fails the run's own range check; a value
+    # of the wrong type (lr=abc) is refused by the schema while Hydra composes, before any job.
+    assert "job failed: optimizer.lr=0.0 is invalid" in proc.stderr, proc.stderr
     client, parent, children = sweep_runs(uri)
     assert len(children) == 3
     by_lr = {c.data.params["optimizer.lr"]: c for c in children}
-    bad = by_lr["abc"]
+    bad = by_lr["0"]
     assert bad.info.status == "FAILED"
-    assert bad.data.tags["failure_reason"] == "optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number (default 0.5)"
-    assert bad.data.tags["hydra.job.num"] == "1" and bad.info.run_name == "lr=abc"
+    assert bad.data.tags["failure_reason"] == "optimizer.lr=0.0 is invalid; valid: a finite number > 0"
+    assert bad.data.tags["hydra.job.num"] == "1" and bad.info.run_name == "lr=0"
     # Without the command's up-front check the networks are not known: one answer, off.
     assert parent.data.tags["backproplab.elementwise_metrics"] == "false"
     assert all(not any(k.startswith("grad/") for k in c.data.metrics) for c in children)
