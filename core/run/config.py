@@ -189,7 +189,7 @@ def check_values(key: str, owner: str, registration: Registration, params: Mappi
 
 
 def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> ComponentSpec:
-    """Check a component node against the registered constructor's keyword defaults."""
+    """Check a component node against the schema generated from the registered constructor."""
     params = dict(node)
     name = params.pop("name", None)
     if not isinstance(name, str):
