@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 from hydra.core.config_store import ConfigStore
+from omegaconf.errors import OmegaConfBaseException
 
 from backproplab.components.loading import get_registry
 from .compat import store_options
@@ -86,7 +87,10 @@ def register_configs(registry: Registry | None = None) -> None:
         for name in registry.names(group):
             if name in shipped:  # the YAML file wins on the search path; two nodes would warn
                 continue
-            cs.store(group=group, name=name, node=component_schema(registry, group, name), provider="backproplab", **replace)
+            try:
+                cs.store(group=group, name=name, node=component_schema(registry, group, name), provider="backproplab", **replace)
+            except OmegaConfBaseException:  # a default OmegaConf cannot hold as typed: the plain values
+                cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
     for name in experiment_names():
         cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab", **replace)
     _store_launcher_defaults(cs, replace)

@@ -132,11 +132,17 @@ def _class_name(kind: str, name: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in words) + "Config"
 
 
-@functools.lru_cache(maxsize=None)
 def schema_of(kind: str, name: str, factory: Callable[..., Any]) -> type:
     """The structured-config schema of the component ``kind`` registered as ``name``: a
     dataclass with ``name`` and one field per keyword parameter whose default a config can hold
-    (the same keys as ``component_node``)."""
+    (the same keys as ``component_node``). Made once per component and process."""
+    try:
+        return _cached_schema(kind, name, factory)
+    except TypeError:  # a factory that cannot be hashed (a callable instance defining __eq__ only)
+        return _make_schema(kind, name, factory)
+
+
+def _make_schema(kind: str, name: str, factory: Callable[..., Any]) -> type:
     fields: list[tuple[str, Any, Any]] = [("name", str, dataclasses.field(default=name))]
     defaults: dict[str, Any] = {}
     for param in _parameters(factory):
@@ -155,6 +161,9 @@ def schema_of(kind: str, name: str, factory: Callable[..., Any]) -> type:
     return dataclasses.make_dataclass(
         _class_name(kind, name), fields, namespace={COMPONENT_ATTR: (kind, name), DEFAULTS_ATTR: defaults}
     )
+
+
+_cached_schema = functools.lru_cache(maxsize=None)(_make_schema)
 
 
 def schema_fields(schema: type) -> dict[str, Any]:
