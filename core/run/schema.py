@@ -122,7 +122,7 @@ def _field_type(annotation: Any, default: Any) -> Any:
             kind = annotation
     elif default is not _EMPTY and default is not None and type(default) in _PRIMITIVES:
         kind = type(default)
-    if kind is not Any and default not in (_EMPTY, None) and not _fits(kind, default):
+    if kind is not Any and default is not _EMPTY and default is not None and not _fits(kind, default):
         kind = Any  # a plugin's annotation that its own default breaks: its default still runs
     return Optional[kind] if optional and kind is not Any else kind
 
