@@ -177,7 +177,8 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
     assert len(children) == 2  # the job's own FAILED run, no second one for the same job
     status = {c.data.params["optimizer.lr"]: c for c in children}
     assert status["0.001"].info.status == "FINISHED" and loss_steps(client, status["0.001"]) == list(range(50))
-    failed = status["1000"]
+    # sgd's schema declares lr a float (its annotation): the typed 1000 is run and recorded as 1000.0.
+    failed = status["1000.0"]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["failure_reason"].startswith("non-finite loss")
     assert loss_steps(client, failed)  # what was logged before the divergence stays
@@ -188,7 +189,7 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
     assert parent.data.metrics["sweep/best_final_loss"] == pytest.approx(status["0.001"].data.metrics["train/loss"])
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
     rows = summary_rows(client, parent, tmp_path / "rows")
-    assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000", "FAILED")]
+    assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000.0", "FAILED")]
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])

@@ -1,10 +1,13 @@
 """Config nodes that cannot be YAML files: one per registered component, and the experiments.
 
 Third-party components ship no YAML, so at start-up every registered loss, optimizer and
-initializer becomes a ConfigStore option in its group (``optimizer=adam``) whose keys are the
-constructor's keyword defaults (``optimizer.beta1=0.95``). A YAML file of the same name in
-``conf/`` comes first on Hydra's search path and shadows the generated node; the built-in
-package only does that for ``legacy_randn``, to link its seed to ``trainer.seed``.
+initializer becomes a ConfigStore option in its group (``optimizer=adam``): the structured-config
+schema generated from its constructor's signature (``backproplab.run.schema.schema_of``), whose
+keys are the keyword parameters with their defaults (``optimizer.beta1=0.95``), typed from their
+annotations, so that OmegaConf refuses ``optimizer.lr=abc`` while composing. A YAML file of the
+same name in ``conf/`` comes first on Hydra's search path and shadows the generated node; the
+built-in package only does that for ``legacy_randn``, to link its seed to ``trainer.seed`` (its
+values are checked against the same schema when the run is validated).
 
 Experiments live in ``experiments/`` (outside ``conf/``, so that they read as a catalogue of
 runs rather than as config plumbing) and are stored as group ``experiment`` in the global
@@ -14,47 +17,40 @@ package, exactly as ``# @package _global_`` files in ``conf/experiment/`` would 
 from __future__ import annotations
 
 import importlib.util
-import inspect
-import math
 from importlib import resources
 from typing import Any
 
 import yaml
 from hydra.core.config_store import ConfigStore
+from omegaconf.errors import OmegaConfBaseException
 
 from backproplab.components.loading import get_registry
 from .compat import store_options
 from backproplab.components.registry import Registry
+from backproplab.run.schema import schema_of, yaml_value
 
 COMPONENT_GROUPS = ("loss", "optimizer", "initializer")
 EXPERIMENTS_PACKAGE = "backproplab.experiments"
 CONF_PACKAGE = "backproplab.conf"
 
 _registered = False
-_EMPTY = inspect.Parameter.empty
-
-
-def _yaml_value(value: Any) -> tuple[bool, Any]:
-    """(representable, value) for a constructor default; required ones become Hydra's ``???``."""
-    if value is _EMPTY:
-        return True, "???"
-    if value is None or isinstance(value, (bool, int, str)):
-        return True, value
-    if isinstance(value, float):
-        return math.isfinite(value), value
-    if isinstance(value, (list, tuple)) and all(_yaml_value(v)[0] for v in value):
-        return True, [_yaml_value(v)[1] for v in value]
-    return False, None
 
 
 def component_node(registry: Registry, kind: str, name: str) -> dict[str, Any]:
-    """``{"name": name, **keyword defaults}`` for one registered component."""
+    """``{"name": name, **keyword defaults}`` for one registered component, as plain values
+    (``???`` where the constructor requires the argument): the keys and defaults of its schema."""
     node: dict[str, Any] = {"name": name}
     for key, default in registry.get(kind, name).hyperparameters().items():
-        ok, value = _yaml_value(default)
+        ok, value = yaml_value(default)
         if ok and key != "name":
             node[key] = value
     return node
+
+
+def component_schema(registry: Registry, kind: str, name: str) -> type:
+    """The structured-config schema that is stored as the option ``kind=name``."""
+    registration = registry.get(kind, name)
+    return schema_of(kind, name, registration.factory)
 
 
 def experiment_names() -> list[str]:
@@ -91,7 +87,10 @@ def register_configs(registry: Registry | None = None) -> None:
         for name in registry.names(group):
             if name in shipped:  # the YAML file wins on the search path; two nodes would warn
                 continue
-            cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
+            try:
+                cs.store(group=group, name=name, node=component_schema(registry, group, name), provider="backproplab", **replace)
+            except OmegaConfBaseException:  # a default OmegaConf cannot hold as typed: the plain values
+                cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
     for name in experiment_names():
         cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab", **replace)
     _store_launcher_defaults(cs, replace)

@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from backproplab.tracking.signals import Terminated  # no mlflow: plain signal handling
+from backproplab.run.schema import config_error as schema_config_error
 from backproplab.errors import BackproplabError, ConfigError, closest, exception_line, format_problem, one_line
 
 EXIT_FAILED = 1  # training failed (non-finite loss, a plugin raising, an unexpected error)
@@ -118,6 +119,10 @@ def describe(exc: BaseException) -> tuple[str, int]:
         return "interrupted (SIGTERM)", EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
+    if not isinstance(exc, BackproplabError):
+        # A value a generated component schema refused while Hydra composed the config: the
+        # same ConfigError (and words) as the run's own check of that value.
+        exc = schema_config_error(exc) or exc
     if isinstance(exc, ConfigError):
         return f"error: {one_line(exc)}", EXIT_CONFIG
     if isinstance(exc, BackproplabError):

@@ -1,15 +1,14 @@
 """The run config's schema and its validation, before anything is built or trained.
 
-Hydra composes plain nodes (component options are generated from constructor signatures, so a
-static dataclass schema cannot describe them); this module checks the composed config and
-turns it into a typed ``RunConfig``. Every problem is one ``ConfigError`` line that names the
-key as the user types it, the bad value and what would be valid.
+Hydra composes the component options from schemas generated from the constructors' signatures
+(``backproplab.run.schema``), so OmegaConf has already refused a wrong type there; this module
+checks the composed config (or a plain mapping, without Hydra) against the same schemas and the
+ranges a type cannot express, and turns it into a typed ``RunConfig``. Every problem is one
+``ConfigError`` line that names the key as the user types it, the bad value and what would be valid.
 """
 
 from __future__ import annotations
 
-import inspect
-import math
 import numbers
 import re
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from backproplab.errors import ConfigError, UnknownComponentError, closest, one_line
 from backproplab.numerics.network import SUPPORTED_DTYPES
-from backproplab.components.registry import Registry, accepts_any_keyword
+from backproplab.components.registry import Registration, Registry, accepts_any_keyword
+
+from .schema import SEED_MAX, SEED_VALID, check_hyperparameters, is_finite, is_seed, schema_of  # noqa: F401 - re-exported
 
 COMPONENT_KINDS = ("loss", "optimizer", "initializer")
-# Seeds go to numpy's legacy RandomState and scikit-learn's random_state, which take 32 bits.
-SEED_MAX = 2**32 - 1
 # Upper bounds that no run which can finish needs, so that a typo'd extra digit is refused up
 # front instead of starting a run that never ends: a batch of more than 2**31 - 1 rows cannot
 # be held in memory (it is clamped to the training set anyway), and a billion iterations is far
@@ -135,28 +134,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def is_finite(value: Any) -> bool:
-    """A finite real number. A Python int too large for a float (a 400-digit ``optimizer.lr``)
-    counts as not finite: ``math.isfinite`` would raise OverflowError on it."""
-    if not _is_number(value):
-        return False
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
-
-
-def is_seed(value: Any) -> bool:
-    return _is_int(value) and 0 <= value <= SEED_MAX
-
-
-SEED_VALID = f"an integer in [0, {SEED_MAX}] (2**32 - 1)"
-
-
 def _section(cfg: Mapping[str, Any], key: str) -> dict[str, Any]:
     node = cfg.get(key)
     if not isinstance(node, Mapping):
@@ -191,8 +168,8 @@ def _activation(registry: Registry, key: str, value: Any) -> Any:
                         valid=accepted or None,
                         hint=closest(str(param), accepted, cutoff=0.5),
                     )
-        check_values(key, f"activation {name}", registration.hyperparameters(), {k: v for k, v in value.items() if k != "name"})
-        return dict(value)
+        params = check_values(key, f"activation {name}", registration, {k: v for k, v in value.items() if k != "name"})
+        return {"name": name, **params}
     available = ", ".join(registry.names("activation"))
     raise ConfigError(f"{key}={value!r} is not an activation name; available: {available}")
 
@@ -203,42 +180,16 @@ def _hidden(value: Any) -> list[int]:
     raise ConfigError(f"model.hidden={value!r} is invalid; valid: a list of positive integers, e.g. model.hidden=[8,8] or []")
 
 
-def _type_name(default: Any) -> tuple[str, Any]:
-    """(description, check) for a hyperparameter whose constructor default is ``default``."""
-    if isinstance(default, bool):
-        return "true or false", lambda v: isinstance(v, bool)
-    if _is_int(default):
-        return "an integer", _is_int
-    if isinstance(default, float):
-        return "a number", is_finite
-    if isinstance(default, str):
-        return "a string", lambda v: isinstance(v, str)
-    return "", lambda v: True
-
-
-def check_values(key: str, owner: str, defaults: Mapping[str, Any], params: Mapping[str, Any]) -> None:
-    """Each hyperparameter value against its constructor default's type, so that a wrong type, a
-    non-finite number or a number too large for a float is one line naming ``key.param``
-    before the constructor sees it; a ``seed`` must fit numpy's 32-bit seeds."""
-    for param, value in params.items():
-        default = defaults.get(param, inspect.Parameter.empty)
-        if param == "seed" and (default is None or _is_int(default)):
-            if not (value is None or is_seed(value)):
-                raise ConfigError(key=f"{key}.{param}", value=value, problem=f"is invalid for {owner}", valid=f"{SEED_VALID} or null")
-            continue
-        if default is inspect.Parameter.empty or default is None:
-            continue
-        description, ok = _type_name(default)
-        if not ok(value):
-            if description == "a number" and _is_number(value):  # nan, inf, or too large for a float
-                description = "a finite number"
-            raise ConfigError(
-                key=f"{key}.{param}", value=value, problem=f"is invalid for {owner}", valid=f"{description} (default {default!r})"
-            )
+def check_values(key: str, owner: str, registration: Registration, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A component's hyperparameter values through the schema generated from its constructor
+    (``backproplab.run.schema``): converted as OmegaConf converts them, or one ConfigError line
+    naming ``key.param``, the value and what is valid, before the constructor sees them."""
+    schema = schema_of(registration.kind, registration.name, registration.factory)
+    return check_hyperparameters(key, owner, schema, params)
 
 
 def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> ComponentSpec:
-    """Check a component node against the registered constructor's keyword defaults."""
+    """Check a component node against the schema generated from the registered constructor."""
     params = dict(node)
     name = params.pop("name", None)
     if not isinstance(name, str):
@@ -247,10 +198,7 @@ def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> Compone
         registration = registry.get(kind, name)
     except UnknownComponentError as exc:
         raise ConfigError(f"{kind}={name}: {exc}") from None
-    lr = params.get("lr")
-    if kind == "optimizer" and _is_number(lr) and not (lr > 0 and is_finite(lr)):
-        raise ConfigError(key="optimizer.lr", value=lr, valid="a finite number > 0")
-    check_values(kind, f"{kind}={name}", registration.hyperparameters(), params)
+    params = check_values(kind, f"{kind}={name}", registration, params)
     return ComponentSpec(kind, name, params)
 
 
