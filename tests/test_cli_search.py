@@ -158,6 +158,18 @@ def test_a_bad_key_in_a_presets_search_space_stops_before_any_trial(cli, tmp_pat
     assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("choices, bad", [("choice(0.5,abc)", "optimizer.lr='abc' is invalid for optimizer=sgd"), ("choice(0.5,0.1,-1.0)", "optimizer.lr=-1.0 is invalid")])
+def test_every_value_of_a_choice_is_checked_before_any_trial(cli, tmp_path, choices, bad):
+    """Not only the representative trial's first choice: a later value of the wrong type, or
+    out of range, stops the search before any trial or MLflow run exists."""
+    proc = cli("experiment=hpo_moons", f"optimizer.lr={choices}", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert proc.returncode == CONFIG, proc.stderr
+    line = one_line(proc.stderr)
+    assert line.startswith("error: the search space of hydra/sweeper=optuna is invalid, so no trial was started; checked on the trial")
+    assert bad in line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_a_bad_fixed_override_stops_before_any_trial(cli, tmp_path):
     proc = cli("experiment=hpo_moons", "data.batch_size=0", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
     assert proc.returncode == CONFIG, proc.stderr

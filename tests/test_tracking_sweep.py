@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import socket
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -194,28 +195,29 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.sweeper.n_jobs=2", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
 def test_a_job_that_fails_before_tracking_still_gets_a_failed_child(tmp_path, launcher):
-    """A search is checked up front on one representative trial only (the first choice, 0.5), so
-    a trial that samples the bad value fails in its job, before ``track_run``: the sweep
+    """A search's interval is checked up front at its low end only (momentum 0.0), so a trial
+    that samples a bad value (momentum >= 1) fails in its job, before ``track_run``: the sweep
     callback records it as a FAILED child with the reason, counted by the parent. (The random
-    sampler with seed 1 draws -1.0, -1.0, 0.5.)"""
+    sampler with seed 1 draws 0.83, 1.44, 0.0002.)"""
     from conftest import cli_env
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = subprocess.run(
         [sys.executable, "-m", "backproplab", "-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=1",
-         "hydra.sweeper.n_trials=3", *launcher, "optimizer.lr=choice(0.5,-1.0)", "trainer.epochs=2", f"logger.tracking_uri={uri}"],
+         "hydra.sweeper.n_trials=3", *launcher, "optimizer.momentum=interval(0.0,2.0)", "trainer.epochs=2", f"logger.tracking_uri={uri}"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300,
     )
-    assert "job failed: optimizer.lr=-1.0 is invalid" in proc.stderr, proc.stderr
+    assert re.search(r"job failed: optimizer.momentum=1\.\d+ is invalid for optimizer=sgd", proc.stderr), proc.stderr
     assert proc.returncode == 1
     client, parent, children = sweep_runs(uri)
     assert len(children) == 3
-    bad = [c for c in children if c.data.params["optimizer.lr"] == "-1.0"]
-    good = [c for c in children if c.data.params["optimizer.lr"] == "0.5"]
-    assert bad and good and len(bad) + len(good) == 3
+    bad = [c for c in children if float(c.data.params["optimizer.momentum"]) >= 1]
+    good = [c for c in children if float(c.data.params["optimizer.momentum"]) < 1]
+    assert bad and good
     for run in bad:
+        momentum = run.data.params["optimizer.momentum"]
         assert run.info.status == "FAILED"
-        assert run.data.tags["failure_reason"] == "optimizer.lr=-1.0 is invalid; valid: a finite number > 0"
+        assert run.data.tags["failure_reason"] == f"optimizer.momentum={momentum} is invalid for optimizer=sgd; valid: in [0, 1)"
         assert run.data.tags["hydra.job.num"] in ("0", "1", "2")
     assert all(run.info.status == "FINISHED" for run in good)
     assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == f"{len(bad)} of 3 jobs failed"

@@ -194,7 +194,7 @@ def main(argv: Sequence[str]) -> int:
     except Exception as exc:
         if tracebacks_wanted():
             raise
-        line, code = describe(exc)
+        line, code = describe(exc, overrides=list(argv))
         print(line, file=sys.stderr, flush=True)
         return code
     print(text)

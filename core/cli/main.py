@@ -77,7 +77,7 @@ def _run_hydra(argv: list[str]) -> int:
     except BaseException as exc:
         if tracebacks_wanted() and not isinstance(exc, KeyboardInterrupt):
             raise
-        line, code = describe(exc)
+        line, code = describe(exc, overrides=argv)
         print(line, file=sys.stderr, flush=True)
         # A sweep parent left open (the launcher raised: Ray lost, a job's worker died) is ended
         # FAILED at exit with this reason; before the multirun started there is none to end.

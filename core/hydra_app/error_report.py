@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Any
+from typing import Any, Sequence
 
 from backproplab.tracking.signals import Terminated  # no mlflow: plain signal handling
 from backproplab.run.schema import config_error as schema_config_error
@@ -113,8 +113,10 @@ def _hydra_line(exc: BaseException) -> str | None:
     return None
 
 
-def describe(exc: BaseException) -> tuple[str, int]:
-    """(one line, exit code) for an exception that reached the command line."""
+def describe(exc: BaseException, overrides: Sequence[str] = ()) -> tuple[str, int]:
+    """(one line, exit code) for an exception that reached the command line. ``overrides``:
+    those that were being composed (the command line's, or a job's), for the schema error whose
+    value OmegaConf does not carry."""
     if isinstance(exc, Terminated):
         return "interrupted (SIGTERM)", EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
@@ -122,7 +124,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if not isinstance(exc, BackproplabError):
         # A value a generated component schema refused while Hydra composed the config: the
         # same ConfigError (and words) as the run's own check of that value.
-        exc = schema_config_error(exc) or exc
+        exc = schema_config_error(exc, overrides) or exc
     if isinstance(exc, ConfigError):
         return f"error: {one_line(exc)}", EXIT_CONFIG
     if isinstance(exc, BackproplabError):

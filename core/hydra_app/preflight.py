@@ -18,9 +18,10 @@ error is the one the run itself would raise.
 there); the CLI hands Hydra the rewritten command line, and everything here composes that.
 
 Sweepers that choose their jobs while they run (e.g. Optuna) cannot be expanded: for them the
-search space is checked on one representative trial (``search_trial``: every searched key at its
-interval's low end or its first choice, plus the fixed overrides), which catches a typo'd key or
-a bad fixed value before any trial or MLflow run exists. ``for_launch`` sets the Optuna
+search space is checked on a representative trial (``search_trials``: every searched key at its
+interval's low end or its first choice, plus the fixed overrides) and on one more trial per other
+value of each choice, which catches a typo'd key, a bad fixed value or a bad choice before any
+trial or MLflow run exists; an interval's other values are only met by the trials themselves. ``for_launch`` sets the Optuna
 sweeper's direction from ``trainer.objective`` (or refuses a contradicting one).
 """
 
@@ -628,16 +629,20 @@ def for_launch(args: Sequence[str]) -> list[str]:
     return args + extra
 
 
-def search_trial(master: DictConfig, config_loader: Any) -> Job | None:
-    """A trial a search sweeper could launch, as job #0: each searched key at a value of its
-    space (an interval's low end, a range's start, the first choice), the fixed overrides as
-    given. None when ``master`` is the basic sweeper's (``expand`` covers it)."""
+def search_trials(master: DictConfig, config_loader: Any) -> list[Job] | None:
+    """Trials a search sweeper could launch, numbered from 0: first the representative one,
+    each searched key at a value of its space (an interval's low end, a range's start, the first
+    choice), the fixed overrides as given; then one more per other value of each choice or
+    range, that key alone changed. So every value a trial can be given from a list is checked
+    up front, not only the first; an interval is checked at its low end. None when ``master``
+    is the basic sweeper's (``expand`` covers it)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if sweeper_choice(master) in (None, "basic"):
         return None
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(sweep_arguments(master))
     chosen: dict[str, str] = {}
+    others: list[tuple[str, str]] = []
     for override in parsed:
         key = override.get_key_element()
         if not override.is_sweep_override():
@@ -645,8 +650,13 @@ def search_trial(master: DictConfig, config_loader: Any) -> Job | None:
         elif override.is_interval_sweep():
             chosen[key] = f"{key}={override.value().start}"
         else:
-            chosen[key] = f"{key}={next(iter(override.sweep_string_iterator()))}"
-    return Job(0, tuple(chosen.values()))
+            first, *rest = list(override.sweep_string_iterator())
+            chosen[key] = f"{key}={first}"
+            others = [(k, v) for k, v in others if k != key] + [(key, f"{key}={value}") for value in rest]
+    trials = [Job(0, tuple(chosen.values()))]
+    for key, text in others:
+        trials.append(Job(len(trials), tuple({**chosen, key: text}.values())))
+    return trials
 
 
 RAY_ADDRESS_KEY = "hydra.launcher.ray.init.address"
@@ -687,20 +697,21 @@ def check_launcher(master: DictConfig) -> None:
 def _check_search(loader: Any, master: DictConfig) -> SweepPlan | None:
     """A search sweep's launcher and one representative trial; None for the basic sweeper."""
     check_launcher(master)
-    trial = search_trial(master, loader)
-    if trial is None:
+    trials = search_trials(master, loader)
+    if trials is None:
         return None
     sizes: list[tuple[int, int]] = []
-    try:
-        check_job(job_config(loader, master, trial), sizes=sizes)
-    except Exception as exc:  # noqa: BLE001 - reported as one line, as a job would
-        line, code = describe(exc)
-        keys = swept_parameters(master, single=True)
-        message = (
-            f"the search space of hydra/sweeper={sweeper_choice(master)} is invalid, so no trial was started; "
-            f"checked on the trial {_label(trial, keys)}: {line.removeprefix('error: ')}"
-        )
-        raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message) from None
+    for trial in trials:
+        try:
+            check_job(job_config(loader, master, trial), sizes=sizes if trial.num == 0 else None)
+        except Exception as exc:  # noqa: BLE001 - reported as one line, as a job would
+            line, code = describe(exc, overrides=trial.overrides)
+            keys = swept_parameters(master, single=True)
+            message = (
+                f"the search space of hydra/sweeper={sweeper_choice(master)} is invalid, so no trial was started; "
+                f"checked on the trial {_label(trial, keys)}: {line.removeprefix('error: ')}"
+            )
+            raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message) from None
     varying = [k for k in swept_parameters(master, single=True) if not _size_neutral(k.lstrip("+~"))]
     return SweepPlan(unknown=f"the search varies {', '.join(varying)}") if varying else SweepPlan(tuple(sizes))
 
@@ -782,7 +793,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan |
             bad.append((job, exc))
     if bad:
         job, exc = bad[0]
-        line, code = describe(exc)
+        line, code = describe(exc, overrides=job.overrides)
         reason = line.removeprefix("error: ")
         if len(bad) == 1:
             message = f"sweep job #{job.num} of {len(jobs)} ({_label(job, keys)}) is invalid, so no job was started: {reason}"

@@ -23,7 +23,7 @@ import numbers
 import re
 import types
 import typing
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import ValidationError
@@ -158,10 +158,16 @@ def _make_schema(kind: str, name: str, factory: Callable[..., Any]) -> type:
         else:
             spec = dataclasses.field(default=value)
         fields.append((param.name, field_type, spec))
-    return dataclasses.make_dataclass(
+    schema = dataclasses.make_dataclass(
         _class_name(kind, name), fields, namespace={COMPONENT_ATTR: (kind, name), DEFAULTS_ATTR: defaults}
     )
+    _made[schema.__name__] = schema
+    return schema
 
+
+# Every schema made in this process by its class name, the one thing OmegaConf's OverflowError
+# says of the node it was setting (``object_type=SgdOptimizerConfig``).
+_made: dict[str, type] = {}
 
 _cached_schema = functools.lru_cache(maxsize=None)(_make_schema)
 
@@ -231,18 +237,31 @@ def check_hyperparameters(prefix: str, owner: str, schema: type, params: Mapping
 _FULL_KEY = re.compile(r"full_key: (\S+)")
 
 
-def _overflow_origin(exc: OverflowError) -> tuple[Any, Any] | None:
-    """(the node, the value) an int too large for a float was being set to. OmegaConf raises a
-    plain OverflowError there (``float(10**400)``), without the ValidationError's fields; the
-    node and value are the arguments of OmegaConf's ``format_and_raise``, on the traceback."""
-    tb = exc.__traceback__
-    found = None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_code.co_name == "format_and_raise" and "omegaconf" in frame.f_code.co_filename:
-            found = (frame.f_locals.get("node"), frame.f_locals.get("value"))
-        tb = tb.tb_next
-    return found
+def _too_large(text: str) -> int | None:
+    try:
+        number = int(text.replace("_", ""))
+    except ValueError:
+        return None
+    try:
+        float(number)
+    except OverflowError:
+        return number
+    return None
+
+
+def _overflowing_value(key: str, overrides: Sequence[str]) -> int | None:
+    """The integer too large for a float that the command line (or a job's overrides) set
+    ``key`` to. OmegaConf's OverflowError names the key but not the value; the value is the
+    one the user typed, found in the overrides they gave (every value of a sweep's list)."""
+    for text in reversed(list(overrides)):
+        name, sep, value = text.partition("=")
+        if not sep or name.lstrip("+~") != key:
+            continue
+        for item in re.split(r"[,()\[\]\s]+", value):
+            number = _too_large(item)
+            if number is not None:
+                return number
+    return None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -253,21 +272,26 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def config_error(exc: BaseException) -> ConfigError | None:
+def config_error(exc: BaseException, overrides: Sequence[str] = ()) -> ConfigError | None:
     """A value that a generated component schema refused while a config was composed (Hydra's
     ConfigCompositionException around OmegaConf's ValidationError, or OmegaConf's OverflowError),
-    as the ConfigError the same value gets from ``check_hyperparameters``; None for anything else."""
+    as the ConfigError the same value gets from ``check_hyperparameters``; None for anything else.
+    ``overrides``: the command line (or the job's overrides) that was composed, where the value
+    an OverflowError does not carry is found."""
     for error in _chain(exc):
         if isinstance(error, ValidationError):
             schema = getattr(error, "object_type", None)
             key, value = getattr(error, "full_key", None), getattr(error, "value", None)
         elif isinstance(error, OverflowError):
-            origin = _overflow_origin(error)
             found = _FULL_KEY.search(str(error))
-            if origin is None or found is None:
+            object_type = re.search(r"object_type=(\S+)", str(error))
+            if found is None:
                 continue
-            node, value = origin
-            schema, key = OmegaConf.get_type(node) if node is not None else None, found.group(1)
+            key = found.group(1)
+            value = _overflowing_value(key, overrides)
+            schema = _made.get(object_type.group(1)) if object_type else None
+            if value is None or schema is None:
+                continue
         else:
             continue
         component = getattr(schema, COMPONENT_ATTR, None)
