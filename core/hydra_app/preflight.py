@@ -1,18 +1,20 @@
-"""Every job a command line would run, composed and checked before Hydra runs anything.
+"""Every job a command line would run, composed and checked before anything is written.
 
 Hydra launches a multirun job by job: without this check a bad value in a sweep list
 (``optimizer.lr=0.5,abc``) or a typo'd key (``modl.x=1,2``) is only found when its job comes
-up, after earlier jobs have trained and after the MLflow parent run exists. Here the launching
-process, before Hydra runs anything, expands the sweep as the basic sweeper does (``expand``:
-Hydra's public override parser over ``hydra.sweeper.params`` and the command line), composes each
-job exactly as the launcher will (``ConfigLoader.load_sweep_config``), and runs the single run's
-own checks on it (``check_job``: ``backproplab.run.job.prepare``'s config validation, data and
-components, then the ``logger`` node). The first bad job becomes one error line naming every bad
-job's number; nothing has been trained, tracked or written.
+up, after earlier jobs have trained and after the MLflow parent run exists. The app's Hydra
+callback (``command.CommandCallback``) therefore calls ``check_sweep`` from ``on_multirun_start``,
+on the master config Hydra composed, before the sweeper writes anything: it expands the sweep as
+the basic sweeper does (``expand``: Hydra's public override parser over ``hydra.sweeper.params``
+and the command line), composes each job with Hydra's own config loader as the launcher will
+(``load_sweep_config``), and runs the single run's own checks on it (``check_job``:
+``backproplab.run.job.prepare``'s config validation, data and components, then the ``logger``
+node). The first bad job becomes one error line naming every bad job's number; nothing has been
+trained, tracked or written.
 
-A single run gets the same: its one job is composed as ``Hydra.run`` will compose it and
-checked before Hydra creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder; its
-error is the one the run itself would raise.
+A single run gets the same from ``on_run_start`` (``check_run``), on the config Hydra composed
+for it, before ``run_job`` creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder;
+the run then trains what the check prepared (``take_prepared``).
 
 ``for_hydra`` rewrites two spellings Hydra cannot compose into equivalent ones it can (see
 there); the CLI hands Hydra the rewritten command line, and everything here composes that.
