@@ -112,7 +112,7 @@ def test_the_stored_option_is_the_schema_of_its_name_and_alias():
 def _refused_by_hydra(*overrides: str) -> ConfigError:
     with pytest.raises(Exception) as info:
         prepare(_compose(*overrides))
-    error = config_error(info.value)
+    error = config_error(info.value, overrides)  # the value an OverflowError does not carry
     assert isinstance(error, ConfigError), info.value
     return error
 
