@@ -33,6 +33,8 @@ from backproplab.errors import BackproplabError, ConfigError
 from .buffer import Block, MAX_METRICS_PER_BATCH
 from .reachability import check_http
 from .store import environment
+from . import upload
+from .upload import NOT_SENT, ParallelUploads
 
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
@@ -199,12 +201,15 @@ class LocalArtifacts:
 class SpoolingSink:
     """``log_batch`` writes to a tracking server that survive the server's loss.
 
-    Chunks already accepted are not spooled again; the chunk that failed and everything after it
-    are. ``lost`` stays true until a later flush finds the server answering and the spool has
+    A block's chunks go up to ``in_flight`` at once (``upload.ParallelUploads``). Chunks already
+    accepted are not spooled again; the chunks that failed, and those held back after the first
+    failure, are. ``lost`` stays true until a later flush finds the server answering and the spool has
     been written, in order, before anything newer.
     """
 
-    def __init__(self, client: Any, run_id: str, uri: str, spool: Spool, *, stop: bool, out: Any = None) -> None:
+    def __init__(
+        self, client: Any, run_id: str, uri: str, spool: Spool, *, stop: bool, out: Any = None, in_flight: int | None = None
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.uri = uri
@@ -212,7 +217,7 @@ class SpoolingSink:
         self.stop = stop
         self.out = out or sys.stderr
         self.lost = False
-        self.calls = 0
+        self.uploads = ParallelUploads(client, run_id, upload.IN_FLIGHT if in_flight is None else in_flight)
         self.spooled = 0
         self._last_spooled: Block | None = None
 
@@ -224,22 +229,24 @@ class SpoolingSink:
             self._last_spooled = block
             return 0
         metrics = block.metrics()
-        written = 0
-        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            chunk = metrics[start : start + MAX_METRICS_PER_BATCH]
-            try:
-                self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
-            except Exception as exc:
-                if not is_server_loss(exc):
-                    raise
-                self._lose(exc, [[m.key, _number(m.value), m.timestamp, m.step] for m in metrics[start:]])
-                self._last_spooled = block
-                if self.stop:
-                    raise ServerLost(self.reason()) from None
-                return written
-            written += len(chunk)
-            self.calls += 1
-        return written
+        chunks = [metrics[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
+        results = self.uploads.send(chunks)
+        failures = [r for r in results if r is not None and r is not NOT_SENT]
+        if failures and not is_server_loss(failures[0]):
+            raise failures[0]  # refused (bad value, run not active): the writer keeps the block
+        if failures:
+            # Every chunk not stored (failed, or held back after the first failure) is spooled;
+            # one that was stored after all is skipped as a duplicate when the spool is replayed.
+            unsent = [m for chunk, r in zip(chunks, results) if r is not None for m in chunk]
+            self._lose(failures[0], [[m.key, _number(m.value), m.timestamp, m.step] for m in unsent])
+            self._last_spooled = block
+            if self.stop:
+                raise ServerLost(self.reason()) from None
+        return sum(len(chunk) for chunk, r in zip(chunks, results) if r is None)
+
+    @property
+    def calls(self) -> int:
+        return self.uploads.calls
 
     def _spool(self, rows: list[list[Any]]) -> None:
         self.spool.add(rows)
@@ -292,4 +299,4 @@ class SpoolingSink:
         )
 
     def close(self) -> None:
-        pass
+        self.uploads.close()

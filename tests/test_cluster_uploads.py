@@ -1,0 +1,90 @@
+"""Several ``log_batch`` calls in flight to a real ``mlflow server`` (tracking/upload.py) store
+exactly what the run produced: every point of every metric once, with its value and step, and
+the latest value of each metric (MLflow's ``latest_metrics`` bookkeeping, which concurrent
+batches update under row locks) equal to the one of the highest step.
+
+"What the run produced" is the same seeded training written to a local sqlite store with
+MLflow's own ``log_batch``, one call after another. The servers are real, on 127.0.0.1: one on a
+sqlite file, one on the session's real PostgreSQL (tests/postgres.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+import backproplab as bp
+from backproplab.run.context import RunContext
+from backproplab.tracking import track_run, upload
+
+sys.path.insert(0, str(Path(__file__).parent))
+from postgres import MlflowServer  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 100
+SAMPLES, BATCH = 8, 2  # 4 iterations per epoch: 400 iterations of 50 metrics, about 21 chunks of 1000
+
+
+def train(uri: str, writer: str = "auto") -> tuple[str, object]:
+    """One seeded run tracked to ``uri``; (run id, the run's sink)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(SAMPLES, 3)), (rng.random(SAMPLES) > 0.5).astype(float)
+    net = bp.build_network([3, 4, 1], "sigmoid", initializer={"name": "legacy_randn", "seed": 3, "scale": 0.1})
+    trainer_args = dict(loss="bce", optimizer={"name": "sgd", "lr": 0.5}, batch_size=BATCH, epochs=EPOCHS, shuffle=True, seed=0)
+    config = {"trainer": {"batch_size": BATCH, "epochs": EPOCHS}, "optimizer": trainer_args["optimizer"]}
+    context = RunContext(config=config, network=net, components=[], epochs=EPOCHS, iterations_per_epoch=SAMPLES // BATCH)
+    logger = {
+        "name": "mlflow", "tracking_uri": uri, "experiment_name": "uploads",
+        "log_model": False, "images": {"enabled": False}, "buffer": {"writer": writer},
+    }
+    with track_run(context, logger) as tracker:
+        bp.build_trainer(net, callbacks=[tracker], **trainer_args).fit(X, y)
+    return tracker.writer.run_id, tracker.writer.sink
+
+
+def stored(uri: str, run_id: str) -> tuple[dict[str, list[tuple[int, float]]], dict[str, float]]:
+    """({key: sorted (step, value) of every stored point}, {key: latest value}) of one run."""
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    history = {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in run.data.metrics}
+    return history, dict(run.data.metrics)
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory):
+    uri = f"sqlite:///{tmp_path_factory.mktemp('reference')}/reference.db"
+    run_id, _sink = train(uri, writer="log_batch")
+    return stored(uri, run_id)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request, tmp_path):
+    if request.param == "sqlite":
+        store = f"sqlite:///{tmp_path}/server.db"
+    else:
+        store = request.getfixturevalue("postgres").create_database("uploads")
+    with MlflowServer(store, tmp_path / "server") as srv:
+        yield srv
+
+
+def test_concurrent_uploads_store_every_point_once_and_the_right_latest_value(server, produced):
+    run_id, sink = train(server.url)
+
+    # The uploads did overlap: as many chunks in flight as the default allows.
+    assert sink.uploads.max_in_flight == upload.IN_FLIGHT > 1
+    assert sink.calls >= 4 * upload.IN_FLIGHT
+
+    expected_history, expected_latest = produced
+    history, latest = stored(server.url, run_id)
+    assert history.keys() == expected_history.keys()
+    assert len(history["batch/loss"]) == EPOCHS * SAMPLES // BATCH
+    for key, points in expected_history.items():
+        assert history[key] == points, key  # every point once, same steps, bit-identical values
+    assert latest == expected_latest
+    for key, points in history.items():
+        assert latest[key] == points[-1][1], key  # the highest step's value, whatever arrived last
