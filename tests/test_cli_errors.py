@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from conftest import HIDE_PACKAGE, HIDE_PACKAGE_THEN_CLI
 
-from backproplab.hydra_app.compat import version_base
 
 pytestmark = pytest.mark.slow
 

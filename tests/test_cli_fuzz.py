@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 pytestmark = pytest.mark.slow
 

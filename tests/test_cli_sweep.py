@@ -158,7 +158,7 @@ def test_the_check_composes_each_job_like_the_launcher(tmp_path):
 
     data = tmp_path / "d.csv"
     data.write_text("x,y\n0,0\n1,1\n")
-    assert check_multirun(["-m", f"data=csv", f"data.path={data}", "data.seed=${hydra:job.num}", "trainer.epochs=1,2"]) == 2
+    assert check_multirun(["-m", "data=csv", f"data.path={data}", "data.seed=${hydra:job.num}", "trainer.epochs=1,2"]) == 2
 
 
 def test_joblib_workers_print_warnings_as_the_basic_launcher_does(cli):

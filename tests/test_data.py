@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backproplab.run.data import LOADERS, load_dataset
+from backproplab.run.data import load_dataset
 from backproplab.errors import ConfigError
 from backproplab.components.loading import get_registry
 from backproplab.run.targets import encode, output_width

@@ -335,7 +335,7 @@ def test_server_lost_with_stop_fails_the_run_and_replay_restores_every_metric(tm
     # The description the run wrote for itself when its server was gone, carried by the spool.
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("**moons** (160 training, 40 validation examples): network 2-16-16-1"), note
-    assert f"\n\n**FAILED** at epoch " in note and run.data.tags["failure_reason"] in note, note
+    assert "\n\n**FAILED** at epoch " in note and run.data.tags["failure_reason"] in note, note
     assert note.endswith(f"\n\nWritten to the store later by `backproplab runs replay {spools[0]}`: its tracking server was lost."), note
     artifacts = {a.path for a in MlflowClient(server.uri).list_artifacts(run.info.run_id)}
     assert {"config.yaml", "params.npz", "plots"} <= artifacts

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import types
 import warnings
-from pathlib import Path
 
 import pytest
 
