@@ -102,7 +102,7 @@ def elementwise_decision(plan: SweepPlan | None) -> tuple[bool, str]:
     """The sweep's one element-wise decision and why: on only if every job's network is within
     its own ``logger.elementwise_max_params``, so every child logs the same metric names. Off
     where the networks are not known up front (a search over a key that changes them, or a
-    multirun started without the command's check)."""
+    caller that gives no plan)."""
     if plan is None:
         return False, "off: the networks of the sweep's jobs were not checked up front"
     if plan.unknown is not None or not plan.sizes:
