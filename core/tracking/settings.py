@@ -44,10 +44,18 @@ ON_SERVER_LOSS = ("continue", "stop")
 AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
 
 
-def _int(key: str, value: Any, minimum: int) -> int:
+def _int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"logger.{key} must be an integer >= {minimum}, got {value!r}")
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ConfigError(f"logger.{key} must be an integer {bounds}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"logger.{key} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return int(value)
+
+
+# The metric buffer is allocated whole when the run starts (8 bytes a value, plus its step): a
+# bound that keeps a typo'd extra digit from asking for gigabytes before the first iteration.
+MAX_BUFFERED_METRICS = 10_000_000
 
 
 def _optional_int(key: str, value: Any, minimum: int) -> int | None:
@@ -199,7 +207,7 @@ class TrackingSettings:
             max_points_per_metric=_optional_int("max_points_per_metric", logger.get("max_points_per_metric"), 1),
             elementwise_max_params=_int("elementwise_max_params", logger.get("elementwise_max_params", 64), 0),
             trace=_bool("trace", logger.get("trace", False)),
-            max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000),
+            max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000, MAX_BUFFERED_METRICS),
             flush_interval_s=None if interval is None else float(interval),
             background=_bool("buffer.background", buffer.get("background", False)),
             writer=writer,
