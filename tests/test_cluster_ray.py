@@ -193,11 +193,12 @@ def test_a_failed_job_on_ray_is_a_failed_child_and_the_summary_is_complete(ray_h
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "error: 1 of 2 jobs of the multirun failed; the first, #1 (optimizer.lr=1000): non-finite loss" in proc.stderr
     client, parent, children = sweep_runs(server.url, experiment)
+    # optimizer.lr is a float in sgd's schema: the typed 1000 is logged as 1000.0
     by_lr = {c.data.params["optimizer.lr"]: c for c in children}
     assert len(children) == 2
     assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(20))
-    assert by_lr["1000"].info.status == "FAILED"
-    assert by_lr["1000"].data.tags["failure_reason"].startswith("non-finite loss")
+    assert by_lr["1000.0"].info.status == "FAILED"
+    assert by_lr["1000.0"].data.tags["failure_reason"].startswith("non-finite loss")
     assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
     assert parent.data.metrics["sweep/failed_jobs"] == 1
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])

@@ -28,11 +28,12 @@ def test_a_sweep_through_submitit_local_lands_as_children_of_one_parent(cli, tmp
     # Each job ran under submitit: its folder holds the job's own log.
     assert len(list(tmp_path.glob("multirun/*/*/.submitit/*/*_log.out"))) == 2
     client, parent, children = sweep_runs(uri)
+    # optimizer.lr is a float in sgd's schema: the typed 1000 is logged as 1000.0
     by_lr = {c.data.params["optimizer.lr"]: c for c in children}
     assert len(children) == 2
     assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(20))
-    assert by_lr["1000"].info.status == "FAILED" and by_lr["1000"].data.tags["failure_reason"].startswith("non-finite loss")
-    assert by_lr["0.001"].info.run_id != by_lr["1000"].info.run_id
+    assert by_lr["1000.0"].info.status == "FAILED" and by_lr["1000.0"].data.tags["failure_reason"].startswith("non-finite loss")
+    assert by_lr["0.001"].info.run_id != by_lr["1000.0"].info.run_id
     assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
     assert parent.data.tags["hydra.launcher"].endswith("LocalLauncher")
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
