@@ -46,8 +46,7 @@ AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
 
 def _int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ConfigError(f"logger.{key} must be an integer {bounds}, got {value!r}")
+        raise ConfigError(f"logger.{key} must be an integer >= {minimum}, got {value!r}")
     if maximum is not None and value > maximum:
         raise ConfigError(f"logger.{key} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return int(value)
