@@ -208,7 +208,7 @@ def test_flush_interval_auto_is_short_on_sqlite_only():
         ({"name": "mlflow", "trace": "yes"}, "logger.trace must be true or false, got 'yes'"),
         ({"name": "mlflow", "tracking_url": "x"}, "logger has no key 'tracking_url'; valid:"),
         ({"name": "mlflow", "buffer": {"max_metrics": 10}}, "logger.buffer.max_metrics must be an integer >= 1000"),
-        ({"name": "mlflow", "buffer": {"max_metrics": 2**32}}, "logger.buffer.max_metrics must be an integer in [1000, 10000000], got 4294967296"),
+        ({"name": "mlflow", "buffer": {"max_metrics": 2**32}}, "logger.buffer.max_metrics must be an integer in [1000, 100000000], got 4294967296"),
         ({"name": "mlflow", "max_points_per_metric": 0}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 0"),
         ({"name": "mlflow", "max_points_per_metric": True}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got True"),
         ({"name": "mlflow", "max_points_per_metric": 2.5}, "logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 2.5"),

@@ -53,8 +53,9 @@ def _int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
 
 
 # The metric buffer is allocated whole when the run starts (8 bytes a value, plus its step): a
-# bound that keeps a typo'd extra digit from asking for gigabytes before the first iteration.
-MAX_BUFFERED_METRICS = 10_000_000
+# bound (about 0.8 GB) that keeps a typo'd extra digit from asking for tens of gigabytes, which
+# fails as a MemoryError before the first iteration rather than as one config line.
+MAX_BUFFERED_METRICS = 100_000_000
 
 
 def _optional_int(key: str, value: Any, minimum: int) -> int | None:
