@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 
 from conftest import cli_env
 from test_faults_lost import free_port
-from test_tracking_sweep import check_summary, loss_steps, sweep_runs
+from test_tracking_sweep import DIVERGING_SWEEP, check_diverging_sweep, check_summary, loss_steps, sweep_runs
 
 pytestmark = pytest.mark.slow
 
@@ -186,22 +186,9 @@ def test_a_failed_job_on_ray_is_a_failed_child_and_the_summary_is_complete(ray_h
     proc = ray_cli(
         tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
         "+hydra.launcher.ray.remote.num_cpus=1",  # a launcher key of its own, through the up-front check
-        f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}",
-        "model.activation=identity", "model.output_activation=identity", "loss=mse",
-        "optimizer.lr=0.001,1000", "trainer.epochs=20",
+        f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}", *DIVERGING_SWEEP,
     )
-    assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "error: 1 of 2 jobs of the multirun failed; the first, #1 (optimizer.lr=1000): non-finite loss" in proc.stderr
-    client, parent, children = sweep_runs(server.url, experiment)
-    # optimizer.lr is a float in sgd's schema: the typed 1000 is logged as 1000.0
-    by_lr = {c.data.params["optimizer.lr"]: c for c in children}
-    assert len(children) == 2
-    assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(20))
-    assert by_lr["1000.0"].info.status == "FAILED"
-    assert by_lr["1000.0"].data.tags["failure_reason"].startswith("non-finite loss")
-    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
-    assert parent.data.metrics["sweep/failed_jobs"] == 1
-    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+    check_diverging_sweep(proc, server.url, tmp_path, experiment)
 
 
 def test_a_wrong_ray_address_is_one_line_and_leaves_no_parent(server, tmp_path):

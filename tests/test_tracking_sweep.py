@@ -44,6 +44,32 @@ def loss_steps(client: MlflowClient, run) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run.info.run_id, "batch/loss"))
 
 
+# The launcher tests' common sweep: two jobs on a linear network, the second diverging (lr 1000).
+DIVERGING_SWEEP = (
+    "model.activation=identity", "model.output_activation=identity", "loss=mse", "optimizer.lr=0.001,1000", "trainer.epochs=20",
+)
+
+
+def check_diverging_sweep(proc, uri: str, tmp_path: Path, experiment: str = "backproplab", *, logs: str = ""):
+    """``DIVERGING_SWEEP``, launched anywhere, as it must land: exit 1 naming the failed job, one
+    FINISHED child with every iteration, one FAILED child with the reason, a FAILED parent with a
+    complete summary. Returns (parent, children by ``optimizer.lr`` param). ``logs``: the
+    launcher's own logs, shown when the command failed otherwise."""
+    assert proc.returncode == 1, proc.stderr[-3000:] + logs
+    assert "error: 1 of 2 jobs of the multirun failed; the first, #1 (optimizer.lr=1000): non-finite loss" in proc.stderr
+    client, parent, children = sweep_runs(uri, experiment)
+    # optimizer.lr is a float in sgd's schema: the typed 1000 is logged as 1000.0
+    by_lr = {c.data.params["optimizer.lr"]: c for c in children}
+    assert len(children) == 2
+    assert by_lr["0.001"].info.status == "FINISHED" and loss_steps(client, by_lr["0.001"]) == list(range(20))
+    assert by_lr["1000.0"].info.status == "FAILED"
+    assert by_lr["1000.0"].data.tags["failure_reason"].startswith("non-finite loss")
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
+    assert parent.data.metrics["sweep/failed_jobs"] == 1
+    check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
+    return parent, by_lr
+
+
 def summary_rows(client: MlflowClient, parent, tmp: Path) -> list[dict]:
     path = client.download_artifacts(parent.info.run_id, "sweep_summary.csv", dst_path=str(tmp))
     with open(path, newline="") as fh:
