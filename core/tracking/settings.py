@@ -44,6 +44,17 @@ ON_SERVER_LOSS = ("continue", "stop")
 AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
 
 
+def _section(logger: Mapping[str, Any], key: str, known: set[str], shape: str = "") -> Mapping[str, Any]:
+    """``logger.<key>``, a nested mapping of the ``known`` keys (``{}`` when unset)."""
+    node = logger.get(key) or {}
+    if not isinstance(node, Mapping):
+        raise ConfigError(f"logger.{key} must be a mapping{shape}, got {node!r}")
+    unknown = sorted(set(node) - known)
+    if unknown:
+        raise ConfigError(f"logger.{key} has no key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+    return node
+
+
 def _int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"logger.{key} must be an integer >= {minimum}, got {value!r}")
@@ -165,12 +176,7 @@ class TrackingSettings:
         unknown = sorted(set(logger) - _KNOWN_KEYS)
         if unknown:
             raise ConfigError(f"logger has no key {unknown[0]!r}; valid: {', '.join(sorted(_KNOWN_KEYS))}")
-        buffer = logger.get("buffer") or {}
-        if not isinstance(buffer, Mapping):
-            raise ConfigError(f"logger.buffer must be a mapping, got {buffer!r}")
-        unknown = sorted(set(buffer) - _BUFFER_KEYS)
-        if unknown:
-            raise ConfigError(f"logger.buffer has no key {unknown[0]!r}; valid: {', '.join(sorted(_BUFFER_KEYS))}")
+        buffer = _section(logger, "buffer", _BUFFER_KEYS)
         interval = buffer.get("flush_interval_s", "auto")
         if interval == "auto" or interval is None:
             interval = None
@@ -184,12 +190,7 @@ class TrackingSettings:
         writer = buffer.get("writer", cls.writer)
         if writer not in WRITERS:
             raise ConfigError(f"logger.buffer.writer must be one of {', '.join(WRITERS)}, got {writer!r}")
-        images = logger.get("images") or {}
-        if not isinstance(images, Mapping):
-            raise ConfigError(f"logger.images must be a mapping (enabled, max_per_key), got {images!r}")
-        unknown = sorted(set(images) - _IMAGES_KEYS)
-        if unknown:
-            raise ConfigError(f"logger.images has no key {unknown[0]!r}; valid: {', '.join(sorted(_IMAGES_KEYS))}")
+        images = _section(logger, "images", _IMAGES_KEYS, shape=" (enabled, max_per_key)")
         if logger.get("register_model") is not None and logger.get("log_model", True) is False:
             raise ConfigError(
                 f"logger.register_model={logger.get('register_model')!r} registers the logged model, but logger.log_model=false; "
