@@ -29,11 +29,12 @@ import warnings
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from . import preflight
 from .error_report import EXIT_FAILED, describe, tracebacks_wanted
 from .sweep_status import SweepStatus
+from .task import tracked
 
 
 def _stop_if_rejected(check: Any, config: DictConfig) -> Any:
@@ -48,10 +49,6 @@ def _stop_if_rejected(check: Any, config: DictConfig) -> Any:
         raise SystemExit(code) from None
 
 
-def _tracked(config: DictConfig) -> bool:
-    return "logger" in config and OmegaConf.select(config, "logger.name", default=None) != "none"
-
-
 class CommandCallback(Callback):
     def __init__(self) -> None:
         self._tracking: Any = None  # mlflow_sweep.MlflowSweepCallback, when tracking is on
@@ -62,7 +59,7 @@ class CommandCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plan = _stop_if_rejected(preflight.check_sweep, config)
-        if _tracked(config):
+        if tracked(config.get("logger")):
             from .mlflow_sweep import MlflowSweepCallback  # mlflow only for a tracked sweep
 
             self._tracking = MlflowSweepCallback()

@@ -39,10 +39,15 @@ def _write_result(out_dir: Path, record: dict[str, Any], hc: Any) -> None:
     (out_dir / RESULT_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
+def tracked(logger: Any) -> bool:
+    """Whether a run or sweep with this ``logger`` node is tracked: anything but ``logger=none``."""
+    return logger is not None and logger.get("name") != "none"
+
+
 def tracker_for(logger: Any) -> app.TrackRun:
     """MLflow unless ``logger=none``. Imported only for a tracked run: mlflow costs about a second
     of start-up, which logger=none, explain and compose should not pay."""
-    if logger is None or logger.get("name") == "none":
+    if not tracked(logger):
         return app.untracked
     from backproplab.tracking import track_run
 
