@@ -25,6 +25,15 @@ from backproplab.numerics.trainer import EpochSummary, Step
 from backproplab.run.context import RunContext
 
 NOTE_TAG = "mlflow.note.content"
+
+
+def set_note(client: Any, run_id: str, text: str) -> None:
+    """``text`` as the run's description, cut to what a tag holds."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
+
+    from .params import truncate
+
+    client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 # MLflow 3's UI opens a page in the mode the browser remembers (GenAI until the user picks
 # "Model training"); this query on a link opens it in Model training mode, where a run page's
 # breadcrumb, tabs and sidebar are those of a training run (README "Dashboard").

@@ -23,20 +23,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from backproplab.errors import ConfigError
-from .description import NOTE_TAG, spooled, stored
+from .description import set_note, spooled, stored
 from .reachability import check_http, check_sqlite
 from .tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
 
 EXIT_CONFIG = 2
 FAILURE_TAG = "failure_reason"
-
-
-def _set_note(client: Any, run_id: str, text: str) -> None:
-    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
-
-    from .params import truncate
-
-    client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 
 
 def _last_logged(run: Any) -> str:
@@ -130,7 +122,7 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
                 continue
             reason = f"process {pid} on {host} ended without closing the run (killed?){_last_logged(run)}; reaped by backproplab runs reap"
             client.set_tag(run.info.run_id, FAILURE_TAG, reason)
-            _set_note(client, run.info.run_id, stored(run, "KILLED", reason, "`backproplab runs reap`"))
+            set_note(client, run.info.run_id, stored(run, "KILLED", reason, "`backproplab runs reap`"))
             client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
             reaped += 1
             print(f"reaped {label}{sweep}: {reason}; marked KILLED", file=out)
@@ -175,10 +167,10 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
         if end.get("reason"):
             client.set_tag(run_id, FAILURE_TAG, end["reason"])
         if end.get("note"):
-            _set_note(client, run_id, spooled(end["note"], str(path)))
+            set_note(client, run_id, spooled(end["note"], str(path)))
         else:  # a spool from a process that died, or from before spools carried the note
             how = f"`backproplab runs replay {path}` (its tracking server was lost)"
-            _set_note(client, run_id, stored(client.get_run(run_id), status, end.get("reason"), how))
+            set_note(client, run_id, stored(client.get_run(run_id), status, end.get("reason"), how))
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
     spool.remove()
     print(

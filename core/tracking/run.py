@@ -32,7 +32,7 @@ from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 from backproplab import __version__
 from backproplab.errors import ConfigError
 from backproplab.run.context import RunContext
-from backproplab.numerics.trainer import Callback, Step
+from backproplab.numerics.trainer import Callback
 from . import parent as sweep_parent
 from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
@@ -42,7 +42,7 @@ from .faults import StoreFullError, store_full
 from . import naming
 from .metric_names import MetricLayout
 from .datasets import dataset_name, log_datasets
-from .description import NOTE_TAG, describe
+from .description import describe, set_note
 from .params import log_params, tracking_tag, truncate
 from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
@@ -293,8 +293,7 @@ def _end(
             status, reason = RunStatus.FAILED, lost
         elif outcome is not None and not isinstance(outcome, ServerLost):
             reason = f"{reason}; {lost}"
-        note = describe(context, dataset_name(context), RunStatus.to_string(status), reason, *_progress(tracker))
-        spooling.spool.end(RunStatus.to_string(status), reason, note)
+        spooling.spool.end(RunStatus.to_string(status), reason, _note_text(context, tracker, RunStatus.to_string(status), reason))
         return ServerLost(lost) if outcome is None else None
     problems = [p for p in problems if not isinstance(p, ServerLost)]
     unrecorded = None
@@ -308,7 +307,7 @@ def _end(
     try:
         if reason:
             client.set_tag(run_id, FAILURE_TAG, reason)
-        _note(client, run_id, context, tracker, RunStatus.to_string(status), reason)
+        set_note(client, run_id, _note_text(context, tracker, RunStatus.to_string(status), reason))
         client.set_terminated(run_id, RunStatus.to_string(status))
     except Exception as exc:  # noqa: BLE001
         warnings.warn(f"could not mark MLflow run {run_id} {RunStatus.to_string(status)}: {one_line(exc)}", stacklevel=2)
@@ -325,15 +324,11 @@ def _add_final_metrics(tracker: MlflowTracker) -> None:
         tracker.buffer.add_sparse(key, value, now, step)
 
 
-def _note(client: Any, run_id: str, context: RunContext, tracker: MlflowTracker | None, status: str, reason: str | None) -> None:
-    """The run's description: what it is and how it ended (see ``description``)."""
-    text = describe(context, dataset_name(context), status, reason, *_progress(tracker))
-    client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
-
-
-def _progress(tracker: MlflowTracker | None) -> tuple[list, Step | None]:
-    """The completed epochs and the last iteration, which a description reports."""
-    return ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
+def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, reason: str | None) -> str:
+    """The run's description: what it is and how it ended, with the epochs it completed and its
+    last iteration (see ``description``)."""
+    epochs, step = ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
+    return describe(context, dataset_name(context), status, reason, epochs, step)
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:
