@@ -223,7 +223,7 @@ def bench_in_process(runs: int, root: Path) -> None:
     import numpy as np
 
     import backproplab as bp
-    from backproplab.run_context import RunContext
+    from backproplab.run.context import RunContext
     from backproplab.tracking import track_run
     from backproplab.tracking.artifacts import plot_grad_norms, plot_loss
     from backproplab.tracking.metric_names import MetricLayout
