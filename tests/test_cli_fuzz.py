@@ -44,9 +44,8 @@ NASTY = [
     # containers, null, booleans
     "[]", "[1]", "[0]", "[-1]", "[1e308]", "['x']", "[[1]]", "[null]", "{}", "{a:1}", "{name:adam}", "null",
     "true", "false",
-    # interpolations and Hydra specials. Not "${nope}" (an interpolation of a missing key): it
-    # is one line with exit 2, but it names 'nope', not the key typed; a known gap, see README.
-    "${trainer.seed}", "'${oc.env:NO_SUCH_VARIABLE_X}'", "???", "1,2",
+    # interpolations and Hydra specials
+    "${trainer.seed}", "${nope}", "'${oc.env:NO_SUCH_VARIABLE_X}'", "???", "1,2",
 ]
 
 GROUPS = ("data", "loss", "optimizer", "initializer", "logger")

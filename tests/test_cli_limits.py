@@ -54,6 +54,15 @@ CASES = {
         ["trainer.seed=${{oc.env:NO_SUCH_VARIABLE_X}}"],  # doubled braces: the args go through str.format
         r"^error: trainer.seed: KeyError raised while resolving interpolation: \"Environment variable 'NO_SUCH_VARIABLE_X' not found\"$",
     ),
+    # An interpolation of a key that does not exist: OmegaConf names only the missing key.
+    "interpolation of a missing key": (
+        ["data.batch_size=${{nope}}"],
+        r"^error: data.batch_size=\$\{nope\}: nope is not a key of the config; an interpolation names a key by its full path",
+    ),
+    "interpolation of a missing key, reached through initializer.seed=${trainer.seed}": (
+        ["trainer.seed=${{trainer.nope}}"],
+        r"^error: trainer.seed=\$\{trainer.nope\}: trainer.nope is not a key of the config;",
+    ),
     "negative seed": (["trainer.seed=-1"], rf"^error: trainer.seed=-1 is invalid; {SEED_RANGE} or null$"),
     "lr too large for a float": ([f"optimizer.lr={HUGE}"], rf"^error: optimizer.lr={CUT} is invalid; valid: a finite number > 0$"),
     "adam beta1 too large for a float": (

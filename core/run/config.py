@@ -104,13 +104,35 @@ def to_container(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
         key = exc.full_key
         raise ConfigError(f"{key} is required but has no value; set it on the command line, e.g. {key}=VALUE") from None
     except InterpolationResolutionError as exc:
-        source = _interpolation_source(cfg, str(exc.full_key))
-        if source is None:
+        key = str(exc.full_key)
+        source = _interpolation_source(cfg, key) or key
+        written = _written(cfg, source)
+        absent = [ref for ref in _REFERENCE.findall(written) if _written(cfg, ref) is _ABSENT] if isinstance(written, str) else []
+        if absent:
+            raise ConfigError(
+                f"{source}={written}: {', '.join(absent)} is not a key of the config; an interpolation names a key "
+                "by its full path, e.g. ${trainer.seed}"
+            ) from None
+        if source == key:
             raise
         raise ConfigError(f"{source}: {one_line(exc).split('; full_key:')[0]}") from None
 
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.]*)\}")
+_ABSENT = object()
+
+
+def _written(cfg: DictConfig, key: str) -> Any:
+    """``key``'s value as written in the config, interpolations unresolved; ``_ABSENT`` if the
+    config has no such key."""
+    node: Any = cfg
+    for part in key.split("."):
+        # validate_access=False: under Hydra's struct flag a missing key would raise, and the
+        # point here is to find out whether it exists.
+        node = node._get_node(part, validate_access=False) if isinstance(node, DictConfig) else None
+        if node is None:
+            return _ABSENT
+    return node._value()
 
 
 def _interpolation_source(cfg: DictConfig, key: str) -> str | None:
@@ -119,12 +141,9 @@ def _interpolation_source(cfg: DictConfig, key: str) -> str | None:
     key the user typed. None when ``key`` is itself the source."""
     seen = {key}
     while True:
-        parent_key, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
-        child = parent._get_node(leaf) if isinstance(parent, DictConfig) else None
-        text = None if child is None else child._value()  # the value as written, unresolved
+        text = _written(cfg, key)
         ref = _REFERENCE.fullmatch(text) if isinstance(text, str) else None
-        if ref is None or ref.group(1) in seen:
+        if ref is None or ref.group(1) in seen or _written(cfg, ref.group(1)) is _ABSENT:
             return key if len(seen) > 1 else None
         key = ref.group(1)
         seen.add(key)
