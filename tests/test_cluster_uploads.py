@@ -10,6 +10,8 @@ sqlite file, one on the session's real PostgreSQL (tests/postgres.py).
 
 from __future__ import annotations
 
+import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -62,12 +64,16 @@ def produced(tmp_path_factory):
     return stored(uri, run_id)
 
 
+_databases = itertools.count()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def server(request, tmp_path):
     if request.param == "sqlite":
         store = f"sqlite:///{tmp_path}/server.db"
     else:
-        store = request.getfixturevalue("postgres").create_database("uploads")
+        # One database per test: the PostgreSQL server is the session's.
+        store = request.getfixturevalue("postgres").create_database(f"uploads_{next(_databases)}")
     with MlflowServer(store, tmp_path / "server") as srv:
         yield srv
 
@@ -88,3 +94,61 @@ def test_concurrent_uploads_store_every_point_once_and_the_right_latest_value(se
     assert latest == expected_latest
     for key, points in history.items():
         assert latest[key] == points[-1][1], key  # the highest step's value, whatever arrived last
+
+
+# Values protobuf's JSON mapping treats specially (non-finite doubles become strings), and
+# integers beyond 32 bits in the int64 fields.
+ODD_VALUES = [0.0, -0.0, 1e-320, 1.7976931348623157e308, float("nan"), float("inf"), float("-inf"), 3, 0.1 + 0.2]
+
+
+def odd_metrics() -> list:
+    from mlflow.entities import Metric
+
+    return [Metric(f"odd/{i}", v, 1_700_000_000_123 + i, 2**40 + i) for i, v in enumerate(ODD_VALUES)]
+
+
+def test_the_compact_body_is_the_request_mlflows_client_sends():
+    from mlflow.protos.service_pb2 import LogBatch
+    from mlflow.utils.proto_json_utils import message_to_json
+
+    metrics = odd_metrics()
+    ours = json.loads(upload.log_batch_body("r1", metrics))
+    theirs = json.loads(message_to_json(LogBatch(run_id="r1", metrics=[m.to_proto() for m in metrics])))
+    assert ours == theirs
+
+
+def test_odd_values_reach_the_server_as_mlflows_client_sends_them(server):
+    client = MlflowClient(server.url)
+    experiment = client.create_experiment("odd values")
+    ours, theirs = client.create_run(experiment).info.run_id, client.create_run(experiment).info.run_id
+    post = upload.rest_log_batch(client)
+    assert post is not None  # an http:// server: the compact request is the one used
+    post(ours, odd_metrics())
+    client.log_batch(theirs, metrics=odd_metrics(), synchronous=True)
+
+    def history(run_id):
+        out = {}
+        for m in client.get_run(run_id).data.metrics:
+            points = client.get_metric_history(run_id, m)
+            out[m] = [(p.step, p.timestamp, repr(p.value)) for p in points]  # repr: nan == nan, -0.0 != 0.0
+        return out
+
+    assert history(ours) == history(theirs)
+    assert len(history(ours)) == len(ODD_VALUES)
+
+
+def test_a_refused_compact_request_raises_mlflows_error(server):
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(server.url)
+    post = upload.rest_log_batch(client)
+    with pytest.raises(MlflowException) as compact:
+        post("0" * 32, odd_metrics())  # no such run
+    with pytest.raises(MlflowException) as official:
+        client.log_batch("0" * 32, metrics=odd_metrics(), synchronous=True)
+    assert compact.value.error_code == official.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_only_an_http_server_gets_the_compact_request(tmp_path):
+    assert upload.rest_log_batch(MlflowClient(f"sqlite:///{tmp_path}/m.db")) is None
+    assert upload.rest_log_batch(object()) is None  # a stand-in client: its own log_batch is used
