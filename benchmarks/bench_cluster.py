@@ -2,7 +2,7 @@
 
 The script starts, on 127.0.0.1 only, a PostgreSQL cluster with its default durability (fsync
 on) and two ``mlflow server``s (``--workers``, default 1; artifacts served): one whose store is
-that PostgreSQL, one whose store is a sqlite file. It reuses tests/postgres.py, the test
+that PostgreSQL, one whose store is a sqlite file. It reuses tests/servers.py, the test
 fixtures' own helpers. Then, all in one run, side by side:
 
 1. **Ingestion.** 1, 2 and 4 (``--ingest-jobs``) concurrent job processes each send
@@ -141,7 +141,7 @@ def main() -> None:
     import numpy as np
 
     from bench_tracking import time_naive, time_none, time_tracked, worked_example
-    from postgres import MlflowServer, Postgres
+    from servers import MlflowServer, Postgres
     from backproplab.tracking import upload
 
     upload_default = upload.IN_FLIGHT

@@ -83,11 +83,11 @@ def cli(tmp_path: Path) -> CliRunner:
     return run
 
 
-# -- a real PostgreSQL (tests/postgres.py) --------------------------------------------------------
+# -- a real PostgreSQL (tests/servers.py) --------------------------------------------------------
 @pytest.fixture(scope="session")
 def postgres():
     """One PostgreSQL server for the whole session, on 127.0.0.1; modules create their own databases."""
-    from postgres import Postgres
+    from servers import Postgres
 
     with Postgres() as server:
         yield server

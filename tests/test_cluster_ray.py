@@ -133,7 +133,7 @@ def ray_head():
 def server(postgres, tmp_path_factory):
     """The shared tracking server of docs/cluster.md: its backend store a real PostgreSQL
     database, its artifacts served by the server itself."""
-    from postgres import MlflowServer
+    from servers import MlflowServer
 
     with MlflowServer(postgres.create_database("ray_sweeps"), tmp_path_factory.mktemp("ray-mlflow")) as srv:
         yield srv

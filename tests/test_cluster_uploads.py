@@ -5,7 +5,7 @@ batches update under row locks) equal to the one of the highest step.
 
 "What the run produced" is the same seeded training written to a local sqlite store with
 MLflow's own ``log_batch``, one call after another. The servers are real, on 127.0.0.1: one on a
-sqlite file, one on the session's real PostgreSQL (tests/postgres.py).
+sqlite file, one on the session's real PostgreSQL (tests/servers.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from backproplab.run.context import RunContext
 from backproplab.tracking import track_run, upload
 
 sys.path.insert(0, str(Path(__file__).parent))
-from postgres import MlflowServer  # noqa: E402
+from servers import MlflowServer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from playwright.sync_api import Browser, Page, TimeoutError as PlaywrightTimeout, expect, sync_playwright
 
 from conftest import cli_env
-from postgres import free_port, stop_group, wait_for_health
+from servers import free_port, stop_group, wait_for_health
 
 pytestmark = pytest.mark.slow
 

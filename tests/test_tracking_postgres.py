@@ -1,7 +1,7 @@
 """PostgreSQL as the tracking store, as on a cluster: used directly by a run, and behind a real
 ``mlflow server`` that also serves the artifacts (``--artifacts-destination``), so a job needs
 no disk shared with the server. The PostgreSQL server and the ``mlflow server`` are real, on
-127.0.0.1 (tests/postgres.py); the runs are the real CLI in subprocesses.
+127.0.0.1 (tests/servers.py); the runs are the real CLI in subprocesses.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from postgres import MlflowServer, free_port  # noqa: E402
+from servers import MlflowServer, free_port  # noqa: E402
 from test_tracking_sweep import check_summary, sweep_runs  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The SQL writer against real MLflow stores, sqlite and PostgreSQL (tests/postgres.py starts the
+"""The SQL writer against real MLflow stores, sqlite and PostgreSQL (tests/servers.py starts the
 server): it must leave exactly what log_batch leaves.
 
 Every comparison reads back through ``MlflowClient`` (``get_run`` for the latest values,

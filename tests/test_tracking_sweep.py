@@ -319,7 +319,7 @@ def test_unreachable_server_stops_the_multirun_before_any_job(cli, tmp_path):
 # -- a real tracking server -----------------------------------------------------------------------
 @pytest.fixture
 def mlflow_server(tmp_path):
-    from postgres import MlflowServer
+    from servers import MlflowServer
 
     root = tmp_path / "server"
     with MlflowServer(f"sqlite:///{root}/db.sqlite", root) as server:
