@@ -152,3 +152,29 @@ def test_a_refused_compact_request_raises_mlflows_error(server):
 def test_only_an_http_server_gets_the_compact_request(tmp_path):
     assert upload.rest_log_batch(MlflowClient(f"sqlite:///{tmp_path}/m.db")) is None
     assert upload.rest_log_batch(object()) is None  # a stand-in client: its own log_batch is used
+
+
+def test_a_replay_sends_every_chunk_concurrently_and_raises_the_first_failure(server, monkeypatch):
+    """``runs replay`` and a resumed run write a spool with ``upload.send_all``."""
+    from mlflow.entities import Metric
+    from mlflow.exceptions import MlflowException
+
+    used = []
+
+    class Watched(upload.ParallelUploads):
+        def close(self):
+            used.append(self.max_in_flight)
+            super().close()
+
+    monkeypatch.setattr(upload, "ParallelUploads", Watched)
+    client = MlflowClient(server.url)
+    run_id = client.create_run(client.create_experiment("replay")).info.run_id
+    metrics = [Metric(f"m{i % 7}", float(i), 1_700_000_000_000 + i, i // 7) for i in range(5_500)]
+    upload.send_all(client, run_id, metrics, 500)
+    assert used == [upload.IN_FLIGHT]  # 11 chunks to a server: the uploads overlapped
+    upload.send_all(client, run_id, metrics, 500)  # replayed twice: the store skips what it holds
+    for key in (f"m{k}" for k in range(7)):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        assert points == sorted((m.step, m.value) for m in metrics if m.key == key), key
+    with pytest.raises(MlflowException):
+        upload.send_all(client, "0" * 32, metrics, 500)

@@ -137,6 +137,7 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
 
     from .buffer import MAX_METRICS_PER_BATCH
     from .spool import Spool, bounded_http, metrics_of, read_spool
+    from .upload import send_all
 
     out = out or sys.stdout
     path = Path(spool_file)
@@ -153,9 +154,8 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
                 "valid: --tracking-uri of the store the run was created in"
             ) from None
         metrics = metrics_of(rows)
-        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            # MLflow's store skips rows it already holds (a resumed run, a replay run twice).
-            client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+        # MLflow's store skips rows it already holds (a resumed run, a replay run twice).
+        send_all(client, run_id, metrics, MAX_METRICS_PER_BATCH)
         artifacts = spool.artifacts_dir
         n_files = sum(1 for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else 0
         if n_files:

@@ -34,7 +34,7 @@ from .buffer import Block, MAX_METRICS_PER_BATCH
 from .reachability import check_http
 from .store import environment
 from . import upload
-from .upload import NOT_SENT, ParallelUploads
+from .upload import NOT_SENT, ParallelUploads, send_all
 
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
@@ -274,9 +274,8 @@ class SpoolingSink:
             check_http(self.uri)
             _header, rows, _end = read_spool(self.spool.path)
             metrics = metrics_of(rows)
-            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                # Duplicates of rows already accepted are skipped by MLflow's store.
-                self.client.log_batch(self.run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH], synchronous=True)
+            # Duplicates of rows already accepted are skipped by MLflow's store.
+            send_all(self.client, self.run_id, metrics, MAX_METRICS_PER_BATCH, self.uploads.in_flight)
         except Exception as exc:  # noqa: BLE001 - still gone, or gone again: stay spooling
             if isinstance(exc, ConfigError) or is_server_loss(exc):
                 return False

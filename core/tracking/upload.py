@@ -210,3 +210,21 @@ class ParallelUploads:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+
+
+def send_all(client: Any, run_id: str, metrics: Sequence[Metric], chunk_size: int, in_flight: int | None = None) -> None:
+    """Every metric of ``metrics`` into the run, in chunks of ``chunk_size``, ``in_flight`` at once
+    (default: ``IN_FLIGHT`` to a tracking server, one after another into a database, whose
+    writers would only queue on its lock); raises the first chunk's failure once every started
+    upload has settled. For a spool's replay: points the store already holds are skipped by it."""
+    if in_flight is None:
+        uri = getattr(client, "tracking_uri", None)
+        in_flight = IN_FLIGHT if isinstance(uri, str) and urlparse(uri).scheme in ("http", "https") else 1
+    uploads = ParallelUploads(client, run_id, in_flight)
+    try:
+        results = uploads.send([list(metrics[start : start + chunk_size]) for start in range(0, len(metrics), chunk_size)])
+    finally:
+        uploads.close()
+    failure = next((r for r in results if isinstance(r, BaseException)), None)
+    if failure is not None:
+        raise failure
