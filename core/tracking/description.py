@@ -25,15 +25,6 @@ from backproplab.numerics.trainer import EpochSummary, Step
 from backproplab.run.context import RunContext
 
 NOTE_TAG = "mlflow.note.content"
-
-
-def set_note(client: Any, run_id: str, text: str) -> None:
-    """``text`` as the run's description, cut to what a tag holds."""
-    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
-
-    from .params import truncate
-
-    client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 # MLflow 3's UI opens a page in the mode the browser remembers (GenAI until the user picks
 # "Model training"); this query on a link opens it in Model training mode, where a run page's
 # breadcrumb, tabs and sidebar are those of a training run (README "Dashboard").
@@ -43,6 +34,15 @@ MODEL_TRAINING_QUERY = "workflowType=machine_learning"
 def run_page(base: str, experiment_id: str, run_id: str) -> str:
     """The address of a run's page on the UI at ``base``, in Model training mode."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_QUERY}"
+
+
+def set_note(client: Any, run_id: str, text: str) -> None:
+    """``text`` as the run's description, cut to what a tag holds."""
+    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
+
+    from .params import truncate
+
+    client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 
 
 def _number(value: float) -> str:

@@ -96,6 +96,11 @@ def check_scheme(uri: str) -> str:
     return base
 
 
+def is_http(uri: object) -> bool:
+    """Whether ``uri`` is a tracking server's address (MLflow's REST store), not a database or folder."""
+    return isinstance(uri, str) and urlparse(uri).scheme in ("http", "https")
+
+
 def check_http(uri: str) -> None:
     url = uri.rstrip("/") + "/health"
     try:

@@ -24,7 +24,6 @@ import sys
 import time
 import warnings
 from typing import Any, Iterator, Mapping
-from urllib.parse import urlparse
 
 from mlflow.entities import RunStatus
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
@@ -48,7 +47,7 @@ from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
 from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
 from .sql_writer import SqlMetricSink, supports_sql_writer
-from .reachability import shown_uri
+from .reachability import is_http, shown_uri
 from .store import connect, resolve_uri
 from .summary import final_metrics
 from .tags import base_tags, component_tags, one_line, overrides_tag, process_tags
@@ -81,14 +80,10 @@ def _check_writer(settings: TrackingSettings, uri: str) -> None:
         )
 
 
-def _is_http(uri: str) -> bool:
-    return urlparse(uri).scheme in ("http", "https")
-
-
 def _sink(
     settings: TrackingSettings, uri: str, client: Any, run_id: str, launch_dir: str | None
 ) -> LogBatchSink | SqlMetricSink | SpoolingSink:
-    if _is_http(uri):
+    if is_http(uri):
         # Only a server can vanish mid-run while this process lives; a database file cannot.
         spool = Spool(spool_path(launch_dir, run_id), run_id, uri)
         return SpoolingSink(client, run_id, uri, spool, stop=settings.on_server_loss == "stop")
@@ -132,7 +127,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     # Before the store: a stride that cannot be chosen must not leave a run behind.
     every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
     client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
-    with bounded_http(_is_http(uri)):
+    with bounded_http(is_http(uri)):
         yield from _tracked(settings, uri, client, experiment_id, every_iteration, every_epoch, context, parent)
 
 

@@ -33,9 +33,10 @@ import json
 import math
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
-from urllib.parse import urlparse
 
 from mlflow.entities import Metric
+
+from .reachability import is_http
 
 # Four calls in flight: benchmarks/bench_cluster.py measured 1, 2, 4 and 8 against 1- and
 # 2-worker servers; beyond two or three the gain flattens, and each extra call holds one more
@@ -84,7 +85,7 @@ def rest_log_batch(client: Any) -> Callable[[str, Sequence[Metric]], None] | Non
     timeouts, TLS and auth settings, and the errors a refused or lost call raises, are MLflow's.
     """
     uri = getattr(client, "tracking_uri", None)
-    if not isinstance(uri, str) or urlparse(uri).scheme not in ("http", "https"):
+    if not is_http(uri):
         return None
     try:
         from mlflow.utils.credentials import get_default_host_creds
@@ -218,8 +219,7 @@ def send_all(client: Any, run_id: str, metrics: Sequence[Metric], chunk_size: in
     writers would only queue on its lock); raises the first chunk's failure once every started
     upload has settled. For a spool's replay: points the store already holds are skipped by it."""
     if in_flight is None:
-        uri = getattr(client, "tracking_uri", None)
-        in_flight = IN_FLIGHT if isinstance(uri, str) and urlparse(uri).scheme in ("http", "https") else 1
+        in_flight = IN_FLIGHT if is_http(getattr(client, "tracking_uri", None)) else 1
     uploads = ParallelUploads(client, run_id, in_flight)
     try:
         results = uploads.send([list(metrics[start : start + chunk_size]) for start in range(0, len(metrics), chunk_size)])
