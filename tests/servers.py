@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 DB_USER = "backproplab"
 MLFLOW_TEMPLATE = "mlflow_template"
@@ -207,10 +208,11 @@ class Postgres:
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with ``backend_store_uri`` and artifacts served from ``root/artifacts``."""
 
-    def __init__(self, backend_store_uri: str, root: Path, *, workers: int = 1) -> None:
+    def __init__(self, backend_store_uri: str, root: Path, *, workers: int = 1, options: Sequence[str] = ()) -> None:
         self.backend_store_uri = backend_store_uri
         self.root = Path(root)
         self.workers = workers
+        self.options = list(options)  # more ``mlflow server`` options, e.g. ``--uvicorn-opts``
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -225,7 +227,7 @@ class MlflowServer:
                 str(Path(sys.executable).with_name("mlflow")), "server",
                 "--backend-store-uri", self.backend_store_uri,
                 "--artifacts-destination", str(self.root / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers), *self.options,
             ],
             cwd=self.root, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
         )

@@ -163,7 +163,7 @@ def test_a_replay_sends_every_chunk_concurrently_and_raises_the_first_failure(se
 
     class Watched(upload.ParallelUploads):
         def close(self):
-            used.append(self.max_in_flight)
+            used.append((self.max_in_flight, self.backed_off))
             super().close()
 
     monkeypatch.setattr(upload, "ParallelUploads", Watched)
@@ -171,10 +171,32 @@ def test_a_replay_sends_every_chunk_concurrently_and_raises_the_first_failure(se
     run_id = client.create_run(client.create_experiment("replay")).info.run_id
     metrics = [Metric(f"m{i % 7}", float(i), 1_700_000_000_000 + i, i // 7) for i in range(5_500)]
     upload.send_all(client, run_id, metrics, 500)
-    assert used == [upload.IN_FLIGHT]  # 11 chunks to a server: the uploads overlapped
+    assert used == [(upload.IN_FLIGHT, None)]  # 11 chunks to a server: the uploads overlapped
     upload.send_all(client, run_id, metrics, 500)  # replayed twice: the store skips what it holds
     for key in (f"m{k}" for k in range(7)):
         points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
         assert points == sorted((m.step, m.value) for m in metrics if m.key == key), key
     with pytest.raises(MlflowException):
         upload.send_all(client, "0" * 32, metrics, 500)
+    assert used[-1][1] is None  # a refusal (no such run) is not sent again one at a time
+
+
+def test_a_server_that_turns_concurrent_calls_away_gets_them_one_at_a_time(tmp_path, produced, capsys, monkeypatch):
+    """uvicorn's ``--limit-concurrency`` answers 503 to every call beyond the one in progress,
+    as a busy single-worker server or a proxy's limit does. Without retries, the run's first
+    concurrent calls fail; the run sends them again one at a time, keeps to one call at a time,
+    says so once, and stores exactly what it produced."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a setting the run keeps: the user's
+    # uvicorn counts the open connections, the call's own and the client's idle kept-alive one: 3
+    # lets one call at a time through.
+    options = ["--uvicorn-opts", "--limit-concurrency 3"]
+    with MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "server", options=options) as srv:
+        run_id, sink = train(srv.url)
+        history, latest = stored(srv.url, run_id)
+        turned_away = (srv.root / "server.log").read_text().count("503 Service Unavailable")
+    assert turned_away >= 1
+    assert sink.uploads.in_flight == 1 and "too many 503 error responses" in str(sink.uploads.backed_off)
+    notes = [line for line in capsys.readouterr().err.splitlines() if "one call at a time" in line]
+    assert len(notes) == 1 and f"failed calls sent {upload.IN_FLIGHT} at a time" in notes[0], notes
+    assert not sink.lost and sink.spooled == 0
+    assert (history, latest) == produced

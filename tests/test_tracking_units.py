@@ -403,3 +403,45 @@ def test_plot_thread_hands_a_drawing_error_to_the_caller():
         plots.wait()
     plots.cleanup()
     assert not plots.directory.parent.exists()
+
+
+def test_the_loss_warning_keeps_the_cause_of_a_long_http_error():
+    # What a refused connection really raises through MLflow's http_request: the cause is at
+    # the end, and it is the only part that tells a dead server from a slow or failing one.
+    import requests
+
+    from backproplab.tracking.spool import short
+
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.post("http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch", timeout=2)
+    text = short(caught.value)
+    assert len(str(caught.value)) > 240 and len(text) < len(str(caught.value))
+    assert text.startswith("HTTPConnectionPool(host='127.0.0.1', port=9)")
+    assert "(Caused by NewConnectionError(" in text and text.endswith("))")
+    assert short(ValueError("x " * 200)).endswith("…") and len(short(ValueError("x " * 200))) == 240
+
+
+def test_a_refused_connection_is_never_connected_and_a_timeout_is_not():
+    # The chains MLflow's http_request really raises (no server on port 9; a listener that
+    # never answers): only the second is worth sending again one call at a time.
+    import os
+    import socket
+
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    from backproplab.tracking.upload import is_server_loss, never_connected
+
+    def failure(uri: str) -> BaseException:
+        with pytest.raises(Exception) as caught:
+            http_request(get_default_host_creds(uri), "/api/2.0/mlflow/runs/log-batch", "POST", data="{}", max_retries=0, timeout=1)
+        return caught.value
+
+    refused = failure("http://127.0.0.1:9")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        timed_out = failure(f"http://127.0.0.1:{silent.getsockname()[1]}")
+    assert is_server_loss(refused) and never_connected(refused)
+    assert is_server_loss(timed_out) and not never_connected(timed_out)
+    assert not never_connected(OSError(os.strerror(5)))

@@ -34,7 +34,7 @@ from .buffer import Block, MAX_METRICS_PER_BATCH
 from .reachability import check_http
 from .store import environment
 from . import upload
-from .upload import NOT_SENT, ParallelUploads, send_all
+from .upload import NOT_SENT, ParallelUploads, is_server_loss, send_all
 
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
@@ -70,26 +70,18 @@ class ServerLost(BackproplabError, RuntimeError):
     """The tracking server stopped answering and ``logger.on_server_loss=stop`` ends the run."""
 
 
-def is_server_loss(exc: BaseException) -> bool:
-    """A write that failed because the server is gone or broken, not because it refused the data.
-
-    MLflow raises ``MlflowException`` for both; a refusal carries a 4xx code (bad value, run not
-    active), which spooling would only postpone.
-    """
-    from mlflow.exceptions import MlflowException
-
-    if not isinstance(exc, MlflowException):
-        return isinstance(exc, OSError)
-    try:
-        status = exc.get_http_status_code()
-    except Exception:  # noqa: BLE001 - an unknown code: treat as the server's fault
-        return True
-    return not (400 <= status < 500)
-
-
-def short(exc: BaseException, limit: int = 160) -> str:
+def short(exc: BaseException, limit: int = 240) -> str:
+    """The error cut to ``limit`` characters, but never losing urllib3's ``(Caused by ...)``
+    tail: it alone tells a refused connection from a timeout or a server answering 500."""
     text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    head, cause = text, ""
+    at = text.rfind("(Caused by ")
+    if at > 0:
+        head, cause = text[:at].rstrip(), " " + text[at:]
+    room = max(limit - len(cause), 40)
+    return (head if len(head) <= room else head[: room - 1] + "…") + cause
 
 
 def spool_path(directory: str | os.PathLike[str] | None, run_id: str) -> Path:
@@ -230,7 +222,15 @@ class SpoolingSink:
             return 0
         metrics = block.metrics()
         chunks = [metrics[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
+        in_flight = self.uploads.in_flight
         results = self.uploads.send(chunks)
+        if self.uploads.in_flight < in_flight and self.uploads.backed_off is not None:
+            print(
+                f"backproplab: MLflow tracking server {self.uri} failed calls sent {in_flight} at a time "
+                f"({short(self.uploads.backed_off)}); the run's metrics go one call at a time from now on",
+                file=self.out,
+                flush=True,
+            )
         failures = [r for r in results if r is not None and r is not NOT_SENT]
         if failures and not is_server_loss(failures[0]):
             raise failures[0]  # refused (bad value, run not active): the writer keeps the block
