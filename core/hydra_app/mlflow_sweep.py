@@ -61,6 +61,7 @@ from backproplab.tracking import summary as run_summary
 from backproplab.tracking.description import run_page
 from backproplab.tracking.metric_names import LOSS
 from backproplab.tracking.params import param_batches, truncate
+from backproplab.tracking.reachability import is_http
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.store import connect, resolve_uri
 from backproplab.tracking.spool import bounded_http
@@ -341,7 +342,7 @@ class MlflowSweepCallback(Callback):
         sweep_parent.unpublish()
         assert parent is not None
         # A server lost by now must cost seconds, not MLflow's default minutes of retries per call.
-        with bounded_http(parent.tracking_uri.startswith(("http://", "https://"))):
+        with bounded_http(is_http(parent.tracking_uri)):
             self._end_parent(parent, abandoned)
 
     def _end_parent(self, parent: sweep_parent.ParentRun, abandoned: str | None) -> None:
@@ -504,7 +505,7 @@ def where_to_look(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[
     artifacts = client.get_run(parent.run_id).info.artifact_uri
     lines = [f"mlflow: sweep summary {artifacts}/sweep_summary.csv (and sweep_summary.json, plots/final_loss.png) of parent run {parent.run_id}"]
     uri = parent.tracking_uri
-    if uri.startswith(("http://", "https://")):
+    if is_http(uri):
         lines.append(f"mlflow: open {run_url(uri, parent)}")
     else:
         lines.append(f"mlflow: mlflow ui --backend-store-uri {uri}   then open {run_url('http://127.0.0.1:5000', parent)}")

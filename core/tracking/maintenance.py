@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from backproplab.errors import ConfigError
 from .description import set_note, spooled, stored
-from .reachability import check_http, check_sqlite
+from .reachability import check_http, check_sqlite, is_http
 from .tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
 
 EXIT_CONFIG = 2
@@ -83,7 +83,7 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
 
     out = out or sys.stdout
     client, uri = _client(uri)
-    with bounded_http(uri.startswith(("http://", "https://"))):
+    with bounded_http(is_http(uri)):
         if experiment is not None:
             found = client.get_experiment_by_name(experiment)
             if found is None:
@@ -145,7 +145,7 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
     client, uri = _client(uri or header.get("tracking_uri"))
     run_id = header["run_id"]
     spool = Spool(path, run_id, uri)
-    with bounded_http(uri.startswith(("http://", "https://"))):
+    with bounded_http(is_http(uri)):
         try:
             client.get_run(run_id)
         except Exception as exc:  # noqa: BLE001 - one line: the store does not hold this run
