@@ -200,3 +200,36 @@ def test_a_server_that_turns_concurrent_calls_away_gets_them_one_at_a_time(tmp_p
     assert len(notes) == 1 and f"failed calls sent {upload.IN_FLIGHT} at a time" in notes[0], notes
     assert not sink.lost and sink.spooled == 0
     assert (history, latest) == produced
+
+
+def test_an_upload_waits_out_a_server_that_answers_late(tmp_path, monkeypatch):
+    """A server stopped (SIGSTOP) for longer than MLFLOW_HTTP_REQUEST_TIMEOUT still gets the
+    call stored once, without a resend: connecting keeps the short timeout, the answer gets
+    ``upload.LOG_BATCH_READ_TIMEOUT_S``. The kernel accepts the connection of a stopped process."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from mlflow.entities import Metric
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "server") as srv:
+        client = MlflowClient(srv.url)
+        run_id = client.create_run(client.create_experiment("late")).info.run_id
+        post = upload.rest_log_batch(client)
+        chunk = [Metric("late", float(i), 1_700_000_000_000 + i, i) for i in range(1000)]
+        outcome: list = []
+        os.killpg(srv.proc.pid, signal.SIGSTOP)
+        try:
+            sender = threading.Thread(target=lambda: outcome.append(post(run_id, chunk) or "stored"))
+            sender.start()
+            time.sleep(3)  # three times the timeout the call would have had
+            assert sender.is_alive()
+        finally:
+            os.killpg(srv.proc.pid, signal.SIGCONT)
+        sender.join(timeout=120)
+        assert outcome == ["stored"]
+        assert [m.step for m in client.get_metric_history(run_id, "late")] == list(range(1000))
+        assert (srv.root / "server.log").read_text().count("runs/log-batch") == 1  # no resend

@@ -39,10 +39,11 @@ from .upload import NOT_SENT, ParallelUploads, is_server_loss, send_all
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
 # A write to a dead server fails after at most about (1 + retries) x timeout + the backoff
-# (1 s, 2 s): ~3 s when the connection is refused (a server that died), ~33 s when it hangs.
-# With the 15 s flush interval on a server, a dead server is noticed within about 20 s. The
-# timeout is not shorter because a loaded server can take seconds over a log_batch of 1000
-# metrics (5 s was seen to give up on a live one on a busy 2-core machine).
+# (1 s, 2 s): ~3 s when the connection is refused (a server that died). With the 15 s flush
+# interval on a server, a dead server is noticed within about 20 s. The timeout is not shorter
+# because a loaded server can take seconds over a call (5 s was seen to give up on a live one on
+# a busy 2-core machine). The metric uploads themselves wait longer for the answer
+# (upload.LOG_BATCH_READ_TIMEOUT_S): a server that hangs is noticed after ~3 minutes there.
 HTTP_KNOBS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",

@@ -71,6 +71,21 @@ def log_batch_body(run_id: str, chunk: Sequence[Metric]) -> str:
 # run's uploads 5-10% shorter. The handshake is a millisecond against the call's ~150 ms.
 _HEADERS = {"Content-Type": "application/json", "Connection": "close"}
 
+# How long a metric upload waits for the server's answer once connected (connecting keeps
+# MLFLOW_HTTP_REQUEST_TIMEOUT, 10 s in a run: a dead server is still noticed in seconds). Why:
+# a call that times out is often stored all the same, and its resend then takes MLflow's
+# duplicate recovery, which on a sqlite-backed server grows with the run (see ParallelUploads);
+# in CI a just-restarted server, cold and busy, took over 10 s over its first calls, and the
+# resends of those kept it busy for minutes. A server that hangs costs ~3 minutes (three tries).
+LOG_BATCH_READ_TIMEOUT_S = 60
+
+
+def _timeouts() -> tuple[float, float]:
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    connect = float(MLFLOW_HTTP_REQUEST_TIMEOUT.get())
+    return connect, max(connect, LOG_BATCH_READ_TIMEOUT_S)
+
 
 def rest_log_batch(client: Any) -> Callable[[str, Sequence[Metric]], None] | None:
     """A ``log_batch`` of metrics that POSTs MLflow's documented REST call itself, or None where
@@ -99,7 +114,7 @@ def rest_log_batch(client: Any) -> Callable[[str, Sequence[Metric]], None] | Non
             return
         response = http_request(
             get_default_host_creds(uri), LOG_BATCH_ENDPOINT, "POST",
-            data=log_batch_body(run_id, chunk), extra_headers=_HEADERS,
+            data=log_batch_body(run_id, chunk), extra_headers=_HEADERS, timeout=_timeouts(),
         )
         verify_rest_response(response, LOG_BATCH_ENDPOINT)
 
