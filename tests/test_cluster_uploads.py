@@ -233,3 +233,44 @@ def test_an_upload_waits_out_a_server_that_answers_late(tmp_path, monkeypatch):
         assert outcome == ["stored"]
         assert [m.step for m in client.get_metric_history(run_id, "late")] == list(range(1000))
         assert (srv.root / "server.log").read_text().count("runs/log-batch") == 1  # no resend
+
+
+def test_a_block_sent_again_after_an_interruption_sends_only_what_was_not_stored(tmp_path):
+    """Ctrl-C (a real SIGINT) lands while a block's chunks are in flight; the writer sends the
+    block again, as it does at the next flush or at close. Every chunk reaches the server once:
+    a chunk sent twice costs MLflow's duplicate recovery, minutes on a big sqlite-backed run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from backproplab.tracking.buffer import Block
+    from backproplab.tracking.spool import Spool, SpoolingSink, spool_path
+
+    keys, steps = tuple(f"k{j:02d}" for j in range(50)), 800  # 40 chunks of 1000
+    rng = np.random.default_rng(1)
+    block = Block(keys, np.arange(steps, dtype=np.int64), 1_700_000_000_000 + np.arange(steps, dtype=np.int64), rng.normal(size=(steps, len(keys))))
+    with MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "server") as srv:
+        client = MlflowClient(srv.url)
+        run_id = client.create_run(client.create_experiment("interrupted")).info.run_id
+        sink = SpoolingSink(client, run_id, srv.url, Spool(spool_path(tmp_path, run_id), run_id, srv.url), stop=False)
+
+        def interrupt_once_some_are_stored() -> None:
+            while sink.calls < 5:
+                time.sleep(0.005)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_some_are_stored, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            sink(block)
+        stored_before = sink.calls
+        written = sink(block)
+        sink.close()
+        posts = (srv.root / "server.log").read_text().count("runs/log-batch")
+        history = {key: [(m.step, m.value) for m in client.get_metric_history(run_id, key)] for key in keys}
+    assert 5 <= stored_before < 40
+    assert posts == sink.calls == 40  # each chunk once, none sent again
+    assert written == 40_000  # the interrupted send counted nothing: the resend counts the block
+    for column, key in enumerate(keys):
+        assert sorted(history[key]) == [(step, block.values[step, column]) for step in range(steps)], key
+    assert not sink.lost and not sink.spool.path.exists()

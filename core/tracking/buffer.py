@@ -127,8 +127,8 @@ class BatchWriter:
 
     An inline write cut short (Ctrl-C lands mid-transaction, the store hiccups) keeps its block,
     and the next ``submit`` or ``close`` sends it again before anything newer. A resent block is
-    safe: the SQL sink's transaction left nothing behind, or its rows are duplicates that
-    ``log_batch`` skips.
+    safe: the SQL sink's transaction left nothing behind, a tracking server's sink sends only the
+    chunks not yet stored, and any other rows are duplicates that ``log_batch`` skips.
     """
 
     def __init__(self, sink: Sink, run_id: str, *, background: bool = False) -> None:

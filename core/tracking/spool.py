@@ -213,6 +213,8 @@ class SpoolingSink:
         self.uploads = ParallelUploads(client, run_id, upload.IN_FLIGHT if in_flight is None else in_flight)
         self.spooled = 0
         self._last_spooled: Block | None = None
+        self._partial: Block | None = None
+        self._stored: set[int] = set()
 
     def __call__(self, block: Block) -> int:
         if block is self._last_spooled:
@@ -223,8 +225,13 @@ class SpoolingSink:
             return 0
         metrics = block.metrics()
         chunks = [metrics[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
+        if block is not self._partial:
+            # A block is sent again only after its send was interrupted (the writer keeps it):
+            # then what the first send stored is in self._stored and is not sent twice.
+            self._partial, self._stored = block, set()
         in_flight = self.uploads.in_flight
-        results = self.uploads.send(chunks)
+        results = self.uploads.send(chunks, self._stored)
+        self._partial = None
         if self.uploads.in_flight < in_flight and self.uploads.backed_off is not None:
             print(
                 f"backproplab: MLflow tracking server {self.uri} failed calls sent {in_flight} at a time "
@@ -243,6 +250,7 @@ class SpoolingSink:
             self._last_spooled = block
             if self.stop:
                 raise ServerLost(self.reason()) from None
+        # An interrupted send returned no count: the resend reports the chunks both stored.
         return sum(len(chunk) for chunk, r in zip(chunks, results) if r is None)
 
     @property

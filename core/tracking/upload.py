@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
@@ -164,6 +165,16 @@ class NotSent:
 NOT_SENT = NotSent()
 
 
+@dataclass
+class _Upload:
+    """One chunk on its way: where its outcome goes."""
+
+    index: int
+    keys: frozenset[str]
+    stored: set[int]  # the caller's record of its chunks stored, kept across an interruption
+    live: bool = True  # False once the send that started it was interrupted: nobody waits for its result
+
+
 class ParallelUploads:
     """Sends chunks of one run's metrics with ``log_batch``, up to ``in_flight`` at once.
 
@@ -192,7 +203,7 @@ class ParallelUploads:
         self.calls = 0
         self.max_in_flight = 0  # the most uploads started and not yet settled at once (the tests check it)
         self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[Future, tuple[int, frozenset[str]]] = {}
+        self._pending: dict[Future, _Upload] = {}
         self._post = rest_log_batch(client)
         self.backed_off: BaseException | None = None
 
@@ -202,42 +213,51 @@ class ParallelUploads:
         else:
             self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
 
-    def send(self, chunks: Sequence[list[Metric]]) -> list[BaseException | NotSent | None]:
-        """One result per chunk: None (stored), the exception it failed with, or ``NOT_SENT``."""
-        results = self._send(chunks)
+    def send(self, chunks: Sequence[list[Metric]], stored: set[int] | None = None) -> list[BaseException | NotSent | None]:
+        """One result per chunk: None (stored), the exception it failed with, or ``NOT_SENT``.
+
+        ``stored`` is the caller's record of which chunks are stored: those in it are not sent,
+        and every chunk stored is added to it, also one that lands after the send was
+        interrupted. Sending the same chunks again with the same record after an interruption
+        (Ctrl-C, SIGTERM) sends only what is missing: a chunk sent twice costs the server
+        MLflow's duplicate recovery, which on sqlite grows with the run.
+        """
+        stored = set() if stored is None else stored
+        results = self._send(chunks, stored)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is None or self.in_flight == 1 or not is_server_loss(failure) or never_connected(failure):
             return results
         self.in_flight, self.backed_off = 1, failure
-        again = [index for index, result in enumerate(results) if result is not None]
-        for index, result in zip(again, self._send([chunks[index] for index in again])):
-            results[index] = result
-        return results
+        return self._send(chunks, stored)
 
-    def _send(self, chunks: Sequence[list[Metric]]) -> list[BaseException | NotSent | None]:
+    def _settle(self, future: Future) -> _Upload:
+        upload = self._pending.pop(future)
+        if future.exception() is None:
+            self.known_keys |= upload.keys
+            self.calls += 1
+            upload.stored.add(upload.index)
+        return upload
+
+    def _send(self, chunks: Sequence[list[Metric]], stored: set[int]) -> list[BaseException | NotSent | None]:
         results: list[BaseException | NotSent | None] = [NOT_SENT] * len(chunks)
         failed = False
 
-        def settle(done: set[Future]) -> None:
-            nonlocal failed
-            for future in done:
-                index, keys = self._pending.pop(future)
-                error = future.exception()
-                if index >= 0:  # -1: a chunk of an earlier, interrupted send
-                    results[index] = error
-                if error is None:
-                    self.known_keys |= keys
-                    self.calls += 1
-                elif index >= 0:
-                    failed = True
-
         def wait_until(limit: int) -> None:
+            nonlocal failed
             while len(self._pending) > limit:
                 done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
-                settle(done)
+                for future in done:
+                    upload = self._settle(future)
+                    if upload.live:
+                        results[upload.index] = future.exception()
+                        failed = failed or future.exception() is not None
 
+        wait_until(0)  # the uploads of an interrupted send first: what they stored is not sent again
         try:
             for index, chunk in enumerate(chunks):
+                if index in stored:
+                    results[index] = None
+                    continue
                 keys = frozenset(m.key for m in chunk)
                 alone = self.in_flight == 1 or not keys <= self.known_keys
                 wait_until(0 if alone else self.in_flight - 1)
@@ -251,21 +271,21 @@ class ParallelUploads:
                         failed = True
                         break
                     results[index] = None
+                    stored.add(index)
                     self.known_keys |= keys
                     self.calls += 1
                     self.max_in_flight = max(self.max_in_flight, 1)
                 else:
                     if self._pool is None:
                         self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix=f"mlflow-upload-{self.run_id[:8]}")
-                    self._pending[self._pool.submit(self._log, chunk)] = (index, keys)
+                    self._pending[self._pool.submit(self._log, chunk)] = _Upload(index, keys, stored)
                     self.max_in_flight = max(self.max_in_flight, len(self._pending))
             wait_until(0)
         except BaseException:
             # Interrupted while waiting (Ctrl-C): the uploads already started carry on and are
-            # waited for by the next send or by close; the caller resends the block, whose
-            # points already stored are skipped by the store.
-            for future, (_index, keys) in list(self._pending.items()):
-                self._pending[future] = (-1, keys)
+            # waited for by the next send or by close, which record what they stored.
+            for upload in self._pending.values():
+                upload.live = False
             raise
         return results
 
@@ -274,11 +294,8 @@ class ParallelUploads:
         try:
             if self._pending:
                 wait(list(self._pending))
-                for future, (_index, keys) in list(self._pending.items()):
-                    if future.exception() is None:
-                        self.known_keys |= keys
-                        self.calls += 1
-                self._pending.clear()
+                for future in list(self._pending):
+                    self._settle(future)
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
