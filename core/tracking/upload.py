@@ -185,9 +185,9 @@ class ParallelUploads:
     A server that fails calls while several are in flight (a timeout, a 5xx; not a refused
     connection) gets the failed and held-back chunks again, one at a time, before any failure
     is returned, and one call at a time from then on (``backed_off`` holds the failure that
-    made it so). Why: concurrent calls share one server
-    worker, so each takes several times as long as it would alone; on a busy machine a
-    single-worker server timed out on four at once (10 s read timeout) and answered each alone.
+    made it so). Why: concurrent calls share one server worker, so each takes several times as
+    long as it would alone; on a busy machine a single-worker server timed out on four at once
+    (10 s read timeout) and answered each alone.
     Worse, a timed-out call is often stored all the same, and urllib3's retry of it then takes
     MLflow's duplicate-recovery path, which on a sqlite-backed server grows with the run (a call
     of 1000 resent: 21 s at 200,000 points, 83 s at 685,000; 1.6 s at 200,000 on PostgreSQL):
@@ -230,12 +230,16 @@ class ParallelUploads:
         self.in_flight, self.backed_off = 1, failure
         return self._send(chunks, stored)
 
+    def _record(self, upload: _Upload) -> None:
+        """One chunk stored: its keys' latest_metrics rows exist, and its caller knows."""
+        self.known_keys |= upload.keys
+        self.calls += 1
+        upload.stored.add(upload.index)
+
     def _settle(self, future: Future) -> _Upload:
         upload = self._pending.pop(future)
         if future.exception() is None:
-            self.known_keys |= upload.keys
-            self.calls += 1
-            upload.stored.add(upload.index)
+            self._record(upload)
         return upload
 
     def _send(self, chunks: Sequence[list[Metric]], stored: set[int]) -> list[BaseException | NotSent | None]:
@@ -271,9 +275,7 @@ class ParallelUploads:
                         failed = True
                         break
                     results[index] = None
-                    stored.add(index)
-                    self.known_keys |= keys
-                    self.calls += 1
+                    self._record(_Upload(index, keys, stored))
                     self.max_in_flight = max(self.max_in_flight, 1)
                 else:
                     if self._pool is None:
