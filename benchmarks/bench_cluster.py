@@ -24,6 +24,10 @@ fixtures' own helpers. Then, all in one run, side by side:
    ``--baseline-workers`` (default 1): uvicorn's ``--workers N>1`` loses TCP_NODELAY
    (Kludex/uvicorn#3149), which adds ~40 ms to every small request and would flatter the
    ratio. Target >= 5x.
+5. **Through a server running backproplab's app** (``mlflow server --app-name backproplab``,
+   same store, same ``--workers``): the same tracked run, one call per flush
+   (``tracking.server_app``), against the same baseline; and its ingestion from 1..4 jobs, each
+   sending blocks of 10,000 metrics one call at a time.
 
 Repetitions are interleaved and the best is kept. A script, not a test: wall-clock numbers never
 decide a test. MLflow's GenAI job runner (~8 Huey processes beside each server) is switched off,
@@ -54,19 +58,41 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 KEYS = 49  # the worked example's metrics per iteration
 
 
+BLOCK_ROWS = 10_000 // KEYS  # a default flush: buffer.max_metrics=10000
+
+
 def ingest_job(uri: str, experiment: str, n_metrics: int, in_flight: int) -> None:
     """One job process: ``n_metrics`` metrics in log_batch calls of 1000, ``in_flight`` at once as
-    a run's uploads send them (``upload.ParallelUploads``); prints its timing as JSON."""
+    a run's uploads send them (``upload.ParallelUploads``), or (``in_flight`` 0) in blocks of a
+    default flush to the server's app, one call at a time (``upload.BlockUploads``); prints its
+    timing as JSON."""
+    import numpy as np
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from backproplab.tracking.upload import ParallelUploads
+    from backproplab.tracking.buffer import Block
+    from backproplab.tracking.upload import BlockUploads, ParallelUploads
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     experiment_id = exp.experiment_id if exp else client.create_experiment(experiment)
     run_id = client.create_run(experiment_id).info.run_id
     ts = int(time.time() * 1000)
+    rows = n_metrics // KEYS
+    if in_flight == 0:
+        blocks = BlockUploads(client)
+        if not blocks.usable():
+            raise RuntimeError(f"{uri} does not run backproplab's app")
+        keys = tuple(f"m{k}" for k in range(KEYS))
+        values = np.arange(rows * KEYS, dtype=np.float64).reshape(rows, KEYS)
+        start = time.time()
+        for first in range(0, rows, BLOCK_ROWS):
+            steps = np.arange(first, min(rows, first + BLOCK_ROWS), dtype=np.int64)
+            blocks.send(run_id, Block(keys, steps, np.full(len(steps), ts, dtype=np.int64), values[first : first + BLOCK_ROWS]))
+        end = time.time()
+        client.set_terminated(run_id)
+        print(json.dumps({"start": start, "end": end, "n": rows * KEYS}))
+        return
     metrics = [Metric(f"m{i % KEYS}", float(i), ts, i // KEYS) for i in range(n_metrics)]
     uploads = ParallelUploads(client, run_id, in_flight)
     start = time.time()
@@ -161,6 +187,11 @@ def main() -> None:
             "PostgreSQL": MlflowServer(pg.create_database("server"), Path(tmp) / "pg-server", workers=args.workers),
             "sqlite": MlflowServer(f"sqlite:///{tmp}/server.db", Path(tmp) / "sqlite-server", workers=args.workers),
         }
+        # The same stores behind a server that runs backproplab's app.
+        apps = {
+            name: MlflowServer(server.backend_store_uri, Path(tmp) / f"{name}-app", workers=args.workers, options=["--app-name", "backproplab"])
+            for name, server in servers.items()
+        }
         baseline = servers
         if args.baseline_workers != args.workers:  # on the same stores
             baseline = {
@@ -168,7 +199,7 @@ def main() -> None:
                 for name, server in servers.items()
             }
         try:
-            for server in {*servers.values(), *baseline.values()}:
+            for server in {*servers.values(), *baseline.values(), *apps.values()}:
                 server.start()
             rates: dict[tuple[str, int, int], list[float]] = {}
             for _ in range(args.repeat):
@@ -176,11 +207,14 @@ def main() -> None:
                     for jobs in job_counts:
                         for k in in_flights:
                             rates.setdefault((name, jobs, k), []).append(ingestion(server.url, jobs, args.metrics, name, k))
+                        rates.setdefault((name, jobs, 0), []).append(ingestion(apps[name].url, jobs, args.metrics, f"{name} app", 0))
             print(f"\n== ingestion: metrics per second one server stores ({args.metrics} metrics per job, log_batch of 1000)")
             for name in servers:
                 for k in in_flights:
                     row = "  ".join(f"{jobs} job{'s' if jobs > 1 else ' '} {max(rates[(name, jobs, k)]):8.0f}/s" for jobs in job_counts)
                     print(f"  {name:<11} {k} in flight per job: {row}")
+                row = "  ".join(f"{jobs} job{'s' if jobs > 1 else ' '} {max(rates[(name, jobs, 0)]):8.0f}/s" for jobs in job_counts)
+                print(f"  {name:<11} app, a block per call:  {row}")
 
             from backproplab.tracking.store import connect
 
@@ -202,6 +236,7 @@ def main() -> None:
                                 via.setdefault((name, k, request), []).append(
                                     time_tracked(worked_example, server.url, f"via server {k} {request}", background=False)
                                 )
+                    via.setdefault((name, 0, "app"), []).append(time_tracked(worked_example, apps[name].url, "via app", background=False))
             upload.IN_FLIGHT = upload_default
             naive_direct = time_naive(worked_example, direct, "direct naive", args.naive_iterations)
             iterations = 2000
@@ -211,10 +246,11 @@ def main() -> None:
             print(f"\n== one job at default logging: the worked example, {iterations} iterations, {n_metrics} metrics")
             print(f"  training, logger=none          {min(none) * 1e3:9.1f} ms  -> {demand:,.0f} metrics/s to log at full speed")
             for name in servers:
-                best = max(rates[(name, max(job_counts), best_k)])
-                # every_n_iterations=N divides a job's metrics by N; k jobs fit when k * demand / N <= best.
-                needed = "; ".join(f"{j} job{'s' if j > 1 else ''}: every_n_iterations >= {math.ceil(j * demand / best)}" for j in (1, 4, 16, 64))
-                print(f"  {name} server takes {best / demand:.3f} such jobs at every_n_iterations=1 ({needed})")
+                for how, k in (("", best_k), (" with the app", 0)):
+                    best = max(rates[(name, max(job_counts), k)])
+                    # every_n_iterations=N divides a job's metrics by N; k jobs fit when k * demand / N <= best.
+                    needed = "; ".join(f"{j} job{'s' if j > 1 else ''}: every_n_iterations >= {math.ceil(j * demand / best)}" for j in (1, 4, 16, 64))
+                    print(f"  {name} server{how} takes {best / demand:.3f} such jobs at every_n_iterations=1 ({needed})")
             print("\n== direct PostgreSQL store (postgresql+psycopg://)")
             print(f"  default writer (sql)           {min(sql)[0] * 1e3:9.1f} ms  (until every metric is stored)")
             print(f"  log_metrics per iteration      {naive_direct * iterations * 1e3:9.1f} ms  ({naive_direct * 1e3:.2f} ms per iteration, timed over {args.naive_iterations})")
@@ -228,8 +264,11 @@ def main() -> None:
                         best = min(via[(name, k, request)])[0]
                         label = f"{k} in flight, {request}" + (" (default)" if k == upload_default and request == REQUESTS[0] else "")
                         print(f"  {label:<44} {best * 1e3:9.1f} ms  -> {naive / best:6.1f} x   (target >= 5; until every metric is stored)")
+                best = min(via[(name, 0, "app")])[0]
+                label = "--app-name backproplab, a call per flush"
+                print(f"  {label:<44} {best * 1e3:9.1f} ms  -> {naive / best:6.1f} x   (target >= 5; until every metric is stored)")
         finally:
-            for server in {*servers.values(), *baseline.values()}:
+            for server in {*servers.values(), *baseline.values(), *apps.values()}:
                 server.stop()
             os.chdir(home)
 

@@ -86,7 +86,7 @@ def _sink(
     if is_http(uri):
         # Only a server can vanish mid-run while this process lives; a database file cannot.
         spool = Spool(spool_path(launch_dir, run_id), run_id, uri)
-        return SpoolingSink(client, run_id, uri, spool, stop=settings.on_server_loss == "stop")
+        return SpoolingSink(client, run_id, uri, spool, stop=settings.on_server_loss == "stop", server_app=settings.writer != "log_batch")
     if settings.writer == "log_batch" or not supports_sql_writer(uri):
         return LogBatchSink(client, run_id)
     return SqlMetricSink(uri, run_id, client)

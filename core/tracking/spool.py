@@ -34,7 +34,7 @@ from .buffer import Block, MAX_METRICS_PER_BATCH
 from .reachability import check_http
 from .store import environment
 from . import upload
-from .upload import NOT_SENT, ParallelUploads, is_server_loss, send_all
+from .upload import NOT_SENT, BlockUploads, ParallelUploads, is_server_loss, send_all
 
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
@@ -194,14 +194,18 @@ class LocalArtifacts:
 class SpoolingSink:
     """``log_batch`` writes to a tracking server that survive the server's loss.
 
-    A block's chunks go up to ``in_flight`` at once (``upload.ParallelUploads``). Chunks already
+    A server that runs backproplab's app takes each block in one call (``upload.BlockUploads``);
+    a block it fails to take for the server's loss is spooled whole (points it stored after all
+    are skipped when the spool is replayed). To any other server, a block's chunks go up to
+    ``in_flight`` at once (``upload.ParallelUploads``). Chunks already
     accepted are not spooled again; the chunks that failed, and those held back after the first
     failure, are. ``lost`` stays true until a later flush finds the server answering and the spool has
     been written, in order, before anything newer.
     """
 
     def __init__(
-        self, client: Any, run_id: str, uri: str, spool: Spool, *, stop: bool, out: Any = None, in_flight: int | None = None
+        self, client: Any, run_id: str, uri: str, spool: Spool, *, stop: bool, out: Any = None, in_flight: int | None = None,
+        server_app: bool = True,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -211,6 +215,9 @@ class SpoolingSink:
         self.out = out or sys.stderr
         self.lost = False
         self.uploads = ParallelUploads(client, run_id, upload.IN_FLIGHT if in_flight is None else in_flight)
+        self.blocks = BlockUploads(client)
+        if not server_app:  # logger.buffer.writer=log_batch: MLflow's call, whatever the server offers
+            self.blocks.available = False
         self.spooled = 0
         self._last_spooled: Block | None = None
         self._partial: Block | None = None
@@ -223,6 +230,8 @@ class SpoolingSink:
             self._spool(block_rows(block))
             self._last_spooled = block
             return 0
+        if self.blocks.usable():
+            return self._send_block(block)
         metrics = block.metrics()
         chunks = [metrics[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
         if block is not self._partial:
@@ -253,9 +262,21 @@ class SpoolingSink:
         # An interrupted send returned no count: the resend reports the chunks both stored.
         return sum(len(chunk) for chunk, r in zip(chunks, results) if r is None)
 
+    def _send_block(self, block: Block) -> int:
+        try:
+            return self.blocks.send(self.run_id, block)
+        except Exception as exc:
+            if not is_server_loss(exc):
+                raise  # refused (bad value, run not active): the writer keeps the block
+            self._lose(exc, block_rows(block))
+            self._last_spooled = block
+            if self.stop:
+                raise ServerLost(self.reason()) from None
+            return 0
+
     @property
     def calls(self) -> int:
-        return self.uploads.calls
+        return self.uploads.calls + self.blocks.calls
 
     def _spool(self, rows: list[list[Any]]) -> None:
         self.spool.add(rows)

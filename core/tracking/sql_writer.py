@@ -16,7 +16,10 @@ What keeps this honest:
   0 with ``is_nan``, ±inf as ±float max), and ``latest_metrics`` is updated with the store's own
   rule: the row with the greatest (step, timestamp, value) wins;
 * a block is one transaction, so a failure leaves the store as it was; a block that hits a
-  duplicate row is handed to ``log_batch``, whose de-duplication is MLflow's business;
+  duplicate row is handed to ``log_batch``, whose de-duplication is MLflow's business (or, in
+  the tracking server's app, ``tracking.server_app``, skipped row by row: the same rule, cheaper);
+* the run's row is locked for the transaction (``FOR UPDATE`` on PostgreSQL; sqlite has one
+  writer at a time anyway), so two blocks of one run never race on its ``latest_metrics`` rows;
 * logging into a run that is no longer active fails, as ``log_batch`` would.
 
 tests/test_tracking_sql_writer.py checks that the store reads back, through ``MlflowClient``,
@@ -55,7 +58,7 @@ def supports_sql_writer(uri: str) -> bool:
     return bool(path) and path != ":memory:"
 
 
-def _engine(uri: str) -> sa.Engine:
+def engine_for(uri: str) -> sa.Engine:
     """An engine for ``uri`` whose dialect compiles positional parameters (``?`` or ``%s``), so
     rows go to the driver's executemany as plain tuples."""
     if urlparse(uri).scheme.lower() == "sqlite":
@@ -81,10 +84,13 @@ def _sanitise_one(value: float) -> tuple[float, bool]:
 class SqlMetricSink:
     """Writes a ``Block`` into ``metrics`` and ``latest_metrics`` in one transaction."""
 
-    def __init__(self, uri: str, run_id: str, client: Any) -> None:
+    def __init__(self, uri: str, run_id: str, client: Any = None, *, engine: sa.Engine | None = None) -> None:
+        """``client``: duplicates go to its ``log_batch``; None (the server's app): they are skipped
+        here, as MLflow's store skips them. ``engine``: one shared by many sinks (from ``engine_for``)."""
         self.run_id = run_id
-        self.fallback = LogBatchSink(client, run_id)
-        self._engine = _engine(uri)
+        self.fallback = LogBatchSink(client, run_id) if client is not None else None
+        self._owns_engine = engine is None
+        self._engine = engine if engine is not None else engine_for(uri)
         self._last_written: tuple[Block, int] | None = None
         self._lock = threading.Lock()
         self._metrics = SqlMetric.__table__
@@ -97,6 +103,7 @@ class SqlMetricSink:
         if sorted(order) != sorted(_COLUMNS):
             raise RuntimeError(f"unexpected parameters {order} for MLflow's metrics table")
         self._permutation = None if order == _COLUMNS else [_COLUMNS.index(c) for c in order]
+        self._order = order
         self._insert_sql = str(compiled)
         self.calls = 0
 
@@ -123,14 +130,47 @@ class SqlMetricSink:
             except sa.exc.IntegrityError:
                 # Some rows already exist (a block written twice): MLflow's log_batch skips
                 # exact duplicates and rejects conflicting ones, so let it decide.
-                return self.fallback(block)
+                if self.fallback is not None:
+                    return self.fallback(block)
+                with signals_held(), self._engine.begin() as conn:
+                    self._check_active(conn)
+                    missing = self._missing(conn, rows)
+                    if missing:
+                        conn.exec_driver_sql(self._insert_sql, missing)
+                    self._update_latest(conn, latest)
+                self._last_written = (block, len(rows))
+                self.calls += 1
         return len(rows)
 
+    def _missing(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows not yet stored. A row's identity is MLflow's primary key (key, timestamp, step,
+        value, is_nan), as in ``SqlAlchemyStore``'s own duplicate recovery; looked up through the
+        (run_uuid, key, step) index over the block's steps, so the cost is the block's, not the run's."""
+        key, value, ts, step, nan = (self._order.index(c) for c in ("key", "value", "timestamp", "step", "is_nan"))
+        m = self._metrics.c
+        query = sa.select(m.key, m.value, m.timestamp, m.step, m.is_nan).where(
+            m.run_uuid == self.run_id,
+            m.key.in_(sorted({row[key] for row in rows})),
+            m.step.between(min(row[step] for row in rows), max(row[step] for row in rows)),
+        )
+        seen = {(k, v, t, s, bool(n)) for k, v, t, s, n in conn.execute(query)}
+        missing = []
+        for row in rows:
+            identity = (row[key], row[value], row[ts], row[step], bool(row[nan]))
+            if identity not in seen:  # also a row twice in the block goes once, as in MLflow's store
+                seen.add(identity)
+                missing.append(row)
+        return missing
+
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     def _check_active(self, conn: sa.Connection) -> None:
-        stage = conn.execute(sa.select(self._runs.c.lifecycle_stage).where(self._runs.c.run_uuid == self.run_id)).scalar()
+        # FOR UPDATE: a second block of the same run (a server's other worker) waits for this one.
+        stage = conn.execute(
+            sa.select(self._runs.c.lifecycle_stage).where(self._runs.c.run_uuid == self.run_id).with_for_update()
+        ).scalar()
         if stage != LifecycleStage.ACTIVE:
             state = "missing" if stage is None else stage
             raise RuntimeError(f"MLflow run {self.run_id} must be in the 'active' state to log metrics; it is {state}")
