@@ -132,10 +132,11 @@ def ray_head():
 @pytest.fixture(scope="module")
 def server(postgres, tmp_path_factory):
     """The shared tracking server of docs/cluster.md: its backend store a real PostgreSQL
-    database, its artifacts served by the server itself."""
+    database, its artifacts served by the server itself, backproplab's server app on."""
     from servers import MlflowServer
 
-    with MlflowServer(postgres.create_database("ray_sweeps"), tmp_path_factory.mktemp("ray-mlflow")) as srv:
+    root = tmp_path_factory.mktemp("ray-mlflow")
+    with MlflowServer(postgres.create_database("ray_sweeps"), root, options=["--app-name", "backproplab"]) as srv:
         yield srv
 
 
@@ -158,6 +159,7 @@ def test_a_sweep_on_a_ray_cluster_lands_complete_in_the_server(ray_head, server,
     in Ray workers, each a child of the one parent, every iteration's metrics and the
     artifacts in the server."""
     experiment = "ray_complete"
+    calls_before = (server.root / "server.log").read_text().count("POST /api/2.0/backproplab/runs/log-block")
     proc = ray_cli(
         tmp_path, "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
         f"logger.tracking_uri={server.url}", f"logger.experiment_name={experiment}",
@@ -179,6 +181,9 @@ def test_a_sweep_on_a_ray_cluster_lands_complete_in_the_server(ray_head, server,
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
     # The jobs ran in the sweep's folder under the launch directory, not in the workers' own.
     assert len(list(tmp_path.glob("multirun/*/*/[0-3]/result.json"))) == 4
+    # Their metrics went through the server's app, a call per flush, not log_batch.
+    log = (server.root / "server.log").read_text()
+    assert log.count("POST /api/2.0/backproplab/runs/log-block") - calls_before >= 4
 
 
 def test_a_failed_job_on_ray_is_a_failed_child_and_the_summary_is_complete(ray_head, server, tmp_path):

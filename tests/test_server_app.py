@@ -37,15 +37,15 @@ def produced(tmp_path_factory):
     return stored(uri, run_id)
 
 
-def _store(request, tmp_path) -> str:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def app_server(request, tmp_path_factory):
+    """One app server per store for the module: each test makes its own experiment and runs."""
+    tmp = tmp_path_factory.mktemp(f"app-{request.param}")
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/server.db"
-    return request.getfixturevalue("postgres").create_database(f"server_app_{next(_databases)}")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app_server(request, tmp_path):
-    with MlflowServer(_store(request, tmp_path), tmp_path / "server", options=["--app-name", "backproplab"]) as srv:
+        store = f"sqlite:///{tmp}/server.db"
+    else:
+        store = request.getfixturevalue("postgres").create_database(f"server_app_{next(_databases)}")
+    with MlflowServer(store, tmp / "server", options=["--app-name", "backproplab"]) as srv:
         yield srv
 
 
@@ -135,6 +135,7 @@ def test_a_block_sent_twice_is_stored_once_and_a_new_point_beside_it_still_lands
         (json.dumps({"protocol": 1, "run_id": "r", "keys": ["a"], "steps": "AAAAAAAAAAA=", "timestamps": "", "values": ""}).encode(), "do not make rows"),
         (json.dumps({"protocol": 1, "run_id": "r", "keys": ["bad\nkey"], "steps": "", "timestamps": "", "values": ""}).encode(), "Names may only contain"),
         (json.dumps({"protocol": 1, "run_id": "r", "keys": [], "steps": "", "timestamps": "", "values": "", "extra": [["k", "x", 1, 1]]}).encode(), "could not convert"),
+        (server_app.block_body("r", Block(("a",), np.array([0]), np.array([-1]), np.array([[1.0]]))).encode(), "nonnegative"),
     ],
 )
 def test_a_bad_body_is_refused_in_one_line(sqlite_app, body, says):
@@ -205,3 +206,22 @@ def test_a_lost_app_server_spools_the_block_and_the_run_writes_it_when_the_serve
             assert len(MlflowClient(srv.url).get_metric_history(run_id, "odd/a")) == 6
         finally:
             srv.stop()
+
+
+def test_a_block_above_one_calls_ceiling_goes_in_pieces_of_whole_rows():
+    rows, keys = 7, 3
+    block = Block(
+        ("a", "b", "c"), np.arange(rows, dtype=np.int64), np.full(rows, 5, dtype=np.int64),
+        np.arange(rows * keys, dtype=np.float64).reshape(rows, keys), [("x", 1.0, 5, 0), ("y", 2.0, 5, 0)],
+    )
+    parts = server_app.pieces(block, limit=7)
+    assert all(p.n_metrics <= 7 for p in parts)
+    assert [m for p in parts for m in p.metrics()] == sorted(block.metrics(), key=lambda m: m.key in ("x", "y"))
+    assert server_app.pieces(block, limit=100) == [block]
+
+
+def test_the_body_round_trips_exactly():
+    block = odd_block()
+    run_id, back = server_app.parse_block(json.loads(server_app.block_body("r1", block)))
+    assert run_id == "r1" and back.keys == block.keys and back.extra[1][1] == -0.0
+    assert [(m.key, repr(m.value), m.timestamp, m.step) for m in back.metrics()] == [(m.key, repr(m.value), m.timestamp, m.step) for m in block.metrics()]

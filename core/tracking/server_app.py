@@ -53,6 +53,18 @@ def _number(value: float) -> float | str:
     return value if math.isfinite(value) else repr(value)  # 'nan', 'inf', '-inf': float() reads them back
 
 
+def pieces(block: Block, limit: int = MAX_BLOCK_METRICS) -> list[Block]:
+    """``block`` as blocks of at most ``limit`` metrics, whole rows each, the extras last: a run's
+    ``logger.buffer.max_metrics`` may be far above one call's ceiling."""
+    if block.n_metrics <= limit:
+        return [block]
+    rows = max(1, limit // max(1, len(block.keys)))
+    steps, timestamps, values = block.steps, block.timestamps_ms, block.values
+    out = [Block(block.keys, steps[i : i + rows], timestamps[i : i + rows], values[i : i + rows]) for i in range(0, len(steps), rows)]
+    out += [Block(block.keys, steps[:0], timestamps[:0], values[:0], block.extra[i : i + limit]) for i in range(0, len(block.extra), limit)]
+    return out
+
+
 def block_body(run_id: str, block: Block) -> str:
     """The request body: keys, then steps, timestamps and the (rows, keys) values as packed
     little-endian arrays (exact: NaN, ±inf, -0.0 and int64 steps survive), then the extras."""
@@ -89,10 +101,10 @@ def parse_block(payload: Any) -> tuple[str, Block]:
         raise ValueError(f"{rows} steps, {len(timestamps)} timestamps and {values.size} values do not make rows of {len(keys)} keys")
     if not isinstance(extra, list) or not all(
         isinstance(e, list) and len(e) == 4 and isinstance(e[0], str) and isinstance(e[1], (int, float, str))
-        and all(isinstance(n, int) and not isinstance(n, bool) for n in e[2:])
+        and all(isinstance(n, int) and not isinstance(n, bool) and -(2**63) <= n < 2**63 for n in e[2:])
         for e in extra
     ):
-        raise ValueError("'extra' must be a list of [key, value, timestamp, step]")
+        raise ValueError("'extra' must be a list of [key, value, timestamp, step], timestamp and step 64-bit integers")
     if values.size + len(extra) > MAX_BLOCK_METRICS:
         raise ValueError(f"{values.size + len(extra)} metrics in one call; at most {MAX_BLOCK_METRICS}")
     block = Block(
@@ -108,6 +120,8 @@ def _validate(block: Block) -> None:
     them; once per key for the packed rows, whose values are float64 and steps int64 by construction."""
     from mlflow.utils.validation import _validate_metric
 
+    if block.timestamps_ms.size and int(block.timestamps_ms.min()) < 0:
+        raise ValueError(f"timestamp {int(block.timestamps_ms.min())}: a timestamp must be a nonnegative long (64-bit integer)")
     first = (float(block.values[0, 0]), int(block.timestamps_ms[0]), int(block.steps[0])) if block.values.size else (0.0, 0, 0)
     for key in block.keys:
         _validate_metric(key, *first)

@@ -163,14 +163,15 @@ class BlockUploads:
         from mlflow.utils.credentials import get_default_host_creds
         from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-        from .server_app import BLOCK_ENDPOINT, block_body
+        from .server_app import BLOCK_ENDPOINT, block_body, pieces
 
-        response = http_request(
-            get_default_host_creds(self.uri), BLOCK_ENDPOINT, "POST",
-            data=block_body(run_id, block), extra_headers=_HEADERS, timeout=_timeouts(),
-        )
-        verify_rest_response(response, BLOCK_ENDPOINT)
-        self.calls += 1
+        for piece in pieces(block):
+            response = http_request(
+                get_default_host_creds(self.uri), BLOCK_ENDPOINT, "POST",
+                data=block_body(run_id, piece), extra_headers=_HEADERS, timeout=_timeouts(),
+            )
+            verify_rest_response(response, BLOCK_ENDPOINT)
+            self.calls += 1
         return block.n_metrics
 
 
