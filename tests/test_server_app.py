@@ -225,3 +225,29 @@ def test_the_body_round_trips_exactly():
     run_id, back = server_app.parse_block(json.loads(server_app.block_body("r1", block)))
     assert run_id == "r1" and back.keys == block.keys and back.extra[1][1] == -0.0
     assert [(m.key, repr(m.value), m.timestamp, m.step) for m in back.metrics()] == [(m.key, repr(m.value), m.timestamp, m.step) for m in block.metrics()]
+
+
+def test_a_server_restarted_without_the_app_mid_run_gets_log_batch(tmp_path, capsys):
+    from backproplab.tracking.spool import Spool, SpoolingSink, bounded_http
+
+    store = f"sqlite:///{tmp_path}/server.db"
+    app = MlflowServer(store, tmp_path / "app", options=["--app-name", "backproplab"]).start()
+    plain = MlflowServer(store, tmp_path / "plain")
+    plain.port, plain.url = app.port, app.url  # the same address, as an operator's restart keeps it
+    with bounded_http():
+        try:
+            client = MlflowClient(app.url)
+            run_id = client.create_run(client.create_experiment("restarted")).info.run_id
+            sink = SpoolingSink(client, run_id, app.url, Spool(tmp_path / "spool.jsonl", run_id, app.url), stop=False)
+            assert sink(odd_block()) == 11 and sink.blocks.calls == 1
+            app.stop()
+            plain.start()
+            later = odd_block()
+            later = Block(later.keys, later.steps + 10, later.timestamps_ms, later.values, [])
+            assert sink(later) == 9
+            assert sink.blocks.available is False and sink.uploads.calls == 1 and not sink.lost
+            assert "no longer runs backproplab's app (HTTP 404" in capsys.readouterr().err
+            assert len(client.get_metric_history(run_id, "odd/a")) == 6
+        finally:
+            app.stop()
+            plain.stop()

@@ -34,7 +34,7 @@ from .buffer import Block, MAX_METRICS_PER_BATCH
 from .reachability import check_http
 from .store import environment
 from . import upload
-from .upload import NOT_SENT, BlockUploads, ParallelUploads, is_server_loss, send_all
+from .upload import NOT_SENT, AppGone, BlockUploads, ParallelUploads, is_server_loss, send_all
 
 SPOOL_DIR = ".backproplab-spool"
 SPOOL_FORMAT = 1
@@ -231,7 +231,9 @@ class SpoolingSink:
             self._last_spooled = block
             return 0
         if self.blocks.usable():
-            return self._send_block(block)
+            sent = self._send_block(block)
+            if sent is not None:
+                return sent
         metrics = block.metrics()
         chunks = [metrics[start : start + MAX_METRICS_PER_BATCH] for start in range(0, len(metrics), MAX_METRICS_PER_BATCH)]
         if block is not self._partial:
@@ -262,9 +264,19 @@ class SpoolingSink:
         # An interrupted send returned no count: the resend reports the chunks both stored.
         return sum(len(chunk) for chunk, r in zip(chunks, results) if r is None)
 
-    def _send_block(self, block: Block) -> int:
+    def _send_block(self, block: Block) -> int | None:
+        """Metrics stored, or None when the server turned out not to run the app any more (it
+        was restarted without ``--app-name backproplab``): the block then goes by ``log_batch``."""
         try:
             return self.blocks.send(self.run_id, block)
+        except AppGone as gone:
+            print(
+                f"backproplab: MLflow tracking server {self.uri} no longer runs backproplab's app ({gone}); "
+                "the run's metrics go by log_batch from now on",
+                file=self.out,
+                flush=True,
+            )
+            return None
         except Exception as exc:
             if not is_server_loss(exc):
                 raise  # refused (bad value, run not active): the writer keeps the block

@@ -124,6 +124,10 @@ def rest_log_batch(client: Any) -> Callable[[str, Sequence[Metric]], None] | Non
     return post
 
 
+class AppGone(Exception):
+    """The server no longer has backproplab's app (restarted without it): use ``log_batch``."""
+
+
 class BlockUploads:
     """A whole block in one call, to a server running backproplab's app (``mlflow server
     --app-name backproplab``, ``tracking.server_app``); ``usable()`` is False for any other.
@@ -170,6 +174,11 @@ class BlockUploads:
                 get_default_host_creds(self.uri), BLOCK_ENDPOINT, "POST",
                 data=block_body(run_id, piece), extra_headers=_HEADERS, timeout=_timeouts(),
             )
+            if response.status_code == 501 or (response.status_code == 404 and not response.text.lstrip().startswith("{")):
+                # Not the app's answer (it answers in MLflow's JSON): the route is gone, or the
+                # store behind it is one it does not write.
+                self.available = False
+                raise AppGone(f"HTTP {response.status_code} from {BLOCK_ENDPOINT}")
             verify_rest_response(response, BLOCK_ENDPOINT)
             self.calls += 1
         return block.n_metrics
