@@ -101,6 +101,15 @@ def test_concurrent_uploads_store_every_point_once_and_the_right_latest_value(se
 ODD_VALUES = [0.0, -0.0, 1e-320, 1.7976931348623157e308, float("nan"), float("inf"), float("-inf"), 3, 0.1 + 0.2]
 
 
+def history(client: MlflowClient, run_id: str) -> dict[str, list[tuple[int, int, str]]]:
+    """Every stored point of each of the run's metrics, in the store's order."""
+    out = {}
+    for key in client.get_run(run_id).data.metrics:
+        points = client.get_metric_history(run_id, key)
+        out[key] = [(p.step, p.timestamp, repr(p.value)) for p in points]  # repr: nan == nan, -0.0 != 0.0
+    return out
+
+
 def odd_metrics() -> list:
     from mlflow.entities import Metric
 
@@ -126,15 +135,8 @@ def test_odd_values_reach_the_server_as_mlflows_client_sends_them(server):
     post(ours, odd_metrics())
     client.log_batch(theirs, metrics=odd_metrics(), synchronous=True)
 
-    def history(run_id):
-        out = {}
-        for m in client.get_run(run_id).data.metrics:
-            points = client.get_metric_history(run_id, m)
-            out[m] = [(p.step, p.timestamp, repr(p.value)) for p in points]  # repr: nan == nan, -0.0 != 0.0
-        return out
-
-    assert history(ours) == history(theirs)
-    assert len(history(ours)) == len(ODD_VALUES)
+    assert history(client, ours) == history(client, theirs)
+    assert len(history(client, ours)) == len(ODD_VALUES)
 
 
 def test_a_refused_compact_request_raises_mlflows_error(server):

@@ -215,9 +215,8 @@ class SpoolingSink:
         self.out = out or sys.stderr
         self.lost = False
         self.uploads = ParallelUploads(client, run_id, upload.IN_FLIGHT if in_flight is None else in_flight)
-        self.blocks = BlockUploads(client)
-        if not server_app:  # logger.buffer.writer=log_batch: MLflow's call, whatever the server offers
-            self.blocks.available = False
+        # server_app=False (logger.buffer.writer=log_batch): MLflow's call, whatever the server offers.
+        self.blocks = BlockUploads(client, enabled=server_app)
         self.spooled = 0
         self._last_spooled: Block | None = None
         self._partial: Block | None = None
@@ -257,10 +256,7 @@ class SpoolingSink:
             # Every chunk not stored (failed, or held back after the first failure) is spooled;
             # one that was stored after all is skipped as a duplicate when the spool is replayed.
             unsent = [m for chunk, r in zip(chunks, results) if r is not None for m in chunk]
-            self._lose(failures[0], [[m.key, _number(m.value), m.timestamp, m.step] for m in unsent])
-            self._last_spooled = block
-            if self.stop:
-                raise ServerLost(self.reason()) from None
+            self._lose(failures[0], block, [[m.key, _number(m.value), m.timestamp, m.step] for m in unsent])
         # An interrupted send returned no count: the resend reports the chunks both stored.
         return sum(len(chunk) for chunk, r in zip(chunks, results) if r is None)
 
@@ -280,10 +276,7 @@ class SpoolingSink:
         except Exception as exc:
             if not is_server_loss(exc):
                 raise  # refused (bad value, run not active): the writer keeps the block
-            self._lose(exc, block_rows(block))
-            self._last_spooled = block
-            if self.stop:
-                raise ServerLost(self.reason()) from None
+            self._lose(exc, block, block_rows(block))
             return 0
 
     @property
@@ -294,9 +287,13 @@ class SpoolingSink:
         self.spool.add(rows)
         self.spooled += len(rows)
 
-    def _lose(self, exc: BaseException, rows: list[list[Any]]) -> None:
+    def _lose(self, exc: BaseException, block: Block, rows: list[list[Any]]) -> None:
+        """The server was lost while writing ``block``: ``rows``, what it did not store, go to the
+        spool, and ``logger.on_server_loss=stop`` ends the run (the writer's resend of ``block``
+        is then a no-op, see ``__call__``)."""
         self.lost = True
         self._spool(rows)
+        self._last_spooled = block
         then = (
             "ending the run (logger.on_server_loss=stop)"
             if self.stop
@@ -309,6 +306,8 @@ class SpoolingSink:
             file=self.out,
             flush=True,
         )
+        if self.stop:
+            raise ServerLost(self.reason()) from None
 
     def try_resume(self) -> bool:
         """Ask the server once; if it answers, write the spool and go back to normal."""

@@ -118,29 +118,28 @@ class SqlMetricSink:
             rows = [tuple(row[i] for i in self._permutation) for row in rows]
         with self._lock:
             try:
-                # Ctrl-C inside the transaction could leave the file locked for this process's
-                # own MLflow client: the run would stay RUNNING. Held signals arrive after it.
-                with signals_held():
-                    with self._engine.begin() as conn:
-                        self._check_active(conn)
-                        conn.exec_driver_sql(self._insert_sql, rows)
-                        self._update_latest(conn, latest)
-                    self._last_written = (block, len(rows))
-                    self.calls += 1
+                self._write(block, rows, latest)
             except sa.exc.IntegrityError:
                 # Some rows already exist (a block written twice): MLflow's log_batch skips
-                # exact duplicates and rejects conflicting ones, so let it decide.
+                # exact duplicates and rejects conflicting ones, so let it decide; without a
+                # client (the server app) the rows not stored yet go, by the same rule.
                 if self.fallback is not None:
                     return self.fallback(block)
-                with signals_held(), self._engine.begin() as conn:
-                    self._check_active(conn)
-                    missing = self._missing(conn, rows)
-                    if missing:
-                        conn.exec_driver_sql(self._insert_sql, missing)
-                    self._update_latest(conn, latest)
-                self._last_written = (block, len(rows))
-                self.calls += 1
+                self._write(block, rows, latest, only_missing=True)
         return len(rows)
+
+    def _write(self, block: Block, rows: list[tuple[Any, ...]], latest: dict[str, tuple[int, int, float, bool]], *, only_missing: bool = False) -> None:
+        # Ctrl-C inside the transaction could leave the file locked for this process's own
+        # MLflow client: the run would stay RUNNING. Held signals arrive after it.
+        with signals_held():
+            with self._engine.begin() as conn:
+                self._check_active(conn)
+                insert = self._missing(conn, rows) if only_missing else rows
+                if insert:
+                    conn.exec_driver_sql(self._insert_sql, insert)
+                self._update_latest(conn, latest)
+            self._last_written = (block, len(rows))
+            self.calls += 1
 
     def _missing(self, conn: sa.Connection, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """The rows not yet stored. A row's identity is MLflow's primary key (key, timestamp, step,

@@ -138,9 +138,9 @@ class BlockUploads:
     again at the next flush, so a run that starts during an outage still finds it.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, enabled: bool = True) -> None:
         self.uri = getattr(client, "tracking_uri", None)
-        self.available: bool | None = None if is_http(self.uri) else False
+        self.available: bool | None = None if enabled and is_http(self.uri) else False
         self.calls = 0
 
     def usable(self) -> bool:
