@@ -126,7 +126,8 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
     every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
-    client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
+    # The store's pages were read up front (a single run's preflight, or its sweep's parent).
+    client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store, integrity=False)
     with bounded_http(is_http(uri)):
         yield from _tracked(settings, uri, client, experiment_id, every_iteration, every_epoch, context, parent)
 

@@ -31,6 +31,7 @@ from mlflow.entities import Metric
 
 from backproplab.errors import BackproplabError, ConfigError
 from .buffer import Block, MAX_METRICS_PER_BATCH
+from .credentials import public, redact
 from .reachability import check_http
 from .store import environment
 from . import upload
@@ -127,7 +128,7 @@ class Spool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:
             if new:
-                header = {"backproplab_spool": SPOOL_FORMAT, "run_id": self.run_id, "tracking_uri": self.tracking_uri}
+                header = {"backproplab_spool": SPOOL_FORMAT, "run_id": self.run_id, "tracking_uri": public(self.tracking_uri)}
                 f.write(json.dumps(header) + "\n")
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -210,6 +211,7 @@ class SpoolingSink:
         self.client = client
         self.run_id = run_id
         self.uri = uri
+        self.shown = public(uri)  # for messages: no credentials
         self.spool = spool
         self.stop = stop
         self.out = out or sys.stderr
@@ -244,8 +246,8 @@ class SpoolingSink:
         self._partial = None
         if self.uploads.in_flight < in_flight and self.uploads.backed_off is not None:
             print(
-                f"backproplab: MLflow tracking server {self.uri} failed calls sent {in_flight} at a time "
-                f"({short(self.uploads.backed_off)}); the run's metrics go one call at a time from now on",
+                f"backproplab: MLflow tracking server {self.shown} failed calls sent {in_flight} at a time "
+                f"({redact(short(self.uploads.backed_off))}); the run's metrics go one call at a time from now on",
                 file=self.out,
                 flush=True,
             )
@@ -267,7 +269,7 @@ class SpoolingSink:
             return self.blocks.send(self.run_id, block)
         except AppGone as gone:
             print(
-                f"backproplab: MLflow tracking server {self.uri} no longer runs backproplab's app ({gone}); "
+                f"backproplab: MLflow tracking server {self.shown} no longer runs backproplab's app ({gone}); "
                 "the run's metrics go by log_batch from now on",
                 file=self.out,
                 flush=True,
@@ -300,7 +302,7 @@ class SpoolingSink:
             else "training goes on; they are written if the server returns (logger.on_server_loss=continue)"
         )
         print(
-            f"warning: MLflow tracking server {self.uri} stopped answering while writing metrics ({short(exc)}); "
+            f"warning: MLflow tracking server {self.shown} stopped answering while writing metrics ({redact(short(exc))}); "
             f"unsent metrics are spooled to {self.spool.path}; {then}; "
             f"to send them later: backproplab runs replay {self.spool.path}",
             file=self.out,
@@ -324,7 +326,7 @@ class SpoolingSink:
         self.spool.remove()
         self.lost = False
         print(
-            f"backproplab: MLflow tracking server {self.uri} answers again; {len(metrics)} spooled metrics written, "
+            f"backproplab: MLflow tracking server {self.shown} answers again; {len(metrics)} spooled metrics written, "
             "the run carries on",
             file=self.out,
             flush=True,
@@ -334,7 +336,7 @@ class SpoolingSink:
 
     def reason(self) -> str:
         return (
-            f"MLflow tracking server {self.uri} was lost during the run; unsent metrics are spooled in {self.spool.path} "
+            f"MLflow tracking server {self.shown} was lost during the run; unsent metrics are spooled in {self.spool.path} "
             f"(send them with: backproplab runs replay {self.spool.path})"
         )
 
