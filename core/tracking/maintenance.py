@@ -152,7 +152,7 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
     from mlflow.entities import RunStatus
 
     from .buffer import MAX_METRICS_PER_BATCH
-    from .spool import Spool, bounded_http, metrics_of, read_spool
+    from .spool import METRICS_LOST_TAG, Spool, bounded_http, damaged_artifacts, metrics_of, read_spool
     from .upload import send_all
 
     out = out or sys.stdout
@@ -175,6 +175,11 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
         # MLflow's store skips rows it already holds (a resumed run, a replay run twice).
         send_all(client, run_id, metrics, MAX_METRICS_PER_BATCH)
         artifacts = spool.artifacts_dir
+        # Files the spool's manifest does not vouch for (cut short by a full disk, or saved by a
+        # process that died before its manifest) are reported, never uploaded as the run's.
+        damaged = damaged_artifacts(spool)
+        for name in damaged:
+            (artifacts / name).unlink()
         n_files = sum(1 for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else 0
         if n_files:
             client.log_artifacts(run_id, str(artifacts))
@@ -182,6 +187,14 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
             # The process died while spooling: nothing recorded how the run ended.
             end = {"status": "FAILED", "reason": f"the run's process ended while its tracking server was lost; metrics replayed from {path}"}
         status = end.get("status") or "FAILED"
+        losses = list(header.get("losses", []))
+        if damaged:
+            losses.append(f"spooled artifact file(s) {', '.join(damaged)} were damaged (not as saved) and are not uploaded")
+        if losses:
+            client.set_tag(run_id, METRICS_LOST_TAG, "; ".join(losses)[:5000])
+            missing = [loss for loss in losses if loss not in (end.get("reason") or "")]
+            if missing:
+                end["reason"] = "; ".join([end["reason"], *missing] if end.get("reason") else missing)
         if end.get("reason"):
             client.set_tag(run_id, FAILURE_TAG, end["reason"])
         if end.get("note"):
@@ -195,6 +208,14 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
         f"replayed run {run_id} into {redact(uri)}: {len(metrics)} metrics, {n_files} artifact file(s), status {status}; removed {path}",
         file=out,
     )
+    if damaged:
+        print(
+            f"error: {len(damaged)} spooled artifact file(s) of run {run_id} were damaged and not uploaded: {', '.join(damaged)} "
+            "(the run's metrics and status are stored; the run's backproplab.metrics_lost tag says what is missing)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     return 0
 
 
