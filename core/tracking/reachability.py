@@ -160,7 +160,7 @@ def check_http(uri: str, option: UriOption = RUN_OPTION) -> None:
         status, _type, _body = _get(uri, "/health", HEALTH_TIMEOUT_S)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = redact(str(getattr(exc, "reason", exc)))
-        raise ConfigError(f"MLflow tracking server {shown} is not reachable ({reason}); start it, or {option.fix}") from None
+        raise ConfigError(f"MLflow tracking server {shown} is not reachable ({reason}); start it, {option.fix}") from None
     if status != 200:
         raise ConfigError(f"{shown} answered GET /health with HTTP {status}; is {option.key} an MLflow tracking server?")
     try:
@@ -172,9 +172,10 @@ def check_http(uri: str, option: UriOption = RUN_OPTION) -> None:
             f"check the server's log, or {option.fix}"
         ) from None
     if status in (401, 403):
+        given = "refused the credentials" if _auth_header(uri) else "asks for credentials"
         raise ConfigError(
-            f"MLflow tracking server {shown} refused the credentials (HTTP {status} on GET {API_PROBE}); "
-            f"set {USERNAME_ENV} and {PASSWORD_ENV} (or {TOKEN_ENV}) to an account of the server"
+            f"MLflow tracking server {shown} {given} (HTTP {status} on GET {API_PROBE}); valid: an account of the server "
+            f"in {USERNAME_ENV} and {PASSWORD_ENV} (or user:password@ in {option.key}), or a token in {TOKEN_ENV}"
         )
     if status != 200 or not _is_json(body):
         what = f"HTTP {status}" if status != 200 else f"a {content_type.split(';')[0] or 'non-JSON'} page, not JSON"

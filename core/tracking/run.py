@@ -302,7 +302,8 @@ def _end(
         except SpoolWriteError as exc:
             # The spool cannot keep the ending either: it goes to the store, if that answers.
             problems.append(exc)
-            print(f"backproplab: while ending MLflow run {run_id}: {one_line(exc)}", file=sys.stderr)
+            if outcome is not None:  # else it is the command's own error line
+                print(f"backproplab: while ending MLflow run {run_id}: {one_line(exc)}", file=sys.stderr)
             status, reason = kept
     problems = [p for p in problems if not isinstance(p, ServerLost)]
     unrecorded = None
