@@ -1,4 +1,5 @@
-"""Credentials and servers at the edges, through the real command in subprocesses:
+"""Credentials and servers at the edges, through the real command in subprocesses (and, as a
+property, the redaction every message and record goes through):
 
 * a password in ``logger.tracking_uri`` is accepted as MLflow accepts it, against a real
   authenticated server (MLflow's ``basic-auth`` app), and reaches no file, message, tag, param or
@@ -15,8 +16,10 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from mlflow import MlflowClient
 
 from conftest import cli_env
@@ -173,3 +176,28 @@ def test_replay_to_a_dead_server_advises_replays_own_option(tmp_path):
         assert proc.stderr.startswith(f"error: MLflow tracking server {dead} is not reachable"), proc.stderr
         assert "give --tracking-uri the store the runs were logged to" in proc.stderr
         assert "logger" not in proc.stderr
+
+
+# -- redaction, as a property -------------------------------------------------------------------
+_PASSWORDS = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=8, max_size=30).filter(
+    lambda p: p.strip("*") and "***" not in p
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=st.from_regex(r"[a-z][a-z0-9_.-]{0,12}", fullmatch=True), password=_PASSWORDS, scheme=st.sampled_from(["http", "https", "postgresql+psycopg", "mysql"]))
+def test_no_password_survives_redaction_or_the_command_line(user, password, scheme):
+    from backproplab.tracking.credentials import redact, reveal, take_credentials
+
+    uri = f"{scheme}://{user}:{quote(password, safe='')}@127.0.0.1:5071/db"
+    for text in (uri, f"error: {uri} is not reachable", f"a=1 logger.tracking_uri={uri} b=2"):
+        shown = redact(text)
+        assert quote(password, safe="") not in shown and f":***@127.0.0.1:5071" in shown
+    environ: dict[str, str] = {}
+    (arg,) = take_credentials([f"logger.tracking_uri={uri}"], environ)
+    assert quote(password, safe="") not in arg
+    if scheme.startswith("http"):
+        assert arg == f"logger.tracking_uri={scheme}://127.0.0.1:5071/db"
+        assert (environ["MLFLOW_TRACKING_USERNAME"], environ["MLFLOW_TRACKING_PASSWORD"]) == (user, password)
+    else:
+        assert reveal(arg.split("=", 1)[1], environ) == uri
