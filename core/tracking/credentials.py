@@ -72,10 +72,6 @@ def redact(text: str) -> str:
     return _URI.sub(lambda m: _redact_uri(m.group(0)), text)
 
 
-def has_secret(uri: str) -> bool:
-    return redact(uri) != uri
-
-
 def public(uri: str) -> str:
     """The URI as it may be written down (a spool's header, a message): a server's without its
     ``user:password@`` (MLflow's variables carry those), any other with its secrets masked."""
