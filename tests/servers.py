@@ -16,6 +16,7 @@ Both stop on ``stop()`` (or leaving the ``with`` block), their processes and fol
 
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import shutil
@@ -208,11 +209,16 @@ class Postgres:
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 with ``backend_store_uri`` and artifacts served from ``root/artifacts``."""
 
-    def __init__(self, backend_store_uri: str, root: Path, *, workers: int = 1, options: Sequence[str] = ()) -> None:
+    def __init__(
+        self, backend_store_uri: str, root: Path, *, workers: int = 1, options: Sequence[str] = (),
+        env: dict[str, str] | None = None, auth: tuple[str, str] | None = None,
+    ) -> None:
         self.backend_store_uri = backend_store_uri
         self.root = Path(root)
         self.workers = workers
         self.options = list(options)  # more ``mlflow server`` options, e.g. ``--uvicorn-opts``
+        self.env = dict(env or {})  # e.g. MLFLOW_AUTH_CONFIG_PATH for ``--app-name basic-auth``
+        self.auth = auth  # (user, password) the warm-up call authenticates with
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -221,7 +227,7 @@ class MlflowServer:
     def start(self) -> "MlflowServer":
         self.root.mkdir(parents=True, exist_ok=True)
         self._log = open(self.root / "server.log", "w")
-        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **self.env}
         self.proc = subprocess.Popen(
             [
                 str(Path(sys.executable).with_name("mlflow")), "server",
@@ -239,7 +245,11 @@ class MlflowServer:
         """One tracking API call, patiently: the server opens its store and imports its handlers
         on the first request, which on a loaded machine outlasts the few seconds a run's
         connect check allows, and that check is not what these servers are here to test."""
-        with urllib.request.urlopen(self.url + "/api/2.0/mlflow/experiments/search?max_results=1", timeout=START_TIMEOUT_S) as response:
+        request = urllib.request.Request(self.url + "/api/2.0/mlflow/experiments/search?max_results=1")
+        if self.auth is not None:
+            token = base64.b64encode(":".join(self.auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=START_TIMEOUT_S) as response:
             response.read()
 
     def log_tail(self) -> str:

@@ -57,8 +57,11 @@ def _runs(argv: list[str]) -> int:
 def _run_hydra(argv: list[str]) -> int:
     from backproplab.hydra_app import preflight
     from backproplab.hydra_app.overrides import check_overrides
+    from backproplab.tracking.credentials import redact, take_credentials
 
     try:
+        # First, before Hydra copies the overrides into .hydra/, the config, job names and tags.
+        argv = take_credentials(argv)
         check_overrides(argv)
         argv = preflight.for_hydra(argv)
         # The multirun mode an experiment chose, and an Optuna search's direction (from
@@ -78,6 +81,7 @@ def _run_hydra(argv: list[str]) -> int:
         if tracebacks_wanted() and not isinstance(exc, KeyboardInterrupt):
             raise
         line, code = describe(exc, overrides=argv)
+        line = redact(line)
         print(line, file=sys.stderr, flush=True)
         # A sweep parent left open (the launcher raised: Ray lost, a job's worker died) is ended
         # FAILED at exit with this reason; before the multirun started there is none to end.

@@ -24,11 +24,14 @@ from typing import Any, Sequence
 
 from backproplab.errors import ConfigError
 from .description import set_note, spooled, stored
-from .reachability import check_http, check_sqlite, is_http
+from .credentials import redact, reveal, take_uri
+from .reachability import UriOption, check_http, check_sqlite, is_http
 from .tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
 
 EXIT_CONFIG = 2
 FAILURE_TAG = "failure_reason"
+# A store named on the command line of ``backproplab runs``: errors advise this option.
+REPAIR_OPTION = UriOption("--tracking-uri", "give --tracking-uri the store the runs were logged to")
 
 
 def _last_logged(run: Any) -> str:
@@ -42,18 +45,19 @@ def _last_logged(run: Any) -> str:
     return f" after {epochs:.4g} epochs completed{into} (the last metrics it flushed)"
 
 def _client(uri: str | None) -> tuple[Any, str]:
-    """A client for ``uri`` (MLflow's default when None) that must already hold a store."""
+    """A client for ``uri`` (MLflow's default when None) that must already hold a store; the
+    URI's credentials moved where MLflow reads them (``credentials.take_uri``)."""
     from urllib.parse import urlparse
 
     import mlflow
     from mlflow import MlflowClient
 
-    uri = uri or mlflow.get_tracking_uri()
+    uri = reveal(take_uri(REPAIR_OPTION.key, uri or mlflow.get_tracking_uri()))
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
-        check_http(uri)
+        check_http(uri, REPAIR_OPTION)
     elif scheme == "sqlite":
-        check_sqlite(uri)
+        check_sqlite(uri, option=REPAIR_OPTION)
         path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else urlparse(uri).path
         if path and path != ":memory:" and not Path(path).exists():
             raise ConfigError(f"--tracking-uri {uri}: there is no store at {path}; valid: the URI runs were logged to")
@@ -75,6 +79,19 @@ def process_state(pid: int, started: str | None) -> str:
     return "alive"
 
 
+def owner(tags: dict[str, str]) -> tuple[str, int | None, str | None]:
+    """(state, pid, host) of the process a run's tags name: state is 'untagged' (no
+    ``backproplab.pid``/``host`` tags), 'elsewhere' (another host: it cannot be checked from
+    here), 'alive' or 'gone'."""
+    pid_text, host = tags.get(PID_TAG), tags.get(HOST_TAG)
+    if not pid_text or not host or not pid_text.isdigit():
+        return "untagged", None, host
+    pid = int(pid_text)
+    if host != socket.gethostname():
+        return "elsewhere", pid, host
+    return process_state(pid, tags.get(PID_START_TAG)), pid, host
+
+
 def reap(uri: str | None = None, experiment: str | None = None, out: Any = None) -> int:
     """Mark KILLED every RUNNING run of this host whose process is gone; print what was done."""
     from mlflow.entities import RunStatus, ViewType
@@ -88,7 +105,7 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
             found = client.get_experiment_by_name(experiment)
             if found is None:
                 names = sorted(e.name for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
-                raise ConfigError(f"--experiment {experiment!r} is not an experiment of {uri}; valid: {', '.join(names) or 'none'}")
+                raise ConfigError(f"--experiment {experiment!r} is not an experiment of {redact(uri)}; valid: {', '.join(names) or 'none'}")
             experiments = [found]
         else:
             experiments = list(client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
@@ -109,15 +126,14 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
             tags = run.data.tags
             label = f"run {run.info.run_id} ({run.info.run_name}, experiment {names.get(run.info.experiment_id)})"
             sweep = " [sweep parent]" if tags.get("backproplab.sweep") == "true" else ""
-            pid_text, run_host = tags.get(PID_TAG), tags.get(HOST_TAG)
-            if not pid_text or not run_host or not pid_text.isdigit():
+            state, pid, run_host = owner(tags)
+            if state == "untagged":
                 print(f"left {label}{sweep}: no {PID_TAG}/{HOST_TAG} tags (not started by this backproplab), so it cannot be checked", file=out)
                 continue
-            pid = int(pid_text)
-            if run_host != host:
+            if state == "elsewhere":
                 print(f"left {label}{sweep}: process {pid} on {run_host}, another host (this is {host}); run reap there", file=out)
                 continue
-            if process_state(pid, tags.get(PID_START_TAG)) == "alive":
+            if state == "alive":
                 print(f"left {label}{sweep}: process {pid} on {host} is still running", file=out)
                 continue
             reason = f"process {pid} on {host} ended without closing the run (killed?){_last_logged(run)}; reaped by backproplab runs reap"
@@ -127,7 +143,7 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
             reaped += 1
             print(f"reaped {label}{sweep}: {reason}; marked KILLED", file=out)
     left = len(runs) - reaped
-    print(f"reap: {len(runs)} RUNNING run(s) in {uri}; {reaped} marked KILLED, {left} left as they were", file=out)
+    print(f"reap: {len(runs)} RUNNING run(s) in {redact(uri)}; {reaped} marked KILLED, {left} left as they were", file=out)
     return 0
 
 
@@ -136,7 +152,7 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
     from mlflow.entities import RunStatus
 
     from .buffer import MAX_METRICS_PER_BATCH
-    from .spool import Spool, bounded_http, metrics_of, read_spool
+    from .spool import METRICS_LOST_TAG, Spool, bounded_http, damaged_artifacts, metrics_of, read_spool
     from .upload import send_all
 
     out = out or sys.stdout
@@ -147,16 +163,23 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
     spool = Spool(path, run_id, uri)
     with bounded_http(is_http(uri)):
         try:
-            client.get_run(run_id)
+            run = client.get_run(run_id)
         except Exception as exc:  # noqa: BLE001 - one line: the store does not hold this run
             raise ConfigError(
-                f"run {run_id} of spool file {path} is not in {uri} ({' '.join(str(exc).split())[:160]}); "
+                f"run {run_id} of spool file {path} is not in {redact(uri)} ({redact(' '.join(str(exc).split())[:160])}); "
                 "valid: --tracking-uri of the store the run was created in"
             ) from None
+        if run.info.status == "RUNNING":
+            _refuse_if_owned(run, path)
         metrics = metrics_of(rows)
         # MLflow's store skips rows it already holds (a resumed run, a replay run twice).
         send_all(client, run_id, metrics, MAX_METRICS_PER_BATCH)
         artifacts = spool.artifacts_dir
+        # Files the spool's manifest does not vouch for (cut short by a full disk, or saved by a
+        # process that died before its manifest) are reported, never uploaded as the run's.
+        damaged = damaged_artifacts(spool)
+        for name in damaged:
+            (artifacts / name).unlink()
         n_files = sum(1 for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else 0
         if n_files:
             client.log_artifacts(run_id, str(artifacts))
@@ -164,6 +187,14 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
             # The process died while spooling: nothing recorded how the run ended.
             end = {"status": "FAILED", "reason": f"the run's process ended while its tracking server was lost; metrics replayed from {path}"}
         status = end.get("status") or "FAILED"
+        losses = list(header.get("losses", []))
+        if damaged:
+            losses.append(f"spooled artifact file(s) {', '.join(damaged)} were damaged (not as saved) and are not uploaded")
+        if losses:
+            client.set_tag(run_id, METRICS_LOST_TAG, "; ".join(losses)[:5000])
+            missing = [loss for loss in losses if loss not in (end.get("reason") or "")]
+            if missing:
+                end["reason"] = "; ".join([end["reason"], *missing] if end.get("reason") else missing)
         if end.get("reason"):
             client.set_tag(run_id, FAILURE_TAG, end["reason"])
         if end.get("note"):
@@ -174,10 +205,35 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.from_string(status)))
     spool.remove()
     print(
-        f"replayed run {run_id} into {uri}: {len(metrics)} metrics, {n_files} artifact file(s), status {status}; removed {path}",
+        f"replayed run {run_id} into {redact(uri)}: {len(metrics)} metrics, {n_files} artifact file(s), status {status}; removed {path}",
         file=out,
     )
+    if damaged:
+        print(
+            f"error: {len(damaged)} spooled artifact file(s) of run {run_id} were damaged and not uploaded: {', '.join(damaged)} "
+            "(the run's metrics and status are stored; the run's backproplab.metrics_lost tag says what is missing)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     return 0
+
+
+def _refuse_if_owned(run: Any, path: Path) -> None:
+    """A ConfigError when the run's process may still be training it: that process writes the
+    spool itself and sends it once its server answers, and a replay now would end the run FAILED
+    under it. A run whose process is gone (or that no backproplab process owns) may be replayed."""
+    state, pid, host = owner(run.data.tags)
+    if state == "alive":
+        raise ConfigError(
+            f"run {run.info.run_id} is still training: its process {pid} on {host} is alive, and sends the spool itself "
+            f"once its server answers; replay {path} after that process has ended"
+        )
+    if state == "elsewhere":
+        raise ConfigError(
+            f"run {run.info.run_id} is RUNNING, started by process {pid} on {host}, another host (this is "
+            f"{socket.gethostname()}), so whether it still trains cannot be checked here; run the replay on {host}"
+        )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -226,8 +282,8 @@ def main(argv: Sequence[str]) -> int:
             return reap(args.tracking_uri, args.experiment)
         return replay(args.spool, args.tracking_uri)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: {redact(str(exc))}", file=sys.stderr, flush=True)
         return EXIT_CONFIG
     except Exception as exc:  # noqa: BLE001 - a store failure midway: one line, and the spool stays
-        print(f"error: backproplab runs {args.command}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}", file=sys.stderr, flush=True)
+        print(f"error: backproplab runs {args.command}: {type(exc).__name__}: {redact(' '.join(str(exc).split()))[:300]}", file=sys.stderr, flush=True)
         return 1

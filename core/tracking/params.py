@@ -13,12 +13,15 @@ from typing import Any, Iterator, Mapping
 from mlflow.entities import Param
 from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
+from .credentials import redact
+
 TRUNCATION_MARK = "...[truncated]"
 
 
 def _format(value: Any) -> str:
+    # A password or token in a URI (a config file's, say) is never a param: see ``credentials``.
     if isinstance(value, str):
-        return value
+        return redact(value)
     if value is None or isinstance(value, (bool, int, float)):
         return json.dumps(value)  # null / true / 0.5: the YAML spelling users typed
     try:
@@ -78,7 +81,7 @@ def tracking_tag(config: Mapping[str, Any]) -> str | None:
     section = config.get(TRACKING_SECTION)
     if not isinstance(section, Mapping):
         return None
-    return json.dumps(section, default=str, separators=(",", ":"), sort_keys=True)
+    return redact(json.dumps(section, default=str, separators=(",", ":"), sort_keys=True))
 
 
 def log_params(client: Any, run_id: str, config: Mapping[str, Any]) -> dict[str, str]:

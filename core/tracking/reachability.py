@@ -4,14 +4,20 @@ it before Hydra creates an output folder. ``store.connect`` adds the MLflow half
 What is checked here, each as one ConfigError naming ``logger.tracking_uri``:
 
 * the URI's scheme is one backproplab tracks to (``TRACKING_SCHEMES``);
-* an ``http(s)`` server answers ``GET /health`` within seconds;
+* an ``http(s)`` server answers ``GET /health`` within seconds, and its tracking API answers one
+  cheap call (an experiment search) with JSON: a proxy or a broken server can answer /health
+  while every API call fails, and a server with authentication refuses wrong credentials there;
 * a PostgreSQL database's driver is installed and the database accepts a connection within
   seconds (MLflow itself retries a failing connection for minutes before it gives up);
 * a sqlite store's path is not a directory, its directory exists and is writable (sqlite writes
   a journal beside the file), an existing file is writable, is a SQLite database
-  (``SQLite format 3`` header, readable by sqlite), and carries the schema revision of the installed
-  MLflow: MLflow migrates an older store irreversibly as it opens it, and a store of a newer
-  MLflow cannot be read at all (``schema``).
+  (``SQLite format 3`` header, readable by sqlite), passes sqlite's ``quick_check`` (pages
+  overwritten in the middle of the file are found only by reading them), and carries the
+  schema revision of the installed MLflow: MLflow migrates an older store irreversibly as it
+  opens it, and a store of a newer MLflow cannot be read at all (``schema``).
+
+Every message names the option the URI came from and advice about that option (``UriOption``):
+a run's ``logger.tracking_uri``, or ``--tracking-uri`` of ``backproplab runs``.
 
 Read-only and version checks read the file with the stdlib ``sqlite3`` in read-only mode and
 change nothing, so a refused store is left exactly as it was.
@@ -19,8 +25,10 @@ change nothing, so a refused store is left exactly as it was.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
+import json
 import fcntl
 import os
 import sqlite3
@@ -28,15 +36,31 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Iterator
 from urllib.parse import quote, urlparse
 
 from backproplab.errors import ConfigError
 
 from . import schema
+from .credentials import PASSWORD_ENV, TOKEN_ENV, USERNAME_ENV, redact, reveal, server_credentials
 
 HEALTH_TIMEOUT_S = 3.0
+# The API probe is a server's first real request, which opens its store: longer than /health.
+API_TIMEOUT_S = 10.0
+API_PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
 KEY = "logger.tracking_uri"
+
+
+@dataclass(frozen=True)
+class UriOption:
+    """Where a tracking URI came from: the option an error names, and what to do about it."""
+
+    key: str
+    fix: str
+
+
+RUN_OPTION = UriOption(KEY, f"fix {KEY}, or run with logger=none")
 # The tracking stores backproplab is tested against or that MLflow serves through a database
 # URI (``postgresql+psycopg2://...`` counts as postgresql). MLflow 3 also registers ``file:`` and
 # plain paths, but its file store is in maintenance mode and raises on open unless
@@ -51,13 +75,15 @@ LOCK_TIMEOUT_S = 120.0
 
 
 def default_uri(tracking_uri: str | None) -> str:
-    """MLflow's own choice when ``logger.tracking_uri`` is null, without importing mlflow."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    """MLflow's own choice when ``logger.tracking_uri`` is null, without importing mlflow; a
+    password the command line moved out of the URI is put back (``credentials.reveal``)."""
+    return reveal(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
 
 
-def _problem(uri: str, problem: str, valid: str | None = None) -> ConfigError:
-    # The whole URI, never shortened: it is what the user has to find and fix.
-    return ConfigError(key=KEY, value=uri, problem=problem, valid=valid, subject=f"{KEY}={uri!r}")
+def _problem(uri: str, problem: str, valid: str | None = None, option: UriOption = RUN_OPTION) -> ConfigError:
+    # The whole URI, never shortened (it is what the user has to find and fix), but no password.
+    shown = redact(uri)
+    return ConfigError(key=option.key, value=shown, problem=problem, valid=valid, subject=f"{option.key}={shown!r}")
 
 
 def check_reachable(tracking_uri: str | None, *, upgrade_store: bool = False) -> None:
@@ -101,39 +127,77 @@ def is_http(uri: object) -> bool:
     return isinstance(uri, str) and urlparse(uri).scheme in ("http", "https")
 
 
-def check_http(uri: str) -> None:
-    url = uri.rstrip("/") + "/health"
+def _auth_header(uri: str) -> dict[str, str]:
+    """The Authorization header MLflow's client sends: a bearer token, else a user and password
+    (from its environment variables, else from the URI's ``user:password@``)."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return {"Authorization": f"Bearer {token}"}
+    _clean, user, password = server_credentials(uri)
+    user = os.environ.get(USERNAME_ENV) or user
+    password = os.environ.get(PASSWORD_ENV) or password
+    if not user or password is None:
+        return {}
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def _get(uri: str, path: str, timeout: float) -> tuple[int, str, bytes]:
+    """(HTTP status, content type, body) of ``GET uri+path``; OSError when nothing answers."""
+    base, _user, _password = server_credentials(uri)
+    request = urllib.request.Request(base.rstrip("/") + path, headers={"Accept": "application/json", **_auth_header(uri)})
     try:
-        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:  # noqa: S310 - user's URI
-            status = response.status
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user's URI
+            return response.status, response.headers.get("Content-Type", ""), response.read(65536)
     except urllib.error.HTTPError as exc:
-        status = exc.code
+        return exc.code, exc.headers.get("Content-Type", "") if exc.headers else "", b""
+
+
+def check_http(uri: str, option: UriOption = RUN_OPTION) -> None:
+    """The server answers ``/health`` and one tracking API call with JSON, as MLflow's client
+    will need it to: one ConfigError (naming ``option``) otherwise."""
+    shown = redact(uri)
+    try:
+        status, _type, _body = _get(uri, "/health", HEALTH_TIMEOUT_S)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ConfigError(
-            f"MLflow tracking server {uri} is not reachable ({reason}); start it, fix logger.tracking_uri, "
-            "or run with logger=none"
-        ) from None
+        reason = redact(str(getattr(exc, "reason", exc)))
+        raise ConfigError(f"MLflow tracking server {shown} is not reachable ({reason}); start it, {option.fix}") from None
     if status != 200:
+        raise ConfigError(f"{shown} answered GET /health with HTTP {status}; is {option.key} an MLflow tracking server?")
+    try:
+        status, content_type, body = _get(uri, API_PROBE, API_TIMEOUT_S)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = redact(str(getattr(exc, "reason", exc)))
         raise ConfigError(
-            f"{uri} answered GET /health with HTTP {status}; is logger.tracking_uri an MLflow tracking server?"
+            f"MLflow tracking server {shown} answers /health but not its tracking API (GET {API_PROBE}: {reason}); "
+            f"check the server's log, or {option.fix}"
+        ) from None
+    if status in (401, 403):
+        given = "refused the credentials" if _auth_header(uri) else "asks for credentials"
+        raise ConfigError(
+            f"MLflow tracking server {shown} {given} (HTTP {status} on GET {API_PROBE}); valid: an account of the server "
+            f"in {USERNAME_ENV} and {PASSWORD_ENV} (or user:password@ in {option.key}), or a token in {TOKEN_ENV}"
         )
+    if status != 200 or not _is_json(body):
+        what = f"HTTP {status}" if status != 200 else f"a {content_type.split(';')[0] or 'non-JSON'} page, not JSON"
+        raise ConfigError(
+            f"MLflow tracking server {shown} answers /health but its tracking API does not work (GET {API_PROBE} gave {what}); "
+            f"check the server's log (or the proxy in front of it), or {option.fix}"
+        )
+
+
+def _is_json(body: bytes) -> bool:
+    try:
+        return isinstance(json.loads(body), dict)
+    except ValueError:
+        return False
 
 
 POSTGRES_CONNECT_TIMEOUT_S = 3
 
 
 def shown_uri(uri: str) -> str:
-    """The URI for an error line: a database URI's password masked, as SQLAlchemy shows it."""
-    if "@" not in uri or urlparse(uri).password is None:
-        return uri
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(uri).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URI is shown with its password cut out by hand
-        parsed = urlparse(uri)
-        return uri.replace(f":{parsed.password}@", ":***@", 1)
+    """The URI for an error line: its password and secret query parameters masked as ``***``."""
+    return redact(uri)
 
 
 def check_postgresql(uri: str) -> None:
@@ -217,31 +281,35 @@ def store_lock(path: Path, *, shared: bool = False, timeout_s: float = LOCK_TIME
         os.close(fd)  # closing releases the flock
 
 
-def check_sqlite(uri: str, *, upgrade_store: bool = False, locked: bool = False) -> str | None:
+def check_sqlite(
+    uri: str, *, upgrade_store: bool = False, locked: bool = False, integrity: bool = True, option: UriOption = RUN_OPTION
+) -> str | None:
     """Everything about a sqlite store that can be known without MLflow; the store's schema
     revision when it must be upgraded (only with ``upgrade_store``), else None.
 
-    ``locked``: the caller holds ``store_lock`` exclusively already."""
+    ``locked``: the caller holds ``store_lock`` exclusively already. ``integrity``: read every
+    page (sqlite's ``quick_check``), about 0.2 s per 100 MB of store (README, Speed); a process
+    that checked the store up front passes false when it opens it again."""
     path = sqlite_path(uri)
     if path is None:
         return None
-    check_writable(uri, path)
+    check_writable(uri, path, option)
     if not path.exists():
         return None
     with contextlib.nullcontext() if locked else store_lock(path, shared=True):
-        return check_store_file(uri, path, upgrade_store=upgrade_store)
+        return check_store_file(uri, path, upgrade_store=upgrade_store, integrity=integrity, option=option)
 
 
-def check_writable(uri: str, path: Path) -> None:
+def check_writable(uri: str, path: Path, option: UriOption = RUN_OPTION) -> None:
     directory = path.parent
     if path.is_dir():
-        raise _problem(uri, "names a directory, not a sqlite file", "sqlite:///PATH/TO/FILE.db")
+        raise _problem(uri, "names a directory, not a sqlite file", "sqlite:///PATH/TO/FILE.db", option)
     if not directory.is_dir():
         # The wording predates ConfigError's parts; tests and users match on it.
-        raise ConfigError(f"tracking_uri {uri}: directory {directory} does not exist; create it or fix logger.tracking_uri")
+        raise ConfigError(f"tracking_uri {redact(uri)}: directory {directory} does not exist; create it or {option.fix}")
     # os.access asks the kernel, so a read-only mount answers no even to root.
     if path.exists() and not os.access(path, os.W_OK):
-        raise _problem(uri, f"is not writable: the file is {_why_not_writable(path)}", "a sqlite file this user can write")
+        raise _problem(uri, f"is not writable: the file is {_why_not_writable(path)}", "a sqlite file this user can write", option)
     if not os.access(directory, os.W_OK | os.X_OK):
         what = "its directory" if path.exists() else "the directory it would be created in"
         raise _problem(
@@ -249,6 +317,7 @@ def check_writable(uri: str, path: Path) -> None:
             f"cannot be written: {what}, {directory}, is {_why_not_writable(directory)} "
             "(sqlite writes a journal file beside the store)",
             "a sqlite file in a directory this user can write",
+            option,
         )
 
 
@@ -260,38 +329,65 @@ def _why_not_writable(path: Path) -> str:
     return "on a read-only file system" if read_only else "not writable by this user"
 
 
-def check_store_file(uri: str, path: Path, *, upgrade_store: bool = False) -> str | None:
-    """Header, integrity of the size and schema revision of an existing sqlite file."""
+def check_store_file(
+    uri: str, path: Path, *, upgrade_store: bool = False, integrity: bool = True, option: UriOption = RUN_OPTION
+) -> str | None:
+    """Header, integrity (of the size; of every page with ``integrity``) and schema revision of
+    an existing sqlite file."""
     try:
         with open(path, "rb") as handle:
             header = handle.read(len(SQLITE_HEADER))
     except OSError as exc:
-        raise _problem(uri, f"cannot be read ({exc.strerror})") from None
+        raise _problem(uri, f"cannot be read ({exc.strerror})", option=option) from None
     if not header:
         return None  # an empty file is an empty database to sqlite; MLflow creates its tables
     if header != SQLITE_HEADER:
-        raise _problem(uri, "names a file that is not a sqlite database (no 'SQLite format 3' header)", VALID)
+        raise _problem(uri, "names a file that is not a sqlite database (no 'SQLite format 3' header)", VALID, option)
     try:
-        revision = _read_revision(path)
+        revision, damage = _read_revision(path, integrity=integrity)
     except sqlite3.DatabaseError as exc:
-        raise _problem(uri, f"names a damaged sqlite database ({exc})") from None
+        damage = str(exc)
+    if damage is not None:
+        raise _damaged(uri, path, damage, option)
     return schema.check_revision(uri, path, revision, upgrade_store=upgrade_store)
 
 
-def _read_revision(path: Path) -> object:
-    """alembic_version's revision; None for a database with tables but no alembic_version,
-    ``schema.NO_TABLES`` for an empty one. Raises sqlite3.DatabaseError for a damaged file."""
+def _damaged(uri: str, path: Path, damage: str, option: UriOption) -> ConfigError:
+    # sqlite's .recover salvages every row it can still read into a new database; the damaged
+    # file is left as it is, for the user to keep or replace.
+    path = path.resolve()
+    recovered = path.with_name(f"{path.stem}-recovered{path.suffix or '.db'}")
+    return _problem(
+        uri,
+        f"names a damaged sqlite database ({damage}); nothing was written to it; to salvage its runs: "
+        f'sqlite3 {path} ".recover" | sqlite3 {recovered}, then use {option.key}=sqlite:///{recovered}',
+        option=option,
+    )
+
+
+def _read_revision(path: Path, *, integrity: bool = True) -> tuple[object, str | None]:
+    """(alembic_version's revision, the first damage ``quick_check`` found or None). The
+    revision is None for a database with tables but no alembic_version, ``schema.NO_TABLES`` for
+    an empty one. Raises sqlite3.DatabaseError for a file sqlite cannot read at all."""
     try:
-        return _query_revision(path, read_only=True)
+        return _query_revision(path, read_only=True, integrity=integrity)
     except sqlite3.OperationalError:
         if not path.with_name(path.name + "-journal").exists():
             raise
         # A hot journal: a writer died mid-transaction (e.g. a killed run). Only a writable
         # connection may roll it back, as sqlite does on the first open by MLflow anyway.
-        return _query_revision(path, read_only=False)
+        return _query_revision(path, read_only=False, integrity=integrity)
 
 
-def _query_revision(path: Path, *, read_only: bool) -> object:
+def _quick_check(connection: sqlite3.Connection) -> str | None:
+    """The first problem sqlite's ``quick_check`` reports (it reads every page, but skips the
+    index-to-table cross-checks of ``integrity_check``), or None."""
+    rows = connection.execute("PRAGMA quick_check(1)").fetchall()
+    first = str(rows[0][0]) if rows else "ok"
+    return None if first == "ok" else " ".join(first.replace("*** in database main ***", "").split())[:200]
+
+
+def _query_revision(path: Path, *, read_only: bool, integrity: bool = True) -> tuple[object, str | None]:
     target = f"file:{quote(str(path.resolve()))}" + ("?mode=ro" if read_only else "")
     connection = sqlite3.connect(target, uri=True, timeout=30)
     try:
@@ -299,13 +395,14 @@ def _query_revision(path: Path, *, read_only: bool) -> object:
         # process may be writing. A truncated file fails here: sqlite compares the page count
         # in its header with the file's size ("database disk image is malformed").
         connection.execute("BEGIN")
+        damage = _quick_check(connection) if integrity else None
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
-            return schema.NO_TABLES
+            return schema.NO_TABLES, damage
         if "alembic_version" not in tables:
-            return None
+            return None, damage
         rows = connection.execute("SELECT version_num FROM alembic_version").fetchall()
-        return rows[0][0] if rows else None
+        return (rows[0][0] if rows else None), damage
     finally:
         connection.close()
 

@@ -37,9 +37,10 @@ from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
 from .extras import RunExtras
-from .faults import StoreFullError, store_full
+from .faults import SpoolWriteError, StoreFullError, UnrecordedError, store_full
 from . import naming
 from .metric_names import MetricLayout
+from .credentials import redact
 from .datasets import dataset_name, log_datasets
 from .description import describe, set_note
 from .params import log_params, tracking_tag, truncate
@@ -102,7 +103,7 @@ def _uri_for(settings: TrackingSettings, parent: sweep_parent.ParentRun | None) 
 
 def _run_name(settings: TrackingSettings, context: RunContext, parent: sweep_parent.ParentRun | None) -> str | None:
     if settings.run_name:
-        return truncate(settings.run_name, MAX_RUN_NAME)
+        return truncate(redact(settings.run_name), MAX_RUN_NAME)
     if parent is not None and context.overrides:
         name = naming.child_name(context.overrides, parent.swept_keys, sampled=parent.sampled, job=context.job_num)
         if name:
@@ -126,7 +127,8 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
     every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
-    client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
+    # The store's pages were read up front (a single run's preflight, or its sweep's parent).
+    client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store, integrity=False)
     with bounded_http(is_http(uri)):
         yield from _tracked(settings, uri, client, experiment_id, every_iteration, every_epoch, context, parent)
 
@@ -267,9 +269,9 @@ def _end(
     problems = []
 
     def artifacts() -> None:
-        if spooling is not None and spooling.lost and not spooling.try_resume():
+        if spooling is not None and spooling.lost and spooling.broken is None and not spooling.try_resume():
             # Kept with the spool for `runs replay`, instead of waiting on a dead server.
-            _log_artifacts(LocalArtifacts(spooling.spool.artifacts_dir), run_id, context, tracker, plots)
+            _log_artifacts(LocalArtifacts(spooling.spool), run_id, context, tracker, plots)
         else:
             _log_artifacts(client, run_id, context, tracker, plots)
             if extras is not None and tracker is not None:
@@ -280,26 +282,47 @@ def _end(
             action()
         except BaseException as exc:  # noqa: BLE001 - report and keep ending the run
             problems.append(store_full(exc, uri) or exc)
-            if not isinstance(exc, ServerLost):  # already announced by its warning line
+            # A lost server was announced by its warning line; a spool that cannot be written
+            # is the command's own error line when training had ended well.
+            if not isinstance(exc, ServerLost) and not (isinstance(exc, SpoolWriteError) and outcome is None):
                 print(f"backproplab: while ending MLflow run {run_id}: {one_line(problems[-1])}", file=sys.stderr)
-    if spooling is not None and spooling.lost:
+    losses = "; ".join(spooling.spool.losses) if spooling is not None else ""
+    if spooling is not None and spooling.lost and spooling.broken is None:
         lost = spooling.reason()
+        kept = (status, reason)
         if status == RunStatus.FINISHED:
             status, reason = RunStatus.FAILED, lost
         elif outcome is not None and not isinstance(outcome, ServerLost):
             reason = f"{reason}; {lost}"
-        spooling.spool.end(RunStatus.to_string(status), reason, _note_text(context, tracker, RunStatus.to_string(status), reason))
-        return ServerLost(lost) if outcome is None else None
+        if losses:
+            reason = f"{reason}; {losses}"
+        try:
+            spooling.spool.end(RunStatus.to_string(status), reason, _note_text(context, tracker, RunStatus.to_string(status), reason))
+            return ServerLost(lost) if outcome is None else None
+        except SpoolWriteError as exc:
+            # The spool cannot keep the ending either: it goes to the store, if that answers.
+            problems.append(exc)
+            if outcome is not None:  # else it is the command's own error line
+                print(f"backproplab: while ending MLflow run {run_id}: {one_line(exc)}", file=sys.stderr)
+            status, reason = kept
     problems = [p for p in problems if not isinstance(p, ServerLost)]
     unrecorded = None
-    if status == RunStatus.FINISHED and problems:
-        status, reason = RunStatus.FAILED, f"could not record the run: {one_line(problems[0])}"
-        unrecorded = next((p for p in problems if isinstance(p, StoreFullError)), None)
+    if status == RunStatus.FINISHED and (problems or losses):
+        # Trained to the end, but not all of it is in the store: the command fails with the
+        # same line the run's failure_reason holds, so exit code, result.json and MLflow agree.
+        unrecorded = next((p for p in problems if isinstance(p, (StoreFullError, SpoolWriteError))), None)
+        if unrecorded is None:
+            unrecorded = UnrecordedError(f"could not record the run: {one_line(problems[0]) if problems else losses}")
+        status, reason = RunStatus.FAILED, one_line(unrecorded)
+    elif losses and losses not in (reason or ""):
+        reason = f"{reason}; {losses}"
     if status == RunStatus.FINISHED and guard.caught:
         sweep_parent.interrupted = True
         status = RunStatus.KILLED
         reason = f"interrupted by {describe_signal(guard.caught[0])}{where}, while the finished run was being saved"
     try:
+        if spooling is not None:
+            spooling.record_losses()
         if reason:
             client.set_tag(run_id, FAILURE_TAG, reason)
         set_note(client, run_id, _note_text(context, tracker, RunStatus.to_string(status), reason))

@@ -19,6 +19,7 @@ call, several calls per run end), then left the run RUNNING and its unsent metri
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -31,12 +32,19 @@ from mlflow.entities import Metric
 
 from backproplab.errors import BackproplabError, ConfigError
 from .buffer import Block, MAX_METRICS_PER_BATCH
+from .credentials import public, redact
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
+
+from .faults import SpoolWriteError, spool_write_error
+from .params import truncate
 from .reachability import check_http
 from .store import environment
 from . import upload
 from .upload import NOT_SENT, AppGone, BlockUploads, ParallelUploads, is_server_loss, send_all
 
 SPOOL_DIR = ".backproplab-spool"
+# On a run whose spool file was lost mid-run: how many metrics of which steps, and why.
+METRICS_LOST_TAG = "backproplab.metrics_lost"
 SPOOL_FORMAT = 1
 # A write to a dead server fails after at most about (1 + retries) x timeout + the backoff
 # (1 s, 2 s): ~3 s when the connection is refused (a server that died). With the 15 s flush
@@ -111,31 +119,95 @@ def metrics_of(rows: list[list[Any]]) -> list[Metric]:
 
 
 class Spool:
-    """The append-only file of one run's unsent metrics, its final status and its artifacts."""
+    """The append-only file of one run's unsent metrics, its final status and its artifacts.
 
-    def __init__(self, path: Path, run_id: str, tracking_uri: str) -> None:
+    Every write is whole or absent: the file is created by a rename of a complete, fsynced
+    temporary file, and a record appended later is cut off again if the write fails (a full
+    disk), so a reader never meets half a record followed by more. The spool knows what it
+    wrote: a file that was deleted, replaced or truncated under it (a cleanup job, ``git
+    clean``) is a loss, said once on stderr and kept in ``losses`` and as a ``lost`` record of
+    the new file, never silently started afresh."""
+
+    def __init__(self, path: Path, run_id: str, tracking_uri: str, out: Any = None) -> None:
         self.path = path
         self.run_id = run_id
         self.tracking_uri = tracking_uri
+        self.out = out or sys.stderr
+        self.losses: list[str] = []
+        self.reported = 0  # losses already tagged on the run (the server answered since)
+        self._written = 0  # bytes of the file as this process left it
+        self._inode: int | None = None
+        self._steps: list[int] = []  # [first, last, count] of the metrics in the file
 
     @property
     def artifacts_dir(self) -> Path:
         return self.path.with_suffix(".artifacts")
 
+    @property
+    def manifest(self) -> Path:
+        """Size and SHA-256 of every artifact kept, written after them: ``runs replay`` uploads
+        only the files it vouches for."""
+        return self.path.with_suffix(".manifest.json")
+
+    def check_intact(self) -> None:
+        """Record a loss if the file this process wrote is gone, replaced or shorter."""
+        if self._inode is None:
+            return
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            stat = None
+        if stat is not None and stat.st_ino == self._inode and stat.st_size >= self._written:
+            return
+        first, last, count = self._steps or [None, None, 0]
+        what = "deleted" if stat is None else "replaced or truncated"
+        loss = f"{count} spooled metrics (steps {first} to {last}) were lost: the spool file {self.path} was {what} during the run"
+        self.losses.append(loss)
+        print(f"warning: {loss}; the run records the loss, and spools anew", file=self.out, flush=True)
+        self._forget()
+
+    def _forget(self) -> None:
+        self._inode, self._written, self._steps = None, 0, []
+
     def _append(self, record: dict[str, Any]) -> None:
-        new = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            if new:
-                header = {"backproplab_spool": SPOOL_FORMAT, "run_id": self.run_id, "tracking_uri": self.tracking_uri}
-                f.write(json.dumps(header) + "\n")
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())  # the point of the spool is to survive what comes next
+        self.check_intact()
+        if self._inode is None:
+            header = {"backproplab_spool": SPOOL_FORMAT, "run_id": self.run_id, "tracking_uri": public(self.tracking_uri)}
+            records = [header, *({"lost": loss} for loss in self.losses[self.reported :]), record]
+            self._create("".join(json.dumps(r) + "\n" for r in records).encode())
+            return
+        data = (json.dumps(record) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except OSError as exc:
+            raise spool_write_error(exc, self.path, "spooling metrics") from None
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)  # the point of the spool is to survive what comes next
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._written)  # no half record for a reader to stop at
+                raise spool_write_error(exc, self.path, "spooling metrics") from None
+        finally:
+            os.close(fd)
+        self._written += len(data)
+
+    def _create(self, data: bytes) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, data)
+            self._inode = os.stat(self.path).st_ino
+        except OSError as exc:
+            raise spool_write_error(exc, self.path, "spooling metrics") from None
+        self._written = len(data)
 
     def add(self, rows: list[list[Any]]) -> None:
         if rows:
             self._append({"metrics": rows})
+            steps = [int(row[3]) for row in rows]
+            first, last, count = self._steps or [min(steps), max(steps), 0]
+            self._steps = [min(first, *steps), max(last, *steps), count + len(rows)]
 
     def end(self, status: str, reason: str | None, note: str | None = None) -> None:
         """``note``: the run's description, which ``runs replay`` writes with the status."""
@@ -143,13 +215,45 @@ class Spool:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.manifest.unlink(missing_ok=True)
         shutil.rmtree(self.artifacts_dir, ignore_errors=True)
+        self._forget()
         with contextlib.suppress(OSError):
             self.path.parent.rmdir()  # only when empty: other runs' spools stay
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole, or is as it was: a temporary file beside it, fsynced, then
+    renamed over it (and the directory fsynced, so the rename survives a crash too)."""
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
 def read_spool(path: Path) -> tuple[dict[str, Any], list[list[Any]], dict[str, Any] | None]:
-    """(header, metric rows in order, end record or None); a ConfigError naming what is wrong."""
+    """(header, metric rows in order, end record or None); a ConfigError naming what is wrong.
+    The header gains ``losses``: the sentences of the file's ``lost`` records."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -174,6 +278,8 @@ def read_spool(path: Path) -> tuple[dict[str, Any], list[list[Any]], dict[str, A
             rows.extend(record["metrics"])
         elif "end" in record:
             end = record["end"]
+        elif "lost" in record:
+            header.setdefault("losses", []).append(str(record["lost"]))
     if header is None:
         raise ConfigError(f"spool file {path} is empty; valid: a file written by backproplab")
     return header, rows, end
@@ -181,14 +287,51 @@ def read_spool(path: Path) -> tuple[dict[str, Any], list[list[Any]], dict[str, A
 
 class LocalArtifacts:
     """Stands in for the client's ``log_artifacts`` while the server is gone: the files go next
-    to the spool, and ``runs replay`` uploads them."""
+    to the spool, each written whole (``write_atomically``), then listed with its size and
+    SHA-256 in the spool's manifest; ``runs replay`` uploads the files the manifest vouches for."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:  # noqa: ARG002
-        target = self.directory / artifact_path if artifact_path else self.directory
-        shutil.copytree(local_dir, target, dirs_exist_ok=True)
+        target = self.spool.artifacts_dir / artifact_path if artifact_path else self.spool.artifacts_dir
+        manifest = read_manifest(self.spool.manifest) or {}
+        try:
+            for source in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
+                destination = target / source.relative_to(local_dir)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                data = source.read_bytes()
+                write_atomically(destination, data)
+                key = destination.relative_to(self.spool.artifacts_dir).as_posix()
+                manifest[key] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            write_atomically(self.spool.manifest, json.dumps(manifest, indent=1).encode())
+        except OSError as exc:
+            raise spool_write_error(exc, target, "saving the run's artifacts") from None
+
+
+def read_manifest(path: Path) -> dict[str, dict[str, Any]] | None:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def damaged_artifacts(spool: Spool) -> list[str]:
+    """The spooled artifact files the manifest does not vouch for (missing from it, another
+    size or content: written when the disk filled, or cut short), by relative path."""
+    directory = spool.artifacts_dir
+    if not directory.is_dir():
+        return []
+    manifest = read_manifest(spool.manifest) or {}
+    damaged = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        key = path.relative_to(directory).as_posix()
+        expected = manifest.get(key)
+        data = path.read_bytes()
+        if not expected or expected.get("size") != len(data) or expected.get("sha256") != hashlib.sha256(data).hexdigest():
+            damaged.append(key)
+    return damaged
 
 
 class SpoolingSink:
@@ -210,6 +353,7 @@ class SpoolingSink:
         self.client = client
         self.run_id = run_id
         self.uri = uri
+        self.shown = public(uri)  # for messages: no credentials
         self.spool = spool
         self.stop = stop
         self.out = out or sys.stderr
@@ -218,13 +362,18 @@ class SpoolingSink:
         # server_app=False (logger.buffer.writer=log_batch): MLflow's call, whatever the server offers.
         self.blocks = BlockUploads(client, enabled=server_app)
         self.spooled = 0
+        # The spool could not be written (a full disk): what it failed to keep is lost, the run
+        # ends with this error, and later blocks are not tried there again.
+        self.broken: SpoolWriteError | None = None
         self._last_spooled: Block | None = None
         self._partial: Block | None = None
         self._stored: set[int] = set()
 
     def __call__(self, block: Block) -> int:
-        if block is self._last_spooled:
-            return 0  # the block a stop raised on, resent by the writer: it is in the spool
+        if block is self._last_spooled or self.broken is not None:
+            # The block a stop raised on, resent by the writer: it is in the spool. Or the spool
+            # is broken, which the run's error already says.
+            return 0
         if self.lost and not self.try_resume():
             self._spool(block_rows(block))
             self._last_spooled = block
@@ -244,8 +393,8 @@ class SpoolingSink:
         self._partial = None
         if self.uploads.in_flight < in_flight and self.uploads.backed_off is not None:
             print(
-                f"backproplab: MLflow tracking server {self.uri} failed calls sent {in_flight} at a time "
-                f"({short(self.uploads.backed_off)}); the run's metrics go one call at a time from now on",
+                f"backproplab: MLflow tracking server {self.shown} failed calls sent {in_flight} at a time "
+                f"({redact(short(self.uploads.backed_off))}); the run's metrics go one call at a time from now on",
                 file=self.out,
                 flush=True,
             )
@@ -267,7 +416,7 @@ class SpoolingSink:
             return self.blocks.send(self.run_id, block)
         except AppGone as gone:
             print(
-                f"backproplab: MLflow tracking server {self.uri} no longer runs backproplab's app ({gone}); "
+                f"backproplab: MLflow tracking server {self.shown} no longer runs backproplab's app ({gone}); "
                 "the run's metrics go by log_batch from now on",
                 file=self.out,
                 flush=True,
@@ -284,7 +433,15 @@ class SpoolingSink:
         return self.uploads.calls + self.blocks.calls
 
     def _spool(self, rows: list[list[Any]]) -> None:
-        self.spool.add(rows)
+        try:
+            self.spool.add(rows)
+        except SpoolWriteError as exc:
+            steps = [int(row[3]) for row in rows] or [0]
+            self.broken = SpoolWriteError(
+                f"{exc}; the run's metrics went there because MLflow tracking server {self.shown} stopped answering, "
+                f"and {len(rows)} of them (steps {min(steps)} to {max(steps)}) are now in no store and no file"
+            )
+            raise self.broken from None
         self.spooled += len(rows)
 
     def _lose(self, exc: BaseException, block: Block, rows: list[list[Any]]) -> None:
@@ -300,7 +457,7 @@ class SpoolingSink:
             else "training goes on; they are written if the server returns (logger.on_server_loss=continue)"
         )
         print(
-            f"warning: MLflow tracking server {self.uri} stopped answering while writing metrics ({short(exc)}); "
+            f"warning: MLflow tracking server {self.shown} stopped answering while writing metrics ({redact(short(exc))}); "
             f"unsent metrics are spooled to {self.spool.path}; {then}; "
             f"to send them later: backproplab runs replay {self.spool.path}",
             file=self.out,
@@ -311,9 +468,12 @@ class SpoolingSink:
 
     def try_resume(self) -> bool:
         """Ask the server once; if it answers, write the spool and go back to normal."""
+        if self.broken is not None:
+            return False
         try:
             check_http(self.uri)
-            _header, rows, _end = read_spool(self.spool.path)
+            self.spool.check_intact()
+            rows = read_spool(self.spool.path)[1] if self.spool.path.exists() else []
             metrics = metrics_of(rows)
             # Duplicates of rows already accepted are skipped by MLflow's store.
             send_all(self.client, self.run_id, metrics, MAX_METRICS_PER_BATCH, self.uploads.in_flight)
@@ -321,10 +481,11 @@ class SpoolingSink:
             if isinstance(exc, ConfigError) or is_server_loss(exc):
                 return False
             raise
+        self.record_losses()
         self.spool.remove()
         self.lost = False
         print(
-            f"backproplab: MLflow tracking server {self.uri} answers again; {len(metrics)} spooled metrics written, "
+            f"backproplab: MLflow tracking server {self.shown} answers again; {len(metrics)} spooled metrics written, "
             "the run carries on",
             file=self.out,
             flush=True,
@@ -332,9 +493,15 @@ class SpoolingSink:
         self.spooled = 0
         return True
 
+    def record_losses(self) -> None:
+        """The spool's losses as the run's ``backproplab.metrics_lost`` tag, once the server answers."""
+        if self.spool.losses:
+            self.client.set_tag(self.run_id, METRICS_LOST_TAG, truncate("; ".join(self.spool.losses), MAX_TAG_VAL_LENGTH))
+            self.spool.reported = len(self.spool.losses)
+
     def reason(self) -> str:
         return (
-            f"MLflow tracking server {self.uri} was lost during the run; unsent metrics are spooled in {self.spool.path} "
+            f"MLflow tracking server {self.shown} was lost during the run; unsent metrics are spooled in {self.spool.path} "
             f"(send them with: backproplab runs replay {self.spool.path})"
         )
 

@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage
 
 from backproplab.errors import ConfigError
+from .credentials import reveal
 from .reachability import check_http, check_postgresql, check_scheme, check_sqlite, check_writable, shown_uri, sqlite_path, store_lock
 from .schema import backup_path
 
@@ -29,8 +30,9 @@ CHECK_HTTP_TIMEOUT_S = "4"
 
 
 def resolve_uri(tracking_uri: str | None) -> str:
-    """``None`` means MLflow's own default: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the cwd."""
-    return tracking_uri if tracking_uri is not None else mlflow.get_tracking_uri()
+    """``None`` means MLflow's own default: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in
+    the cwd. A password the command line moved out of the URI is put back (``credentials.reveal``)."""
+    return reveal(tracking_uri if tracking_uri is not None else mlflow.get_tracking_uri())
 
 
 @contextlib.contextmanager
@@ -75,13 +77,15 @@ def _fast_http_failure() -> contextlib.AbstractContextManager[None]:
     return environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": CHECK_HTTP_TIMEOUT_S})
 
 
-def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> tuple[MlflowClient, str]:
+def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False, integrity: bool = True) -> tuple[MlflowClient, str]:
     """A client for ``uri`` and the id of ``experiment_name`` (created if missing), or one ConfigError.
 
     A sqlite store is opened under an exclusive ``<store>.lock``: MLflow creates a new store's
     tables and runs its migrations on first open, and two processes doing that at once fail
     with "table ... already exists". Its schema revision is checked again under that lock (the
-    cheap check ran before it), so a store is never upgraded behind the user's back."""
+    cheap check ran before it), so a store is never upgraded behind the user's back.
+    ``integrity=False`` skips sqlite's page check, for a process whose store was checked up front
+    (a single run's preflight, a sweep's parent)."""
     started = time.monotonic()
     scheme = check_scheme(uri)
     http = scheme in ("http", "https")
@@ -99,7 +103,7 @@ def connect(uri: str, experiment_name: str, *, upgrade_store: bool = False) -> t
     try:
         with lock, guard, quiet_loggers("mlflow.store.db.utils", "alembic"):
             if path is not None:
-                old = check_sqlite(uri, upgrade_store=upgrade_store, locked=True)
+                old = check_sqlite(uri, upgrade_store=upgrade_store, locked=True, integrity=integrity)
                 if old is not None:
                     _upgrade(uri, path, old)
             client = MlflowClient(tracking_uri=uri)

@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 
 from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
+from .credentials import redact
 from .params import truncate
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
@@ -74,14 +75,14 @@ def component_tags(components: Iterable) -> dict[str, str]:
 
 
 def overrides_tag(overrides: Sequence[str]) -> str:
-    return truncate(" ".join(overrides), MAX_TAG_VAL_LENGTH)
+    return truncate(redact(" ".join(overrides)), MAX_TAG_VAL_LENGTH)
 
 
 def one_line(exc: BaseException) -> str:
-    """The reason as the console states it, cut to fit a tag."""
+    """The reason as the console states it, cut to fit a tag; no password of a URI in it."""
     from backproplab.errors import exception_line
 
-    return truncate(exception_line(exc), 1000)
+    return truncate(redact(exception_line(exc)), 1000)
 
 
 HOST_TAG = "backproplab.host"
