@@ -82,9 +82,10 @@ def data_schema(registry: Registry, name: str) -> type:
     (``data.n_samples`` typed from its signature) and the common options."""
     registration = registry.get(DATA_KIND, name)
     base = schema_of(DATA_GROUP, name, registration.factory)
-    own = {f.name for f in dataclasses.fields(base)}
     options = option_defaults(registration.factory, registration.hyperparameters())
-    extra = [(key, Any, dataclasses.field(default=value)) for key, value in options.items() if key not in own]
+    # Untyped even where the factory declares one (a generator's seed: int): loading the data
+    # set checks them, in the words that name their ranges.
+    extra = [(key, Any, dataclasses.field(default=value)) for key, value in options.items()]
     return dataclasses.make_dataclass(
         base.__name__, extra, bases=(base,),
         namespace={COMPONENT_ATTR: getattr(base, COMPONENT_ATTR), DEFAULTS_ATTR: getattr(base, DEFAULTS_ATTR)},

@@ -19,7 +19,7 @@ def test_two_arms_point_symmetric_and_seeded():
     assert np.array_equal(a.X, b.X) and not np.array_equal(a.X, c.X)
 
 
-@pytest.mark.parametrize("bad, message", [({"n_points": 1}, "n_points=1"), ({"turns": 0}, "turns=0"), ({"noise": -1}, "noise=-1")])
+@pytest.mark.parametrize("bad, message", [({"n_points": 1}, "n_points=1"), ({"n_points": 2**31}, "n_points=2147483648"), ({"turns": 0}, "turns=0"), ({"noise": -1}, "noise=-1")])
 def test_bad_options_are_one_line_value_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         spirals(**bad)

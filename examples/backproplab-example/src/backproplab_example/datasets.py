@@ -11,12 +11,15 @@ import numpy as np
 
 import backproplab
 
+# A million points per arm is far more than a spiral needs, and still fits in memory.
+MAX_POINTS = 1_000_000
+
 
 @backproplab.data_defaults(val_fraction=0.2, standardize=True, batch_size=16)
 def spirals(n_points: int = 100, turns: float = 1.5, noise: float = 0.05, seed: int = 0) -> backproplab.Examples:
     """``n_points`` per arm, ``turns`` revolutions, Gaussian ``noise`` on both coordinates."""
-    if n_points < 2:
-        raise ValueError(f"data.n_points={n_points} is too small; valid: an integer >= 2")
+    if not 2 <= n_points <= MAX_POINTS:  # checked before numpy allocates the points
+        raise ValueError(f"data.n_points={n_points} is invalid; valid: an integer in [2, {MAX_POINTS}]")
     if not 0 < turns <= 10:
         raise ValueError(f"data.turns={turns} is invalid; valid: a number in (0, 10]")
     if not 0 <= noise <= 1:
