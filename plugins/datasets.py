@@ -24,9 +24,8 @@ import numpy as np
 
 from backproplab import Examples, data_defaults, hookimpl
 from backproplab.components.datasets import Wording, interpret
-from backproplab.run.resources import DATA_COPIES, FLOAT_BYTES, format_bytes, machine_memory
 from backproplab.errors import ConfigError
-from backproplab.validation import is_finite_number
+from backproplab.validation import check_data_size, is_finite_number
 
 SEED_EXAMPLE_X = [[7.0, 8.0, 10.0]]
 SEED_EXAMPLE_Y = [1.0]
@@ -53,21 +52,7 @@ def xor() -> Examples:
 def _n_samples(n: Any, n_features: int = 2) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ConfigError(f"data.n_samples={n!r} is invalid; valid: an integer >= 2")
-    # Before the generator allocates: numpy would fail with "Unable to allocate 373 GiB".
-    memory = machine_memory()
-    if memory is not None:
-        needed = n * n_features * FLOAT_BYTES * DATA_COPIES
-        if needed > memory:
-            largest = memory // (n_features * FLOAT_BYTES * DATA_COPIES)
-            raise ConfigError(
-                key="data.n_samples",
-                value=n,
-                problem=(
-                    f"needs about {format_bytes(needed)} ({n} samples x {n_features} features x {FLOAT_BYTES} bytes, "
-                    f"x{DATA_COPIES} for the generated, split and scaled copies), but this machine has {format_bytes(memory)} of memory"
-                ),
-                valid=f"an integer in [2, {largest}]",
-            )
+    check_data_size("data.n_samples", n, n, n_features)
     return n
 
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from backproplab.components.datasets import FRAMEWORK_OPTIONS, TASKS, as_examples, features, targets_of  # noqa: F401 - TASKS re-exported
+from backproplab.components.datasets import FRAMEWORK_OPTIONS, as_examples, features, option_defaults, targets_of
 from backproplab.components.loading import get_registry
 from backproplab.components.registry import Registration, Registry, accepts_any_keyword
 from backproplab.errors import ConfigError, closest, exception_line, format_problem
@@ -177,14 +177,12 @@ def _owner(registration: Registration) -> str:
 
 
 def _factory_params(registration: Registration, cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword arguments the factory is called with: its own options, and any framework
-    option it declares (``seed``), as configured or at their defaults; checked against the
-    schema generated from its signature."""
+    """The keyword arguments the factory is called with: the configured values of its own
+    options and of any common option it declares (``seed``), checked against the schema
+    generated from its signature; an option left out takes the factory's default."""
     parameters = registration.hyperparameters()
-    params = {k: v for k, v in cfg.items() if k in parameters and k != "name"}
-    for key in FRAMEWORK_OPTIONS:
-        if key in parameters and key not in params and key in cfg:
-            params[key] = cfg[key]
+    takes_any = accepts_any_keyword(registration.factory)  # **options: every key that is not a common one
+    params = {k: v for k, v in cfg.items() if k != "name" and (k in parameters or (takes_any and k not in COMMON_KEYS))}
     schema = schema_of("data", registration.name, registration.factory)
     return check_hyperparameters("data", f"data={registration.name}", schema, params)
 
@@ -218,17 +216,19 @@ def load_dataset(cfg: Mapping[str, Any], registry: Registry | None = None) -> Da
         if unknown:
             valid = ", ".join([*COMMON_KEYS, *own])
             raise ConfigError(f"data.{unknown[0]} is not an option of data={name}; valid: {valid}")
-    seed = cfg.get("seed", 0)
+    # A mapping without Hydra may leave common options out: the data set's own defaults apply.
+    defaults = option_defaults(registration.factory, registration.hyperparameters())
+    seed = cfg.get("seed", defaults["seed"])
     # scikit-learn's random_state takes 32 bits, as numpy's legacy seeds do.
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**32 - 1:
         raise ConfigError(key="data.seed", value=seed, valid=f"an integer in [0, {2**32 - 1}] (2**32 - 1)")
     try:
-        fraction = check_fraction("data.val_fraction", cfg.get("val_fraction", 0.0))
+        fraction = check_fraction("data.val_fraction", cfg.get("val_fraction", defaults["val_fraction"]))
     except ConfigError:
         raise ConfigError(
             f"data.val_fraction={cfg.get('val_fraction')!r} is invalid; valid: a number in [0, 1)"
         ) from None
-    standardize = _check_bool("standardize", cfg.get("standardize", False))
+    standardize = _check_bool("standardize", cfg.get("standardize", defaults["standardize"]))
     raw, source = _examples(registration, _factory_params(registration, cfg))
     try:
         X_train, y_train, X_val, y_val = _split(raw, fraction, seed)
