@@ -9,6 +9,7 @@ from backproplab.numerics.network import Network
 from backproplab.numerics.trainer import Callback, EpochSummary, History, Step, Trainer
 from backproplab.components.loading import get_plugins, get_registry, load_plugins
 from backproplab.components.build import build_network, build_trainer
+from backproplab.components.datasets import Examples, data_defaults
 
 try:
     __version__ = _version("backproplab")
@@ -35,5 +36,7 @@ __all__ = [
     "load_plugins",
     "build_network",
     "build_trainer",
+    "Examples",
+    "data_defaults",
     "__version__",
 ]

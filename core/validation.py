@@ -6,6 +6,7 @@ The foundation of every layer: the numerics check their inputs with these, and c
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -78,3 +79,67 @@ def as_float_matrix(name: str, value: Any, dtype: np.dtype, n_columns: int | Non
             "inputs must be finite numbers"
         )
     return arr
+
+
+# -- memory ---------------------------------------------------------------------------------------
+
+# A generated or loaded data set exists about this many times over while it is split and
+# standardised (the generator's arrays, the split, the scaled copy).
+DATA_COPIES = 4
+FLOAT_BYTES = 8  # float64, the dtype of data sets and of the default network
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory (``SC_PHYS_PAGES * SC_PAGE_SIZE``), else ``MemTotal`` of
+    /proc/meminfo; None when neither can be read, and then no memory bound is applied.
+
+    The total, not what is free right now: a run refused for lack of memory must be refused
+    every time, not depending on what else happens to be running (other jobs of a sweep)."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and size > 0:
+            return int(pages) * int(size)
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def format_bytes(n: int) -> str:
+    """``74.5 GiB``; absurd sizes stay short (``3.2e+09 PiB``) rather than a 30-digit number."""
+    value = float(n) if n < 2**1000 else float("inf")
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            break
+        value /= 1024
+    if unit == "bytes":
+        return f"{int(value)} bytes"
+    return f"{value:.1f} {unit}" if value < 1e6 else f"{value:.1e} {unit}"
+
+
+def check_data_size(key: str, value: Any, n_rows: int, n_features: int, *, memory: int | None = None) -> None:
+    """Refuse a data set of ``n_rows`` x ``n_features`` float64 values that cannot fit into the
+    machine's memory, before a generator allocates it: numpy would fail with "Unable to
+    allocate 373 GiB" naming no key. ``key=value`` is the option that sets the size."""
+    memory = machine_memory() if memory is None else memory
+    if memory is None:
+        return
+    needed = n_rows * n_features * FLOAT_BYTES * DATA_COPIES
+    if needed <= memory:
+        return
+    largest = memory // (n_features * FLOAT_BYTES * DATA_COPIES)
+    raise ConfigError(
+        key=key,
+        value=value,
+        problem=(
+            f"needs about {format_bytes(needed)} ({n_rows} samples x {n_features} features x {FLOAT_BYTES} bytes, "
+            f"x{DATA_COPIES} for the generated, split and scaled copies), but this machine has {format_bytes(memory)} of memory"
+        ),
+        valid=f"an integer in [2, {largest}]",
+    )

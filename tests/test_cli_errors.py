@@ -49,7 +49,8 @@ CASES = {
     "unknown loss": (["loss=bce2"], r"^error: loss=bce2: unknown loss 'bce2'; available: .*bce.*; did you mean 'bce'\?$"),
     "unknown initializer": (["initializer=xavier"], r"unknown initializer 'xavier'; available: .*xavier_normal"),
     "unknown activation": (["model.activation=sigmod"], r"^error: model.activation: unknown activation 'sigmod'; available: .*did you mean 'sigmoid'\?$"),
-    "unknown data set": (["data=mnist"], r"^error: data='mnist' is unknown; available: breast_cancer, circles, csv, digits, marks, moons, seed_example, xor"),
+    "unknown data set": (["data=mnist"], r"^error: data='mnist' is unknown; available: breast_cancer, circles, csv, digits, marks, moons, seed_example, (spirals, )?xor; "
+                         r"for a CSV file of your own: data=csv data.path=mnist.csv$"),
     "unknown experiment": (["experiment=lr_sweeps"], r"experiment='lr_sweeps' is unknown; available: .*; did you mean 'lr_sweep'\?$"),
     "unknown hyperparameter": (["optimizer.momentun=0.9"], r"^error: optimizer.momentun is not a key of the config; valid keys: name, lr, momentum, nesterov, weight_decay; did you mean 'momentum'\?$"),
     "lr is not a number": (["optimizer.lr=abc"], r"^error: optimizer.lr='abc' is invalid for optimizer=sgd; valid: a number"),

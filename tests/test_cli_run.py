@@ -117,9 +117,9 @@ import backproplab.run.job as job
 calls = []
 original = data.load_dataset
 
-def counted(cfg):
+def counted(cfg, *args, **kwargs):
     calls.append(cfg.get("name"))
-    return original(cfg)
+    return original(cfg, *args, **kwargs)
 
 job.load_dataset = counted  # prepare() looks it up in its own module
 atexit.register(lambda: print(f"loads={len(calls)}", file=sys.stderr))

@@ -19,7 +19,6 @@ from backproplab.hydra_app.compat import version_base
 from backproplab import hookimpl
 from backproplab.run.job import prepare
 from backproplab.hydra_app.config_store import component_node, experiment_names, group_options, register_configs, yaml_options
-from backproplab.run.data import LOADERS
 from backproplab.errors import ConfigError
 from backproplab.run.schema import config_error
 from backproplab.components.loading import get_registry, load_plugins
@@ -92,7 +91,10 @@ def test_unknown_hyperparameter_is_rejected_by_hydra():
         _compose("optimizer.lrr=0.1")
 
 
-@pytest.mark.parametrize("name", sorted(LOADERS))
+BUILTIN_DATA = ["breast_cancer", "circles", "csv", "digits", "marks", "moons", "seed_example", "xor"]
+
+
+@pytest.mark.parametrize("name", BUILTIN_DATA)
 def test_every_data_option_composes(name):
     assert name in group_options("data")
     extra = ["data.path=unused.csv"] if name == "csv" else []
@@ -101,8 +103,8 @@ def test_every_data_option_composes(name):
     assert cfg.data.batch_size > 0
 
 
-def test_data_options_are_exactly_the_loaders():
-    assert set(group_options("data")) == set(LOADERS)
+def test_data_options_are_exactly_the_registered_data_sets():
+    assert set(group_options("data")) == set(get_registry().names("dataset")) >= set(BUILTIN_DATA)
 
 
 def test_model_group_keys():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from backproplab.run.data import load_dataset
 from backproplab.errors import ConfigError
@@ -293,3 +294,62 @@ def test_a_noise_whose_points_would_overflow_is_refused_by_key(name, noise):
         load_dataset(data(name, noise=noise))
     assert info.value.key == "data.noise" and info.value.value == noise
     assert str(info.value).endswith("is invalid; valid: a number in [0, 1e6]")
+
+
+# -- blank lines and repeated names --------------------------------------------------------------
+
+
+def test_blank_lines_are_skipped_and_errors_give_the_real_line(tmp_path):
+    path = tmp_path / "gappy.csv"
+    path.write_text("\ny,x1\n\n1,2\n  \n0,abc\n")
+    with pytest.raises(ConfigError, match=r"^gappy.csv row 2 \(line 6\), column 'x1': 'abc' is not a finite number$"):
+        load_dataset(data("csv", path=str(path), target="y"))
+    quoted = tmp_path / "quoted.csv"  # a quoted cell spanning two lines: the next row starts two lines on
+    quoted.write_text('y,x1,note\n1,2,"two\nlines"\n0,,x\n')
+    with pytest.raises(ConfigError, match=r"^quoted.csv row 2 \(line 4\), column 'x1': '' is not a finite number$"):
+        load_dataset(data("csv", path=str(quoted), target="y", features=["x1"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(st.integers(0, 1), st.integers(-99, 99)), min_size=1, max_size=8),
+       blanks=st.lists(st.tuples(st.integers(0, 20), st.sampled_from(["", " ", "\t", "  \t "])), max_size=6))
+def test_blank_lines_anywhere_change_nothing(tmp_path, rows, blanks):
+    lines = ["y,x1"] + [f"{y},{x}" for y, x in rows]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("\n".join(lines) + "\n")
+    for position, blank in blanks:
+        lines.insert(min(position, len(lines)), blank)
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("\n".join(lines) + "\n")
+    a = load_dataset(data("csv", path=str(plain), target="y", task="binary"))
+    b = load_dataset(data("csv", path=str(gappy), target="y", task="binary"))
+    assert np.array_equal(a.X_train, b.X_train) and np.array_equal(a.y_train, b.y_train)
+
+
+@pytest.mark.parametrize(
+    "header, options, message",
+    [
+        ("x1,x1,y", {}, r"the column name 'x1' is in the header twice \(columns 1 and 2\)"),
+        ("y,x1,y", {}, r"the column name 'y' is in the header twice \(columns 1 and 3\)"),
+        ("x1,,,y", {}, r"an empty column name is in the header twice \(columns 2 and 3\)"),
+        ("x1,x2,y", {"features": ["x1", "x1"]}, r"^data.features: 'x1' is listed twice; valid: each column once$"),
+    ],
+)
+def test_a_name_that_stands_for_two_columns_is_refused(tmp_path, header, options, message):
+    path = tmp_path / "twice.csv"
+    n = len(header.split(","))
+    path.write_text(header + "\n" + ",".join(["1"] * n) + "\n" + ",".join(["0"] * n) + "\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_dataset(data("csv", path=str(path), target="y", **options))
+    assert "\n" not in str(info.value)
+
+
+def test_a_feature_called_target_keeps_its_column_in_the_mlflow_record():
+    from backproplab.run.data import Dataset
+    from backproplab.tracking.datasets import _frame
+
+    X, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0.0, 1.0])
+    ds = Dataset("csv", "binary", X, y, feature_names=["target", "x"])
+    frame, targets = _frame(ds, X, y)
+    assert list(frame.columns) == ["target", "x", "_target"] and targets == ["_target"]
+    assert frame["target"].tolist() == [1.0, 3.0] and frame["_target"].tolist() == [0.0, 1.0]

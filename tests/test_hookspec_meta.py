@@ -23,6 +23,7 @@ from backproplab.components import hookspecs
 from backproplab.components.registry import Source
 from backproplab.testing import (
     check_activation,
+    check_dataset,
     check_initializer,
     check_loss,
     check_optimizer,
@@ -81,9 +82,9 @@ def missing_tests(module, tests_dir: Path) -> list[str]:
 # --- the meta-tests ----------------------------------------------------------------------
 
 
-def test_the_four_registration_hooks_exist():
+def test_the_registration_hooks_exist():
     assert hookspec_names(hookspecs) == [
-        "register_activations", "register_initializers", "register_losses", "register_optimizers"]
+        "register_activations", "register_datasets", "register_initializers", "register_losses", "register_optimizers"]
 
 
 def test_every_hookspec_is_documented():
@@ -220,6 +221,25 @@ def test_hook_register_optimizers():
     params = {"W1": np.array([1.0, -1.0])}
     opt.step(params, {"W1": np.array([3.0, -0.2])})
     assert params["W1"].tolist() == [0.5, -0.5]
+
+
+def ring(n_points: int = 40, seed: int = 0):
+    """Points inside (label 0) and outside (label 1) the unit circle."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n_points, 2))
+    return X, (np.hypot(X[:, 0], X[:, 1]) > 1).astype(int)
+
+
+def test_hook_register_datasets():
+    from backproplab.run.data import load_dataset
+
+    plugin_set, info, source = _load_one("register_datasets", "ring", ring)
+    assert info.components["dataset"] == ["ring"]
+    assert plugin_set.registry.source_of("dataset", "ring") == source
+    assert {"moons", "csv", "seed_example"} <= set(plugin_set.registry.names("dataset")), "built-ins load alongside"
+    ds = load_dataset({"name": "ring", "n_points": 30, "val_fraction": 0.2, "seed": 4}, plugin_set.registry)
+    assert (ds.n_train, ds.n_val, ds.task, ds.feature_names) == (24, 6, "binary", ["x1", "x2"])
+    check_dataset(ring)
 
 
 def _exercise(hook_name, kind, name, factory, check):

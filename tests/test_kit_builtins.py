@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import backproplab
 from backproplab.components.loading import BUILTIN_DISTRIBUTION
-from backproplab.testing import parametrize_with_checks
+from backproplab.testing import parametrize_with_checks, with_options
 
 KNOWN_FAILURES: dict[str, str] = {}
 
 
 def builtin_components() -> dict[str, object]:
+    from backproplab.datasets import path
+
+    # csv has no default file: the kit reads the shipped marks.csv through it.
+    options = {"dataset:csv": {"params": {"path": str(path("marks.csv"))}}}
     return {
-        f"{r.kind}:{r.name}": r.factory
+        f"{r.kind}:{r.name}": with_options(r.factory, **options[f"{r.kind}:{r.name}"]) if f"{r.kind}:{r.name}" in options else r.factory
         for r in backproplab.get_registry()
         if r.source.distribution == BUILTIN_DISTRIBUTION
     }
@@ -34,8 +38,8 @@ def test_builtin_conforms(component, check):
 
 
 def test_every_builtin_kind_and_name_is_enumerated():
-    """The enumeration really covers the four kinds and the names the project promises."""
-    assert {label.split(":")[0] for label in BUILTINS} == {"activation", "loss", "initializer", "optimizer"}
+    """The enumeration really covers every kind and the names the project promises."""
+    assert {label.split(":")[0] for label in BUILTINS} == {"activation", "loss", "initializer", "optimizer", "dataset"}
     for required in ("activation:sigmoid", "activation:softmax", "loss:cross_entropy",
-                     "initializer:legacy_randn", "optimizer:adamw"):
+                     "initializer:legacy_randn", "optimizer:adamw", "dataset:csv", "dataset:moons"):
         assert required in BUILTINS

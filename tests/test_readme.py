@@ -56,12 +56,15 @@ def test_every_metric_family_is_documented():
 
 
 def test_every_data_set_and_experiment_is_documented():
-    from backproplab.run.data import LOADERS
+    import backproplab
     from backproplab.hydra_app.config_store import experiment_names
 
     section = README.split("### Data sets", 1)[1].split("\n### ", 1)[0]
     first_cells = " ".join(line.split("|")[1] for line in section.splitlines() if line.startswith("| `"))
-    for name in LOADERS:
+    for registration in backproplab.get_registry():
+        if registration.kind != "dataset" or registration.source.distribution != "backproplab":
+            continue
+        name = registration.name
         assert f"`{name}`" in first_cells, f"data={name} is missing from the Data sets table"
     experiments = README.split("### Experiments", 1)[1].split("\n### ", 1)[0]
     for name in experiment_names():

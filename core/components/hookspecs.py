@@ -1,4 +1,4 @@
-"""The plugin contract: one marker pair and four registration hooks.
+"""The plugin contract: one marker pair and the registration hooks, one per kind of component.
 
 Each hook receives a ``register(name, factory, aliases=())`` callback (the style of ``llm`` and
 ``tox``) and calls it once per component it provides. ``factory`` is a class (or any callable)
@@ -53,3 +53,13 @@ def register_optimizers(register: Register) -> None:
     """Called once at start-up. Call ``register(name, factory, aliases=())`` for each optimizer. An
     optimizer provides ``step(params, grads)``, updating the arrays of ``params`` in place and
     keeping its state keyed by parameter name. Return nothing."""
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Called once at start-up. Call ``register(name, factory, aliases=())`` for each data set,
+    which then is ``data=NAME``. The factory's keyword parameters are its ``data.KEY=`` options;
+    called with them, it returns ``(X, y)``, ``backproplab.Examples(X, y, feature_names=...,
+    class_names=..., task=..., source=...)`` or an object with ``data`` and ``target`` arrays
+    (scikit-learn's ``Bunch``). Splitting, scaling, batching and class-name encoding are the
+    framework's. Return nothing."""

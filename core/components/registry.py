@@ -12,12 +12,13 @@ from typing import Any, Callable, Iterator, Mapping
 
 from backproplab.errors import ConfigError, PluginError, UnknownComponentError, closest
 
-KINDS = ("activation", "loss", "initializer", "optimizer")
+KINDS = ("activation", "loss", "initializer", "optimizer", "dataset")
 HOOK_FOR_KIND = {
     "activation": "register_activations",
     "loss": "register_losses",
     "initializer": "register_initializers",
     "optimizer": "register_optimizers",
+    "dataset": "register_datasets",
 }
 
 

@@ -9,6 +9,12 @@ same name in ``conf/`` comes first on Hydra's search path and shadows the genera
 built-in package only does that for ``legacy_randn``, to link its seed to ``trainer.seed`` (its
 values are checked against the same schema when the run is validated).
 
+Data sets are the same: every registered data set is an option of group ``data`` (``data=moons``),
+its schema generated from its factory's signature (``data.n_samples=``) plus the options every data
+set has (``data.batch_size=``...), at the defaults the data set declares
+(``backproplab.components.datasets.option_defaults``). Those common options are typed ``Any`` here
+and checked when the data set is loaded, whose messages name their ranges.
+
 Experiments live in ``experiments/`` (outside ``conf/``, so that they read as a catalogue of
 runs rather than as config plumbing) and are stored as group ``experiment`` in the global
 package, exactly as ``# @package _global_`` files in ``conf/experiment/`` would be.
@@ -16,6 +22,7 @@ package, exactly as ``# @package _global_`` files in ``conf/experiment/`` would 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from importlib import resources
 from typing import Any
@@ -24,12 +31,15 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf.errors import OmegaConfBaseException
 
+from backproplab.components.datasets import option_defaults
 from backproplab.components.loading import get_registry
 from .compat import store_options
 from backproplab.components.registry import Registry
-from backproplab.run.schema import schema_of, yaml_value
+from backproplab.run.schema import COMPONENT_ATTR, DEFAULTS_ATTR, schema_of, yaml_value
 
 COMPONENT_GROUPS = ("loss", "optimizer", "initializer")
+# The config group of the registered data sets, and their kind in the registry.
+DATA_GROUP, DATA_KIND = "data", "dataset"
 EXPERIMENTS_PACKAGE = "backproplab.experiments"
 CONF_PACKAGE = "backproplab.conf"
 
@@ -51,6 +61,35 @@ def component_schema(registry: Registry, kind: str, name: str) -> type:
     """The structured-config schema that is stored as the option ``kind=name``."""
     registration = registry.get(kind, name)
     return schema_of(kind, name, registration.factory)
+
+
+def data_node(registry: Registry, name: str) -> dict[str, Any]:
+    """``{"name": name, **factory defaults, **common options}`` for one registered data set."""
+    registration = registry.get(DATA_KIND, name)
+    parameters = registration.hyperparameters()
+    node: dict[str, Any] = {"name": name}
+    for key, default in parameters.items():
+        ok, value = yaml_value(default)
+        if ok and key != "name":
+            node[key] = value
+    for key, default in option_defaults(registration.factory, parameters).items():
+        node.setdefault(key, default)
+    return node
+
+
+def data_schema(registry: Registry, name: str) -> type:
+    """The structured-config schema stored as the option ``data=name``: the factory's schema
+    (``data.n_samples`` typed from its signature) and the common options."""
+    registration = registry.get(DATA_KIND, name)
+    base = schema_of(DATA_GROUP, name, registration.factory)
+    options = option_defaults(registration.factory, registration.hyperparameters())
+    # Untyped even where the factory declares one (a generator's seed: int): loading the data
+    # set checks them, in the words that name their ranges.
+    extra = [(key, Any, dataclasses.field(default=value)) for key, value in options.items()]
+    return dataclasses.make_dataclass(
+        base.__name__, extra, bases=(base,),
+        namespace={COMPONENT_ATTR: getattr(base, COMPONENT_ATTR), DEFAULTS_ATTR: getattr(base, DEFAULTS_ATTR)},
+    )
 
 
 def experiment_names() -> list[str]:
@@ -91,6 +130,11 @@ def register_configs(registry: Registry | None = None) -> None:
                 cs.store(group=group, name=name, node=component_schema(registry, group, name), provider="backproplab", **replace)
             except OmegaConfBaseException:  # a default OmegaConf cannot hold as typed: the plain values
                 cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
+    for name in registry.names(DATA_KIND):
+        try:
+            cs.store(group=DATA_GROUP, name=name, node=data_schema(registry, name), provider="backproplab", **replace)
+        except OmegaConfBaseException:
+            cs.store(group=DATA_GROUP, name=name, node=data_node(registry, name), provider="backproplab", **replace)
     for name in experiment_names():
         cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab", **replace)
     _store_launcher_defaults(cs, replace)
@@ -141,6 +185,8 @@ def group_options(group: str, registry: Registry | None = None) -> list[str]:
     """Every option of a config group: generated component nodes plus YAML files."""
     if group in COMPONENT_GROUPS:
         return sorted(set((registry or get_registry()).names(group)) | set(yaml_options(group)))
+    if group == DATA_GROUP:
+        return (registry or get_registry()).names(DATA_KIND)
     if group == "experiment":
         return experiment_names()
     return yaml_options(group)

@@ -80,6 +80,10 @@ def check_overrides(args: Sequence[str]) -> None:
                     raise ConfigError(f"{group}={value}: {exc}", key=group, value=value, valid=exc.valid, hint=exc.hint) from None
                 continue
             options = group_options(group)
+            if group == "data" and value not in options:
+                from backproplab.run.data import unknown_data_set
+
+                raise unknown_data_set(value, options)
             if value not in options:
                 raise ConfigError(
                     key=group, value=value, problem="is unknown", valid=options, valid_label="available", hint=closest(str(value), options)

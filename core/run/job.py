@@ -223,7 +223,7 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     loss = _build(registry, "loss", config.loss.as_spec(), "loss")
     # Before the data are loaded: a loss that does not fit the output activation is a config error.
     check_output_activation(loss, config.model.output_activation, registry, loss_name=config.loss.name, cli=True)
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, registry)
     width = output_width(dataset, loss, config.loss.name, config.model.output_width)
     model = config.model
     _check_size(config, dataset, width)

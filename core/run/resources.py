@@ -8,53 +8,17 @@ into the machine's memory is refused with one line naming the key and the sizes.
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from backproplab.errors import ConfigError
+# The machine's memory and the data set's share of it are foundation: data-set plugins size their
+# generated arrays with them too.
+from backproplab.validation import DATA_COPIES, FLOAT_BYTES, format_bytes, machine_memory  # noqa: F401 - re-exported
 
 # Arrays per parameter while training: the parameter, its gradient, and up to two optimizer
 # slots (Adam's first and second moments; SGD with momentum has one, plain SGD none). Rough on
 # purpose: it only has to tell "fits" from "can never fit".
 COPIES_PER_PARAMETER = 4
-# A generated or loaded data set exists about this many times over while it is split and
-# standardised (the generator's arrays, the split, the scaled copy).
-DATA_COPIES = 4
-FLOAT_BYTES = 8  # float64, the dtype of data sets and of the default network
-
-
-def machine_memory() -> int | None:
-    """Bytes of physical memory (``SC_PHYS_PAGES * SC_PAGE_SIZE``), else ``MemTotal`` of
-    /proc/meminfo; None when neither can be read, and then no memory bound is applied.
-
-    The total, not what is free right now: a run refused for lack of memory must be refused
-    every time, not depending on what else happens to be running (other jobs of a sweep)."""
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        if pages > 0 and size > 0:
-            return int(pages) * int(size)
-    except (AttributeError, ValueError, OSError):
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def format_bytes(n: int) -> str:
-    """``74.5 GiB``; absurd sizes stay short (``3.2e+09 PiB``) rather than a 30-digit number."""
-    value = float(n) if n < 2**1000 else float("inf")
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if value < 1024 or unit == "PiB":
-            break
-        value /= 1024
-    if unit == "bytes":
-        return f"{int(value)} bytes"
-    return f"{value:.1f} {unit}" if value < 1e6 else f"{value:.1e} {unit}"
 
 
 def network_bytes(sizes: Sequence[int], batch_rows: int, itemsize: int) -> tuple[int, int]:

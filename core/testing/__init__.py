@@ -6,6 +6,7 @@ instance, and raises AssertionError naming the component and the violated proper
     from backproplab.testing import check_activation, parametrize_with_checks
 
     check_activation(Mish)
+    check_dataset(spirals)  # a data set's factory function
 
     @parametrize_with_checks([Mish, Lion])
     def test_conformance(component, check):
@@ -20,6 +21,7 @@ from ._numeric import compare_gradient, rel_error
 from ._pytest import parametrize_with_checks, with_options
 from ._subject import detect_kind
 from .activation import check_activation
+from .dataset import check_dataset
 from .initializer import check_initializer
 from .loss import check_loss
 from .optimizer import check_optimizer
@@ -27,6 +29,7 @@ from .optimizer import check_optimizer
 __all__ = [
     "Check",
     "check_activation",
+    "check_dataset",
     "check_initializer",
     "check_loss",
     "check_optimizer",

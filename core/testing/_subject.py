@@ -16,7 +16,7 @@ import numpy as np
 
 from backproplab.components.protocols import PROTOCOLS, required_methods
 
-KINDS = ("activation", "loss", "initializer", "optimizer")
+KINDS = ("activation", "loss", "initializer", "optimizer", "dataset")
 
 # Values a Hydra/OmegaConf node can hold, so a default is also a valid config value.
 _CONFIG_SCALARS = (type(None), bool, int, float, str)
@@ -27,6 +27,8 @@ def component_class(component: Any) -> type:
 
 
 def label(component: Any) -> str:
+    if inspect.isfunction(component):  # a data set's factory
+        return component.__qualname__
     return component_class(component).__name__
 
 
@@ -67,6 +69,8 @@ def _defines_call(cls: type) -> bool:
 
 def detect_kind(component: Any) -> str:
     """The kind of a component, from the methods its interface requires."""
+    if inspect.isfunction(component):  # components are classes; a data set is its factory function
+        return "dataset"
     cls = component_class(component)
     # The kinds whose Protocol's methods the class has; every class is callable (it constructs),
     # so an initializer is one that defines __call__ and matches no other kind.

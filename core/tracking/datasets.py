@@ -44,7 +44,7 @@ def dataset_name(context: RunContext) -> str:
 def _source(context: RunContext) -> Any:
     from mlflow.data.code_dataset_source import CodeDatasetSource
 
-    path, origin = source_of(context.config.get("data") or {})
+    path, origin = source_of(context.config.get("data") or {}, context.dataset)
     if path is not None:
         import warnings
 
@@ -63,12 +63,14 @@ def _frame(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> Any:
 
     names = dataset.feature_names if len(dataset.feature_names) == X.shape[1] else [f"x{k}" for k in range(1, X.shape[1] + 1)]
     columns = {name: X[:, k] for k, name in enumerate(names)}
-    if y.ndim == 1:
-        columns[TARGET_COLUMN] = y
-    else:
-        for k in range(y.shape[1]):
-            columns[f"{TARGET_COLUMN}{k + 1}"] = y[:, k]
-    return pd.DataFrame(columns), [c for c in columns if c.startswith(TARGET_COLUMN) and c not in names]
+    # A feature may itself be called "target": the target column then takes a name no feature has,
+    # instead of overwriting that feature's column in the record.
+    target_names = [TARGET_COLUMN] if y.ndim == 1 else [f"{TARGET_COLUMN}{k + 1}" for k in range(y.shape[1])]
+    while any(name in columns for name in target_names):
+        target_names = [f"_{name}" for name in target_names]
+    for k, name in enumerate(target_names):
+        columns[name] = y if y.ndim == 1 else y[:, k]
+    return pd.DataFrame(columns), target_names
 
 
 def dataset_inputs(context: RunContext) -> list[Any]:

@@ -45,5 +45,6 @@ def test_registers_through_the_plugin_manager():
     (info,) = plugin_set.plugins
     assert info.error is None
     assert info.components["activation"] == ["mish"] and info.components["optimizer"] == ["lion"]
+    assert info.components["dataset"] == ["spirals"]
     assert isinstance(plugin_set.registry.create("optimizer", "lion", lr=0.01), Lion)
     assert plugin_set.registry.source_of("activation", "mish") == source
