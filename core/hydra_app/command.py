@@ -29,10 +29,12 @@ import warnings
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import preflight
 from .error_report import EXIT_FAILED, describe, tracebacks_wanted
+from .output_folder import take_output_folder
 from .sweep_status import SweepStatus
 from .task import tracked
 
@@ -53,12 +55,24 @@ class CommandCallback(Callback):
     def __init__(self) -> None:
         self._tracking: Any = None  # mlflow_sweep.MlflowSweepCallback, when tracking is on
         self._status: SweepStatus | None = None
+        self._folder: Any = None  # the lock on a folder the user named, held until the command ends
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _stop_if_rejected(preflight.check_run, config)
+        self._folder = _stop_if_rejected(lambda c: take_output_folder(c, RunMode.RUN), config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release_folder()
+
+    def _release_folder(self) -> None:
+        folder, self._folder = self._folder, None
+        if folder is not None:
+            folder.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plan = _stop_if_rejected(preflight.check_sweep, config)
+        # Before the parent run and the status records, which live in the sweep's folder.
+        self._folder = _stop_if_rejected(lambda c: take_output_folder(c, RunMode.MULTIRUN), config)
         if tracked(config.get("logger")):
             from .mlflow_sweep import MlflowSweepCallback  # mlflow only for a tracked sweep
 
@@ -83,6 +97,12 @@ class CommandCallback(Callback):
         status, self._status = self._status, None
         if status is None:
             return
+        try:
+            self._end_sweep(status, config, **kwargs)
+        finally:
+            self._release_folder()
+
+    def _end_sweep(self, status: SweepStatus, config: DictConfig, **kwargs: Any) -> None:
         outcome = status.end(config)
         if self._tracking is not None:
             tracking, self._tracking = self._tracking, None
