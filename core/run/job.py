@@ -23,7 +23,7 @@ from backproplab.errors import ConfigError
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
 from .progress import fmt, make_progress
-from .resources import check_network_memory
+from .resources import check_network_memory, check_trace_memory
 from backproplab.components.registry import Registry
 from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
@@ -90,6 +90,11 @@ class RunResult:
     "Final loss" means what the sweep summary means by it: the last epoch's mean training loss
     (MLflow's last ``train/loss``), or the last iteration's loss if no epoch ended. The last
     iteration's loss alone (MLflow's last ``loss``, one batch) is ``last_iteration_loss``.
+
+    ``losses`` and ``epochs`` are the run's ``History`` as kept: every one for a run of up to
+    ``HISTORY_POINTS`` iterations (epochs), else thinned to every ``loss_stride``-th iteration
+    (``epoch_stride``-th epoch), so result.json stays small however long the run. ``iterations``,
+    ``last_loss`` and ``last_epoch`` are exact; left out, they are read off the lists.
     """
 
     status: str  # ok | failed
@@ -99,12 +104,30 @@ class RunResult:
     overrides: list[str] = field(default_factory=list)
     # Class names in label order when the data's targets were text, else None.
     classes: list[str] | None = None
+    iterations: int | None = None
+    last_loss: float | None = None
+    last_epoch: dict[str, Any] | None = None
+    loss_stride: int = 1
+    epoch_stride: int = 1
+
+    @property
+    def n_iterations(self) -> int:
+        return len(self.losses) if self.iterations is None else self.iterations
+
+    @property
+    def final_epoch(self) -> dict[str, Any] | None:
+        if self.last_epoch is not None:
+            return self.last_epoch
+        return self.epochs[-1] if self.epochs else None
 
     def _last_epoch(self, key: str) -> Any:
-        return self.epochs[-1].get(key) if self.epochs else None
+        final = self.final_epoch
+        return None if final is None else final.get(key)
 
     @property
     def last_iteration_loss(self) -> float | None:
+        if self.last_loss is not None:
+            return self.last_loss
         return self.losses[-1] if self.losses else None
 
     @property
@@ -113,7 +136,7 @@ class RunResult:
 
     @property
     def final_loss(self) -> float | None:
-        return self.final_train_loss if self.epochs else self.last_iteration_loss
+        return self.final_train_loss if self.final_epoch is not None else self.last_iteration_loss
 
     def objective(self, name: str) -> tuple[str, float]:
         """(the result key, its value) that ``trainer.objective=name`` reports to a search
@@ -137,10 +160,11 @@ class RunResult:
     def summary(self) -> str:
         """The line the CLI prints when a run ends, saying which loss it quotes."""
         if self.final_loss is None:
-            return f"no loss after {len(self.losses)} iterations"
-        which = f"mean over epoch {len(self.epochs)}" if self.epochs else "last iteration"
-        last = f"; last iteration {fmt(self.last_iteration_loss)}" if self.epochs else ""
-        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {len(self.losses)} iterations"
+            return f"no loss after {self.n_iterations} iterations"
+        final = self.final_epoch
+        which = f"mean over epoch {final.get('epoch', len(self.epochs) - 1) + 1}" if final is not None else "last iteration"
+        last = f"; last iteration {fmt(self.last_iteration_loss)}" if final is not None else ""
+        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {self.n_iterations} iterations"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,9 +175,11 @@ class RunResult:
             "final_train_accuracy": self._last_epoch("train_accuracy"),
             "final_val_accuracy": self._last_epoch("val_accuracy"),
             "last_iteration_loss": self.last_iteration_loss,
-            "iterations": len(self.losses),
+            "iterations": self.n_iterations,
             "losses": self.losses,
+            "loss_stride": self.loss_stride,
             "epochs": self.epochs,
+            "epoch_stride": self.epoch_stride,
             "error": self.error,
             "overrides": self.overrides,
             "classes": self.classes,
@@ -192,7 +218,9 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
 
 def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
     """What only the data's size decides, refused before any weight is allocated: a network
-    that cannot fit into memory, and more iterations than ``MAX_ITERATIONS``."""
+    that cannot fit into memory, more iterations than ``MAX_ITERATIONS``, and a trace of every
+    iteration (``logger.trace``) that cannot fit into memory. Nothing else a run keeps grows
+    with its length."""
     model = config.model
     n = dataset.n_train
     batch_rows = min(config.batch_size, n)
@@ -213,7 +241,11 @@ def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
     else:
         key, value = "model.hidden", list(model.hidden)
     itemsize = 4 if model.dtype == "float32" else 8
-    check_network_memory([dataset.n_features, *model.hidden, width], batch_rows, itemsize, key=key, value=value)
+    sizes = [dataset.n_features, *model.hidden, width]
+    check_network_memory(sizes, batch_rows, itemsize, key=key, value=value)
+    logger = config.logger
+    if logger.get("name") != "none" and logger.get("trace") is True:
+        check_trace_memory(sizes, epochs * per_epoch)
 
 
 def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
@@ -317,7 +349,19 @@ def run(
 
 def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:
     epochs = [dict(vars(summary)) for summary in history.epochs]
-    return RunResult("ok", list(history.losses), epochs, None, list(overrides), None if classes is None else list(classes))
+    return RunResult(
+        "ok",
+        list(history.losses),
+        epochs,
+        None,
+        list(overrides),
+        None if classes is None else list(classes),
+        iterations=history.iterations,
+        last_loss=history.last_loss,
+        last_epoch=None if history.last_epoch is None else dict(vars(history.last_epoch)),
+        loss_stride=history.loss_stride,
+        epoch_stride=history.epoch_stride,
+    )
 
 
 def failed_result(exc: BaseException, error: str, overrides: Sequence[str] = ()) -> RunResult:
@@ -327,4 +371,5 @@ def failed_result(exc: BaseException, error: str, overrides: Sequence[str] = ())
     if history is None:
         return RunResult("failed", error=error, overrides=list(overrides))
     partial = result_of(history, overrides)
-    return RunResult("failed", partial.losses, partial.epochs, error, partial.overrides)
+    partial.status, partial.error = "failed", error
+    return partial
