@@ -17,9 +17,10 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 import numpy as np
 
 from backproplab.components.build import build_network
+from backproplab.components.probe import PROBE_ROWS, Part, dry_iteration
 from .config import MAX_ITERATIONS, RunConfig, validate
 from .data import Dataset, load_dataset
-from backproplab.errors import ConfigError
+from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, exception_line
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
 from .progress import fmt, make_progress
@@ -195,6 +196,8 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
     name = spec["name"]
     try:
         return registry.resolve(kind, dict(spec))
+    except ComponentError:
+        raise  # names the component and its plugin already
     except ConfigError as exc:
         # The registry words its errors for the API ("optimizer 'sgd': momentum must be ...");
         # on the command line the component is named once, as the user typed it.
@@ -248,6 +251,34 @@ def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
         check_trace_memory(sizes, epochs * per_epoch)
 
 
+def _part(registry: Registry, kind: str, key: str, spec: Any) -> tuple[Part, Any]:
+    """A fresh instance of the component ``spec`` names, with what the probe says about it."""
+    name = spec if isinstance(spec, str) else spec["name"]
+    source = registry.source_of(kind, name)
+    return Part(kind, name, key, source), registry.resolve(kind, spec if isinstance(spec, str) else dict(spec))
+
+
+def _dry_iteration(registry: Registry, config: RunConfig, network: Network, dataset: Dataset, y_train: np.ndarray) -> None:
+    """Every component called once as training will call it (``probe.dry_iteration``), so that a
+    plugin that breaks its interface is named before anything is written."""
+    model = config.model
+    layers = [
+        *(_part(registry, "activation", "model.activation", model.activation) for _ in model.hidden),
+        _part(registry, "activation", "model.output_activation", model.output_activation),
+    ]
+    X = np.asarray(dataset.X_train[:PROBE_ROWS], dtype=network.dtype)
+    y = np.asarray(y_train[:PROBE_ROWS], dtype=network.dtype)
+    with np.errstate(all="ignore"):
+        dry_iteration(
+            network.params,
+            layers,
+            _part(registry, "loss", "loss", config.loss.as_spec()),
+            _part(registry, "optimizer", "optimizer", config.optimizer.as_spec()),
+            X,
+            y,
+        )
+
+
 def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     """Validate ``cfg`` (a composed DictConfig or plain mapping) and build the run's objects."""
     registry = registry or get_registry()
@@ -280,6 +311,7 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     optimizer = _build(registry, "optimizer", config.optimizer.as_spec(), "optimizer")
     y_train = encode(dataset, dataset.y_train, width)
     y_val = None if dataset.y_val is None else encode(dataset, dataset.y_val, width)
+    _dry_iteration(registry, config, network, dataset, y_train)
     components = [
         _component_info(registry, "activation", "activation", model.activation),
         _component_info(registry, "activation", "output_activation", model.output_activation),
@@ -307,7 +339,48 @@ def fit(prepared: PreparedRun, callbacks: Sequence[Any]) -> History:
 
 def _fit(prepared: PreparedRun, trainer: Trainer) -> History:
     validation = None if prepared.y_val is None else (prepared.dataset.X_val, prepared.y_val)
-    return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+    try:
+        return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+    except BackproplabError:
+        raise
+    except Exception as exc:
+        # Raised inside training: named after the component whose code raised it, if one did.
+        culprit = _component_raising(exc, prepared)
+        if culprit is None:
+            raise
+        raise PluginError(
+            f"{culprit} raised {exception_line(exc, with_type=True)} at epoch {trainer.epoch + 1}, iteration {trainer.iteration + 1}; "
+            "fix the plugin or choose another component"
+        ) from exc
+
+
+def _component_raising(exc: BaseException, prepared: PreparedRun) -> str | None:
+    """``key=name (kind 'name' from <distribution>)`` of the run's component whose module raised
+    ``exc`` (the innermost such frame of its traceback); None when none did."""
+    objects = [
+        *(("activation", "model.activation", act) for act in prepared.network.activations[:-1]),
+        ("activation", "model.output_activation", prepared.network.activations[-1]),
+        ("loss", "loss", prepared.loss),
+        ("optimizer", "optimizer", prepared.optimizer),
+    ]
+    by_module: dict[str, tuple[str, str, Any]] = {}
+    for kind, key, obj in objects:
+        by_module.setdefault(type(obj).__module__, (kind, key, obj))
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        found = by_module.get(frame.f_globals.get("__name__", ""))
+        if found is None:
+            continue
+        kind, key, obj = found
+        info = next((c for c in prepared.components if c.kind == kind and (c.role == key.rsplit(".", 1)[-1])), None)
+        if info is None:
+            return None
+        return Part(kind, info.name, key, info.source).label()
+    return None
 
 
 def run(
