@@ -6,7 +6,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from backproplab.components.hookspecs import hookimpl, hookspec
 from .errors import BackproplabError, ConfigError, NonFiniteLossError, NonFiniteParametersError, PluginError, UnknownComponentError
 from backproplab.numerics.network import Network
-from backproplab.numerics.trainer import Callback, EpochSummary, History, Step, Trainer
+from backproplab.numerics.trainer import HISTORY_POINTS, Callback, EpochSummary, History, Step, Trainer
 from backproplab.components.loading import get_plugins, get_registry, load_plugins
 from backproplab.components.build import build_network, build_trainer
 from backproplab.components.datasets import Examples, data_defaults
@@ -31,6 +31,7 @@ __all__ = [
     "Step",
     "EpochSummary",
     "History",
+    "HISTORY_POINTS",
     "get_plugins",
     "get_registry",
     "load_plugins",

@@ -116,6 +116,14 @@ class PluginError(BackproplabError, RuntimeError):
     """A plugin that cannot be loaded or that breaks the plugin contract."""
 
 
+class ComponentError(ConfigError):
+    """A plugin's component that breaks its interface when it is built or first called (a
+    missing method, a constructor that raises, an array of the wrong shape, non-finite values
+    from finite inputs), found before anything is written. The message names the component and
+    the plugin distribution behind it; a config error, since choosing another component (or
+    fixing the plugin) is the remedy, not a smaller learning rate."""
+
+
 class NonFiniteLossError(BackproplabError, FloatingPointError):
     """Training produced a NaN or infinite loss; the loop stops at the first one.
 

@@ -10,7 +10,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from backproplab.errors import ConfigError, PluginError, UnknownComponentError, closest
+from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, UnknownComponentError, closest, exception_line
 
 KINDS = ("activation", "loss", "initializer", "optimizer", "dataset")
 HOOK_FOR_KIND = {
@@ -141,6 +141,10 @@ class Registry:
             return registration.factory(**hyperparameters)
         except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int too large for a float
             raise ConfigError(f"{kind} {name!r}: {exc}") from None
+        except BackproplabError:
+            raise
+        except Exception as exc:  # the plugin's own code failed, not a hyperparameter
+            raise ComponentError(f"{kind} {name!r} from {registration.source}: its constructor raised {exception_line(exc)}") from exc
 
     def resolve(self, kind: str, spec: Any) -> Any:
         """Turn a name, a ``{"name": ..., **hyperparameters}`` mapping or an instance into a component."""

@@ -23,17 +23,21 @@ exceptions as warnings. Stopping the command is therefore ``SystemExit``, which 
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 import warnings
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 from . import preflight
 from .error_report import EXIT_FAILED, describe, tracebacks_wanted
-from .sweep_status import SweepStatus
+from .output_folder import take_output_folder
+from .parallel_stop import LauncherStop, WorkerSignals
+from .sweep_status import SweepStatus, sweep_dir_of
 from .task import tracked
 
 
@@ -53,12 +57,26 @@ class CommandCallback(Callback):
     def __init__(self) -> None:
         self._tracking: Any = None  # mlflow_sweep.MlflowSweepCallback, when tracking is on
         self._status: SweepStatus | None = None
+        self._folder: Any = None  # the lock on a folder the user named, held until the command ends
+        self._launcher_pid: int | None = None  # the command's pid, when its jobs run in worker processes
+        self._stop: LauncherStop | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _stop_if_rejected(preflight.check_run, config)
+        self._folder = _stop_if_rejected(lambda c: take_output_folder(c, RunMode.RUN), config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._release_folder()
+
+    def _release_folder(self) -> None:
+        folder, self._folder = self._folder, None
+        if folder is not None:
+            folder.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plan = _stop_if_rejected(preflight.check_sweep, config)
+        # Before the parent run and the status records, which live in the sweep's folder.
+        self._folder = _stop_if_rejected(lambda c: take_output_folder(c, RunMode.MULTIRUN), config)
         if tracked(config.get("logger")):
             from .mlflow_sweep import MlflowSweepCallback  # mlflow only for a tracked sweep
 
@@ -66,12 +84,22 @@ class CommandCallback(Callback):
             self._tracking.on_multirun_start(config, plan=plan)
         self._status = SweepStatus()
         self._status.start()
+        if OmegaConf.select(config, "hydra.runtime.choices.hydra/launcher") == "joblib":
+            from backproplab.tracking import parent as sweep_parent
+
+            self._launcher_pid = os.getpid()
+            parent_run = None if self._tracking is None else sweep_parent.discover(sweep_dir_of(config))
+            self._stop = LauncherStop(parent_run).install()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if self._status is not None:
             self._status.job_start()
         if self._tracking is not None:
             self._tracking.on_job_start(config, **kwargs)
+        if self._launcher_pid is not None:
+            from backproplab.tracking import parent as sweep_parent
+
+            WorkerSignals.at_job_start(self._launcher_pid, sweep_parent.current())
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if self._tracking is not None:
@@ -80,9 +108,18 @@ class CommandCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra 1.4 calls this also after on_multirun_start stopped the command: then the
         # status never started, and there is nothing to report.
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            stop.uninstall()
         status, self._status = self._status, None
         if status is None:
             return
+        try:
+            self._end_sweep(status, config, **kwargs)
+        finally:
+            self._release_folder()
+
+    def _end_sweep(self, status: SweepStatus, config: DictConfig, **kwargs: Any) -> None:
         outcome = status.end(config)
         if self._tracking is not None:
             tracking, self._tracking = self._tracking, None

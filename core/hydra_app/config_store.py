@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -33,6 +34,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from backproplab.components.datasets import option_defaults
 from backproplab.components.loading import get_registry
+from backproplab.errors import ConfigError, exception_line, one_line
 from .compat import store_options
 from backproplab.components.registry import Registry
 from backproplab.run.schema import COMPONENT_ATTR, DEFAULTS_ATTR, schema_of, yaml_value
@@ -92,16 +94,39 @@ def data_schema(registry: Registry, name: str) -> type:
     )
 
 
-def experiment_names() -> list[str]:
+def experiment_files(config_dir: str | None = None) -> dict[str, Any]:
+    """Experiment name -> its YAML file: the shipped ones, then a user's in ``--config-dir``'s
+    ``experiment/`` folder, which come first on Hydra's search path and so shadow a shipped one
+    of the same name."""
     root = resources.files(EXPERIMENTS_PACKAGE)
-    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+    found: dict[str, Any] = {p.name[: -len(".yaml")]: p for p in root.iterdir() if p.name.endswith(".yaml")}
+    if config_dir:
+        user = Path(config_dir).expanduser() / "experiment"
+        if user.is_dir():
+            found.update({p.stem: p for p in user.glob("*.yaml")})
+    return dict(sorted(found.items()))
 
 
-def read_experiment(name: str) -> dict[str, Any]:
-    text = resources.files(EXPERIMENTS_PACKAGE).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
-    node = yaml.safe_load(text) or {}
+def experiment_names(config_dir: str | None = None) -> list[str]:
+    return list(experiment_files(config_dir))
+
+
+def read_experiment(name: str, config_dir: str | None = None) -> dict[str, Any]:
+    """The experiment's YAML as a mapping; a ConfigError naming ``experiment=name``, its file and
+    the line when the file cannot be read as one."""
+    files = experiment_files(config_dir)
+    path = files.get(name, resources.files(EXPERIMENTS_PACKAGE).joinpath(f"{name}.yaml"))
+    try:
+        node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"experiment={name}: cannot read {path}: {exception_line(exc)}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or one_line(exc)
+        raise ConfigError(f"experiment={name}: {where}: not valid YAML: {problem}; fix the file or choose another experiment") from None
     if not isinstance(node, dict):
-        raise ValueError(f"experiment {name!r} must be a mapping, got {type(node).__name__}")
+        raise ConfigError(f"experiment={name}: {path} must hold a mapping of config keys, got {type(node).__name__}")
     return node
 
 
@@ -136,7 +161,13 @@ def register_configs(registry: Registry | None = None) -> None:
         except OmegaConfBaseException:
             cs.store(group=DATA_GROUP, name=name, node=data_node(registry, name), provider="backproplab", **replace)
     for name in experiment_names():
-        cs.store(group="experiment", name=name, node=read_experiment(name), package="_global_", provider="backproplab", **replace)
+        # A broken file costs only the command that chooses it: ``check_overrides`` reads it
+        # again for that command and reports its file and line.
+        try:
+            node = read_experiment(name)
+        except ConfigError:
+            continue
+        cs.store(group="experiment", name=name, node=node, package="_global_", provider="backproplab", **replace)
     _store_launcher_defaults(cs, replace)
     _registered = True
 
@@ -181,12 +212,13 @@ def _store_launcher_defaults(cs: ConfigStore, replace: dict[str, Any]) -> None:
     cs.store(group="hydra/launcher", name="ray", node=RAY_LAUNCHER_NODE, provider="backproplab", **replace)
 
 
-def group_options(group: str, registry: Registry | None = None) -> list[str]:
-    """Every option of a config group: generated component nodes plus YAML files."""
+def group_options(group: str, registry: Registry | None = None, config_dir: str | None = None) -> list[str]:
+    """Every option of a config group: generated component nodes plus YAML files (for
+    experiments, also those of the user's ``--config-dir``)."""
     if group in COMPONENT_GROUPS:
         return sorted(set((registry or get_registry()).names(group)) | set(yaml_options(group)))
     if group == DATA_GROUP:
         return (registry or get_registry()).names(DATA_KIND)
     if group == "experiment":
-        return experiment_names()
+        return experiment_names(config_dir)
     return yaml_options(group)

@@ -43,7 +43,7 @@ def check_overrides(args: Sequence[str]) -> None:
             if len(text) > 80:  # Hydra quotes the whole text, which may be a pasted file
                 reason = reason.replace(text, shorten_key(text))
             raise ConfigError(f"cannot parse the override {_short(text)}: {reason}") from None
-    from .preflight import unusable_key_error
+    from .preflight import hydra_args, unusable_key_error
 
     texts = _override_args(args)
     unusable = unusable_key_error(texts, parsed) if len(parsed) == len(texts) else None
@@ -51,6 +51,8 @@ def check_overrides(args: Sequence[str]) -> None:
         raise unusable
     groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
     registry = get_registry()
+    namespace = hydra_args(args)
+    config_dir = None if namespace is None else namespace.config_dir
     for ov in parsed:
         group = ov.key_or_group.lstrip("+~")
         if group in ("hydra/launcher", "hydra/sweeper") and not ov.is_sweep_override() and isinstance(ov.value(), str):
@@ -79,7 +81,7 @@ def check_overrides(args: Sequence[str]) -> None:
                 except ConfigError as exc:
                     raise ConfigError(f"{group}={value}: {exc}", key=group, value=value, valid=exc.valid, hint=exc.hint) from None
                 continue
-            options = group_options(group)
+            options = group_options(group, config_dir=config_dir)
             if group == "data" and value not in options:
                 from backproplab.run.data import unknown_data_set
 
@@ -89,10 +91,10 @@ def check_overrides(args: Sequence[str]) -> None:
                     key=group, value=value, problem="is unknown", valid=options, valid_label="available", hint=closest(str(value), options)
                 )
             if group == "experiment":
-                _experiment_plugins(str(value))
+                _experiment_plugins(str(value), config_dir)
 
 
-def _experiment_plugins(name: str) -> None:
+def _experiment_plugins(name: str, config_dir: str | None = None) -> None:
     """An experiment whose defaults choose a launcher or sweeper (``hpo_moons``: optuna) whose
     plugin is not installed: the same one line as choosing it on the command line. Hydra would
     only fail later, and in its own words, once it composes or instantiates the plugin."""
@@ -101,7 +103,8 @@ def _experiment_plugins(name: str) -> None:
     from .config_store import read_experiment
     from .error_report import missing_plugin
 
-    for entry in read_experiment(name).get("defaults") or []:
+    # Read here also to refuse a broken file, naming it and its line, before Hydra composes.
+    for entry in read_experiment(name, config_dir).get("defaults") or []:
         if not isinstance(entry, dict):
             continue
         for key, option in entry.items():

@@ -90,16 +90,58 @@ class EpochSummary:
     val_accuracy: float | None = None
 
 
+# The most losses, and the most epoch summaries, that a History keeps: every one of a run of up
+# to this many iterations (epochs), an evenly thinned curve of any longer run.
+HISTORY_POINTS = 10_000
+
+
 @dataclass
 class History:
-    """What ``fit`` returns: the loss of every iteration and a summary of every epoch."""
+    """What ``fit`` returns: the iterations' losses and the epochs' summaries, in bounded memory.
+
+    A run of up to ``max_points`` iterations keeps every loss (``losses[i]`` is iteration ``i``'s),
+    and of up to ``max_points`` epochs every ``EpochSummary``. A longer run keeps an evenly
+    thinned record, so that memory does not grow with the run's length: ``losses[k]`` is the loss
+    of iteration ``k * loss_stride``, and ``epochs`` holds the epochs whose index is a multiple of
+    ``epoch_stride`` (each summary names its epoch). Whenever a list would exceed ``max_points``
+    its stride doubles and every other kept point goes. The totals and the last values are
+    always exact: ``iterations``, ``last_loss``, ``last_epoch``. A callback's ``on_iteration``
+    sees every loss, for a full record kept elsewhere.
+    """
 
     losses: list[float] = field(default_factory=list)
     epochs: list[EpochSummary] = field(default_factory=list)
+    iterations: int = 0
+    last_loss: float | None = None
+    last_epoch: EpochSummary | None = None
+    loss_stride: int = 1
+    epoch_stride: int = 1
+    max_points: int = HISTORY_POINTS
+
+    def add_loss(self, loss: float) -> None:
+        """Record the next iteration's loss."""
+        i = self.iterations
+        self.iterations = i + 1
+        self.last_loss = loss
+        if i % self.loss_stride == 0:
+            self.losses.append(loss)
+            if len(self.losses) > self.max_points:
+                self.losses = self.losses[::2]
+                self.loss_stride *= 2
+
+    def add_epoch(self, summary: EpochSummary) -> None:
+        """Record the next epoch's summary."""
+        self.last_epoch = summary
+        if summary.epoch % self.epoch_stride == 0:
+            self.epochs.append(summary)
+            if len(self.epochs) > self.max_points:
+                self.epochs = self.epochs[::2]
+                self.epoch_stride *= 2
 
     @property
-    def iterations(self) -> int:
-        return len(self.losses)
+    def n_epochs(self) -> int:
+        """Epochs completed."""
+        return 0 if self.last_epoch is None else self.last_epoch.epoch + 1
 
 
 class Callback:
@@ -249,7 +291,7 @@ class Trainer:
         accuracy_fn = getattr(loss, "accuracy", None)
         step = Step(net.params) if on_iteration else None
         history = self.history = History()
-        losses = history.losses
+        add_loss = history.add_loss
         train_step = self.train_step
 
         # A diverging run is reported once, as NonFiniteLossError at the first non-finite loss,
@@ -269,7 +311,7 @@ class Trainer:
                         xb = X[idx]
                         yb = y[idx]
                     loss_value, y_hat = train_step(xb, yb, step, on_iteration)
-                    losses.append(loss_value)
+                    add_loss(loss_value)
                     m = xb.shape[0]
                     loss_sum += loss_value * m
                     if accuracy_fn is not None:
@@ -287,7 +329,7 @@ class Trainer:
                     val_loss=val_loss,
                     val_accuracy=val_acc,
                 )
-                history.epochs.append(summary)
+                history.add_epoch(summary)
                 for cb in on_epoch_end:
                     cb(summary)
         for cb in _hooks(self.callbacks, "on_train_end"):

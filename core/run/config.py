@@ -27,7 +27,8 @@ COMPONENT_KINDS = ("loss", "optimizer", "initializer")
 # Upper bounds that no run which can finish needs, so that a typo'd extra digit is refused up
 # front instead of starting a run that never ends: a batch of more than 2**31 - 1 rows cannot
 # be held in memory (it is clamped to the training set anyway), and a billion iterations is far
-# beyond what a numpy network trains in a day (each keeps its loss for result.json and MLflow).
+# beyond what a numpy network trains in a day. Memory does not bound it: a run keeps a bounded
+# History whatever its length (only a trace, logger.trace, grows with it, and is checked apart).
 MAX_BATCH_SIZE = 2**31 - 1
 MAX_ITERATIONS = 10**9
 # The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent

@@ -17,13 +17,14 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 import numpy as np
 
 from backproplab.components.build import build_network
+from backproplab.components.probe import PROBE_ROWS, Part, dry_iteration
 from .config import MAX_ITERATIONS, RunConfig, validate
 from .data import Dataset, load_dataset
-from backproplab.errors import ConfigError
+from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, exception_line
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
 from .progress import fmt, make_progress
-from .resources import check_network_memory
+from .resources import check_network_memory, check_trace_memory
 from backproplab.components.registry import Registry
 from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
@@ -90,6 +91,11 @@ class RunResult:
     "Final loss" means what the sweep summary means by it: the last epoch's mean training loss
     (MLflow's last ``train/loss``), or the last iteration's loss if no epoch ended. The last
     iteration's loss alone (MLflow's last ``loss``, one batch) is ``last_iteration_loss``.
+
+    ``losses`` and ``epochs`` are the run's ``History`` as kept: every one for a run of up to
+    ``HISTORY_POINTS`` iterations (epochs), else thinned to every ``loss_stride``-th iteration
+    (``epoch_stride``-th epoch), so result.json stays small however long the run. ``iterations``,
+    ``last_loss`` and ``last_epoch`` are exact; left out, they are read off the lists.
     """
 
     status: str  # ok | failed
@@ -99,12 +105,30 @@ class RunResult:
     overrides: list[str] = field(default_factory=list)
     # Class names in label order when the data's targets were text, else None.
     classes: list[str] | None = None
+    iterations: int | None = None
+    last_loss: float | None = None
+    last_epoch: dict[str, Any] | None = None
+    loss_stride: int = 1
+    epoch_stride: int = 1
+
+    @property
+    def n_iterations(self) -> int:
+        return len(self.losses) if self.iterations is None else self.iterations
+
+    @property
+    def final_epoch(self) -> dict[str, Any] | None:
+        if self.last_epoch is not None:
+            return self.last_epoch
+        return self.epochs[-1] if self.epochs else None
 
     def _last_epoch(self, key: str) -> Any:
-        return self.epochs[-1].get(key) if self.epochs else None
+        final = self.final_epoch
+        return None if final is None else final.get(key)
 
     @property
     def last_iteration_loss(self) -> float | None:
+        if self.last_loss is not None:
+            return self.last_loss
         return self.losses[-1] if self.losses else None
 
     @property
@@ -113,7 +137,7 @@ class RunResult:
 
     @property
     def final_loss(self) -> float | None:
-        return self.final_train_loss if self.epochs else self.last_iteration_loss
+        return self.final_train_loss if self.final_epoch is not None else self.last_iteration_loss
 
     def objective(self, name: str) -> tuple[str, float]:
         """(the result key, its value) that ``trainer.objective=name`` reports to a search
@@ -137,10 +161,11 @@ class RunResult:
     def summary(self) -> str:
         """The line the CLI prints when a run ends, saying which loss it quotes."""
         if self.final_loss is None:
-            return f"no loss after {len(self.losses)} iterations"
-        which = f"mean over epoch {len(self.epochs)}" if self.epochs else "last iteration"
-        last = f"; last iteration {fmt(self.last_iteration_loss)}" if self.epochs else ""
-        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {len(self.losses)} iterations"
+            return f"no loss after {self.n_iterations} iterations"
+        final = self.final_epoch
+        which = f"mean over epoch {final.get('epoch', len(self.epochs) - 1) + 1}" if final is not None else "last iteration"
+        last = f"; last iteration {fmt(self.last_iteration_loss)}" if final is not None else ""
+        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {self.n_iterations} iterations"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,9 +176,11 @@ class RunResult:
             "final_train_accuracy": self._last_epoch("train_accuracy"),
             "final_val_accuracy": self._last_epoch("val_accuracy"),
             "last_iteration_loss": self.last_iteration_loss,
-            "iterations": len(self.losses),
+            "iterations": self.n_iterations,
             "losses": self.losses,
+            "loss_stride": self.loss_stride,
             "epochs": self.epochs,
+            "epoch_stride": self.epoch_stride,
             "error": self.error,
             "overrides": self.overrides,
             "classes": self.classes,
@@ -169,6 +196,8 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
     name = spec["name"]
     try:
         return registry.resolve(kind, dict(spec))
+    except ComponentError:
+        raise  # names the component and its plugin already
     except ConfigError as exc:
         # The registry words its errors for the API ("optimizer 'sgd': momentum must be ...");
         # on the command line the component is named once, as the user typed it.
@@ -192,7 +221,9 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
 
 def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
     """What only the data's size decides, refused before any weight is allocated: a network
-    that cannot fit into memory, and more iterations than ``MAX_ITERATIONS``."""
+    that cannot fit into memory, more iterations than ``MAX_ITERATIONS``, and a trace of every
+    iteration (``logger.trace``) that cannot fit into memory. Nothing else a run keeps grows
+    with its length."""
     model = config.model
     n = dataset.n_train
     batch_rows = min(config.batch_size, n)
@@ -213,7 +244,39 @@ def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
     else:
         key, value = "model.hidden", list(model.hidden)
     itemsize = 4 if model.dtype == "float32" else 8
-    check_network_memory([dataset.n_features, *model.hidden, width], batch_rows, itemsize, key=key, value=value)
+    sizes = [dataset.n_features, *model.hidden, width]
+    check_network_memory(sizes, batch_rows, itemsize, key=key, value=value)
+    logger = config.logger
+    if logger.get("name") != "none" and logger.get("trace") is True:
+        check_trace_memory(sizes, epochs * per_epoch)
+
+
+def _part(registry: Registry, kind: str, key: str, spec: Any) -> tuple[Part, Any]:
+    """A fresh instance of the component ``spec`` names, with what the probe says about it."""
+    name = spec if isinstance(spec, str) else spec["name"]
+    source = registry.source_of(kind, name)
+    return Part(kind, name, key, source), registry.resolve(kind, spec if isinstance(spec, str) else dict(spec))
+
+
+def _dry_iteration(registry: Registry, config: RunConfig, network: Network, dataset: Dataset, y_train: np.ndarray) -> None:
+    """Every component called once as training will call it (``probe.dry_iteration``), so that a
+    plugin that breaks its interface is named before anything is written."""
+    model = config.model
+    layers = [
+        *(_part(registry, "activation", "model.activation", model.activation) for _ in model.hidden),
+        _part(registry, "activation", "model.output_activation", model.output_activation),
+    ]
+    X = np.asarray(dataset.X_train[:PROBE_ROWS], dtype=network.dtype)
+    y = np.asarray(y_train[:PROBE_ROWS], dtype=network.dtype)
+    with np.errstate(all="ignore"):
+        dry_iteration(
+            network.params,
+            layers,
+            _part(registry, "loss", "loss", config.loss.as_spec()),
+            _part(registry, "optimizer", "optimizer", config.optimizer.as_spec()),
+            X,
+            y,
+        )
 
 
 def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
@@ -248,6 +311,7 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     optimizer = _build(registry, "optimizer", config.optimizer.as_spec(), "optimizer")
     y_train = encode(dataset, dataset.y_train, width)
     y_val = None if dataset.y_val is None else encode(dataset, dataset.y_val, width)
+    _dry_iteration(registry, config, network, dataset, y_train)
     components = [
         _component_info(registry, "activation", "activation", model.activation),
         _component_info(registry, "activation", "output_activation", model.output_activation),
@@ -275,7 +339,48 @@ def fit(prepared: PreparedRun, callbacks: Sequence[Any]) -> History:
 
 def _fit(prepared: PreparedRun, trainer: Trainer) -> History:
     validation = None if prepared.y_val is None else (prepared.dataset.X_val, prepared.y_val)
-    return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+    try:
+        return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+    except BackproplabError:
+        raise
+    except Exception as exc:
+        # Raised inside training: named after the component whose code raised it, if one did.
+        culprit = _component_raising(exc, prepared)
+        if culprit is None:
+            raise
+        raise PluginError(
+            f"{culprit} raised {exception_line(exc, with_type=True)} at epoch {trainer.epoch + 1}, iteration {trainer.iteration + 1}; "
+            "fix the plugin or choose another component"
+        ) from exc
+
+
+def _component_raising(exc: BaseException, prepared: PreparedRun) -> str | None:
+    """``key=name (kind 'name' from <distribution>)`` of the run's component whose module raised
+    ``exc`` (the innermost such frame of its traceback); None when none did."""
+    objects = [
+        *(("activation", "model.activation", act) for act in prepared.network.activations[:-1]),
+        ("activation", "model.output_activation", prepared.network.activations[-1]),
+        ("loss", "loss", prepared.loss),
+        ("optimizer", "optimizer", prepared.optimizer),
+    ]
+    by_module: dict[str, tuple[str, str, Any]] = {}
+    for kind, key, obj in objects:
+        by_module.setdefault(type(obj).__module__, (kind, key, obj))
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        found = by_module.get(frame.f_globals.get("__name__", ""))
+        if found is None:
+            continue
+        kind, key, obj = found
+        info = next((c for c in prepared.components if c.kind == kind and (c.role == key.rsplit(".", 1)[-1])), None)
+        if info is None:
+            return None
+        return Part(kind, info.name, key, info.source).label()
+    return None
 
 
 def run(
@@ -317,7 +422,19 @@ def run(
 
 def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:
     epochs = [dict(vars(summary)) for summary in history.epochs]
-    return RunResult("ok", list(history.losses), epochs, None, list(overrides), None if classes is None else list(classes))
+    return RunResult(
+        "ok",
+        list(history.losses),
+        epochs,
+        None,
+        list(overrides),
+        None if classes is None else list(classes),
+        iterations=history.iterations,
+        last_loss=history.last_loss,
+        last_epoch=None if history.last_epoch is None else dict(vars(history.last_epoch)),
+        loss_stride=history.loss_stride,
+        epoch_stride=history.epoch_stride,
+    )
 
 
 def failed_result(exc: BaseException, error: str, overrides: Sequence[str] = ()) -> RunResult:
@@ -327,4 +444,5 @@ def failed_result(exc: BaseException, error: str, overrides: Sequence[str] = ())
     if history is None:
         return RunResult("failed", error=error, overrides=list(overrides))
     partial = result_of(history, overrides)
-    return RunResult("failed", partial.losses, partial.epochs, error, partial.overrides)
+    partial.status, partial.error = "failed", error
+    return partial

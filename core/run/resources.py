@@ -21,11 +21,16 @@ from backproplab.validation import DATA_COPIES, FLOAT_BYTES, format_bytes, machi
 COPIES_PER_PARAMETER = 4
 
 
+def parameter_count(sizes: Sequence[int]) -> int:
+    """Weights and biases of a dense network of widths ``sizes``."""
+    return sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
+
+
 def network_bytes(sizes: Sequence[int], batch_rows: int, itemsize: int) -> tuple[int, int]:
     """(bytes of the weights and biases, bytes of everything training holds) for a network of
     widths ``sizes``: the parameters times ``COPIES_PER_PARAMETER``, plus one batch's z and
     activation arrays per layer. Python integers: no overflow for any width."""
-    parameters = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
+    parameters = parameter_count(sizes)
     activations = 2 * batch_rows * sum(sizes)
     weights = parameters * itemsize
     return weights, weights * COPIES_PER_PARAMETER + activations * itemsize
@@ -61,3 +66,28 @@ def max_rows(n_features: int, memory: int | None = None) -> int | None:
     if memory is None:
         return None
     return memory // (max(n_features, 1) * FLOAT_BYTES * DATA_COPIES)
+
+
+# What a trace (``logger.trace=true``) holds per iteration: the iteration, the epoch and the loss,
+# then every parameter and its gradient, all as 8-byte numbers, for the whole run at once. The
+# rest of a run's memory does not grow with its length (its History is bounded).
+TRACE_FIELDS = 3
+
+
+def check_trace_memory(sizes: Sequence[int], iterations: int, *, memory: int | None = None) -> None:
+    """Refuse a per-iteration trace of every parameter and gradient that cannot fit into memory."""
+    memory = machine_memory() if memory is None else memory
+    if memory is None:
+        return
+    n = parameter_count(sizes)
+    total = iterations * (TRACE_FIELDS + 2 * n) * FLOAT_BYTES
+    if total <= memory:
+        return
+    raise ConfigError(
+        subject="logger.trace=true",
+        problem=(
+            f"keeps every parameter and gradient of every iteration: {iterations} iterations of {n} parameters need "
+            f"about {format_bytes(total)}, but this machine has {format_bytes(memory)} of memory"
+        ),
+        valid="false, or fewer trainer.epochs, or a larger data.batch_size",
+    )
