@@ -7,7 +7,8 @@ row (no MLflow objects, no dicts of metric names); everything else happens at fl
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -69,6 +70,24 @@ class MlflowTracker(Callback):
         self._grad_slots = [(s.param, s.start, s.stop) for s in layout.grad_slots]
         self._param_slots = [(s.param, s.start, s.stop) for s in layout.param_slots]
         self._norm_slots = [(c, which == "grad", p) for c, which, p in layout.norm_columns]
+        # Set by ``track_run``: the run's id and how a checkpoint becomes its artifacts, which the
+        # run's checkpoint callback (``backproplab.run.checkpointing``) picks up.
+        self.run_id: str | None = None
+        self.publish_checkpoint: Callable[[Path], None] | None = None
+
+    def continue_after(self, epochs: Sequence[EpochSummary]) -> None:
+        """Take up a run resumed after ``epochs`` (already logged before its checkpoint): they
+        count for the final metrics, the description and the plots, and the next iteration's row
+        carries the ``epoch`` value of the last one's end, as it would have uninterrupted."""
+        self.epochs = list(epochs)
+        if epochs:
+            last = epochs[-1]
+            self._epoch_pending = (last.iterations, len(epochs) if self._ipe is None else last.iterations / self._ipe)
+
+    def flush_and_wait(self) -> None:
+        """Everything buffered written into the store before this returns (before a checkpoint)."""
+        self.flush()
+        self.writer.drain()
 
     def on_iteration(self, step: Step) -> None:
         self.last_step = step  # the trainer's one live view: where a stopped run stopped
