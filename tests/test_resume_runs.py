@@ -95,9 +95,9 @@ def test_a_checkpoint_is_written_at_the_start_and_every_epoch_after_its_interval
     writes = []
     original = files.write
 
-    def recording(directory, checkpoint):
+    def recording(directory, checkpoint, **options):
         writes.append((checkpoint.reason, checkpoint.iteration, checkpoint.finished))
-        original(directory, checkpoint)
+        original(directory, checkpoint, **options)
 
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(files, "write", recording)

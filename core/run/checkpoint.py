@@ -4,17 +4,22 @@ The folder is the job's output folder's ``checkpoint/`` (and a copy of it is the
 ``checkpoint/`` artifacts). No pickle anywhere:
 
 - ``state.npz`` holds the arrays: the parameters (``param/W1``, ...), the optimizer's state
-  (``optimizer/<its key>``), the loss of every iteration so far (``losses``), and the bytes of
-  the JSON record written with it (``state_json``);
+  (``optimizer/<its key>``), the loss of every iteration so far (``losses``), the completed
+  epochs' summaries (``epochs``: one row of ``EPOCH_COLUMNS`` each, NaN for a figure the run has
+  not got), and the bytes of the JSON record written with it (``state_json``);
 - ``state.json`` holds the rest: ``format``, ``run_id`` (the MLflow run, or null when untracked),
   ``epoch``, ``iteration``, ``finished`` (true once the run ended FINISHED), the shuffler's state,
-  the current epoch's running sums, the completed epochs' summaries, the iterations the run was
-  resumed from, the resolved config, and where it was launched and wrote its output.
+  the current epoch's running sums, the iterations the run was resumed from, the resolved
+  config, and where it was launched and wrote its output. It stays small whatever the run's
+  length, so that a look at it (is the run finished, whose is it) costs nothing.
 
-Each file is written to a temporary name, fsynced and renamed over the old one, ``state.npz``
+Each file is written to a temporary name, fsynced and renamed over the old one (a rename within
+one folder is atomic: a killed process leaves the old file or the new one), ``state.npz``
 first and ``state.json`` last: a ``state.json`` present means a complete checkpoint. A process
 killed between the two renames leaves a newer ``state.npz`` beside the older ``state.json``;
 ``read`` then takes the record embedded in the npz, so the pair never mixes two checkpoints.
+Marking a checkpoint finished rewrites ``state.json`` alone: a record of the same iteration as
+the npz's own is the newer word on it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ FORMAT = 1
 DIRECTORY = "checkpoint"
 STATE_JSON = "state.json"
 STATE_NPZ = "state.npz"
-_PARAM, _OPTIMIZER, _LOSSES, _RECORD = "param/", "optimizer/", "losses", "state_json"
+_PARAM, _OPTIMIZER, _LOSSES, _EPOCHS, _RECORD = "param/", "optimizer/", "losses", "epochs", "state_json"
+EPOCH_COLUMNS = ("epoch", "iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 @dataclass
@@ -79,7 +85,7 @@ class Checkpoint:
             "rng_state": p.rng_state,
             "epoch_loss_sum": p.epoch_loss_sum,
             "epoch_correct": p.epoch_correct,
-            "epochs": [dict(vars(summary)) for summary in self.epochs],
+            "epochs_completed": len(self.epochs),
             "resumed_from": list(self.resumed_from),
             "optimizer_keys": sorted(self.optimizer_state),
             "config": self.config,
@@ -88,19 +94,6 @@ class Checkpoint:
             "launch_dir": self.launch_dir,
             "output_dir": self.output_dir,
         }
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # a platform without directory handles: the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _replace(path: Path, data: bytes) -> None:
@@ -113,19 +106,38 @@ def _replace(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write(directory: Path, checkpoint: Checkpoint) -> None:
-    """Write ``checkpoint`` into ``directory`` (created if need be): npz first, then JSON."""
+def _epoch_rows(epochs: list[EpochSummary]) -> np.ndarray:
+    rows = [[np.nan if (v := getattr(summary, c)) is None else v for c in EPOCH_COLUMNS] for summary in epochs]
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(EPOCH_COLUMNS))
+
+
+def _epoch_summaries(rows: np.ndarray) -> list[EpochSummary]:
+    out = []
+    for row in rows.tolist():
+        values = dict(zip(EPOCH_COLUMNS, row))
+        out.append(EpochSummary(
+            epoch=int(values.pop("epoch")),
+            iterations=int(values.pop("iterations")),
+            **{k: None if v != v else v for k, v in values.items()},  # NaN: the figure was not there
+        ))
+    return out
+
+
+def write(directory: Path, checkpoint: Checkpoint, *, record_only: bool = False) -> None:
+    """Write ``checkpoint`` into ``directory`` (created if need be): npz first, then JSON.
+    ``record_only``: the JSON alone, for a change of the record (finished) at the same iteration."""
     directory.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(checkpoint.record(), indent=1)
-    arrays: dict[str, np.ndarray] = {f"{_PARAM}{name}": np.asarray(value) for name, value in checkpoint.params.items()}
-    arrays.update({f"{_OPTIMIZER}{key}": np.asarray(value) for key, value in checkpoint.optimizer_state.items()})
-    arrays[_LOSSES] = np.asarray(checkpoint.losses, dtype=np.float64)
-    arrays[_RECORD] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    _replace(directory / STATE_NPZ, buffer.getvalue())
+    text = json.dumps(checkpoint.record())  # no indent: json's C encoder, not its Python one
+    if not record_only:
+        arrays: dict[str, np.ndarray] = {f"{_PARAM}{name}": np.asarray(value) for name, value in checkpoint.params.items()}
+        arrays.update({f"{_OPTIMIZER}{key}": np.asarray(value) for key, value in checkpoint.optimizer_state.items()})
+        arrays[_LOSSES] = np.asarray(checkpoint.losses, dtype=np.float64)
+        arrays[_EPOCHS] = _epoch_rows(checkpoint.epochs)
+        arrays[_RECORD] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        _replace(directory / STATE_NPZ, buffer.getvalue())
     _replace(directory / STATE_JSON, (text + "\n").encode("utf-8"))
-    _fsync_directory(directory)
 
 
 def read_record(directory: Path) -> dict[str, Any] | None:
@@ -153,7 +165,8 @@ def _check_format(path: Path, record: Any) -> None:
 
 def read(directory: Path) -> Checkpoint | None:
     """The checkpoint in ``directory``, or None when there is none."""
-    if read_record(directory) is None:
+    latest = read_record(directory)
+    if latest is None:
         return None
     path = directory / STATE_NPZ
     try:
@@ -163,6 +176,8 @@ def read(directory: Path) -> Checkpoint | None:
         raise ConfigError(f"{path} cannot be read ({exc}); valid: the state.npz written with {directory / STATE_JSON}") from None
     record = json.loads(bytes(arrays.pop(_RECORD)).decode("utf-8"))  # the npz's own record: see the module docstring
     _check_format(path, record)
+    if (latest.get("run_id"), latest.get("iteration")) == (record.get("run_id"), record.get("iteration")):
+        record = latest
     position = Position(
         epoch=int(record["epoch"]),
         iteration=int(record["iteration"]),
@@ -176,7 +191,7 @@ def read(directory: Path) -> Checkpoint | None:
         params={k[len(_PARAM):]: v for k, v in arrays.items() if k.startswith(_PARAM)},
         optimizer_state={k[len(_OPTIMIZER):]: v for k, v in arrays.items() if k.startswith(_OPTIMIZER)},
         losses=arrays[_LOSSES],
-        epochs=[EpochSummary(**summary) for summary in record["epochs"]],
+        epochs=_epoch_summaries(arrays[_EPOCHS]),
         config=record["config"],
         finished=bool(record["finished"]),
         reason=str(record.get("reason", "")),

@@ -139,8 +139,8 @@ class Checkpointer(Callback):
         self._write(checkpoint)
         return checkpoint
 
-    def _write(self, checkpoint: files.Checkpoint) -> None:
-        files.write(self.directory, checkpoint)
+    def _write(self, checkpoint: files.Checkpoint, *, record_only: bool = False) -> None:
+        files.write(self.directory, checkpoint, record_only=record_only)
         self.last = checkpoint
         self.written += 1
         if self.after_save is not None:
@@ -152,7 +152,7 @@ class Checkpointer(Callback):
             return
         self.last.finished, self.last.reason = True, "finished"
         try:
-            self._write(self.last)
+            self._write(self.last, record_only=True)
         except Exception as exc:  # noqa: BLE001 - the run is recorded; only its marker is stale
             warnings.warn(f"could not mark the checkpoint in {self.directory} finished: {exc}", stacklevel=2)
 

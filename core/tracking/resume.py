@@ -86,6 +86,8 @@ def find_checkpoint(client: Any, run_id: str) -> Checkpoint:
     """The run's checkpoint, from its ``checkpoint/`` artifacts; a ConfigError when it has none."""
     with tempfile.TemporaryDirectory(prefix="backproplab-resume-") as tmp:
         try:
+            # Two small files: MLflow's progress bar would be the only multi-line output.
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             folder = Path(client.download_artifacts(run_id, ARTIFACT_DIR, tmp))
             saved = checkpoint_files.read(folder)
         except ConfigError:
@@ -142,8 +144,8 @@ def resume(run_id: str, uri: str | None = None, out: Any = None) -> int:
     output_dir = _output_dir(saved, run_id)
     total = (config.get("trainer") or {}).get("epochs")
     print(
-        f"resuming run {run_id} ({run.info.status}) from its checkpoint at epoch {saved.position.epoch + 1}, iteration "
-        f"{saved.iteration} ({len(saved.epochs)} of {total} epochs done); output in {output_dir}",
+        f"resuming run {run_id} ({run.info.status}) from its checkpoint after {saved.iteration} iterations "
+        f"({len(saved.epochs)} of {total} epochs done); output in {output_dir}",
         file=out,
         flush=True,
     )
