@@ -5,7 +5,8 @@ ends with the uninterrupted run's numbers, bit for bit.
 The job stops itself (SIGSTOP) as iteration ``AT`` begins on its first start only: a
 ``sitecustomize`` on the job's PYTHONPATH wraps the trainer's step, and leaves a marker file the
 test waits for. ``scontrol requeue`` then does what a preemption does: SLURM sends the job
-SIGCONT and SIGTERM (the run writes its checkpoint and ends KILLED), and starts it again.
+SIGCONT and SIGTERM (the run writes its checkpoint at the next iteration boundary and ends
+KILLED), and starts it again.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def test_a_requeued_slurm_job_finishes_its_run_in_the_same_mlflow_run(slurm, tmp
     (child,) = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags]
     assert len(children) <= 1
     assert child.info.status == "FINISHED"
-    assert child.data.tags["backproplab.resumed_from"] == str(AT)
+    # SLURM sends SIGCONT, then SIGTERM: the run goes on for a few iterations in between
+    assert AT <= int(child.data.tags["backproplab.resumed_from"]) < ITERATIONS
     state = (tmp_path / "sweep" / "0" / "checkpoint" / "state.json").read_text()
     assert f'"run_id": "{child.info.run_id}"' in state and '"finished": true' in state
 

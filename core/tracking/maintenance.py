@@ -236,7 +236,7 @@ def main(argv: Sequence[str]) -> int:
         if args.command == "resume":
             from .resume import resume
 
-            return resume(args.run_id, args.tracking_uri)
+            return resume(args.run_id, *_client(args.tracking_uri), process_state)
         return replay(args.spool, args.tracking_uri)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

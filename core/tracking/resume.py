@@ -26,14 +26,13 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from backproplab.errors import BackproplabError, ConfigError
 from backproplab.run import checkpoint as checkpoint_files
 from backproplab.run.checkpoint import Checkpoint
 from backproplab.run.stopping import describe_signal, exit_code, signal_of
 from .continuation import ARTIFACT_DIR
-from .maintenance import _client, process_state
 from .tags import HOST_TAG, PID_START_TAG, PID_TAG, one_line
 
 RESULT_FILE = "result.json"
@@ -45,7 +44,11 @@ def _refuse(run_id: str, why: str) -> ConfigError:
     return ConfigError(f"run {run_id} cannot be resumed: {why}")
 
 
-def judge(run: Any) -> None:
+# (pid, the process's recorded start) -> "alive" or "gone": ``runs reap``'s judgement.
+ProcessState = Callable[[int, "str | None"], str]
+
+
+def judge(run: Any, process_state: ProcessState) -> None:
     """Nothing when ``run`` may be resumed; else the ConfigError that says why not."""
     run_id, status, tags = run.info.run_id, run.info.status, run.data.tags
     if status == "FINISHED":
@@ -120,8 +123,9 @@ def _write_result(output_dir: Path, record: dict[str, Any], job_num: int | None)
     path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def resume(run_id: str, uri: str | None = None, out: Any = None) -> int:
-    """Continue run ``run_id`` to its configured end; the command's exit code."""
+def resume(run_id: str, client: Any, uri: str, process_state: ProcessState, out: Any = None) -> int:
+    """Continue run ``run_id`` of the store at ``uri`` (``client``) to its configured end; the
+    command's exit code. ``process_state`` judges a RUNNING run's process as ``runs reap`` does."""
     from backproplab.run import job
 
     from .run import track_run
@@ -129,13 +133,12 @@ def resume(run_id: str, uri: str | None = None, out: Any = None) -> int:
     from .reachability import is_http
 
     out = out or sys.stdout
-    client, uri = _client(uri)
     with bounded_http(is_http(uri)):
         try:
             run = client.get_run(run_id)
         except Exception as exc:  # noqa: BLE001 - one line: no such run in this store
             raise ConfigError(f"run {run_id!r} is not in {uri} ({one_line(exc)[:160]}); valid: a run id of that store, or --tracking-uri of the store it was logged to") from None
-        judge(run)
+        judge(run, process_state)
         saved = find_checkpoint(client, run_id)
     config = dict(saved.config)
     config["logger"] = {**(config.get("logger") or {}), "tracking_uri": uri}
