@@ -190,3 +190,16 @@ def test_every_built_in_optimizer_passes_the_state_check(name):
 
     spec = dict(OPTIMIZERS[name])
     check_optimizer(get_registry().resolve("optimizer", spec))
+
+
+def test_a_run_that_failed_with_an_error_is_not_continued_but_started_afresh(tmp_path):
+    from backproplab.errors import NonFiniteLossError
+
+    diverging = config({"name": "sgd", "lr": 1000.0}, epochs=20)
+    diverging["model"].update(activation="identity", output_activation="identity")
+    diverging["loss"] = {"name": "mse"}
+    with pytest.raises(NonFiniteLossError):
+        job.run(diverging, output_dir=tmp_path)
+    record = files.read_record(tmp_path / files.DIRECTORY)
+    assert record["failed"].startswith("NonFiniteLossError") and not record["finished"]
+    assert job.unfinished_checkpoint(tmp_path, job.prepare(diverging).config.resolved) is None

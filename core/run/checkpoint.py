@@ -8,7 +8,8 @@ The folder is the job's output folder's ``checkpoint/`` (and a copy of it is the
   epochs' summaries (``epochs``: one row of ``EPOCH_COLUMNS`` each, NaN for a figure the run has
   not got), and the bytes of the JSON record written with it (``state_json``);
 - ``state.json`` holds the rest: ``format``, ``run_id`` (the MLflow run, or null when untracked),
-  ``epoch``, ``iteration``, ``finished`` (true once the run ended FINISHED), the shuffler's state,
+  ``epoch``, ``iteration``, ``finished`` (true once the run ended FINISHED), ``failed`` (the
+  error a run failed with, else null: such a run is not continued), the shuffler's state,
   the current epoch's running sums, the iterations the run was resumed from, the resolved
   config, and where it was launched and wrote its output. It stays small whatever the run's
   length, so that a look at it (is the run finished, whose is it) costs nothing.
@@ -57,6 +58,7 @@ class Checkpoint:
     epochs: list[EpochSummary]
     config: dict[str, Any]
     finished: bool = False
+    failed: str | None = None  # the error a run failed with: not to be continued
     reason: str = ""  # start | interval | end | a signal's name | finished
     resumed_from: list[int] = field(default_factory=list)  # the iteration of every earlier resume
     overrides: list[str] = field(default_factory=list)
@@ -80,6 +82,7 @@ class Checkpoint:
             "epoch": p.epoch,
             "iteration": p.iteration,
             "finished": self.finished,
+            "failed": self.failed,
             "reason": self.reason,
             "written_at": time.time(),
             "rng_state": p.rng_state,
@@ -194,6 +197,7 @@ def read(directory: Path) -> Checkpoint | None:
         epochs=_epoch_summaries(arrays[_EPOCHS]),
         config=record["config"],
         finished=bool(record["finished"]),
+        failed=record.get("failed"),
         reason=str(record.get("reason", "")),
         resumed_from=[int(i) for i in record.get("resumed_from", [])],
         overrides=list(record.get("overrides", [])),

@@ -156,6 +156,17 @@ class Checkpointer(Callback):
         except Exception as exc:  # noqa: BLE001 - the run is recorded; only its marker is stale
             warnings.warn(f"could not mark the checkpoint in {self.directory} finished: {exc}", stacklevel=2)
 
+    def failed(self, error: BaseException) -> None:
+        """Mark the checkpoint as that of a run that failed with ``error`` (not a signal): a job
+        started in this folder again starts afresh rather than meet the error again."""
+        if self.last is None:
+            return
+        self.last.failed = f"{type(error).__name__}: {error}"[:500]
+        try:
+            self._write(self.last, record_only=True)
+        except Exception:  # noqa: BLE001 - the run's own error is what is reported
+            pass
+
     def _service(self) -> None:
         self._act = False
         if self._stop_signal is not None:

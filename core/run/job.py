@@ -308,7 +308,7 @@ def unfinished_checkpoint(output_dir: Path | str, config: Mapping[str, Any]) -> 
     A checkpoint of another config is refused: continuing it would mix two runs."""
     directory = Path(output_dir) / checkpoint_files.DIRECTORY
     record = checkpoint_files.read_record(directory)
-    if record is None or record.get("finished"):
+    if record is None or record.get("finished") or record.get("failed"):
         return None
     saved = checkpoint_files.read(directory)
     if saved is None or saved.finished:
@@ -352,7 +352,8 @@ def run(
     prepared (by the command's up-front check), so its data are not loaded twice.
 
     ``output_dir``: the job's output folder, where its checkpoint is kept (``checkpoint/``); an
-    unfinished run's checkpoint found there is continued, in the same MLflow run. ``resume``: a
+    unfinished run's checkpoint found there is continued, in the same MLflow run (not one of a run
+    that failed with an error: that one starts afresh). ``resume``: a
     checkpoint to continue (``backproplab runs resume``)."""
     prepared = prepared or prepare(cfg, registry)
     if resume is None and output_dir is not None:
@@ -391,6 +392,8 @@ def run(
         # What was trained before the failure (a full disk, a non-finite loss) goes into the
         # failed run's result.json with the error; see ``failed_result``.
         exc.backproplab_history = trainer.history if trainer is not None else None  # type: ignore[attr-defined]
+        if checkpointer is not None and not isinstance(exc, KeyboardInterrupt):
+            checkpointer.failed(exc)  # an error would meet the resumed run again: not to be continued
         raise
     finally:
         close = getattr(progress, "close", None)
