@@ -289,11 +289,16 @@ def _fit(prepared: PreparedRun, trainer: Trainer, resume: Checkpoint | None = No
     )
 
 
+# What a continued run may change: how it is tracked and how often it is checkpointed decide
+# nothing it computes.
+_MAY_DIFFER = ("hydra", "logger", "trainer.checkpoint_every_s")
+
+
 def _first_difference(saved: Any, current: Any, key: str = "") -> str | None:
     """The first dotted key whose value differs between two configs, or None when equal."""
     if isinstance(saved, Mapping) and isinstance(current, Mapping):
         for name in sorted(set(saved) | set(current), key=str):
-            if name == "hydra" and not key:
+            if (f"{key}.{name}" if key else str(name)) in _MAY_DIFFER:
                 continue
             found = _first_difference(saved.get(name), current.get(name), f"{key}.{name}" if key else str(name))
             if found is not None:

@@ -13,6 +13,9 @@ server lost later is the business of ``spool``: with ``logger.on_server_loss=con
 goes on and the metrics are spooled (and written if the server returns); with ``stop`` the run
 ends FAILED. A run that ends while its server is gone keeps its status, reason and artifacts in
 the spool for ``backproplab runs replay``, and the command exits 1.
+
+A run continued from its checkpoint (``RunContext.resume``) reopens its MLflow run instead of
+creating one, and stores only the steps the store does not hold yet (``continuation``).
 """
 
 from __future__ import annotations
