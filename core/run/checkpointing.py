@@ -108,9 +108,9 @@ class Checkpointer(Callback):
             self._save_due = self._act = True
 
     def on_train_end(self, history: History) -> None:
+        self.save("end")  # a signal may land while it is written: checked after it
         if self._stop_signal is not None:
-            self._stop()
-        self.save("end")
+            self._stop(save=False)
         self.close()
 
     # -- saving ----------------------------------------------------------------------------
@@ -183,10 +183,20 @@ class Checkpointer(Callback):
         self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
 
     def close(self) -> None:
-        """Give the signals back to the handlers they had before training (idempotent)."""
+        """Give the signals back to the handlers they had before training (idempotent). A
+        signal noted but not acted on yet goes to the handler it would have reached."""
         previous, self._previous = self._previous, {}
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        pending = None if self._stopping else self._stop_signal
+        if pending is None:
+            return
+        self._stopping = True
+        handler = previous.get(pending)
+        if callable(handler):
+            handler(pending, None)
+        elif handler != signal.SIG_IGN:
+            raise interrupt_for(pending)
 
     def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002 - signal handler signature
         if self._stopping:
@@ -197,11 +207,12 @@ class Checkpointer(Callback):
         self._stop_signal = signum
         self._act = True
 
-    def _stop(self) -> None:
+    def _stop(self, *, save: bool = True) -> None:
         signum = self._stop_signal
         assert signum is not None
         self._stopping = True
-        self.save(signal_name(signum))
+        if save:
+            self.save(signal_name(signum))
         previous = self._previous.get(signum)
         if signum in (signal.SIGUSR1, signal.SIGUSR2) and callable(previous):
             # submitit's handler requeues the job (and then exits): the checkpoint is in place.
