@@ -12,6 +12,9 @@ the callback costs one attribute test per iteration. Cases (``logger=none``, pro
 * the worked example's network trained 2,000 iterations (one example each, the cheapest
   iteration there is), default interval.
 
+Then the cost of one checkpoint write of the moons network (median of 30), and what it makes of
+a run at the default interval: one write per minute of training.
+
 Repetitions of with and without are interleaved, so a noisy neighbour slows both alike; the
 best of several is the figure compared (the median ratio of the pairs is printed too). A
 script, not a test: wall-clock numbers never decide a test.
@@ -80,6 +83,26 @@ def compare(label: str, cfg: dict, repeats: int) -> None:
     )
 
 
+def write_cost(cfg: dict, repeats: int = 30) -> float:
+    """Median seconds of one checkpoint write (snapshot, npz + JSON, fsynced) of ``cfg``'s run
+    after its training."""
+    from pathlib import Path
+
+    from backproplab.run.checkpointing import Checkpointer
+
+    prepared = job.prepare(cfg)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpointer = Checkpointer(Path(tmp) / "checkpoint", every_s=60, config=prepared.config.resolved)
+        trainer = prepared.trainer([checkpointer])
+        job._fit(prepared, trainer)  # leaves the trainer where a checkpoint would be taken
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            checkpointer.save("interval")
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and a shorter run")
@@ -89,6 +112,9 @@ def main() -> None:
     compare(f"moons [32,32] adam, {epochs} epochs, checkpoint_every_s=60 (start and end)", moons(60, epochs), repeats)
     compare(f"moons [32,32] adam, {epochs} epochs, checkpoint_every_s=0 (every epoch)", moons(0, epochs), repeats)
     compare("worked example 3-4-1, 2000 iterations, checkpoint_every_s=60", worked_example(400 if args.quick else 2000), repeats)
+    cost = write_cost(moons(60, epochs))
+    print(f"one checkpoint write (moons [32,32] adam, {epochs} epochs of history): {cost * 1e3:.2f} ms median; "
+          f"at the default interval (one per 60 s of training) {cost / 60 * 100:.4f}% of the training time")
 
 
 if __name__ == "__main__":
