@@ -203,3 +203,23 @@ def test_a_run_that_failed_with_an_error_is_not_continued_but_started_afresh(tmp
     record = files.read_record(tmp_path / files.DIRECTORY)
     assert record["failed"].startswith("NonFiniteLossError") and not record["finished"]
     assert job.unfinished_checkpoint(tmp_path, job.prepare(diverging).config.resolved) is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2], ids=["SIGINT", "SIGUSR1", "SIGUSR2"])
+def test_every_stop_signal_checkpoints_at_the_next_iteration_and_resumes(signum, tmp_path):
+    expected, expected_params = uninterrupted("rmsprop")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        stop_at(monkeypatch, 6, signum)
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            job.run(config(OPTIMIZERS["rmsprop"]), output_dir=tmp_path)
+    assert getattr(stopped.value, "signum", signal.SIGINT) == signum
+    from backproplab.run.checkpointing import Checkpointer
+
+    # the handler the signal had before training is back
+    assert not isinstance(getattr(signal.getsignal(signum), "__self__", None), Checkpointer)
+    record = files.read_record(tmp_path / files.DIRECTORY)
+    assert (record["iteration"], record["reason"]) == (6, signal.Signals(signum).name)
+    result, _ = job.run(config(OPTIMIZERS["rmsprop"]), output_dir=tmp_path)
+    assert result.losses == expected.losses
+    final = files.read(tmp_path / files.DIRECTORY).params
+    assert all(np.array_equal(final[k], v) for k, v in expected_params.items())
