@@ -181,7 +181,11 @@ def test_runs_resume_refuses_in_one_line(tmp_path):
     failed = client.create_run(experiment).info.run_id
     client.set_tag(failed, "failure_reason", "NonFiniteLossError: the loss is nan at epoch 3, iteration 12")
     client.set_terminated(failed, "FAILED")
+    by_signal = client.create_run(experiment).info.run_id  # accepted, then found without a checkpoint
+    client.set_tag(by_signal, "failure_reason", "interrupted by SIGTERM at epoch 2, iteration 9")
+    client.set_terminated(by_signal, "FAILED")
     cases = {
+        by_signal: "it has no checkpoint (no checkpoint/state.json among its artifacts)",
         finished.info.run_id: "it is FINISHED; valid: a KILLED run, a run FAILED by a signal, or a RUNNING run whose process is gone",
         bare: "it has no checkpoint (no checkpoint/state.json among its artifacts)",
         failed: "it FAILED with an error (NonFiniteLossError: the loss is nan at epoch 3, iteration 12), not by a signal; "

@@ -223,3 +223,26 @@ def test_every_stop_signal_checkpoints_at_the_next_iteration_and_resumes(signum,
     assert result.losses == expected.losses
     final = files.read(tmp_path / files.DIRECTORY).params
     assert all(np.array_equal(final[k], v) for k, v in expected_params.items())
+
+
+def test_runs_resume_judges_a_run_as_runs_reap_does():
+    from types import SimpleNamespace
+
+    from backproplab.tracking.resume import judge
+
+    def run(status, **tags):
+        return SimpleNamespace(info=SimpleNamespace(run_id="r1", status=status), data=SimpleNamespace(tags=tags))
+
+    here = os.uname().nodename
+    judge(run("KILLED"), lambda pid, start: "gone")
+    judge(run("FAILED", failure_reason="interrupted by SIGUSR2 at epoch 1, iteration 3"), lambda pid, start: "gone")
+    judge(run("RUNNING", **{"backproplab.host": here, "backproplab.pid": "42"}), lambda pid, start: "gone")
+    refusals = [
+        (run("RUNNING", **{"backproplab.host": "elsewhere", "backproplab.pid": "42"}), "it is RUNNING on elsewhere, another host"),
+        (run("RUNNING", **{"backproplab.host": here, "backproplab.pid": "42"}), "its process 42 on"),
+        (run("RUNNING"), "without backproplab.pid/backproplab.host tags"),
+        (run("SCHEDULED"), "it is SCHEDULED"),
+    ]
+    for stopped, why in refusals:
+        with pytest.raises(ConfigError, match=why):
+            judge(stopped, lambda pid, start: "alive")
