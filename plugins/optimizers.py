@@ -1,7 +1,13 @@
 """Built-in optimizers. ``step(params, grads)`` updates the arrays in place; state is keyed by
-parameter name, so every parameter has its own moments. Equations follow the cited papers."""
+parameter name, so every parameter has its own moments. Equations follow the cited papers.
+
+Each exports its state with ``state_dict()`` and takes it back with ``load_state_dict`` (the
+``OptimizerState`` protocol), as flat ``"<field>/<parameter>"`` keys to arrays: a checkpoint
+stores them in an npz file, and a resumed run continues bit for bit."""
 
 from __future__ import annotations
+
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -9,12 +15,39 @@ from backproplab import hookimpl
 from backproplab.validation import check_fraction, check_nonnegative_float, check_positive_float
 
 
-class SGD:
+class _StateByName:
+    """``state_dict``/``load_state_dict`` over the per-parameter dicts named in ``_state_fields``
+    (a step count as a 0-d int64 array): copies both ways, so neither side shares memory."""
+
+    _state_fields: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {
+            f"{field}/{name}": np.array(value, copy=True)
+            for field in self._state_fields
+            for name, value in getattr(self, field).items()
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        restored: dict[str, dict[str, Any]] = {field: {} for field in self._state_fields}
+        for key, value in state.items():
+            field, sep, name = str(key).partition("/")
+            if not sep or field not in restored:
+                raise ValueError(f"{type(self).__name__} state has no key {key!r}; valid: <field>/<parameter> with field in {', '.join(self._state_fields)}")
+            array = np.array(value, copy=True)
+            restored[field][name] = int(array) if array.ndim == 0 and array.dtype.kind in "iu" else array
+        for field, values in restored.items():
+            setattr(self, field, values)
+
+
+class SGD(_StateByName):
     """The article's rule θ ← θ − ε ∂E/∂θ, optionally with momentum μ (PyTorch's form):
     v ← μ v + g; θ ← θ − ε v, or with Nesterov θ ← θ − ε (g + μ v).
 
     ``lr`` defaults to the article's ε = 0.5, so ``sgd``, its alias ``gd``, the Python API and the
     config option (generated from this signature) all mean the same step."""
+
+    _state_fields = ("velocity",)
 
     def __init__(self, lr: float = 0.5, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         self.lr = check_positive_float("lr", lr)
@@ -42,8 +75,10 @@ class SGD:
             p -= lr * g
 
 
-class RMSprop:
+class RMSprop(_StateByName):
     """Hinton (2012): s ← ρ s + (1 − ρ) g²; θ ← θ − ε g / (√s + δ)."""
+
+    _state_fields = ("square_avg",)
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8):
         self.lr = check_positive_float("lr", lr)
@@ -61,8 +96,10 @@ class RMSprop:
             params[name] -= self.lr * g / (np.sqrt(s) + self.eps)
 
 
-class Adagrad:
+class Adagrad(_StateByName):
     """Duchi et al. (2011): G ← G + g²; θ ← θ − ε g / (√G + δ)."""
+
+    _state_fields = ("sum_squares",)
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10, initial_accumulator: float = 0.0):
         self.lr = check_positive_float("lr", lr)
@@ -79,11 +116,12 @@ class Adagrad:
             params[name] -= self.lr * g / (np.sqrt(G) + self.eps)
 
 
-class Adam:
+class Adam(_StateByName):
     """Kingma & Ba (2015), Algorithm 1: bias-corrected first and second moments, with a step
     count t per parameter."""
 
     decoupled_weight_decay = False
+    _state_fields = ("m", "v", "t")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0):
         self.lr = check_positive_float("lr", lr)

@@ -54,6 +54,27 @@ class Optimizer(Protocol):
         ...
 
 
+@runtime_checkable
+class OptimizerState(Protocol):
+    """What an optimizer with state (moments, velocities, step counts) adds so that a run using
+    it can be checkpointed and resumed bit for bit. Optional: an optimizer without these two
+    methods must keep no state between steps (the conformance kit checks either way).
+
+    The state is a flat mapping of string keys (the built-ins use ``"<field>/<parameter>"``,
+    e.g. ``"m/W1"``) to numpy arrays, a step count as a 0-d integer array: a checkpoint stores
+    it in an npz file, loaded without pickle."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of the whole state: later steps must not change what was returned."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the state with ``state`` (as ``state_dict`` returned it, after a round trip
+        through npz), so that the next steps are exactly those the exporting optimizer would
+        have taken."""
+        ...
+
+
 def required_methods(protocol: type) -> tuple[str, ...]:
     """The methods a component of ``protocol``'s kind must have, read off the Protocol itself."""
     return tuple(
@@ -68,4 +89,4 @@ PROTOCOLS: dict[str, type] = {
     "optimizer": Optimizer,
 }
 
-__all__ = ["Activation", "Loss", "Initializer", "Optimizer", "PROTOCOLS", "required_methods"]
+__all__ = ["Activation", "Loss", "Initializer", "Optimizer", "OptimizerState", "PROTOCOLS", "required_methods"]

@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import Any, Sequence
 
-from backproplab.tracking.signals import Terminated  # no mlflow: plain signal handling
+from backproplab.run.stopping import Terminated, exit_code, signal_name
 from backproplab.run.schema import config_error as schema_config_error
 from backproplab.errors import BackproplabError, ConfigError, closest, exception_line, format_problem, one_line
 
@@ -117,8 +117,8 @@ def describe(exc: BaseException, overrides: Sequence[str] = ()) -> tuple[str, in
     """(one line, exit code) for an exception that reached the command line. ``overrides``:
     those that were being composed (the command line's, or a job's), for the schema error whose
     value OmegaConf does not carry."""
-    if isinstance(exc, Terminated):
-        return "interrupted (SIGTERM)", EXIT_TERMINATED
+    if isinstance(exc, Terminated):  # SIGTERM (143), SIGUSR1, SIGUSR2: 128 + the signal
+        return f"interrupted ({signal_name(exc.signum)})", exit_code(exc)
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
     if not isinstance(exc, BackproplabError):

@@ -93,6 +93,7 @@ def task(cfg: DictConfig) -> float | dict[str, Any] | None:
                 label=label,
                 job_num=hc.job.num if multirun else None,
                 launch_dir=hc.runtime.cwd,
+                output_dir=out_dir,
             )
     except Exception as exc:
         line, code = describe(exc)

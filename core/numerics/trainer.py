@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -95,6 +95,23 @@ class EpochSummary:
 HISTORY_POINTS = 10_000
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where training stands between two iterations: with the parameters and the optimizer's
+    state, all that continuing it exactly needs (a checkpoint holds it).
+
+    ``iteration`` counts the iterations completed, ``epoch`` is the epoch the next one belongs
+    to, ``rng_state`` the shuffler's state (``numpy``'s ``bit_generator.state``, plain JSON-able
+    values) from before that epoch's order was drawn, and the sums are the epoch's
+    example-weighted loss and correct predictions of its iterations so far."""
+
+    epoch: int
+    iteration: int
+    rng_state: dict[str, Any]
+    epoch_loss_sum: float = 0.0
+    epoch_correct: float = 0.0
+
+
 @dataclass
 class History:
     """What ``fit`` returns: the iterations' losses and the epochs' summaries, in bounded memory.
@@ -142,6 +159,10 @@ class History:
     def n_epochs(self) -> int:
         """Epochs completed."""
         return 0 if self.last_epoch is None else self.last_epoch.epoch + 1
+
+    def copy(self) -> "History":
+        """An independent copy: what it records next leaves this one as it is."""
+        return replace(self, losses=list(self.losses), epochs=list(self.epochs))
 
 
 class Callback:
@@ -206,6 +227,21 @@ class Trainer:
         self._check_every_update = network.n_parameters <= CHECK_EVERY_UPDATE_MAX_PARAMS
         # The latest fit's history as it grows: what a fit that raised had trained is still here.
         self.history = History()
+        # Where the running fit stands (``position``): the shuffler, its state before the
+        # current epoch's order was drawn, and the current epoch's running sums.
+        self._rng: np.random.Generator | None = None
+        self._epoch_rng_state: dict[str, Any] = {}
+        self._per_epoch = 0
+        self._loss_sum = self._correct = 0.0
+
+    def position(self) -> Position:
+        """Where the running fit stands: valid in every callback hook (in ``on_iteration`` the
+        step's own update has not been applied yet, so the position is just before it)."""
+        if self._rng is None:
+            raise RuntimeError("position() is known only while fit runs")
+        if self.iteration >= (self.epoch + 1) * self._per_epoch:  # the epoch is over; the next order is not drawn yet
+            return Position(self.epoch + 1, self.iteration, self._rng.bit_generator.state)
+        return Position(self.epoch, self.iteration, self._epoch_rng_state, self._loss_sum, self._correct)
 
     def iterations_per_epoch(self, n_examples: int) -> int:
         """ceil(n / batch_size), with batch_size clamped to n as ``fit`` does."""
@@ -263,8 +299,20 @@ class Trainer:
             if not math.isfinite(float(np.add.reduce(p, axis=None))) and not np.isfinite(p).all():
                 raise NonFiniteParametersError(name, self.epoch, self.iteration if iteration is None else iteration)
 
-    def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, Any] | None = None) -> History:
-        """Train for ``epochs`` epochs; every input is checked before the first iteration."""
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        validation_data: tuple[Any, Any] | None = None,
+        start: Position | None = None,
+        history: History | None = None,
+    ) -> History:
+        """Train for ``epochs`` epochs; every input is checked before the first iteration.
+
+        ``start`` and ``history`` continue a fit from a checkpoint: the network's parameters and
+        the optimizer's state are those saved at ``start``, and ``history`` what had been trained
+        before it; the rest of the fit is then the one an uninterrupted fit would have done."""
         net, loss = self.network, self.loss
         X = net.check_input(X)
         y = prepare_targets(loss, y, net)
@@ -283,6 +331,16 @@ class Trainer:
         rng = np.random.default_rng(self.seed)
         shuffle = self.shuffle and n > 1
         starts = range(0, n, batch_size)
+        self._per_epoch = len(starts)
+        first_epoch, skip = 0, 0
+        self._loss_sum = self._correct = 0.0
+        if start is not None:
+            skip = self._continue_from(start, history, rng)
+            first_epoch = start.epoch
+        elif history is not None:
+            raise ConfigError("history continues a fit only together with start, the position it was saved at")
+        self._rng, self._epoch_rng_state = rng, rng.bit_generator.state
+        history = self.history = history if history is not None else History()
 
         for cb in _hooks(self.callbacks, "on_train_begin"):
             cb(self)
@@ -290,19 +348,18 @@ class Trainer:
         on_epoch_end = _hooks(self.callbacks, "on_epoch_end")
         accuracy_fn = getattr(loss, "accuracy", None)
         step = Step(net.params) if on_iteration else None
-        history = self.history = History()
         add_loss = history.add_loss
         train_step = self.train_step
 
         # A diverging run is reported once, as NonFiniteLossError at the first non-finite loss,
         # rather than as numpy overflow warnings from deep inside a matmul.
         with np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(self.epochs):
+            for epoch in range(first_epoch, self.epochs):
                 self.epoch = epoch
+                self._epoch_rng_state = rng.bit_generator.state
                 order = rng.permutation(n) if shuffle else None
-                loss_sum = 0.0
-                correct = 0.0
-                for start in starts:
+                loss_sum, correct = self._loss_sum, self._correct
+                for start in starts[skip:]:
                     if order is None:  # slices are views: no copy at all
                         xb = X[start : start + batch_size]
                         yb = y[start : start + batch_size]
@@ -316,6 +373,9 @@ class Trainer:
                     loss_sum += loss_value * m
                     if accuracy_fn is not None:
                         correct += float(accuracy_fn(y_hat, yb)) * m
+                    self._loss_sum, self._correct = loss_sum, correct
+                skip = 0
+                self._loss_sum = self._correct = 0.0
                 if not self._check_every_update:
                     self.check_parameters(self.iteration - 1)
                 val_loss = val_acc = None
@@ -335,6 +395,21 @@ class Trainer:
         for cb in _hooks(self.callbacks, "on_train_end"):
             cb(history)
         return history
+
+    def _continue_from(self, start: Position, history: History | None, rng: np.random.Generator) -> int:
+        """Set the counters and the shuffler to ``start``; the batches of its epoch already done."""
+        per_epoch = self._per_epoch
+        done = history.iterations if history is not None else None
+        within = start.iteration - start.epoch * per_epoch
+        if done != start.iteration or not 0 <= within < per_epoch or start.epoch > self.epochs:
+            raise ConfigError(
+                f"cannot continue at epoch {start.epoch}, iteration {start.iteration} with {done} iterations of history "
+                f"and {per_epoch} iterations per epoch; valid: a position this run's data and batch size produce"
+            )
+        rng.bit_generator.state = start.rng_state
+        self.iteration, self.epoch = start.iteration, start.epoch
+        self._loss_sum, self._correct = start.epoch_loss_sum, start.epoch_correct
+        return within
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:

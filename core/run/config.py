@@ -79,6 +79,8 @@ class TrainerConfig:
     epochs: int
     seed: int | None
     objective: str = "auto"
+    # Seconds of training between periodic checkpoints, each written at the next epoch's end.
+    checkpoint_every_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     if not isinstance(shuffle, bool):
         raise ConfigError(f"data.shuffle={shuffle!r} is invalid; valid: true, false")
 
-    allowed_trainer = {"epochs", "seed", "objective"}
+    allowed_trainer = {"epochs", "seed", "objective", "checkpoint_every_s"}
     extra = sorted(set(trainer) - allowed_trainer)
     if extra:
         raise ConfigError(f"trainer.{extra[0]} is not a trainer option; valid: {', '.join(sorted(allowed_trainer))}")
@@ -273,6 +275,9 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
     objective = trainer.get("objective", "auto")
     if objective not in OBJECTIVES:
         raise ConfigError(key="trainer.objective", value=objective, valid=list(OBJECTIVES), hint=closest(str(objective), list(OBJECTIVES)))
+    every_s = trainer.get("checkpoint_every_s", 60)
+    if not (is_finite(every_s) and every_s >= 0):
+        raise ConfigError(key="trainer.checkpoint_every_s", value=every_s, valid="a number of seconds >= 0 (0: a checkpoint at every epoch's end)")
     # After trainer.seed: legacy_randn's initializer.seed is ${trainer.seed}, and the error
     # should name the key the user typed.
     specs = {kind: component(registry, kind, _section(resolved, kind)) for kind in COMPONENT_KINDS}
@@ -287,7 +292,7 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
         loss=specs["loss"],
         optimizer=specs["optimizer"],
         initializer=specs["initializer"],
-        trainer=TrainerConfig(int(epochs), None if seed is None else int(seed), str(objective)),
+        trainer=TrainerConfig(int(epochs), None if seed is None else int(seed), str(objective), float(every_s)),
         logger=dict(logger),
         batch_size=int(batch_size),
         shuffle=shuffle,

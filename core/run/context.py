@@ -48,3 +48,13 @@ class RunContext:
     # and validates on; for the run's dataset inputs, the logged model's signature and input
     # example, and the decision-boundary pictures.
     dataset: Dataset | None = None
+    # The checkpoint this run continues (``backproplab.run.checkpoint.Checkpoint``): its MLflow
+    # run is reopened rather than a new one created. None for a run that starts afresh.
+    resume: Any = None
+
+    @property
+    def resumed_from(self) -> list[int]:
+        """The iteration every resume of this run started at, this one last; empty when fresh."""
+        if self.resume is None:
+            return []
+        return [*self.resume.resumed_from, self.resume.iteration]

@@ -12,6 +12,7 @@ import contextlib
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,9 @@ from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
 from backproplab.numerics.trainer import History, Trainer
 from backproplab.components.pairing import check_output_activation
+from . import checkpoint as checkpoint_files
+from .checkpoint import Checkpoint
+from .checkpointing import Checkpointer, load_optimizer_state
 
 
 @dataclass
@@ -63,8 +67,11 @@ class PreparedRun:
             callbacks=callbacks,
         )
 
-    def context(self, overrides: Sequence[str] = (), *, job_num: int | None = None, launch_dir: str | None = None) -> RunContext:
+    def context(
+        self, overrides: Sequence[str] = (), *, job_num: int | None = None, launch_dir: str | None = None, resume: Checkpoint | None = None
+    ) -> RunContext:
         return RunContext(
+            resume=resume,
             job_num=job_num,
             launch_dir=launch_dir,
             config=self.config.resolved,
@@ -337,10 +344,14 @@ def fit(prepared: PreparedRun, callbacks: Sequence[Any]) -> History:
     return _fit(prepared, prepared.trainer(callbacks))
 
 
-def _fit(prepared: PreparedRun, trainer: Trainer) -> History:
+def _fit(prepared: PreparedRun, trainer: Trainer, resume: Checkpoint | None = None) -> History:
     validation = None if prepared.y_val is None else (prepared.dataset.X_val, prepared.y_val)
     try:
-        return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+        if resume is None:
+            return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
+        return trainer.fit(
+            prepared.dataset.X_train, prepared.y_train, validation_data=validation, start=resume.position, history=resume.history()
+        )
     except BackproplabError:
         raise
     except Exception as exc:
@@ -383,6 +394,53 @@ def _component_raising(exc: BaseException, prepared: PreparedRun) -> str | None:
     return None
 
 
+# What a continued run may change: how it is tracked and how often it is checkpointed decide
+# nothing it computes.
+_MAY_DIFFER = ("hydra", "logger", "trainer.checkpoint_every_s")
+
+
+def _first_difference(saved: Any, current: Any, key: str = "") -> str | None:
+    """The first dotted key whose value differs between two configs, or None when equal."""
+    if isinstance(saved, Mapping) and isinstance(current, Mapping):
+        for name in sorted(set(saved) | set(current), key=str):
+            if (f"{key}.{name}" if key else str(name)) in _MAY_DIFFER:
+                continue
+            found = _first_difference(saved.get(name), current.get(name), f"{key}.{name}" if key else str(name))
+            if found is not None:
+                return found
+        return None
+    return None if saved == current else key
+
+
+def unfinished_checkpoint(output_dir: Path | str, config: Mapping[str, Any]) -> Checkpoint | None:
+    """The checkpoint of an unfinished run in ``output_dir`` (a requeued job's, or one killed
+    before), which a job started there continues; None when there is none or its run finished.
+    A checkpoint of another config is refused: continuing it would mix two runs."""
+    directory = Path(output_dir) / checkpoint_files.DIRECTORY
+    record = checkpoint_files.read_record(directory)
+    if record is None or record.get("finished") or record.get("failed"):
+        return None
+    saved = checkpoint_files.read(directory)
+    if saved is None or saved.finished:
+        return None
+    differs = _first_difference(saved.config, config)
+    if differs is not None:
+        raise ConfigError(
+            f"{directory} holds the checkpoint of an unfinished run whose {differs} differs from this run's; valid: the same "
+            "config, to continue that run, or another output folder"
+        )
+    return saved
+
+
+def continue_from(prepared: PreparedRun, resume: Checkpoint) -> None:
+    """Put the checkpoint's parameters and optimizer state into the prepared run's objects."""
+    checkpoint_files.restore_parameters(prepared.network.params, resume.params)
+    try:
+        load_optimizer_state(prepared.optimizer, resume.optimizer_state)
+    except Exception as exc:  # noqa: BLE001 - a plugin's own refusal: one line naming the optimizer
+        raise ConfigError(f"optimizer={prepared.config.optimizer.name} cannot take the checkpoint's state: {exc}") from None
+
+
 def run(
     cfg: Any,
     overrides: Sequence[str] = (),
@@ -394,24 +452,58 @@ def run(
     launch_dir: str | None = None,
     registry: Registry | None = None,
     prepared: PreparedRun | None = None,
+    output_dir: Path | str | None = None,
+    resume: Checkpoint | None = None,
 ) -> tuple[RunResult, History]:
     """Prepare, then train inside ``track`` (for MLflow, ``backproplab.tracking.track_run``, which
     records FINISHED/FAILED/KILLED and re-raises).
 
     ``label`` prefixes the progress lines of a multirun job. ``prepared``: ``cfg`` already
-    prepared (by the command's up-front check), so its data are not loaded twice."""
+    prepared (by the command's up-front check), so its data are not loaded twice.
+
+    ``output_dir``: the job's output folder, where its checkpoint is kept (``checkpoint/``); an
+    unfinished run's checkpoint found there is continued, in the same MLflow run (not one of a run
+    that failed with an error: that one starts afresh). ``resume``: a
+    checkpoint to continue (``backproplab runs resume``)."""
     prepared = prepared or prepare(cfg, registry)
-    context = prepared.context(overrides, job_num=job_num, launch_dir=launch_dir)
+    if resume is None and output_dir is not None:
+        resume = unfinished_checkpoint(output_dir, prepared.config.resolved)
+    if resume is not None:
+        continue_from(prepared, resume)
+    context = prepared.context(overrides, job_num=job_num, launch_dir=launch_dir, resume=resume)
     progress = make_progress(prepared.config.trainer.epochs, prepared.iterations_per_epoch, multirun=multirun, label=label)
     trainer: Trainer | None = None
+    checkpointer: Checkpointer | None = None
     try:
         with track(context, prepared.config.logger) as tracker:
-            trainer = prepared.trainer([cb for cb in (tracker, progress) if cb is not None])
-            history = _fit(prepared, trainer)
+            if output_dir is not None:
+                checkpointer = Checkpointer(
+                    Path(output_dir) / checkpoint_files.DIRECTORY,
+                    every_s=prepared.config.trainer.checkpoint_every_s,
+                    config=prepared.config.resolved,
+                    run_id=getattr(tracker, "run_id", None),
+                    resumed_from=context.resumed_from,
+                    overrides=overrides,
+                    job_num=job_num,
+                    launch_dir=launch_dir,
+                    before_save=getattr(tracker, "flush_and_wait", None),
+                    after_save=getattr(tracker, "publish_checkpoint", None),
+                )
+            # The checkpointer first: a save or stop it makes precedes the iteration the others see.
+            trainer = prepared.trainer([cb for cb in (checkpointer, tracker, progress) if cb is not None])
+            try:
+                history = _fit(prepared, trainer, resume)
+            finally:
+                if checkpointer is not None:
+                    checkpointer.close()
+        if checkpointer is not None:
+            checkpointer.finish()
     except BaseException as exc:
         # What was trained before the failure (a full disk, a non-finite loss) goes into the
         # failed run's result.json with the error; see ``failed_result``.
         exc.backproplab_history = trainer.history if trainer is not None else None  # type: ignore[attr-defined]
+        if checkpointer is not None and not isinstance(exc, KeyboardInterrupt):
+            checkpointer.failed(exc)  # an error would meet the resumed run again: not to be continued
         raise
     finally:
         close = getattr(progress, "close", None)

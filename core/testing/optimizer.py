@@ -6,11 +6,14 @@ The contract is in-place updates: callers and callbacks hold references to the p
 allocates a new array per step costs time in the hot loop. An optimizer that shares state
 between names couples parameters that should be independent. Both are checked, together with
 determinism, float64 precision and progress on a quadratic, all with the component's default
-hyperparameters.
+hyperparameters. A checkpointed run is resumed from the optimizer's exported state, so that
+state must round-trip exactly through an npz file (``state_dict``/``load_state_dict``), or the
+optimizer must keep no state between steps at all.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -201,6 +204,75 @@ def check_optimizer_lowers_quadratic(optimizer: Any, *, seed: int = 0, steps: in
     if not np.isfinite(end) or not end < start:
         fail(KIND, optimizer, f"did not lower a convex quadratic with its default hyperparameters: "
              f"f = {start:.6g} before and {end:.6g} after {steps} steps")
+
+
+def _stateful(component: Any) -> bool:
+    __tracebackhide__ = True
+    has = [callable(getattr(component, m, None)) for m in ("state_dict", "load_state_dict")]
+    if any(has) and not all(has):
+        missing = "load_state_dict" if has[0] else "state_dict"
+        fail(KIND, component, f"has {'state_dict' if has[0] else 'load_state_dict'} but no {missing}: a checkpoint needs both, "
+             "to export the state and to take it back")
+    return all(has)
+
+
+def _through_npz(component: Any, state: Any) -> dict[str, np.ndarray]:
+    """``state`` written with ``np.savez`` and read back without pickle, as a checkpoint does."""
+    __tracebackhide__ = True
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        fail(KIND, component, f"state_dict() returned {type(state).__name__}; valid: a dict of string keys to numpy arrays")
+    for key, value in state.items():
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            fail(KIND, component, f"state_dict()[{key!r}] is {type(value).__name__}"
+                 f"{'' if not isinstance(value, np.ndarray) else ' of objects'}; valid: a numeric numpy array "
+                 "(a 0-d array for a scalar), which an npz file stores without pickle")
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+@register_check(KIND)
+def check_optimizer_state_round_trips(optimizer: Any, *, seed: int = 0) -> None:
+    """A run resumed from a checkpoint continues bit for bit: ``state_dict()`` exported after a
+    few steps and loaded (through npz) into a fresh optimizer gives exactly the next steps of
+    the original, and is a copy that later steps leave alone. An optimizer without these two
+    methods must be stateless: a fresh instance per step gives the same result as one."""
+    __tracebackhide__ = True
+    shapes = {"W1": (3, 2), "b1": (3,)}
+    grads = _grad_sequence(seed, shapes, 2 * STEPS)
+    if not _stateful(optimizer):
+        kept, fresh_each = _params(seed, shapes), _params(seed, shapes)
+        opt = fresh(KIND, optimizer)
+        for t, g in enumerate(grads):
+            _step(optimizer, opt, kept, g, t)
+            _step(optimizer, fresh(KIND, optimizer), fresh_each, g, t)
+        for name in shapes:
+            if not np.array_equal(kept[name], fresh_each[name]):
+                fail(KIND, optimizer, f"keeps state between steps (params[{name!r}] differs from stepping a fresh instance "
+                     "each time) but has no state_dict()/load_state_dict(): a run using it cannot be resumed exactly "
+                     "from a checkpoint; add both (see backproplab.components.protocols.OptimizerState)")
+        return
+    original, params = fresh(KIND, optimizer), _params(seed, shapes)
+    for t in range(STEPS):
+        _step(optimizer, original, params, grads[t], t)
+    exported = call(KIND, optimizer, "state_dict()", original.state_dict)
+    snapshot = {k: np.array(v, copy=True) for k, v in exported.items()} if isinstance(exported, dict) else exported
+    state = _through_npz(optimizer, exported)
+    resumed, resumed_params = fresh(KIND, optimizer), {k: v.copy() for k, v in params.items()}
+    call(KIND, optimizer, "load_state_dict(state) on a fresh instance", resumed.load_state_dict, state)
+    for t in range(STEPS, 2 * STEPS):
+        _step(optimizer, original, params, grads[t], t)
+        _step(optimizer, resumed, resumed_params, grads[t], t)
+    for name in shapes:
+        if not np.array_equal(params[name], resumed_params[name]):
+            fail(KIND, optimizer, f"after load_state_dict(state_dict()) params[{name!r}] steps differently from the "
+                 f"optimizer that exported the state: the state is incomplete or not restored exactly")
+    for key, value in snapshot.items():
+        if not np.array_equal(exported[key], value):
+            fail(KIND, optimizer, f"state_dict()[{key!r}] changed when the optimizer stepped on: return copies, "
+                 "not the live arrays, or a checkpoint is overwritten while it is being written")
 
 
 def check_optimizer(optimizer: Any, **options: Any) -> None:

@@ -167,6 +167,15 @@ class BatchWriter:
         elif block is not None:
             self._queue.put(block)
 
+    def drain(self) -> None:
+        """Wait until every submitted block is written, and keep the writer open (a checkpoint
+        is written only once the store holds every step before it)."""
+        if self._unsent is not None:
+            self._write_inline(self._unsent)
+        if self._queue is not None:
+            self._queue.join()
+        self._raise_pending()
+
     def close(self) -> None:
         """Wait until every submitted block is written; raise the first write error, if any."""
         if self._unsent is not None:
@@ -185,12 +194,14 @@ class BatchWriter:
         while True:
             block = self._queue.get()
             if block is None:
+                self._queue.task_done()
                 return
             if self._error is None:  # after a failure, keep draining so producers never block
                 try:
                     self.write(block)
                 except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                     self._error = exc
+            self._queue.task_done()
 
     def _raise_pending(self) -> None:
         if self._error is not None:

@@ -7,11 +7,12 @@ row (no MLflow objects, no dicts of metric names); everything else happens at fl
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from backproplab.numerics.trainer import Callback, EpochSummary, Step
+from backproplab.numerics.trainer import Callback, EpochSummary, History, Step
 from .buffer import BatchWriter, MetricBuffer
 from .metric_names import EPOCH, EPOCH_METRICS, MetricLayout
 from .images import Snapshots
@@ -69,6 +70,25 @@ class MlflowTracker(Callback):
         self._grad_slots = [(s.param, s.start, s.stop) for s in layout.grad_slots]
         self._param_slots = [(s.param, s.start, s.stop) for s in layout.param_slots]
         self._norm_slots = [(c, which == "grad", p) for c, which, p in layout.norm_columns]
+        # Set by ``track_run``: the run's id and how a checkpoint becomes its artifacts, which the
+        # run's checkpoint callback (``backproplab.run.checkpointing``) picks up.
+        self.run_id: str | None = None
+        self.publish_checkpoint: Callable[[Path], None] | None = None
+
+    def continue_after(self, history: History) -> None:
+        """Take up a run resumed after ``history`` (already logged before its checkpoint): its
+        epochs count for the final metrics, the description and the plots, and the next
+        iteration's row carries the ``epoch`` value of the last one's end, as it would have
+        uninterrupted. A long run's history is thinned; the counts come from its last epoch."""
+        self.epochs = list(history.epochs)
+        last = history.last_epoch
+        if last is not None:
+            self._epoch_pending = (last.iterations, last.epoch + 1 if self._ipe is None else last.iterations / self._ipe)
+
+    def flush_and_wait(self) -> None:
+        """Everything buffered written into the store before this returns (before a checkpoint)."""
+        self.flush()
+        self.writer.drain()
 
     def on_iteration(self, step: Step) -> None:
         self.last_step = step  # the trainer's one live view: where a stopped run stopped
@@ -110,7 +130,7 @@ class MlflowTracker(Callback):
         if self.snapshots is not None:
             self.snapshots.epoch_end(summary)
             self._snapshot_iteration = self.snapshots.grad_iteration
-        if (self.total_epochs - len(self.epochs)) % self.every_epoch:
+        if (self.total_epochs - summary.epoch - 1) % self.every_epoch:
             return
         now = time.time()
         for field_name, key in EPOCH_METRICS.items():
@@ -118,7 +138,7 @@ class MlflowTracker(Callback):
             if value is not None:
                 self.buffer.add_sparse(key, value, now, summary.iterations)
         # The same formula as the iteration rows', so both give one value at a shared step.
-        completed = len(self.epochs) if self._ipe is None else summary.iterations / self._ipe
+        completed = summary.epoch + 1 if self._ipe is None else summary.iterations / self._ipe
         if summary.iterations % self.every:
             self.buffer.add_sparse(EPOCH, completed, now, summary.iterations)
         else:

@@ -112,8 +112,15 @@ def describe(
     reason: str | None,
     epochs: Sequence[EpochSummary],
     last_step: Step | None,
+    *,
+    resumed_from: Sequence[int] = (),
 ) -> str:
     lines = [what(context, data_name), ""]
+    if resumed_from:
+        times = "once" if len(resumed_from) == 1 else f"{len(resumed_from)} times"
+        steps = ", ".join(str(i) for i in resumed_from)
+        where = "step" if len(resumed_from) == 1 else "steps"
+        lines += [f"**Resumed** {times} from its checkpoint, at {where} {steps} (the iterations completed before each resume).", ""]
     if status == "FINISHED":
         lines.append(f"**FINISHED** {final_numbers(epochs)}.")
     else:

@@ -246,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
         prog="backproplab runs",
         description="Repair MLflow runs after faults no process could handle.",
     )
-    commands = top.add_subparsers(dest="command", metavar="{reap,replay}", parser_class=_Parser)
+    commands = top.add_subparsers(dest="command", metavar="{reap,replay,resume}", parser_class=_Parser)
     reap_parser = commands.add_parser(
         "reap",
         help="mark KILLED the RUNNING runs whose process is gone (kill -9)",
@@ -264,6 +264,15 @@ def parser() -> argparse.ArgumentParser:
     )
     replay_parser.add_argument("spool", metavar="SPOOL_FILE", help="a file from .backproplab-spool/")
     replay_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: the URI recorded in the spool)")
+    resume_parser = commands.add_parser(
+        "resume",
+        help="continue a stopped run from its checkpoint, in the same MLflow run",
+        description="Continue a KILLED run, a run FAILED by a signal, or a RUNNING run whose process is gone, from its "
+        "checkpoint, in the same MLflow run, to its configured end: the result is bit for bit that of the run "
+        "uninterrupted. A FINISHED run, a live one, or one without a checkpoint is refused (exit 2).",
+    )
+    resume_parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id")
+    resume_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     return top
 
 
@@ -277,9 +286,13 @@ def main(argv: Sequence[str]) -> int:
             where = f"backproplab runs {args.command}" if sub else "backproplab runs"
             raise ConfigError(f"unknown option {unknown[0]!r} for '{where}'; valid: {', '.join(valid)}")
         if args.command is None:
-            raise ConfigError("backproplab runs needs a command; valid: reap, replay; see backproplab runs --help")
+            raise ConfigError("backproplab runs needs a command; valid: reap, replay, resume; see backproplab runs --help")
         if args.command == "reap":
             return reap(args.tracking_uri, args.experiment)
+        if args.command == "resume":
+            from .resume import resume
+
+            return resume(args.run_id, *_client(args.tracking_uri), process_state)
         return replay(args.spool, args.tracking_uri)
     except ConfigError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr, flush=True)

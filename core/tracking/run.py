@@ -13,11 +13,15 @@ server lost later is the business of ``spool``: with ``logger.on_server_loss=con
 goes on and the metrics are spooled (and written if the server returns); with ``stop`` the run
 ends FAILED. A run that ends while its server is gone keeps its status, reason and artifacts in
 the spool for ``backproplab runs replay``, and the command exits 1.
+
+A run continued from its checkpoint (``RunContext.resume``) reopens its MLflow run instead of
+creating one, and stores only the steps the store does not hold yet (``continuation``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -36,6 +40,7 @@ from . import parent as sweep_parent
 from .artifacts import PlotThread, log_run_artifacts
 from .buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
+from .continuation import RESUMED_TAG, SkipStored, publish, reopen
 from .extras import RunExtras
 from .faults import SpoolWriteError, StoreFullError, UnrecordedError, store_full
 from . import naming
@@ -168,17 +173,25 @@ def _tracked(
         tags[PARENT_TAG] = parent.run_id
         if context.job_num is not None:
             tags["hydra.job.num"] = str(context.job_num)  # lets the sweep summary place the run without guessing
+    resume = context.resume
+    reopened = resume is not None and resume.run_id is not None
     with InterruptGuard() as guard:  # from before the run exists until its status is final
-        run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
-        run_id = run.info.run_id
+        stored: dict[str, int] = {}
+        if reopened:  # a run continued from its checkpoint: the same MLflow run
+            run_id = resume.run_id
+            stored = reopen(client, run_id, {**process_tags(), RESUMED_TAG: ",".join(map(str, context.resumed_from))})
+        else:
+            run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
+            run_id = run.info.run_id
         tracker: MlflowTracker | None = None
         extras: RunExtras | None = None
         sink = None
         outcome: BaseException | None = None
         try:
             try:
-                log_params(client, run_id, context.config)
-                log_datasets(client, run_id, context)
+                if not reopened:  # a reopened run has its params and inputs from its first process
+                    log_params(client, run_id, context.config)
+                    log_datasets(client, run_id, context)
                 trace = None
                 if settings.trace:
                     trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
@@ -186,7 +199,7 @@ def _tracked(
                 extras = RunExtras(settings, context)
                 tracker = MlflowTracker(
                     layout,
-                    BatchWriter(sink, run_id, background=settings.background),
+                    BatchWriter(SkipStored(sink, stored) if stored else sink, run_id, background=settings.background),
                     max_metrics=settings.max_metrics,
                     every_n_iterations=every_iteration,
                     every_n_epochs=every_epoch,
@@ -196,6 +209,10 @@ def _tracked(
                     trace=trace,
                     snapshots=extras.snapshots,
                 )
+                tracker.run_id = run_id
+                tracker.publish_checkpoint = functools.partial(publish, client, run_id)
+                if resume is not None:
+                    tracker.continue_after(resume.history_state)
                 guard.interrupting()
                 yield tracker
             finally:
@@ -346,11 +363,11 @@ def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, 
     """The run's description: what it is and how it ended, with the epochs it completed and its
     last iteration (see ``description``)."""
     epochs, step = ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
-    return describe(context, dataset_name(context), status, reason, epochs, step)
+    return describe(context, dataset_name(context), status, reason, epochs, step, resumed_from=context.resumed_from)
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:
-    return signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+    return getattr(interrupt, "signum", signal.SIGINT) if isinstance(interrupt, Terminated) else signal.SIGINT
 
 
 def _position(tracker: MlflowTracker | None) -> str:

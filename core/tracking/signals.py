@@ -7,6 +7,11 @@ tracking context can flush and mark the run KILLED. While the run is being creat
 (final flush, artifacts, status), a signal must not cut that work in half: it is recorded, the
 work completes, the run ends KILLED, and the interrupt is raised afterwards, so the process still
 exits 130 (SIGINT) or 143 (SIGTERM) as shells and schedulers expect.
+
+While the trainer runs, the checkpoint callback (``backproplab.run.checkpointing``) holds these
+signals and SIGUSR1/SIGUSR2 instead: it stops training at the next iteration boundary, after
+writing a checkpoint, so the run can be resumed exactly; the guard's handlers are back in place
+while the run is ended.
 """
 
 from __future__ import annotations
@@ -16,17 +21,9 @@ import signal
 import threading
 from typing import Any, Iterator
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived; a KeyboardInterrupt so every handler of Ctrl-C handles it too."""
-
-
-def interrupt_for(signum: int) -> KeyboardInterrupt:
-    return Terminated("SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def describe_signal(signum: int) -> str:
-    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+# Re-exported: the exceptions a stop signal becomes live in the run layer, which the checkpoint
+# callback (a run-layer callback) raises too.
+from backproplab.run.stopping import Terminated, describe_signal, interrupt_for  # noqa: F401
 
 
 class InterruptGuard:

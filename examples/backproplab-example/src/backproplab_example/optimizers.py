@@ -47,3 +47,11 @@ class Lion:
             p -= lr * update
             m *= b2
             m += (1.0 - b2) * g
+
+    # The momenta as "m/<parameter>" arrays, so that a checkpointed run resumes bit for bit
+    # (backproplab.components.protocols.OptimizerState); copies both ways.
+    def state_dict(self):
+        return {f"m/{name}": m.copy() for name, m in self.m.items()}
+
+    def load_state_dict(self, state):
+        self.m = {key.removeprefix("m/"): np.array(value, copy=True) for key, value in state.items()}
