@@ -34,8 +34,9 @@ def test_builtin_conforms(component, check):
 
 
 def test_every_builtin_kind_and_name_is_enumerated():
-    """The enumeration really covers the four kinds and the names the project promises."""
-    assert {label.split(":")[0] for label in BUILTINS} == {"activation", "loss", "initializer", "optimizer"}
+    """The enumeration really covers every kind and the names the project promises."""
+    assert {label.split(":")[0] for label in BUILTINS} == {"activation", "loss", "initializer", "optimizer", "schedule", "callback"}
     for required in ("activation:sigmoid", "activation:softmax", "loss:cross_entropy",
-                     "initializer:legacy_randn", "optimizer:adamw"):
+                     "initializer:legacy_randn", "optimizer:adamw", "schedule:constant", "schedule:plateau",
+                     "callback:early_stopping"):
         assert required in BUILTINS

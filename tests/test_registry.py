@@ -115,8 +115,11 @@ def test_the_default_registry_holds_every_required_builtin():
         "initializer": ["zeros", "constant", "normal", "uniform", "xavier_normal", "xavier_uniform", "he_normal",
                         "he_uniform", "lecun_normal", "legacy_randn"],
         "optimizer": ["sgd", "rmsprop", "adagrad", "adam", "adamw"],
+        "schedule": ["constant", "step", "multistep", "exponential", "cosine", "linear", "plateau"],
+        "callback": ["early_stopping"],
     }
-    plugin_for = {"activation": "activations", "loss": "losses", "initializer": "initializers", "optimizer": "optimizers"}
+    plugin_for = {"activation": "activations", "loss": "losses", "initializer": "initializers", "optimizer": "optimizers",
+                  "schedule": "schedules", "callback": "callbacks"}
     for kind, names in required.items():
         for name in names:
             source = reg.source_of(kind, name)

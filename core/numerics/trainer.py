@@ -88,14 +88,33 @@ class EpochSummary:
     train_accuracy: float | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
+    lr: float | None = None  # the optimizer's learning rate in force during the epoch
+
+    def metrics(self) -> dict[str, float]:
+        """The epoch's numbers under their metric names (``train/loss``, ``val/loss``, ...), the
+        names a schedule or a callback monitors; a figure the run does not have is left out."""
+        values = {name: getattr(self, attr) for attr, name in EPOCH_METRIC_NAMES.items()}
+        return {name: float(value) for name, value in values.items() if value is not None}
+
+
+# EpochSummary's fields under the names MLflow shows them by, and monitors name them by.
+EPOCH_METRIC_NAMES = {
+    "train_loss": "train/loss",
+    "val_loss": "val/loss",
+    "train_accuracy": "train/accuracy",
+    "val_accuracy": "val/accuracy",
+    "lr": "train/lr",
+}
 
 
 @dataclass
 class History:
-    """What ``fit`` returns: the loss of every iteration and a summary of every epoch."""
+    """What ``fit`` returns: the loss of every iteration and a summary of every epoch.
+    ``stop_reason`` says why training ended before ``epochs`` epochs (a callback stopped it)."""
 
     losses: list[float] = field(default_factory=list)
     epochs: list[EpochSummary] = field(default_factory=list)
+    stop_reason: str | None = None
 
     @property
     def iterations(self) -> int:
@@ -103,7 +122,11 @@ class History:
 
 
 class Callback:
-    """Base class with no-op hooks; override the ones you need (duck typing works too)."""
+    """Base class with no-op hooks; override the ones you need (duck typing works too).
+
+    A callback reads what it is given; the arrays of a ``Step`` are read-only views. It ends
+    training after the current epoch by setting ``trainer.stop_training = True`` (and
+    ``trainer.stop_reason`` to say why), as Keras's callbacks do."""
 
     def on_train_begin(self, trainer: "Trainer") -> None: ...
     def on_iteration(self, step: Step) -> None: ...
@@ -145,6 +168,7 @@ class Trainer:
         shuffle: bool = True,
         seed: int | None = 0,
         callbacks: Sequence[Any] = (),
+        schedule: Any = None,
     ) -> None:
         self.network = network
         self.loss = loss
@@ -156,6 +180,12 @@ class Trainer:
             raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         self.callbacks = list(callbacks)
+        self.schedule = _usable_schedule(schedule, optimizer)
+        # Set by a callback to end training after the current epoch (Keras's ``stop_training``).
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        # Whether the running fit has validation data, for callbacks that choose what to monitor.
+        self.has_validation = False
         self.iteration = 0
         self.epoch = 0
         # Parameters are checked after every update while that costs next to nothing against the
@@ -242,6 +272,11 @@ class Trainer:
         shuffle = self.shuffle and n > 1
         starts = range(0, n, batch_size)
 
+        self.stop_training, self.stop_reason = False, None
+        self.has_validation = validation_data is not None
+        schedule, optimizer = self.schedule, self.optimizer
+        if schedule is not None:
+            optimizer.lr = _checked_lr(schedule, "initial_lr", schedule.initial_lr(optimizer.lr), 0)
         for cb in _hooks(self.callbacks, "on_train_begin"):
             cb(self)
         on_iteration = _hooks(self.callbacks, "on_iteration")
@@ -286,10 +321,17 @@ class Trainer:
                     train_accuracy=None if accuracy_fn is None else correct / n,
                     val_loss=val_loss,
                     val_accuracy=val_acc,
+                    lr=_learning_rate(optimizer),
                 )
                 history.epochs.append(summary)
                 for cb in on_epoch_end:
                     cb(summary)
+                if schedule is not None:
+                    lr = schedule.next_lr(epoch, optimizer.lr, summary.metrics())
+                    optimizer.lr = _checked_lr(schedule, "next_lr", lr, epoch + 1)
+                if self.stop_training:
+                    history.stop_reason = self.stop_reason or f"stopped by a callback after epoch {epoch + 1}"
+                    break
         for cb in _hooks(self.callbacks, "on_train_end"):
             cb(history)
         return history
@@ -300,3 +342,39 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
     view = arr.view()
     view.flags.writeable = False
     return view
+
+
+def _learning_rate(optimizer: Any) -> float | None:
+    """The optimizer's ``lr`` attribute, the one interface schedules use; None without one."""
+    lr = getattr(optimizer, "lr", None)
+    return float(lr) if isinstance(lr, numbers.Real) and not isinstance(lr, bool) else None
+
+
+def _usable_schedule(schedule: Any, optimizer: Any) -> Any:
+    """The schedule the loop steps, or None. A schedule that never changes the rate
+    (``constant = True``) runs with any optimizer; any other needs the optimizer's ``lr``."""
+    if schedule is None:
+        return None
+    if _learning_rate(optimizer) is None:
+        if getattr(schedule, "constant", False):
+            return None
+        raise ConfigError(
+            f"schedule {type(schedule).__name__} sets the optimizer's learning rate, but optimizer "
+            f"{type(optimizer).__name__} has no numeric 'lr' attribute; an optimizer is scheduled "
+            "through an 'lr' attribute that its step() reads (docs/plugins.md)"
+        )
+    for method in ("initial_lr", "next_lr"):
+        if not callable(getattr(schedule, method, None)):
+            raise ConfigError(f"schedule {type(schedule).__name__} has no {method}() method; a schedule provides initial_lr and next_lr")
+    return schedule
+
+
+def _checked_lr(schedule: Any, method: str, lr: Any, epoch: int) -> float:
+    """A schedule's answer as the float the optimizer gets; a rate that is not a finite number
+    >= 0 stops the run here rather than as a non-finite loss later."""
+    if isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr >= 0:
+        return lr if type(lr) is float else float(lr)
+    raise ConfigError(
+        f"schedule {type(schedule).__name__}.{method} returned the learning rate {lr!r} for epoch {epoch + 1}; "
+        "valid: a finite number >= 0"
+    )

@@ -40,6 +40,8 @@ class PreparedRun:
     network: Network
     loss: Any
     optimizer: Any
+    schedule: Any
+    callbacks: list[Any]
     y_train: np.ndarray
     y_val: np.ndarray | None
     components: list[ComponentInfo]
@@ -59,7 +61,10 @@ class PreparedRun:
             epochs=epochs or cfg.trainer.epochs,
             shuffle=cfg.shuffle,
             seed=cfg.trainer.seed,
-            callbacks=callbacks,
+            # The configured callbacks first: a tracker or a progress bar after them sees an
+            # epoch's stop request and the parameters a callback restored.
+            callbacks=[*self.callbacks, *callbacks],
+            schedule=self.schedule,
         )
 
     def context(self, overrides: Sequence[str] = (), *, job_num: int | None = None, launch_dir: str | None = None) -> RunContext:
@@ -99,6 +104,8 @@ class RunResult:
     overrides: list[str] = field(default_factory=list)
     # Class names in label order when the data's targets were text, else None.
     classes: list[str] | None = None
+    # Why training ended before its epochs, when a callback stopped it (early stopping).
+    stop_reason: str | None = None
 
     def _last_epoch(self, key: str) -> Any:
         return self.epochs[-1].get(key) if self.epochs else None
@@ -157,6 +164,7 @@ class RunResult:
             "error": self.error,
             "overrides": self.overrides,
             "classes": self.classes,
+            "stop_reason": self.stop_reason,
         }
 
 
@@ -246,6 +254,9 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     except ConfigError as exc:
         raise ConfigError(f"model: {exc}") from None
     optimizer = _build(registry, "optimizer", config.optimizer.as_spec(), "optimizer")
+    schedule = _build(registry, "schedule", config.schedule.as_spec(), "schedule")
+    callbacks = [_build(registry, spec.kind, spec.as_spec(), spec.key) for spec in config.callbacks]
+    _check_monitors(dataset, loss, [("schedule", schedule), *((spec.key, cb) for spec, cb in zip(config.callbacks, callbacks))])
     y_train = encode(dataset, dataset.y_train, width)
     y_val = None if dataset.y_val is None else encode(dataset, dataset.y_val, width)
     components = [
@@ -254,8 +265,27 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
         _component_info(registry, "loss", "loss", config.loss.name),
         _component_info(registry, "optimizer", "optimizer", config.optimizer.name),
         _component_info(registry, "initializer", "initializer", config.initializer.name),
+        _component_info(registry, "schedule", "schedule", config.schedule.name),
+        *(_component_info(registry, spec.kind, spec.key, spec.name) for spec in config.callbacks),
     ]
-    return PreparedRun(config, dataset, network, loss, optimizer, y_train, y_val, components)
+    return PreparedRun(config, dataset, network, loss, optimizer, schedule, callbacks, y_train, y_val, components)
+
+
+def _check_monitors(dataset: Dataset, loss: Any, built: Sequence[tuple[str, Any]]) -> None:
+    """A schedule or callback that watches a number the run will not have (``monitor=val/loss``
+    without a validation split, an accuracy under a loss that has none), refused before anything
+    is tracked or trained."""
+    for key, component in built:
+        monitor = getattr(component, "monitor", None)
+        if not isinstance(monitor, str):
+            continue
+        if monitor.startswith("val/") and dataset.y_val is None:
+            problem, valid = "needs a validation split, which this run's data has none of", "auto, train/loss, or a split with data.val_fraction=0.2"
+        elif monitor.endswith("/accuracy") and getattr(loss, "accuracy", None) is None:
+            problem, valid = "needs an accuracy, which this run's loss does not compute", "auto, train/loss or val/loss"
+        else:
+            continue
+        raise ConfigError(key=f"{key}.monitor", value=monitor, problem=problem, valid=valid)
 
 
 # How a run is tracked: a context manager around training that yields a Callback (or None). The
@@ -317,7 +347,9 @@ def run(
 
 def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:
     epochs = [dict(vars(summary)) for summary in history.epochs]
-    return RunResult("ok", list(history.losses), epochs, None, list(overrides), None if classes is None else list(classes))
+    return RunResult(
+        "ok", list(history.losses), epochs, None, list(overrides), None if classes is None else list(classes), history.stop_reason
+    )
 
 
 def failed_result(exc: BaseException, error: str, overrides: Sequence[str] = ()) -> RunResult:

@@ -78,10 +78,23 @@ def _what(config: Mapping[str, Any], data_name: str, network: str, examples: str
         f"**{data_name}**{examples}: network {network} ({activation})",
         f"loss {_component(config, 'loss')}",
         f"optimizer {_component(config, 'optimizer')}",
+        *_schedule_and_callbacks(config),
         f"batch size {data.get('batch_size')}",
         f"{trainer.get('epochs', epochs)} epochs",
     ]
     return ", ".join(parts) + "."
+
+
+def _schedule_and_callbacks(config: Mapping[str, Any]) -> list[str]:
+    """``schedule step (step_size 2, gamma 0.5)`` unless the rate is constant, and the callbacks."""
+    parts = []
+    schedule = config.get("schedule")
+    if isinstance(schedule, Mapping) and schedule.get("name") not in (None, "constant"):
+        parts.append(f"schedule {_component(config, 'schedule')}")
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, Mapping) and callbacks:
+        parts.append("callbacks " + ", ".join(_component({"cb": {"name": k, **v}}, "cb") for k, v in callbacks.items() if isinstance(v, Mapping)))
+    return parts
 
 
 def final_numbers(epochs: Sequence[EpochSummary]) -> str:
@@ -112,10 +125,13 @@ def describe(
     reason: str | None,
     epochs: Sequence[EpochSummary],
     last_step: Step | None,
+    stop_reason: str | None = None,
 ) -> str:
     lines = [what(context, data_name), ""]
     if status == "FINISHED":
         lines.append(f"**FINISHED** {final_numbers(epochs)}.")
+        if stop_reason:  # a callback ended training before its epochs: early stopping
+            lines += ["", f"Training {stop_reason}."]
     else:
         where, reason = position(last_step), reason or "no reason recorded"
         # A KILLED run's reason already says where; a FAILED one's is the exception alone.

@@ -2,9 +2,16 @@
 
 from backproplab.testing import parametrize_with_checks
 
-from backproplab_example import Lion, Mish
+from backproplab_example import InverseTimeDecay, Lion, Mish, StopAtLoss
 
 
-@parametrize_with_checks({"Mish": Mish, "Lion": Lion, "Lion_decayed": Lion(lr=0.01, weight_decay=0.1)})
+@parametrize_with_checks({
+    "Mish": Mish,
+    "Lion": Lion,
+    "Lion_decayed": Lion(lr=0.01, weight_decay=0.1),
+    "InverseTimeDecay": InverseTimeDecay,
+    "StopAtLoss": StopAtLoss,
+    "StopAtLoss_reached": StopAtLoss(target=0.65),
+})
 def test_conformance(component, check):
     check(component)

@@ -1,15 +1,21 @@
-"""An example backproplab plugin: the Mish activation and the Lion optimizer.
+"""An example backproplab plugin: the Mish activation, the Lion optimizer, an inverse-time
+learning-rate schedule and a callback that stops at a target loss.
 
 backproplab finds this module through the ``backproplab`` entry point in pyproject.toml and
-calls the two hook implementations below once, at start-up.
+calls the hook implementations below once, at start-up.
 """
 
 import backproplab
 
 from .activations import Mish
+from .callbacks import StopAtLoss
 from .optimizers import Lion
+from .schedules import InverseTimeDecay
 
-__all__ = ["Lion", "Mish", "register_activations", "register_optimizers"]
+__all__ = [
+    "InverseTimeDecay", "Lion", "Mish", "StopAtLoss",
+    "register_activations", "register_callbacks", "register_optimizers", "register_schedules",
+]
 
 
 @backproplab.hookimpl
@@ -20,3 +26,13 @@ def register_activations(register):
 @backproplab.hookimpl
 def register_optimizers(register):
     register("lion", Lion)
+
+
+@backproplab.hookimpl
+def register_schedules(register):
+    register("inverse_time", InverseTimeDecay)
+
+
+@backproplab.hookimpl
+def register_callbacks(register):
+    register("stop_at_loss", StopAtLoss)
