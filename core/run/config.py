@@ -228,8 +228,15 @@ def component(registry: Registry, kind: str, node: Mapping[str, Any], key: str |
         registration = registry.get(kind, name)
     except UnknownComponentError as exc:
         raise ConfigError(f"{key}={name}: {exc}") from None
-    params = check_values(key, f"{key}={name}", registration, params)
+    params = check_values(key, owner(kind, name, key), registration, params)
     return ComponentSpec(kind, name, params, key)
+
+
+def owner(kind: str, name: str, key: str) -> str:
+    """How a message names the component a bad value was for: ``optimizer=sgd`` or
+    ``model.activation=relu`` as it was chosen, ``callback=early_stopping`` for an option of a
+    several-options group (``callbacks.early_stopping``)."""
+    return f"{kind}={name}" if key.partition(".")[0] in MULTI_COMPONENT_GROUPS else f"{key}={name}"
 
 
 def components(registry: Registry, group: str, kind: str, nodes: Any) -> list[ComponentSpec]:

@@ -17,7 +17,7 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 import numpy as np
 
 from backproplab.components.build import build_network
-from .config import MAX_ITERATIONS, RunConfig, validate
+from .config import MAX_ITERATIONS, RunConfig, owner, validate
 from .data import Dataset, load_dataset
 from backproplab.errors import ConfigError
 from backproplab.numerics.network import Network
@@ -147,7 +147,8 @@ class RunResult:
             return f"no loss after {len(self.losses)} iterations"
         which = f"mean over epoch {len(self.epochs)}" if self.epochs else "last iteration"
         last = f"; last iteration {fmt(self.last_iteration_loss)}" if self.epochs else ""
-        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {len(self.losses)} iterations"
+        stopped = f"; {self.stop_reason}" if self.stop_reason else ""
+        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {len(self.losses)} iterations{stopped}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -175,6 +176,7 @@ def _component_info(registry: Registry, kind: str, role: str, spec: Any) -> Comp
 
 def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> Any:
     name = spec["name"]
+    chosen = owner(kind, name, key)
     try:
         return registry.resolve(kind, dict(spec))
     except ConfigError as exc:
@@ -190,12 +192,12 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
         for param in params:
             must = re.fullmatch(rf"{re.escape(param)} must be (.+?)(?:, got .*)?", detail)
             if must:
-                raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {key}={name}", valid=must.group(1)) from None
+                raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {chosen}", valid=must.group(1)) from None
         if detail and params:
             # "needs low < high, got low=1e+308, high=0.05": each hyperparameter named by its key.
             words = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, params)) + r")(?![\w(])")
-            raise ConfigError(f"{key}={name}: {words.sub(lambda m: f'{key}.{m.group(1)}', detail)}") from None
-        raise ConfigError(f"{key}={name}{rest}") from None
+            raise ConfigError(f"{chosen}: {words.sub(lambda m: f'{key}.{m.group(1)}', detail)}") from None
+        raise ConfigError(f"{chosen}{rest}") from None
 
 
 def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
