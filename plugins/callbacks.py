@@ -6,11 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from backproplab import hookimpl
-from backproplab.numerics.trainer import Callback, EpochSummary, History, Trainer
+from backproplab import Callback, EpochSummary, History, Trainer, hookimpl
 from backproplab.validation import check_nonnegative_float
 
-from .schedules import check_monitor, monitored, resolve_mode
+from .monitoring import check_monitor, monitored, resolve_mode
 
 
 class EarlyStopping(Callback):
