@@ -190,3 +190,31 @@ def test_third_party_schedule_and_callback_without_yaml_beside_broken_ones(tmp_p
     assert bad.stderr.strip().splitlines()[-1] == (
         "error: callbacks.stop_after.epochs='many' is invalid for callback=stop_after; valid: an integer (default 2)")
     assert not (tmp_path / "outputs").exists() or bad.stdout == ""
+
+
+def test_a_configured_run_from_python_tracks_its_schedule_and_early_stop(tmp_path):
+    """The same through the Python API of a configured run (no Hydra, no subprocess): a plain
+    mapping with a schedule and a callback, tracked by ``track_run`` into a sqlite store."""
+    from backproplab.run.job import run
+    from backproplab.tracking import track_run
+
+    uri = f"sqlite:///{tmp_path}/api.db"
+    cfg = {
+        "model": {"hidden": [6], "activation": "tanh", "output_activation": "sigmoid"},
+        "data": {"name": "moons", "n_samples": 200, "noise": 0.1, "batch_size": 32, "val_fraction": 0.2, "seed": 0},
+        "loss": {"name": "bce"},
+        "optimizer": {"name": "sgd", "lr": 3.0},
+        "initializer": {"name": "xavier_normal"},
+        "schedule": {"name": "exponential", "gamma": 0.9},
+        "callbacks": {"early_stopping": {"patience": 1}},
+        "trainer": {"epochs": 30, "seed": 3},
+        "logger": {"name": "mlflow", "tracking_uri": uri, "log_model": False, "images": {"enabled": False}},
+    }
+    result, history = run(cfg, track=track_run)
+    k = len(history.epochs)
+    assert k < 30 and result.to_json()["stop_reason"] == history.stop_reason
+    client = MlflowClient(uri)
+    (stored,) = client.search_runs([client.get_experiment_by_name("backproplab").experiment_id])
+    assert stored.info.status == "FINISHED" and stored.data.tags["backproplab.stopped_early"] == history.stop_reason
+    assert stored.data.metrics["final/epochs"] == k
+    assert _lr_by_epoch(client, stored) == pytest.approx([3.0 * 0.9**e for e in range(k)], rel=1e-12)
