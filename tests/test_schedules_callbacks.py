@@ -268,3 +268,16 @@ def test_the_kit_catches_a_broken_schedule_callback_or_optimizer(component, chec
 
 def test_kinds_are_detected_from_their_methods():
     assert detect_kind(Grows) == "schedule" and detect_kind(StopsAtOnce) == "callback" and detect_kind(EarlyStopping) == "callback"
+
+
+def test_a_configured_run_refuses_a_schedule_for_an_optimizer_without_lr_before_it_starts():
+    import types
+
+    from backproplab.components.registry import Source
+
+    plugin = types.ModuleType("nolr_plugin")
+    plugin.register_optimizers = bp.hookimpl(lambda register: register("nolr", NoLr))
+    registry = bp.load_plugins(extra=[(plugin, Source("nolr", "backproplab-nolr", "1.0"))]).registry
+    assert prepare(_config(optimizer={"name": "nolr"}), registry).schedule is not None  # constant: fine
+    with pytest.raises(ConfigError, match=r"^schedule=step: schedule StepLR sets the optimizer's learning rate, but optimizer NoLr"):
+        prepare(_config(optimizer={"name": "nolr"}, schedule={"name": "step"}), registry)

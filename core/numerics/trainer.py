@@ -180,7 +180,7 @@ class Trainer:
             raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         self.callbacks = list(callbacks)
-        self.schedule = _usable_schedule(schedule, optimizer)
+        self.schedule = usable_schedule(schedule, optimizer)
         # Set by a callback to end training after the current epoch (Keras's ``stop_training``).
         self.stop_training = False
         self.stop_reason: str | None = None
@@ -350,7 +350,7 @@ def _learning_rate(optimizer: Any) -> float | None:
     return float(lr) if isinstance(lr, numbers.Real) and not isinstance(lr, bool) else None
 
 
-def _usable_schedule(schedule: Any, optimizer: Any) -> Any:
+def usable_schedule(schedule: Any, optimizer: Any) -> Any:
     """The schedule the loop steps, or None. A schedule that never changes the rate
     (``constant = True``) runs with any optimizer; any other needs the optimizer's ``lr``."""
     if schedule is None:

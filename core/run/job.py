@@ -27,7 +27,7 @@ from .resources import check_network_memory
 from backproplab.components.registry import Registry
 from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
-from backproplab.numerics.trainer import History, Trainer
+from backproplab.numerics.trainer import History, Trainer, usable_schedule
 from backproplab.components.pairing import check_output_activation
 
 
@@ -257,6 +257,10 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
         raise ConfigError(f"model: {exc}") from None
     optimizer = _build(registry, "optimizer", config.optimizer.as_spec(), "optimizer")
     schedule = _build(registry, "schedule", config.schedule.as_spec(), "schedule")
+    try:
+        usable_schedule(schedule, optimizer)
+    except ConfigError as exc:
+        raise ConfigError(f"schedule={config.schedule.name}: {exc}") from None
     callbacks = [_build(registry, spec.kind, spec.as_spec(), spec.key) for spec in config.callbacks]
     _check_monitors(dataset, loss, [("schedule", schedule), *((spec.key, cb) for spec, cb in zip(config.callbacks, callbacks))])
     y_train = encode(dataset, dataset.y_train, width)
