@@ -218,3 +218,22 @@ def test_a_configured_run_from_python_tracks_its_schedule_and_early_stop(tmp_pat
     assert stored.info.status == "FINISHED" and stored.data.tags["backproplab.stopped_early"] == history.stop_reason
     assert stored.data.metrics["final/epochs"] == k
     assert _lr_by_epoch(client, stored) == pytest.approx([3.0 * 0.9**e for e in range(k)], rel=1e-12)
+
+
+@pytest.mark.parametrize("overrides, line", [
+    (["callbacks=[early_stoping]"],
+     "error: callbacks='early_stoping' is not a registered callback; available: early_stopping"),
+    (["callbacks.early_stopping.patience=3"],
+     "error: callbacks.early_stopping.patience is not a key of the config: callbacks.early_stopping exists once it is "
+     "chosen, e.g. 'callbacks=[early_stopping]' callbacks.early_stopping.patience=VALUE"),
+    (["callbacks=null"], "error: callbacks=null is not a selection of callbacks; valid: callbacks=[] (or ~callbacks) for none"),
+    (["schedule=step", "schedule.step_size=0"], "error: schedule.step_size=0 is invalid for schedule=step; valid: a positive integer"),
+    (["schedule=plateau", "schedule.monitor=val/loss"],
+     "error: schedule.monitor='val/loss' needs a validation split, which this run's data has none of"),
+])
+def test_bad_schedule_and_callback_overrides_are_one_line_and_leave_nothing(cli, tmp_path, overrides, line):
+    proc = cli(*overrides)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(line), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no mlflow.db

@@ -67,6 +67,8 @@ def check_overrides(args: Sequence[str]) -> None:
                 continue
         else:
             value = ov.value()
+            if value is None and group in MULTI_COMPONENT_GROUPS:  # Hydra would say "must be a string or a list"
+                raise ConfigError(f"{group}=null is not a selection of {group}; valid: {group}=[] (or ~{group}) for none, {group}=[NAME,...]")
             if value is None:  # group=null removes the group; validation names what is missing
                 continue
             values = [value]
