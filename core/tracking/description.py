@@ -51,7 +51,10 @@ def _number(value: float) -> str:
 
 def _component(config: Mapping[str, Any], key: str) -> str:
     """``sgd (lr 0.5)`` from ``{"name": "sgd", "lr": 0.5}``; a bare name stays as it is."""
-    spec = config.get(key)
+    return _spec_text(config.get(key))
+
+
+def _spec_text(spec: Any) -> str:
     if not isinstance(spec, Mapping):
         return str(spec)
     # Zero and false are the options left off (momentum 0, nesterov false): only what was set.
@@ -93,7 +96,7 @@ def _schedule_and_callbacks(config: Mapping[str, Any]) -> list[str]:
         parts.append(f"schedule {_component(config, 'schedule')}")
     callbacks = config.get("callbacks")
     if isinstance(callbacks, Mapping) and callbacks:
-        parts.append("callbacks " + ", ".join(_component({"cb": {"name": k, **v}}, "cb") for k, v in callbacks.items() if isinstance(v, Mapping)))
+        parts.append("callbacks " + ", ".join(_spec_text({"name": key, **node}) for key, node in callbacks.items() if isinstance(node, Mapping)))
     return parts
 
 
