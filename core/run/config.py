@@ -35,7 +35,7 @@ OPTIONAL_GROUPS = {"schedule": {"name": "constant"}}
 # beyond what a numpy network trains in a day (each keeps its loss for result.json and MLflow).
 MAX_BATCH_SIZE = 2**31 - 1
 MAX_ITERATIONS = 10**9
-# The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
+# The run config's top-level keys (the component groups in the kinds' table order). ``hydra`` is Hydra's own node: absent
 # from a job's config, accepted (and ignored) in a mapping that still carries it.
 TOP_LEVEL_KEYS = ("hydra", "model", "data", *COMPONENT_KINDS, *MULTI_COMPONENT_GROUPS, "trainer", "logger")
 
