@@ -78,8 +78,8 @@ CASES = {
     # Hydra's struct mode lets a key added with + through; the run config has a fixed set.
     "unknown top-level key added with +": (
         ["+trainr.x=1"],
-        r"^error: trainr is not a key of the config; valid keys: hydra, model, data, loss, optimizer, initializer, "
-        r"trainer, logger; did you mean 'trainer'\?$",
+        r"^error: trainr is not a key of the config; valid keys: hydra, model, data, loss, initializer, optimizer, "
+        r"schedule, callbacks, trainer, logger; did you mean 'trainer'\?$",
     ),
     "unrelated top-level key added with +": (["+foo=bar"], r"^error: foo is not a key of the config; valid keys: hydra, model, .*logger$"),
     "malformed override": (["optimizer.lr=[1,"], r"^error: cannot parse the override 'optimizer.lr=\[1,': .*override_grammar"),

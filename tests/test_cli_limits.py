@@ -22,7 +22,7 @@ LONG_KEY = "a" * 1000
 SEED_RANGE = r"valid: an integer in \[0, 4294967295\] \(2\*\*32 - 1\)"
 NOT_A_KEY = (
     r"^error: a{60}\.\.\.\(1000 characters\) is not a key of the config; "
-    r"valid keys: hydra, model, data, loss, optimizer, initializer, trainer, logger$"
+    r"valid keys: hydra, model, data, loss, optimizer, initializer, schedule, trainer, logger$"
 )
 CUT = r"9{60}\.\.\.\(1000 characters\)"
 

@@ -51,9 +51,10 @@ def test_listed_by_backproplab_plugins(tmp_path):
     (example,) = [d for d in report["plugins"] if d["distribution"] == DIST]
     assert example["version"] == VERSION
     assert example["entry_points"] == [{"name": "example", "value": "backproplab_example",
-                                        "hooks": ["register_activations", "register_datasets", "register_optimizers"]}]
+                                        "hooks": ["register_activations", "register_callbacks", "register_datasets",
+                                                  "register_optimizers", "register_schedules"]}]
     assert example["components"] == {"activation": ["mish"], "loss": [], "initializer": [], "optimizer": ["lion"],
-                                     "dataset": ["spirals"]}
+                                     "schedule": ["inverse_time"], "callback": ["stop_at_loss"], "dataset": ["spirals"]}
     assert not [f for f in report["failed"] if f["distribution"] == DIST]
     text = cli(tmp_path, "plugins").stdout
     assert f"{DIST} {VERSION}  entry points: example" in text

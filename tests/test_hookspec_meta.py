@@ -23,10 +23,12 @@ from backproplab.components import hookspecs
 from backproplab.components.registry import Source
 from backproplab.testing import (
     check_activation,
+    check_callback,
     check_dataset,
     check_initializer,
     check_loss,
     check_optimizer,
+    check_schedule,
 )
 from backproplab.testing._checks import CATALOGUE
 
@@ -84,7 +86,8 @@ def missing_tests(module, tests_dir: Path) -> list[str]:
 
 def test_the_registration_hooks_exist():
     assert hookspec_names(hookspecs) == [
-        "register_activations", "register_datasets", "register_initializers", "register_losses", "register_optimizers"]
+        "register_activations", "register_callbacks", "register_datasets", "register_initializers", "register_losses",
+        "register_optimizers", "register_schedules"]
 
 
 def test_every_hookspec_is_documented():
@@ -181,6 +184,31 @@ class SignSGD:
             params[name] -= self.lr * np.sign(g)
 
 
+class HalveEachEpoch:
+    """The rate halves after every epoch."""
+
+    def initial_lr(self, base_lr):
+        return base_lr
+
+    def next_lr(self, epoch, lr, metrics):
+        return lr / 2
+
+
+class StopAfter:
+    """Ends training after ``epochs`` epochs."""
+
+    def __init__(self, epochs: int = 2):
+        self.epochs = epochs
+
+    def on_train_begin(self, trainer):
+        self.trainer = trainer
+
+    def on_epoch_end(self, summary):
+        if summary.epoch + 1 >= self.epochs:
+            self.trainer.stop_training = True
+            self.trainer.stop_reason = f"stopped after {self.epochs} epochs"
+
+
 def _load_one(hook_name, name, factory):
     calls = []
 
@@ -252,3 +280,21 @@ def _exercise(hook_name, kind, name, factory, check):
     assert "sigmoid" in plugin_set.registry.names("activation"), "built-ins load alongside"
     check(factory)
     return plugin_set
+
+
+def test_hook_register_schedules():
+    plugin_set = _exercise("register_schedules", "schedule", "halve", HalveEachEpoch, check_schedule)
+    network = backproplab.build_network([2, 3, 1], seed=0)
+    trainer = backproplab.build_trainer(network, optimizer={"name": "sgd", "lr": 0.4}, schedule="halve", epochs=3,
+                                        registry=plugin_set.registry)
+    history = trainer.fit(np.ones((4, 2)), np.ones(4))
+    assert [e.lr for e in history.epochs] == [0.4, 0.2, 0.1]
+
+
+def test_hook_register_callbacks():
+    plugin_set = _exercise("register_callbacks", "callback", "stop_after", StopAfter, check_callback)
+    network = backproplab.build_network([2, 3, 1], seed=0)
+    trainer = backproplab.build_trainer(network, callbacks=[{"name": "stop_after", "epochs": 2}], epochs=5,
+                                        registry=plugin_set.registry)
+    history = trainer.fit(np.ones((4, 2)), np.ones(4))
+    assert len(history.epochs) == 2 and history.stop_reason == "stopped after 2 epochs"

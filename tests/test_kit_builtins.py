@@ -39,7 +39,9 @@ def test_builtin_conforms(component, check):
 
 def test_every_builtin_kind_and_name_is_enumerated():
     """The enumeration really covers every kind and the names the project promises."""
-    assert {label.split(":")[0] for label in BUILTINS} == {"activation", "loss", "initializer", "optimizer", "dataset"}
+    assert {label.split(":")[0] for label in BUILTINS} == {
+        "activation", "loss", "initializer", "optimizer", "schedule", "callback", "dataset"}
     for required in ("activation:sigmoid", "activation:softmax", "loss:cross_entropy",
-                     "initializer:legacy_randn", "optimizer:adamw", "dataset:csv", "dataset:moons"):
+                     "initializer:legacy_randn", "optimizer:adamw", "schedule:constant", "schedule:plateau",
+                     "callback:early_stopping", "dataset:csv", "dataset:moons"):
         assert required in BUILTINS

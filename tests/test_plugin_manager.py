@@ -21,7 +21,7 @@ from backproplab.errors import PluginError
 from backproplab.components.loading import PLUGINS_ENV, STRICT_ENV, get_plugins, reset_plugins
 from backproplab.components.registry import Source
 
-BUILTIN_ENTRY_POINTS = ["activations", "initializers", "losses", "optimizers"]
+BUILTIN_ENTRY_POINTS = ["activations", "callbacks", "initializers", "losses", "optimizers", "schedules"]
 
 
 @pytest.fixture(autouse=True)
@@ -83,8 +83,9 @@ def by_name(plugin_set):
 def test_builtins_load_through_their_entry_points():
     plugin_set, messages = quiet_load()
     plugins = by_name(plugin_set)
-    for name, kind, hook in zip(BUILTIN_ENTRY_POINTS, ["activation", "initializer", "loss", "optimizer"],
-                                ["register_activations", "register_initializers", "register_losses", "register_optimizers"]):
+    kinds = ["activation", "callback", "initializer", "loss", "optimizer", "schedule"]
+    for name, kind in zip(BUILTIN_ENTRY_POINTS, kinds, strict=True):
+        hook = f"register_{name}"
         info = plugins[name]
         assert info.distribution == "backproplab" and info.version == bp.__version__
         assert info.value == f"backproplab.plugins.{name}"

@@ -108,12 +108,13 @@ def test_json_lists_builtins_and_in_process_plugins_grouped_by_kind(capsys, monk
     dists = by_distribution(report)
     builtin = dists["backproplab"]
     assert builtin["builtin"] is True and builtin["version"] == backproplab.__version__
-    assert {ep["name"] for ep in builtin["entry_points"]} == {"activations", "losses", "initializers", "optimizers", "datasets"}
+    assert {ep["name"] for ep in builtin["entry_points"]} == {
+        "activations", "losses", "initializers", "optimizers", "schedules", "callbacks", "datasets"}
     assert "softmax" in builtin["components"]["activation"] and "adamw" in builtin["components"]["optimizer"]
     mine = dists["backproplab-inproc"]
     assert mine["version"] == "2.0.1" and mine["builtin"] is False
     assert mine["components"] == {"activation": [], "loss": ["log_cosh", "squared_hinge"],
-                                  "initializer": [], "optimizer": ["signsgd"], "dataset": []}
+                                  "initializer": [], "optimizer": ["signsgd"], "schedule": [], "callback": [], "dataset": []}
     assert mine["entry_points"] == [{"name": "inproc", "value": "inproc",
                                      "hooks": ["register_losses", "register_optimizers"]}]
 

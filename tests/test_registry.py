@@ -115,10 +115,12 @@ def test_the_default_registry_holds_every_required_builtin():
         "initializer": ["zeros", "constant", "normal", "uniform", "xavier_normal", "xavier_uniform", "he_normal",
                         "he_uniform", "lecun_normal", "legacy_randn"],
         "optimizer": ["sgd", "rmsprop", "adagrad", "adam", "adamw"],
+        "schedule": ["constant", "step", "multistep", "exponential", "cosine", "linear", "plateau"],
+        "callback": ["early_stopping"],
         "dataset": ["seed_example", "xor", "moons", "circles", "digits", "breast_cancer", "marks", "csv"],
     }
     plugin_for = {"activation": "activations", "loss": "losses", "initializer": "initializers", "optimizer": "optimizers",
-                  "dataset": "datasets"}
+                  "schedule": "schedules", "callback": "callbacks", "dataset": "datasets"}
     for kind, names in required.items():
         for name in names:
             source = reg.source_of(kind, name)

@@ -119,9 +119,9 @@ def test_max_points_per_metric_caps_every_stored_metric(cli, tmp_path):
     assert run.info.status == "FINISHED"
     run_id = run.info.run_id
     points = {key: client.get_metric_history(run_id, key) for key in run.data.metrics}
-    # batch/loss, 6 norms, 21 grad/*, 21 param/*, train/loss, train/accuracy, epoch, and the run's
-    # final/train_loss and final/train_accuracy (one point each)
-    assert len(points) == 54
+    # batch/loss, 6 norms, 21 grad/*, 21 param/*, train/loss, train/accuracy, train/lr, epoch, and
+    # the run's final/train_loss, final/train_accuracy and final/epochs (one point each)
+    assert len(points) == 56
     capped = {k: v for k, v in points.items() if k != "epoch"}
     assert all(len(history) <= 8 for history in capped.values()), {k: len(v) for k, v in capped.items() if len(v) > 8}
     # epoch goes with both: every iteration step kept, and the epoch ends kept

@@ -149,7 +149,8 @@ def test_worked_example_logs_the_articles_gradients(store, experiment, seed_exam
     assert history(client, run, "train/accuracy")[-1] == (7, 1.0)
     assert "val/loss" not in run.data.metrics  # no validation data: not applicable, not logged
     # The final numbers, once, at the last epoch's step; no validation split: no final/val_*.
-    assert {k for k in run.data.metrics if k.startswith("final/")} == {"final/train_loss", "final/train_accuracy"}
+    assert {k for k in run.data.metrics if k.startswith("final/")} == {"final/train_loss", "final/train_accuracy", "final/epochs"}
+    assert history(client, run, "final/epochs") == [(7, 7.0)]
     assert history(client, run, "final/train_loss") == [(7, pytest.approx(hist.epochs[-1].train_loss, rel=1e-12))]
     assert history(client, run, "final/train_accuracy") == [(7, 1.0)]
     # A single run is named by its data set and its network's widths.

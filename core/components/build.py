@@ -58,10 +58,15 @@ def build_trainer(
     loss: Any = "bce",
     optimizer: Any = "sgd",
     *,
+    schedule: Any = None,
+    callbacks: Sequence[Any] = (),
     registry: Registry | None = None,
     **trainer_options: Any,
 ) -> Trainer:
-    """A ``Trainer`` with its loss and optimizer resolved from specs; options go to ``Trainer``.
+    """A ``Trainer`` with its loss, optimizer, schedule and callbacks resolved from specs; options
+    go to ``Trainer``. ``schedule`` (None: the optimizer's rate throughout, as ``"constant"``)
+    is stepped once per epoch, e.g. ``{"name": "step", "step_size": 2, "gamma": 0.5}``;
+    ``callbacks`` is a list of specs, e.g. ``[{"name": "early_stopping", "patience": 3}]``.
 
     A loss that does not fit the network's output activation (e.g. ``cross_entropy`` after a
     sigmoid) is refused here with a ConfigError naming what would fit."""
@@ -73,5 +78,7 @@ def build_trainer(
         network,
         loss_obj,
         registry.resolve("optimizer", optimizer),
+        schedule=None if schedule is None else registry.resolve("schedule", schedule),
+        callbacks=[registry.resolve("callback", spec) for spec in callbacks],
         **trainer_options,
     )

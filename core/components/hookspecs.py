@@ -1,4 +1,4 @@
-"""The plugin contract: one marker pair and the registration hooks, one per kind of component.
+"""The plugin contract: one marker pair and one registration hook per kind of component.
 
 Each hook receives a ``register(name, factory, aliases=())`` callback (the style of ``llm`` and
 ``tox``) and calls it once per component it provides. ``factory`` is a class (or any callable)
@@ -63,3 +63,19 @@ def register_datasets(register: Register) -> None:
     class_names=..., task=..., source=...)`` or an object with ``data`` and ``target`` arrays
     (scikit-learn's ``Bunch``). Splitting, scaling, batching and class-name encoding are the
     framework's. Return nothing."""
+
+
+@hookspec
+def register_schedules(register: Register) -> None:
+    """Called once at start-up. Call ``register(name, factory, aliases=())`` for each
+    learning-rate schedule. A schedule provides ``initial_lr(base_lr) -> lr`` and
+    ``next_lr(epoch, lr, metrics) -> lr``; the trainer sets the result as the optimizer's ``lr``
+    before the first epoch and after every epoch. Return nothing."""
+
+
+@hookspec
+def register_callbacks(register: Register) -> None:
+    """Called once at start-up. Call ``register(name, factory, aliases=())`` for each training
+    callback. A callback provides any of ``on_train_begin(trainer)``, ``on_iteration(step)``,
+    ``on_epoch_end(summary)`` and ``on_train_end(history)``; it may stop training by setting
+    ``trainer.stop_training = True``. Return nothing."""

@@ -1,4 +1,4 @@
-"""The four component interfaces, as typing Protocols.
+"""The component interfaces, one typing Protocol per kind.
 
 A component is any class with these methods: nothing needs to inherit from anything. The
 Protocols say what the core calls, with which shapes, so that a type checker can check a
@@ -12,9 +12,12 @@ Shapes: a batch holds m examples; ``z`` and ``a`` are (m, n_l); ``y_hat`` and ``
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Mapping, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from backproplab.numerics.trainer import EpochSummary, History, Step, Trainer
 
 
 @runtime_checkable
@@ -75,6 +78,42 @@ class OptimizerState(Protocol):
         ...
 
 
+class Schedule(Protocol):
+    """A learning-rate schedule, stepped once per epoch. The trainer sets what it returns as the
+    optimizer's ``lr`` attribute, which every optimizer reads at each step (docs/plugins.md)."""
+
+    def initial_lr(self, base_lr: float) -> float:
+        """The rate of the first epoch, from the optimizer's configured ``lr``."""
+        ...
+
+    def next_lr(self, epoch: int, lr: float, metrics: Mapping[str, float]) -> float:
+        """The rate of epoch ``epoch + 1``, called when epoch ``epoch`` (0-based) has ended, with
+        the rate it ran at and its numbers (``train/loss``, ``val/loss`` with a validation split,
+        ``train/accuracy``, ...). A schedule whose rate never changes may set ``constant = True``:
+        it then also runs with optimizers that have no ``lr``."""
+        ...
+
+
+@runtime_checkable
+class Callback(Protocol):
+    """Called by the training loop; implement any of the four hooks (the others may be absent).
+    Everything it is given is for reading: the arrays of a ``Step`` are read-only views. It ends
+    training after the current epoch with ``trainer.stop_training = True`` (and may say why in
+    ``trainer.stop_reason``)."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+
+    def on_iteration(self, step: "Step") -> None: ...
+
+    def on_epoch_end(self, summary: "EpochSummary") -> None: ...
+
+    def on_train_end(self, history: "History") -> None: ...
+
+
+# A callback needs only one of its hooks; a class with any of them is a callback.
+CALLBACK_HOOKS = ("on_train_begin", "on_iteration", "on_epoch_end", "on_train_end")
+
+
 def required_methods(protocol: type) -> tuple[str, ...]:
     """The methods a component of ``protocol``'s kind must have, read off the Protocol itself."""
     return tuple(
@@ -87,6 +126,11 @@ PROTOCOLS: dict[str, type] = {
     "loss": Loss,
     "initializer": Initializer,
     "optimizer": Optimizer,
+    "schedule": Schedule,
+    "callback": Callback,
 }
 
-__all__ = ["Activation", "Loss", "Initializer", "Optimizer", "OptimizerState", "PROTOCOLS", "required_methods"]
+__all__ = [
+    "Activation", "Loss", "Initializer", "Optimizer", "OptimizerState", "Schedule", "Callback",
+    "CALLBACK_HOOKS", "PROTOCOLS", "required_methods",
+]

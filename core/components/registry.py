@@ -12,14 +12,42 @@ from typing import Any, Callable, Iterator, Mapping
 
 from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, UnknownComponentError, closest, exception_line
 
-KINDS = ("activation", "loss", "initializer", "optimizer", "dataset")
-HOOK_FOR_KIND = {
-    "activation": "register_activations",
-    "loss": "register_losses",
-    "initializer": "register_initializers",
-    "optimizer": "register_optimizers",
-    "dataset": "register_datasets",
-}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component: the hook that registers it and how a run's config selects it.
+
+    ``group`` is the config group a run chooses it from (``optimizer=adam``), or None for a kind
+    chosen inside another node (``model.activation``); with ``several`` the group selects any
+    number of options at once (``callbacks=[early_stopping]``), each under its own key
+    (``callbacks.early_stopping.patience=3``). Adding a kind is one entry here, its hookspec and
+    its Protocol; the plugin manager, ``backproplab plugins``, the generated configs and the
+    run's validation all read this table."""
+
+    name: str
+    hook: str
+    group: str | None = None
+    several: bool = False
+
+
+KIND_TABLE = (
+    Kind("activation", "register_activations"),
+    Kind("loss", "register_losses", group="loss"),
+    Kind("initializer", "register_initializers", group="initializer"),
+    Kind("optimizer", "register_optimizers", group="optimizer"),
+    Kind("schedule", "register_schedules", group="schedule"),
+    Kind("callback", "register_callbacks", group="callbacks", several=True),
+    # ``data=NAME`` selects one, but its node holds the framework's options beside the
+    # factory's, so the data layer composes and checks it rather than the component groups.
+    Kind("dataset", "register_datasets"),
+)
+KINDS = tuple(kind.name for kind in KIND_TABLE)
+HOOK_FOR_KIND = {kind.name: kind.hook for kind in KIND_TABLE}
+# Config group -> kind, for the kinds a run selects one of by group (``optimizer=adam``).
+SINGLE_GROUPS = {kind.group: kind.name for kind in KIND_TABLE if kind.group is not None and not kind.several}
+# Config group -> kind, for the kinds a run selects several of (``callbacks=[early_stopping]``).
+MULTI_GROUPS = {kind.group: kind.name for kind in KIND_TABLE if kind.group is not None and kind.several}
 
 
 @dataclass(frozen=True)

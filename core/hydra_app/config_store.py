@@ -1,7 +1,10 @@
 """Config nodes that cannot be YAML files: one per registered component, and the experiments.
 
-Third-party components ship no YAML, so at start-up every registered loss, optimizer and
-initializer becomes a ConfigStore option in its group (``optimizer=adam``): the structured-config
+Third-party components ship no YAML, so at start-up every registered loss, optimizer,
+initializer and schedule becomes a ConfigStore option in its group (``optimizer=adam``,
+``schedule=step``), and every callback an option of the ``callbacks`` group that places its node
+under its own name, so that several are chosen at once (``callbacks=[early_stopping]``, then
+``callbacks.early_stopping.patience=3``), as Hydra's list of group options does: the structured-config
 schema generated from its constructor's signature (``backproplab.run.schema.schema_of``), whose
 keys are the keyword parameters with their defaults (``optimizer.beta1=0.95``), typed from their
 annotations, so that OmegaConf refuses ``optimizer.lr=abc`` while composing. A YAML file of the
@@ -36,10 +39,12 @@ from backproplab.components.datasets import option_defaults
 from backproplab.components.loading import get_registry
 from backproplab.errors import ConfigError, exception_line, one_line
 from .compat import store_options
-from backproplab.components.registry import Registry
+from backproplab.components.registry import MULTI_GROUPS, SINGLE_GROUPS, Registry
 from backproplab.run.schema import COMPONENT_ATTR, DEFAULTS_ATTR, schema_of, yaml_value
 
-COMPONENT_GROUPS = ("loss", "optimizer", "initializer")
+COMPONENT_GROUPS = tuple(SINGLE_GROUPS)
+# Groups that select several components at once, each node under the option's own name.
+MULTI_COMPONENT_GROUPS = MULTI_GROUPS
 # The config group of the registered data sets, and their kind in the registry.
 DATA_GROUP, DATA_KIND = "data", "dataset"
 EXPERIMENTS_PACKAGE = "backproplab.experiments"
@@ -146,15 +151,21 @@ def register_configs(registry: Registry | None = None) -> None:
     registry = registry or get_registry()
     cs = ConfigStore.instance()
     replace = store_options()
-    for group in COMPONENT_GROUPS:
+    groups = [(group, kind, None) for group, kind in SINGLE_GROUPS.items()]
+    groups += [(group, kind, group) for group, kind in MULTI_GROUPS.items()]
+    for group, kind, under in groups:
         shipped = set(yaml_options(group))
-        for name in registry.names(group):
+        for name in registry.names(kind):
             if name in shipped:  # the YAML file wins on the search path; two nodes would warn
                 continue
+            # An option of a several-options group lives at ``group.name``, so options add up.
+            package = None if under is None else f"{under}.{name}"
             try:
-                cs.store(group=group, name=name, node=component_schema(registry, group, name), provider="backproplab", **replace)
+                node: Any = component_schema(registry, kind, name)
+                cs.store(group=group, name=name, node=node, package=package, provider="backproplab", **replace)
             except OmegaConfBaseException:  # a default OmegaConf cannot hold as typed: the plain values
-                cs.store(group=group, name=name, node=component_node(registry, group, name), provider="backproplab", **replace)
+                node = component_node(registry, kind, name)
+                cs.store(group=group, name=name, node=node, package=package, provider="backproplab", **replace)
     for name in registry.names(DATA_KIND):
         try:
             cs.store(group=DATA_GROUP, name=name, node=data_schema(registry, name), provider="backproplab", **replace)
@@ -215,8 +226,9 @@ def _store_launcher_defaults(cs: ConfigStore, replace: dict[str, Any]) -> None:
 def group_options(group: str, registry: Registry | None = None, config_dir: str | None = None) -> list[str]:
     """Every option of a config group: generated component nodes plus YAML files (for
     experiments, also those of the user's ``--config-dir``)."""
-    if group in COMPONENT_GROUPS:
-        return sorted(set((registry or get_registry()).names(group)) | set(yaml_options(group)))
+    kind = SINGLE_GROUPS.get(group) or MULTI_GROUPS.get(group)
+    if kind is not None:
+        return sorted(set((registry or get_registry()).names(kind)) | set(yaml_options(group)))
     if group == DATA_GROUP:
         return (registry or get_registry()).names(DATA_KIND)
     if group == "experiment":

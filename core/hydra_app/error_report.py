@@ -97,6 +97,10 @@ def _hydra_line(exc: BaseException) -> str | None:
             key = cause.full_key
             parent = getattr(cause, "parent_node", None)
             keys = [str(k) for k in parent.keys()] if parent is not None and hasattr(parent, "keys") else None
+            typed = re.search(r"Could not override '([^']+)'", str(exc))
+            unchosen = _unchosen_option(str(key), typed.group(1) if typed else str(key), keys)
+            if unchosen is not None:
+                return unchosen
             return format_problem(
                 key,
                 problem="is not a key of the config",
@@ -145,3 +149,22 @@ def stdout_closed() -> int:
     except (OSError, ValueError):
         pass
     return EXIT_STDOUT_CLOSED
+
+
+def _unchosen_option(missing: str, key: str, keys: list[str] | None) -> str | None:
+    """``callbacks.early_stopping.patience=3`` before ``callbacks=[early_stopping]`` chose it:
+    an option's keys in a several-options group exist once it is chosen, which the line says.
+    ``missing``: the key the config lacks (``callbacks`` or ``callbacks.early_stopping``);
+    ``key``: the override's key as typed; ``keys``: those of the node it was missing from (the
+    config's top level, or the group's node holding the options already chosen)."""
+    from .config_store import MULTI_COMPONENT_GROUPS
+
+    group, _, rest = key.partition(".")
+    name = rest.split(".", 1)[0]
+    if group not in MULTI_COMPONENT_GROUPS or not name or keys is None or missing not in (group, f"{group}.{name}"):
+        return None
+    chosen = [] if group in keys or "model" in keys else keys  # at the top level none is chosen yet
+    return (
+        f"{key} is not a key of the config: {group}.{name} exists once it is chosen, "
+        f"e.g. '{group}=[{','.join([*chosen, name])}]' {key}=VALUE"
+    )

@@ -27,7 +27,7 @@ def check_overrides(args: Sequence[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
-    from .config_store import COMPONENT_GROUPS, group_options
+    from .config_store import COMPONENT_GROUPS, MULTI_COMPONENT_GROUPS, group_options
     from .error_report import missing_plugin
     from .preflight import shorten_key
     from backproplab.errors import ConfigError, closest
@@ -49,7 +49,7 @@ def check_overrides(args: Sequence[str]) -> None:
     unusable = unusable_key_error(texts, parsed) if len(parsed) == len(texts) else None
     if unusable is not None:
         raise unusable
-    groups = set(COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
+    groups = set(COMPONENT_GROUPS) | set(MULTI_COMPONENT_GROUPS) | {"model", "data", "trainer", "logger", "experiment"}
     registry = get_registry()
     namespace = hydra_args(args)
     config_dir = None if namespace is None else namespace.config_dir
@@ -69,10 +69,26 @@ def check_overrides(args: Sequence[str]) -> None:
                 continue
         else:
             value = ov.value()
+            if value is None and group in MULTI_COMPONENT_GROUPS:  # Hydra would say "must be a string or a list"
+                raise ConfigError(f"{group}=null is not a selection of {group}; valid: {group}=[] (or ~{group}) for none, {group}=[NAME,...]")
             if value is None:  # group=null removes the group; validation names what is missing
                 continue
             values = [value]
+        if group in MULTI_COMPONENT_GROUPS:  # callbacks=[a,b]: each chosen name must be registered
+            kind = MULTI_COMPONENT_GROUPS[group]
+            values = [name for value in values for name in (value if isinstance(value, list) else [value])]
         for value in values:
+            if group in MULTI_COMPONENT_GROUPS:
+                if not isinstance(value, str) or value not in registry.names(kind):
+                    raise ConfigError(
+                        key=group,
+                        value=value,
+                        problem=f"is not a registered {kind}",
+                        valid=registry.names(kind),
+                        valid_label="available",
+                        hint=closest(str(value), registry.names(kind)),
+                    )
+                continue
             if group in COMPONENT_GROUPS:
                 if not isinstance(value, str):
                     raise ConfigError(key=group, value=value, problem="is not a name", valid=registry.names(group), valid_label="available")

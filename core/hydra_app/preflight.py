@@ -496,7 +496,7 @@ class SweepPlan:
 # Searched keys that leave every network's size alone; a search over any other key (model.hidden,
 # data, loss, logger.elementwise_max_params...) makes the sizes unknown up front.
 SIZE_NEUTRAL = (
-    "optimizer", "trainer", "initializer", "model.activation", "model.output_activation", "model.dtype",
+    "optimizer", "trainer", "initializer", "schedule", "callbacks", "model.activation", "model.output_activation", "model.dtype",
     "data.batch_size", "data.shuffle", "data.seed", "data.noise", "data.n_samples", "data.val_fraction", "data.standardize",
 )
 

@@ -88,6 +88,23 @@ class EpochSummary:
     train_accuracy: float | None = None
     val_loss: float | None = None
     val_accuracy: float | None = None
+    lr: float | None = None  # the optimizer's learning rate in force during the epoch
+
+    def metrics(self) -> dict[str, float]:
+        """The epoch's numbers under their metric names (``train/loss``, ``val/loss``, ...), the
+        names a schedule or a callback monitors; a figure the run does not have is left out."""
+        values = {name: getattr(self, attr) for attr, name in EPOCH_METRIC_NAMES.items()}
+        return {name: float(value) for name, value in values.items() if value is not None}
+
+
+# EpochSummary's fields under the names MLflow shows them by, and monitors name them by.
+EPOCH_METRIC_NAMES = {
+    "train_loss": "train/loss",
+    "val_loss": "val/loss",
+    "train_accuracy": "train/accuracy",
+    "val_accuracy": "val/accuracy",
+    "lr": "train/lr",
+}
 
 
 # The most losses, and the most epoch summaries, that a History keeps: every one of a run of up
@@ -123,7 +140,8 @@ class History:
     ``epoch_stride`` (each summary names its epoch). Whenever a list would exceed ``max_points``
     its stride doubles and every other kept point goes. The totals and the last values are
     always exact: ``iterations``, ``last_loss``, ``last_epoch``. A callback's ``on_iteration``
-    sees every loss, for a full record kept elsewhere.
+    sees every loss, for a full record kept elsewhere. ``stop_reason`` says why training ended
+    before ``epochs`` epochs (a callback stopped it).
     """
 
     losses: list[float] = field(default_factory=list)
@@ -134,6 +152,7 @@ class History:
     loss_stride: int = 1
     epoch_stride: int = 1
     max_points: int = HISTORY_POINTS
+    stop_reason: str | None = None
 
     def add_loss(self, loss: float) -> None:
         """Record the next iteration's loss."""
@@ -166,7 +185,11 @@ class History:
 
 
 class Callback:
-    """Base class with no-op hooks; override the ones you need (duck typing works too)."""
+    """Base class with no-op hooks; override the ones you need (duck typing works too).
+
+    A callback reads what it is given; the arrays of a ``Step`` are read-only views. It ends
+    training after the current epoch by setting ``trainer.stop_training = True`` (and
+    ``trainer.stop_reason`` to say why), as Keras's callbacks do."""
 
     def on_train_begin(self, trainer: "Trainer") -> None: ...
     def on_iteration(self, step: Step) -> None: ...
@@ -208,6 +231,7 @@ class Trainer:
         shuffle: bool = True,
         seed: int | None = 0,
         callbacks: Sequence[Any] = (),
+        schedule: Any = None,
     ) -> None:
         self.network = network
         self.loss = loss
@@ -219,6 +243,12 @@ class Trainer:
             raise ConfigError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.seed = seed
         self.callbacks = list(callbacks)
+        self.schedule = usable_schedule(schedule, optimizer)
+        # Set by a callback to end training after the current epoch (Keras's ``stop_training``).
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        # Whether the running fit has validation data, for callbacks that choose what to monitor.
+        self.has_validation = False
         self.iteration = 0
         self.epoch = 0
         # Parameters are checked after every update while that costs next to nothing against the
@@ -342,6 +372,14 @@ class Trainer:
         self._rng, self._epoch_rng_state = rng, rng.bit_generator.state
         history = self.history = history if history is not None else History()
 
+        self.stop_training, self.stop_reason = False, None
+        self.has_validation = validation_data is not None
+        schedule, optimizer = self.schedule, self.optimizer
+        if schedule is not None:
+            lr = _checked_lr(schedule, "initial_lr", schedule.initial_lr(optimizer.lr), 0)
+            if start is not None:
+                lr = _replay_schedule(schedule, lr, history, first_epoch)
+            optimizer.lr = lr
         for cb in _hooks(self.callbacks, "on_train_begin"):
             cb(self)
         on_iteration = _hooks(self.callbacks, "on_iteration")
@@ -388,10 +426,17 @@ class Trainer:
                     train_accuracy=None if accuracy_fn is None else correct / n,
                     val_loss=val_loss,
                     val_accuracy=val_acc,
+                    lr=_learning_rate(optimizer),
                 )
                 history.add_epoch(summary)
                 for cb in on_epoch_end:
                     cb(summary)
+                if schedule is not None:
+                    lr = schedule.next_lr(epoch, optimizer.lr, summary.metrics())
+                    optimizer.lr = _checked_lr(schedule, "next_lr", lr, epoch + 1)
+                if self.stop_training:
+                    history.stop_reason = self.stop_reason or f"stopped by a callback after epoch {epoch + 1}"
+                    break
         for cb in _hooks(self.callbacks, "on_train_end"):
             cb(history)
         return history
@@ -417,3 +462,56 @@ def _read_only(arr: np.ndarray) -> np.ndarray:
     view = arr.view()
     view.flags.writeable = False
     return view
+
+
+def _learning_rate(optimizer: Any) -> float | None:
+    """The optimizer's ``lr`` attribute, the one interface schedules use; None without one."""
+    lr = getattr(optimizer, "lr", None)
+    return float(lr) if isinstance(lr, numbers.Real) and not isinstance(lr, bool) else None
+
+
+def _replay_schedule(schedule: Any, lr: float, history: History, epochs_done: int) -> float:
+    """The rate a continued fit resumes at: the schedule stepped again through the epochs done
+    before the checkpoint, from their summaries, so that its own state (a plateau's counters)
+    is the uninterrupted fit's too. Schedules are functions of the epochs' numbers, so this is
+    exact; it needs every epoch's summary, which a History keeps up to ``max_points`` epochs."""
+    if epochs_done == 0:
+        return lr
+    if history.epoch_stride != 1 or len(history.epochs) != epochs_done:
+        raise ConfigError(
+            f"cannot continue a scheduled fit after {epochs_done} epochs: its history keeps {len(history.epochs)} epoch "
+            f"summaries; valid: a scheduled run of at most {history.max_points} epochs, or schedule=constant"
+        )
+    for summary in history.epochs:
+        lr = _checked_lr(schedule, "next_lr", schedule.next_lr(summary.epoch, lr, summary.metrics()), summary.epoch + 1)
+    return lr
+
+
+def usable_schedule(schedule: Any, optimizer: Any) -> Any:
+    """The schedule the loop steps, or None. A schedule that never changes the rate
+    (``constant = True``) runs with any optimizer; any other needs the optimizer's ``lr``."""
+    if schedule is None:
+        return None
+    if _learning_rate(optimizer) is None:
+        if getattr(schedule, "constant", False):
+            return None
+        raise ConfigError(
+            f"schedule {type(schedule).__name__} sets the optimizer's learning rate, but optimizer "
+            f"{type(optimizer).__name__} has no numeric 'lr' attribute; an optimizer is scheduled "
+            "through an 'lr' attribute that its step() reads (docs/plugins.md)"
+        )
+    for method in ("initial_lr", "next_lr"):
+        if not callable(getattr(schedule, method, None)):
+            raise ConfigError(f"schedule {type(schedule).__name__} has no {method}() method; a schedule provides initial_lr and next_lr")
+    return schedule
+
+
+def _checked_lr(schedule: Any, method: str, lr: Any, epoch: int) -> float:
+    """A schedule's answer as the float the optimizer gets; a rate that is not a finite number
+    >= 0 stops the run here rather than as a non-finite loss later."""
+    if isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr >= 0:
+        return lr if type(lr) is float else float(lr)
+    raise ConfigError(
+        f"schedule {type(schedule).__name__}.{method} returned the learning rate {lr!r} for epoch {epoch + 1}; "
+        "valid: a finite number >= 0"
+    )

@@ -44,7 +44,7 @@ DIRECTORY = "checkpoint"
 STATE_JSON = "state.json"
 STATE_NPZ = "state.npz"
 _PARAM, _OPTIMIZER, _LOSSES, _EPOCHS, _LAST_EPOCH, _RECORD = "param/", "optimizer/", "losses", "epochs", "last_epoch", "state_json"
-EPOCH_COLUMNS = ("epoch", "iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
+EPOCH_COLUMNS = ("epoch", "iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
 
 @dataclass

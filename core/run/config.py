@@ -19,11 +19,16 @@ from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from backproplab.errors import ConfigError, UnknownComponentError, closest, one_line
 from backproplab.numerics.network import SUPPORTED_DTYPES
-from backproplab.components.registry import Registration, Registry, accepts_any_keyword
+from backproplab.components.registry import MULTI_GROUPS, SINGLE_GROUPS, Registration, Registry, accepts_any_keyword
 
 from .schema import SEED_MAX, SEED_VALID, check_hyperparameters, is_finite, is_seed, schema_of  # noqa: F401 - re-exported
 
-COMPONENT_KINDS = ("loss", "optimizer", "initializer")
+# The groups that choose one registered component each (``optimizer=adam``), and those that
+# choose several (``callbacks=[early_stopping]``), from the kinds' table.
+COMPONENT_KINDS = tuple(SINGLE_GROUPS)
+MULTI_COMPONENT_GROUPS = tuple(MULTI_GROUPS)
+# A group a config may leave out (a plain mapping written before it existed), and what it means.
+OPTIONAL_GROUPS = {"schedule": {"name": "constant"}}
 # Upper bounds that no run which can finish needs, so that a typo'd extra digit is refused up
 # front instead of starting a run that never ends: a batch of more than 2**31 - 1 rows cannot
 # be held in memory (it is clamped to the training set anyway), and a billion iterations is far
@@ -31,18 +36,20 @@ COMPONENT_KINDS = ("loss", "optimizer", "initializer")
 # History whatever its length (only a trace, logger.trace, grows with it, and is checked apart).
 MAX_BATCH_SIZE = 2**31 - 1
 MAX_ITERATIONS = 10**9
-# The run config's top-level keys, in the composed order. ``hydra`` is Hydra's own node: absent
+# The run config's top-level keys (the component groups in the kinds' table order). ``hydra`` is Hydra's own node: absent
 # from a job's config, accepted (and ignored) in a mapping that still carries it.
-TOP_LEVEL_KEYS = ("hydra", "model", "data", *COMPONENT_KINDS, "trainer", "logger")
+TOP_LEVEL_KEYS = ("hydra", "model", "data", *COMPONENT_KINDS, *MULTI_COMPONENT_GROUPS, "trainer", "logger")
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """A component as configured: its group key, registered name and keyword hyperparameters."""
+    """A component as configured: its kind, registered name and keyword hyperparameters, and
+    the key its node has in the config (``optimizer``, ``callbacks.early_stopping``)."""
 
     kind: str
     name: str
     params: dict[str, Any]
+    key: str = ""
 
     def as_spec(self) -> dict[str, Any]:
         return {"name": self.name, **self.params}
@@ -90,6 +97,8 @@ class RunConfig:
     loss: ComponentSpec
     optimizer: ComponentSpec
     initializer: ComponentSpec
+    schedule: ComponentSpec
+    callbacks: list[ComponentSpec]
     trainer: TrainerConfig
     logger: dict[str, Any]
     batch_size: int
@@ -210,18 +219,48 @@ def check_values(key: str, owner: str, registration: Registration, params: Mappi
     return check_hyperparameters(key, owner, schema, params)
 
 
-def component(registry: Registry, kind: str, node: Mapping[str, Any]) -> ComponentSpec:
-    """Check a component node against the schema generated from the registered constructor."""
+def component(registry: Registry, kind: str, node: Mapping[str, Any], key: str | None = None) -> ComponentSpec:
+    """Check a component node against the schema generated from the registered constructor.
+    ``key``: where the node is in the config (default: the kind, ``optimizer``)."""
+    key = key or kind
     params = dict(node)
     name = params.pop("name", None)
     if not isinstance(name, str):
-        raise ConfigError(f"{kind}.name={name!r} is invalid; available: {', '.join(registry.names(kind))}")
+        raise ConfigError(f"{key}.name={name!r} is invalid; available: {', '.join(registry.names(kind))}")
     try:
         registration = registry.get(kind, name)
     except UnknownComponentError as exc:
-        raise ConfigError(f"{kind}={name}: {exc}") from None
-    params = check_values(kind, f"{kind}={name}", registration, params)
-    return ComponentSpec(kind, name, params)
+        raise ConfigError(f"{key}={name}: {exc}") from None
+    params = check_values(key, owner(kind, name, key), registration, params)
+    return ComponentSpec(kind, name, params, key)
+
+
+def owner(kind: str, name: str, key: str) -> str:
+    """How a message names the component a bad value was for: ``optimizer=sgd`` or
+    ``model.activation=relu`` as it was chosen, ``callback=early_stopping`` for an option of a
+    several-options group (``callbacks.early_stopping``)."""
+    return f"{kind}={name}" if key.partition(".")[0] in MULTI_COMPONENT_GROUPS else f"{key}={name}"
+
+
+def components(registry: Registry, group: str, kind: str, nodes: Any) -> list[ComponentSpec]:
+    """The components a several-options group selects: ``callbacks`` is a mapping from a key to
+    a node (``callbacks.early_stopping.patience=3``) whose ``name`` defaults to its key; null or
+    absent selects none."""
+    if nodes is None:
+        return []
+    if not isinstance(nodes, Mapping):
+        raise ConfigError(
+            f"{group}={nodes!r} is not a selection of {group}; choose them as {group}=[NAME,...], "
+            f"available: {', '.join(registry.names(kind))}"
+        )
+    out = []
+    for key, node in nodes.items():
+        if node is None:  # a node removed with ~callbacks.NAME leaves nothing to build
+            continue
+        if not isinstance(node, Mapping):
+            raise ConfigError(f"{group}.{key}={node!r} is not a config node; e.g. {group}.{key}.PARAM=VALUE")
+        out.append(component(registry, kind, {"name": str(key), **node}, f"{group}.{key}"))
+    return out
 
 
 def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConfig:
@@ -280,7 +319,10 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
         raise ConfigError(key="trainer.checkpoint_every_s", value=every_s, valid="a number of seconds >= 0 (0: a checkpoint at every epoch's end)")
     # After trainer.seed: legacy_randn's initializer.seed is ${trainer.seed}, and the error
     # should name the key the user typed.
+    for group, default in OPTIONAL_GROUPS.items():
+        resolved.setdefault(group, dict(default))
     specs = {kind: component(registry, kind, _section(resolved, kind)) for kind in COMPONENT_KINDS}
+    several = {group: components(registry, group, MULTI_GROUPS[group], resolved.get(group)) for group in MULTI_COMPONENT_GROUPS}
 
     logger = resolved.get("logger") or {"name": "none"}
     if not isinstance(logger, Mapping):
@@ -292,6 +334,8 @@ def validate(cfg: DictConfig | Mapping[str, Any], registry: Registry) -> RunConf
         loss=specs["loss"],
         optimizer=specs["optimizer"],
         initializer=specs["initializer"],
+        schedule=specs["schedule"],
+        callbacks=several["callbacks"],
         trainer=TrainerConfig(int(epochs), None if seed is None else int(seed), str(objective), float(every_s)),
         logger=dict(logger),
         batch_size=int(batch_size),

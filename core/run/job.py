@@ -19,7 +19,7 @@ import numpy as np
 
 from backproplab.components.build import build_network
 from backproplab.components.probe import PROBE_ROWS, Part, dry_iteration
-from .config import MAX_ITERATIONS, RunConfig, validate
+from .config import MAX_ITERATIONS, RunConfig, owner, validate
 from .data import Dataset, load_dataset
 from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, exception_line
 from backproplab.numerics.network import Network
@@ -29,7 +29,7 @@ from .resources import check_network_memory, check_trace_memory
 from backproplab.components.registry import Registry
 from .context import ComponentInfo, RunContext
 from .targets import encode, output_width
-from backproplab.numerics.trainer import History, Trainer
+from backproplab.numerics.trainer import History, Trainer, usable_schedule
 from backproplab.components.pairing import check_output_activation
 from . import checkpoint as checkpoint_files
 from .checkpoint import Checkpoint
@@ -45,6 +45,8 @@ class PreparedRun:
     network: Network
     loss: Any
     optimizer: Any
+    schedule: Any
+    callbacks: list[Any]
     y_train: np.ndarray
     y_val: np.ndarray | None
     components: list[ComponentInfo]
@@ -64,7 +66,10 @@ class PreparedRun:
             epochs=epochs or cfg.trainer.epochs,
             shuffle=cfg.shuffle,
             seed=cfg.trainer.seed,
-            callbacks=callbacks,
+            # The configured callbacks first: a tracker or a progress bar after them sees an
+            # epoch's stop request and the parameters a callback restored.
+            callbacks=[*self.callbacks, *callbacks],
+            schedule=self.schedule,
         )
 
     def context(
@@ -117,6 +122,8 @@ class RunResult:
     last_epoch: dict[str, Any] | None = None
     loss_stride: int = 1
     epoch_stride: int = 1
+    # Why training ended before its epochs, when a callback stopped it (early stopping).
+    stop_reason: str | None = None
 
     @property
     def n_iterations(self) -> int:
@@ -172,7 +179,8 @@ class RunResult:
         final = self.final_epoch
         which = f"mean over epoch {final.get('epoch', len(self.epochs) - 1) + 1}" if final is not None else "last iteration"
         last = f"; last iteration {fmt(self.last_iteration_loss)}" if final is not None else ""
-        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {self.n_iterations} iterations"
+        stopped = f"; {self.stop_reason}" if self.stop_reason else ""
+        return f"final loss {fmt(self.final_loss)} ({which}{last}) after {self.n_iterations} iterations{stopped}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,6 +199,7 @@ class RunResult:
             "error": self.error,
             "overrides": self.overrides,
             "classes": self.classes,
+            "stop_reason": self.stop_reason,
         }
 
 
@@ -201,6 +210,7 @@ def _component_info(registry: Registry, kind: str, role: str, spec: Any) -> Comp
 
 def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> Any:
     name = spec["name"]
+    chosen = owner(kind, name, key)
     try:
         return registry.resolve(kind, dict(spec))
     except ComponentError:
@@ -218,12 +228,12 @@ def _build(registry: Registry, kind: str, spec: Mapping[str, Any], key: str) -> 
         for param in params:
             must = re.fullmatch(rf"{re.escape(param)} must be (.+?)(?:, got .*)?", detail)
             if must:
-                raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {key}={name}", valid=must.group(1)) from None
+                raise ConfigError(key=f"{key}.{param}", value=spec[param], problem=f"is invalid for {chosen}", valid=must.group(1)) from None
         if detail and params:
             # "needs low < high, got low=1e+308, high=0.05": each hyperparameter named by its key.
             words = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, params)) + r")(?![\w(])")
-            raise ConfigError(f"{key}={name}: {words.sub(lambda m: f'{key}.{m.group(1)}', detail)}") from None
-        raise ConfigError(f"{key}={name}{rest}") from None
+            raise ConfigError(f"{chosen}: {words.sub(lambda m: f'{key}.{m.group(1)}', detail)}") from None
+        raise ConfigError(f"{chosen}{rest}") from None
 
 
 def _check_size(config: RunConfig, dataset: Dataset, width: int) -> None:
@@ -316,6 +326,13 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
     except ConfigError as exc:
         raise ConfigError(f"model: {exc}") from None
     optimizer = _build(registry, "optimizer", config.optimizer.as_spec(), "optimizer")
+    schedule = _build(registry, "schedule", config.schedule.as_spec(), "schedule")
+    try:
+        usable_schedule(schedule, optimizer)
+    except ConfigError as exc:
+        raise ConfigError(f"schedule={config.schedule.name}: {exc}") from None
+    callbacks = [_build(registry, spec.kind, spec.as_spec(), spec.key) for spec in config.callbacks]
+    _check_monitors(dataset, loss, [("schedule", schedule), *((spec.key, cb) for spec, cb in zip(config.callbacks, callbacks))])
     y_train = encode(dataset, dataset.y_train, width)
     y_val = None if dataset.y_val is None else encode(dataset, dataset.y_val, width)
     _dry_iteration(registry, config, network, dataset, y_train)
@@ -325,8 +342,27 @@ def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
         _component_info(registry, "loss", "loss", config.loss.name),
         _component_info(registry, "optimizer", "optimizer", config.optimizer.name),
         _component_info(registry, "initializer", "initializer", config.initializer.name),
+        _component_info(registry, "schedule", "schedule", config.schedule.name),
+        *(_component_info(registry, spec.kind, spec.key, spec.name) for spec in config.callbacks),
     ]
-    return PreparedRun(config, dataset, network, loss, optimizer, y_train, y_val, components)
+    return PreparedRun(config, dataset, network, loss, optimizer, schedule, callbacks, y_train, y_val, components)
+
+
+def _check_monitors(dataset: Dataset, loss: Any, built: Sequence[tuple[str, Any]]) -> None:
+    """A schedule or callback that watches a number the run will not have (``monitor=val/loss``
+    without a validation split, an accuracy under a loss that has none), refused before anything
+    is tracked or trained."""
+    for key, component in built:
+        monitor = getattr(component, "monitor", None)
+        if not isinstance(monitor, str):
+            continue
+        if monitor.startswith("val/") and dataset.y_val is None:
+            problem, valid = "needs a validation split, which this run's data has none of", "auto, train/loss, or a split with data.val_fraction=0.2"
+        elif monitor.endswith("/accuracy") and getattr(loss, "accuracy", None) is None:
+            problem, valid = "needs an accuracy, which this run's loss does not compute", "auto, train/loss or val/loss"
+        else:
+            continue
+        raise ConfigError(key=f"{key}.monitor", value=monitor, problem=problem, valid=valid)
 
 
 # How a run is tracked: a context manager around training that yields a Callback (or None). The
@@ -526,6 +562,7 @@ def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence
         last_epoch=None if history.last_epoch is None else dict(vars(history.last_epoch)),
         loss_stride=history.loss_stride,
         epoch_stride=history.epoch_stride,
+        stop_reason=history.stop_reason,
     )
 
 

@@ -21,18 +21,22 @@ from ._numeric import compare_gradient, rel_error
 from ._pytest import parametrize_with_checks, with_options
 from ._subject import detect_kind
 from .activation import check_activation
+from .callback import check_callback
 from .dataset import check_dataset
 from .initializer import check_initializer
 from .loss import check_loss
 from .optimizer import check_optimizer
+from .schedule import check_schedule
 
 __all__ = [
     "Check",
     "check_activation",
+    "check_callback",
     "check_dataset",
     "check_initializer",
     "check_loss",
     "check_optimizer",
+    "check_schedule",
     "checks_for",
     "compare_gradient",
     "detect_kind",

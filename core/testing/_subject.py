@@ -14,9 +14,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from backproplab.components.protocols import PROTOCOLS, required_methods
+from backproplab.components.protocols import CALLBACK_HOOKS, PROTOCOLS, required_methods
 
-KINDS = ("activation", "loss", "initializer", "optimizer", "dataset")
+# A data set is a factory function, with no Protocol of its own.
+KINDS = (*PROTOCOLS, "dataset")
 
 # Values a Hydra/OmegaConf node can hold, so a default is also a valid config value.
 _CONFIG_SCALARS = (type(None), bool, int, float, str)
@@ -74,18 +75,22 @@ def detect_kind(component: Any) -> str:
     cls = component_class(component)
     # The kinds whose Protocol's methods the class has; every class is callable (it constructs),
     # so an initializer is one that defines __call__ and matches no other kind.
+    # A callback needs any one of its hooks, not all of them.
     found = [
         kind
         for kind, protocol in PROTOCOLS.items()
-        if kind != "initializer" and all(callable(getattr(cls, m, None)) for m in required_methods(protocol))
+        if kind not in ("initializer", "callback") and all(callable(getattr(cls, m, None)) for m in required_methods(protocol))
     ]
+    if not found and any(callable(getattr(cls, hook, None)) for hook in CALLBACK_HOOKS):
+        found.append("callback")
     if not found and _defines_call(cls):
         found.append("initializer")
     if len(found) != 1:
         what = "matches none of" if not found else f"matches several ({', '.join(found)}) of"
         raise TypeError(
             f"{cls.__name__} {what} the component interfaces: activation (forward, backward), "
-            "loss (value, grad), optimizer (step), initializer (__call__); pass kind= explicitly"
+            "loss (value, grad), optimizer (step), initializer (__call__), schedule (initial_lr, next_lr), "
+            f"callback (any of {', '.join(CALLBACK_HOOKS)}); pass kind= explicitly"
         )
     return found[0]
 
@@ -127,6 +132,13 @@ def keyword_hyperparameters(kind: str, component: Any) -> dict[str, Any]:
                  f"({type(p.default).__name__}), which a config file cannot hold; use None, bool, int, float, str or a list")
         params[p.name] = p.default
     return params
+
+
+def builds_from_keywords(kind: str, component: Any) -> None:
+    """Every constructor parameter has a config-friendly default, and building with them works."""
+    __tracebackhide__ = True
+    params = keyword_hyperparameters(kind, component)
+    call(kind, component, f"building from keyword hyperparameters {params}", component_class(component), **params)
 
 
 @contextmanager

@@ -275,6 +275,36 @@ def check_optimizer_state_round_trips(optimizer: Any, *, seed: int = 0) -> None:
                  "not the live arrays, or a checkpoint is overwritten while it is being written")
 
 
+@register_check(KIND)
+def check_optimizer_reads_lr(optimizer: Any, *, seed: int = 0) -> None:
+    """An optimizer with an ``lr`` attribute reads it at every step, which is how a schedule
+    sets the rate: after ``opt.lr = 0`` a step changes nothing, and restoring the rate (or
+    halving it) takes effect from the next step. Without an ``lr`` it passes, and only the
+    ``constant`` schedule runs with it."""
+    __tracebackhide__ = True
+    opt = fresh(KIND, optimizer)
+    lr = getattr(opt, "lr", None)
+    if lr is None:
+        return
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)):
+        fail(KIND, optimizer, f"its lr attribute is {lr!r} ({type(lr).__name__}); a schedule sets lr to a float")
+    shapes = {"W1": (3, 2), "b1": (3,)}
+    params = _params(seed, shapes)
+    sequence = _grad_sequence(seed, shapes, steps=3)
+    _step(optimizer, opt, params, sequence[0], 0)
+    opt.lr = 0.0
+    before = {k: v.copy() for k, v in params.items()}
+    _step(optimizer, opt, params, sequence[1], 1)
+    for name in shapes:
+        if not np.array_equal(params[name], before[name]):
+            fail(KIND, optimizer, f"with opt.lr = 0 a step still changed params[{name!r}]; read self.lr at every step "
+                 "(a schedule sets it between epochs), not a copy taken in __init__")
+    opt.lr = float(lr)
+    _step(optimizer, opt, params, sequence[2], 2)
+    if all(np.array_equal(params[name], before[name]) for name in shapes):
+        fail(KIND, optimizer, "after opt.lr was set back to its value, a step changed nothing")
+
+
 def check_optimizer(optimizer: Any, **options: Any) -> None:
     """Run every optimizer check on a class (built with its defaults) or an instance.
 

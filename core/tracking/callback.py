@@ -60,6 +60,7 @@ class MlflowTracker(Callback):
         self._snapshot_iteration = -1 if snapshots is None else snapshots.grad_iteration
         self.epochs: list[EpochSummary] = []
         self.last_step: Step | None = None
+        self.stop_reason: str | None = None  # why training ended early, when a callback ended it
         # Unknown (0) only for callers that do not say: then whole epochs, which still agree
         # with the per-epoch points.
         self._ipe = iterations_per_epoch if iterations_per_epoch > 0 else None
@@ -145,6 +146,9 @@ class MlflowTracker(Callback):
             # The next iteration's row is logged at this very step with this value; only a run
             # that ends before that row exists needs the point here (see ``close``).
             self._epoch_pending = (summary.iterations, completed)
+
+    def on_train_end(self, history: History) -> None:
+        self.stop_reason = history.stop_reason
 
     def flush(self) -> None:
         self.writer.submit(self.buffer.take())

@@ -51,7 +51,10 @@ def _number(value: float) -> str:
 
 def _component(config: Mapping[str, Any], key: str) -> str:
     """``sgd (lr 0.5)`` from ``{"name": "sgd", "lr": 0.5}``; a bare name stays as it is."""
-    spec = config.get(key)
+    return _spec_text(config.get(key))
+
+
+def _spec_text(spec: Any) -> str:
     if not isinstance(spec, Mapping):
         return str(spec)
     # Zero and false are the options left off (momentum 0, nesterov false): only what was set.
@@ -78,10 +81,23 @@ def _what(config: Mapping[str, Any], data_name: str, network: str, examples: str
         f"**{data_name}**{examples}: network {network} ({activation})",
         f"loss {_component(config, 'loss')}",
         f"optimizer {_component(config, 'optimizer')}",
+        *_schedule_and_callbacks(config),
         f"batch size {data.get('batch_size')}",
         f"{trainer.get('epochs', epochs)} epochs",
     ]
     return ", ".join(parts) + "."
+
+
+def _schedule_and_callbacks(config: Mapping[str, Any]) -> list[str]:
+    """``schedule step (step_size 2, gamma 0.5)`` unless the rate is constant, and the callbacks."""
+    parts = []
+    schedule = config.get("schedule")
+    if isinstance(schedule, Mapping) and schedule.get("name") not in (None, "constant"):
+        parts.append(f"schedule {_component(config, 'schedule')}")
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, Mapping) and callbacks:
+        parts.append("callbacks " + ", ".join(_spec_text({"name": key, **node}) for key, node in callbacks.items() if isinstance(node, Mapping)))
+    return parts
 
 
 def final_numbers(epochs: Sequence[EpochSummary]) -> str:
@@ -112,6 +128,7 @@ def describe(
     reason: str | None,
     epochs: Sequence[EpochSummary],
     last_step: Step | None,
+    stop_reason: str | None = None,
     *,
     resumed_from: Sequence[int] = (),
 ) -> str:
@@ -123,6 +140,8 @@ def describe(
         lines += [f"**Resumed** {times} from its checkpoint, at {where} {steps} (the iterations completed before each resume).", ""]
     if status == "FINISHED":
         lines.append(f"**FINISHED** {final_numbers(epochs)}.")
+        if stop_reason:  # a callback ended training before its epochs: early stopping
+            lines += ["", f"Training {stop_reason}."]
     else:
         where, reason = position(last_step), reason or "no reason recorded"
         # A KILLED run's reason already says where; a FAILED one's is the exception alone.

@@ -14,16 +14,14 @@ from typing import Mapping
 
 import numpy as np
 
+from backproplab.numerics.trainer import EPOCH_METRIC_NAMES
+
 # "batch/" rather than a bare "loss": MLflow's run page sorts chart sections by the key's prefix
 # and puts unprefixed keys last, so a bare "loss" sat below every grad/* and param/* chart.
 LOSS = "batch/loss"
 EPOCH = "epoch"
-EPOCH_METRICS = {
-    "train_loss": "train/loss",
-    "val_loss": "val/loss",
-    "train_accuracy": "train/accuracy",
-    "val_accuracy": "val/accuracy",
-}
+# EpochSummary field -> the metric logged at the end of each epoch (``train/lr``: the rate in force).
+EPOCH_METRICS = EPOCH_METRIC_NAMES
 _PARAM = re.compile(r"^([Wb])(\d+)$")
 
 

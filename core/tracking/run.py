@@ -61,6 +61,8 @@ from .trace import TraceRecorder
 
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "failure_reason"
+# Why a run that ended FINISHED trained fewer epochs than configured ("stopped early at epoch k; best epoch j").
+STOPPED_EARLY_TAG = "backproplab.stopped_early"
 MAX_RUN_NAME = 250
 
 
@@ -342,6 +344,8 @@ def _end(
             spooling.record_losses()
         if reason:
             client.set_tag(run_id, FAILURE_TAG, reason)
+        if tracker is not None and tracker.stop_reason:
+            client.set_tag(run_id, STOPPED_EARLY_TAG, tracker.stop_reason)
         set_note(client, run_id, _note_text(context, tracker, RunStatus.to_string(status), reason))
         client.set_terminated(run_id, RunStatus.to_string(status))
     except Exception as exc:  # noqa: BLE001
@@ -363,7 +367,8 @@ def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, 
     """The run's description: what it is and how it ended, with the epochs it completed and its
     last iteration (see ``description``)."""
     epochs, step = ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
-    return describe(context, dataset_name(context), status, reason, epochs, step, resumed_from=context.resumed_from)
+    stop_reason = None if tracker is None else tracker.stop_reason
+    return describe(context, dataset_name(context), status, reason, epochs, step, stop_reason, resumed_from=context.resumed_from)
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:

@@ -24,6 +24,8 @@ FINAL_METRICS = {
     "train_accuracy": "final/train_accuracy",
     "val_accuracy": "final/val_accuracy",
 }
+# How many epochs the run completed: fewer than trainer.epochs when a callback stopped it early.
+FINAL_EPOCHS = "final/epochs"
 # Stores written before final metrics existed: the latest per-epoch value is the same number.
 _LEGACY = {"final/train_loss": "train/loss", "final/val_loss": "val/loss"}
 
@@ -38,6 +40,7 @@ def final_metrics(epochs: Sequence[Any]) -> dict[str, float]:
         value = getattr(last, field, None)
         if value is not None:
             out[key] = float(value)
+    out[FINAL_EPOCHS] = float(len(epochs))
     return out
 
 
