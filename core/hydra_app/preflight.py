@@ -14,7 +14,7 @@ trained, tracked or written.
 
 A single run gets the same from ``on_run_start`` (``check_run``), on the config Hydra composed
 for it, before ``run_job`` creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder;
-the run then trains what the check prepared (``take_prepared``).
+the run then trains what the check prepared (the command's callback hands it to the task).
 
 ``for_hydra`` rewrites two spellings Hydra cannot compose into equivalent ones it can (see
 there); the CLI hands Hydra the rewritten command line, and everything here composes that.
@@ -42,7 +42,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from backproplab.tracking.parent import swept_overrides  # no mlflow: plain strings
+from backproplab.run.sweep import Job, swept_overrides
 
 from .error_report import EXIT_CONFIG, describe
 from .compat import version_base
@@ -50,12 +50,6 @@ from backproplab.errors import BackproplabError, ConfigError
 
 CONF_MODULE = "backproplab.conf"
 CONFIG_NAME = "config"
-
-
-@dataclass(frozen=True)
-class Job:
-    num: int  # hydra.job.num
-    overrides: tuple[str, ...]  # the job's overrides, as the launcher passes them
 
 
 class FlagError(Exception):
@@ -461,26 +455,22 @@ def _sweep(session: _Session) -> tuple[Any, DictConfig, list[Job]] | None:
     return None if jobs is None else (session.loader, master, jobs)
 
 
-def check_job(cfg: DictConfig, *, keep: bool = False, sizes: list[tuple[int, int]] | None = None) -> Any:
+def check_job(cfg: DictConfig, *, sizes: list[tuple[int, int]] | None = None) -> tuple[Any, Any]:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
-    store is reachable is checked once per command: by ``check`` for a single run, by the sweep
-    callback for a multirun. Returns the job's ``TrackingSettings``. ``keep``: hand the prepared
-    run to the job (``take_prepared``), so a single run loads its data once."""
+    store is reachable is checked once per command: by ``check_run`` for a single run, by the
+    sweep's parent for a multirun. Returns (the ``PreparedRun``, the job's ``TrackingSettings``)."""
     from backproplab.run.job import prepare
 
-    global _prepared
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
         prepared = prepare(cfg)
-    if keep:
-        _prepared = (_identity(prepared.config.resolved), prepared)
     from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
     settings = TrackingSettings.from_mapping(prepared.config.logger)
     if sizes is not None:
         sizes.append((prepared.network.n_parameters, settings.elementwise_max_params))
-    return settings
+    return prepared, settings
 
 
 @dataclass(frozen=True)
@@ -507,29 +497,9 @@ def _size_neutral(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in SIZE_NEUTRAL)
 
 
-# The single run the check prepared, for the job to train: Hydra's task function takes no
-# arguments but its config, so the hand-over is keyed by that config's resolved content, and
-# taken at most once (training changes the network it holds).
-_prepared: tuple[str, Any] | None = None
-
-
-def _identity(resolved: Any) -> str:
+def identity(resolved: Any) -> str:
+    """What tells one resolved config from another, for handing a prepared run to its job."""
     return json.dumps(resolved, sort_keys=True, default=repr)
-
-
-def take_prepared(cfg: DictConfig) -> Any:
-    """The ``PreparedRun`` the up-front check built for exactly ``cfg``, or None."""
-    global _prepared
-    if _prepared is None:
-        return None
-    key, prepared = _prepared
-    _prepared = None
-    from backproplab.run.config import to_container
-
-    try:
-        return prepared if _identity(to_container(cfg)) == key else None
-    except Exception:  # noqa: BLE001 - the job prepares it afresh and reports the problem itself
-        return None
 
 
 # -- search sweepers (Optuna) ------------------------------------------------------------------
@@ -738,20 +708,22 @@ def _hydra_config_kept() -> Iterator[None]:
         HydraConfig.instance().cfg = saved
 
 
-def check_run(config: DictConfig) -> None:
+def check_run(config: DictConfig) -> Any:
     """A single run's checks on the config Hydra composed for it (``on_run_start``, before
-    ``run_job`` creates its output folder): the run's own preparation, kept for the job
-    (``take_prepared``, so the data are loaded once), then whether the tracking store answers."""
+    ``run_job`` creates its output folder): the run's own preparation, returned for the job to
+    train (the command's callback hands it over, so the data are loaded once), then whether the
+    tracking store answers."""
     with _hydra_config_kept():
         from hydra.core.hydra_config import HydraConfig
 
         cfg = copy.deepcopy(config)  # Hydra's own goes on to run_job unchanged
         HydraConfig.instance().set_config(cfg)  # as run_job does before it reads hydra.run.dir
-        settings = check_job(_task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir"))), keep=True)
+        prepared, settings = check_job(_task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir"))))
     if settings.enabled:
         from backproplab.tracking.reachability import check_reachable
 
         check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
+    return prepared
 
 
 def check_sweep(master: DictConfig) -> SweepPlan | None:

@@ -58,7 +58,7 @@ FAILURE_TAG = "failure_reason"
 MAX_RUN_NAME = 250
 
 
-def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
+def check_tracking(logger: Mapping[str, Any] | None, parent: sweep_parent.ParentRun | None = None) -> str | None:
     """Validate ``logger`` and prove its store is usable; the resolved URI, or None when off.
 
     The app may call this early (before loading data) to fail fast; ``track_run`` does it anyway.
@@ -66,7 +66,7 @@ def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
     settings = TrackingSettings.from_mapping(logger)
     if not settings.enabled:
         return None
-    uri = _uri_for(settings, sweep_parent.current())
+    uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
     connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     return uri
@@ -111,8 +111,9 @@ def _run_name(settings: TrackingSettings, context: RunContext, parent: sweep_par
 
 
 @contextlib.contextmanager
-def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator[Callback]:
-    """Track one run; yields the Callback to hand to the Trainer.
+def track_run(context: RunContext, logger: Mapping[str, Any] | None, parent: sweep_parent.ParentRun | None = None) -> Iterator[Callback]:
+    """Track one run; yields the Callback to hand to the Trainer. ``parent``: the sweep's parent
+    run, for a job of a tracked sweep (the run becomes its child).
 
     With ``logger.name == "none"`` it yields a no-op Callback and touches no store.
     """
@@ -121,7 +122,6 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
         yield Callback()
         return
 
-    parent = sweep_parent.current()
     uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
@@ -244,7 +244,6 @@ def _end(
     """
     where = _position(tracker)
     if isinstance(outcome, KeyboardInterrupt):
-        sweep_parent.interrupted = True
         status, reason = RunStatus.KILLED, f"interrupted by {describe_signal(_signal_of(outcome))}{where}"
     elif outcome is not None:
         status, reason = RunStatus.FAILED, one_line(outcome)
@@ -296,7 +295,6 @@ def _end(
         status, reason = RunStatus.FAILED, f"could not record the run: {one_line(problems[0])}"
         unrecorded = next((p for p in problems if isinstance(p, StoreFullError)), None)
     if status == RunStatus.FINISHED and guard.caught:
-        sweep_parent.interrupted = True
         status = RunStatus.KILLED
         reason = f"interrupted by {describe_signal(guard.caught[0])}{where}, while the finished run was being saved"
     try:
