@@ -293,7 +293,7 @@ class Sweep:
         for num in range(max(len(self.jobs), len(earlier.jobs))):
             now = self.jobs[num].overrides if num < len(self.jobs) else None
             then = earlier.jobs[num].overrides if num < len(earlier.jobs) else None
-            if now != then:
+            if (None if now is None else sorted(now)) != (None if then is None else sorted(then)):  # order as typed aside
                 shown_now = " ".join(now) if now is not None else "no such job"
                 shown_then = " ".join(then) if then is not None else "no such job"
                 raise SweepMismatch(
