@@ -240,3 +240,28 @@ def test_an_experiments_sweep_is_numbered_as_hydra_numbers_it(cli, tmp_path):
         ran = yaml.safe_load((tmp_path / "sweep" / str(job.num) / ".hydra" / "overrides.yaml").read_text())
         assert list(job.overrides) == ran
         assert json.loads((tmp_path / "sweep" / str(job.num) / "result.json").read_text())["job"] == job.num
+
+
+def test_the_flag_parser_copy_has_hydras_own_flags():
+    """Hydra has no public API for its command-line parser: the copy must accept the flags the
+    installed Hydra's own parser accepts, with the same choices."""
+    from hydra._internal.utils import get_args_parser  # the private original, compared only here
+
+    from backproplab.hydra_app.preflight import flag_parser
+
+    def flags(parser):
+        return {tuple(sorted(a.option_strings)): tuple(a.choices or ()) for a in parser._actions if a.option_strings}
+
+    assert flags(flag_parser()) == flags(get_args_parser())
+
+
+def test_the_basic_sweepers_own_expansion_numbers_the_jobs():
+    """``expand`` is Hydra's BasicSweeper.split_arguments, found through Hydra's plugin registry."""
+    from backproplab.hydra_app.preflight import basic_sweeper, sweep_jobs
+
+    assert basic_sweeper().__name__ == "BasicSweeper"
+    jobs = sweep_jobs(["-m", "optimizer.lr=0.1,0.5", "trainer.epochs=1,2", "optimizer.lr=0.3,0.4"])
+    assert [j.overrides for j in jobs] == [
+        ("optimizer.lr=0.3", "trainer.epochs=1"), ("optimizer.lr=0.3", "trainer.epochs=2"),
+        ("optimizer.lr=0.4", "trainer.epochs=1"), ("optimizer.lr=0.4", "trainer.epochs=2"),
+    ]

@@ -65,10 +65,11 @@ class CommandCallback(Callback):
         self._tracking: Any = None  # mlflow_sweep.MlflowSweepCallback, when tracking is on
         self._sweep: Sweep | None = None
         self._prepared: Any = None  # the single run the check prepared, for its task
+        self._prepared_jobs: dict[int, Any] = {}  # the same for each job of a sweep, by number
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into joblib and Ray workers with each job: the sweep, not a prepared run.
-        return {**self.__dict__, "_prepared": None}
+        return {**self.__dict__, "_prepared": None, "_prepared_jobs": {}}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._prepared = _stop_if_rejected(preflight.check_run, config)
@@ -90,6 +91,8 @@ class CommandCallback(Callback):
             self._tracking.prepare(sweep)
         sweep.write()
         self._sweep = sweep
+        self._prepared_jobs = dict(plan.prepared) if plan is not None else {}
+        _quiet_launcher(config)
         atexit.register(self._abandon)
         line = sweep.plan_line()
         if line is not None:
@@ -101,6 +104,8 @@ class CommandCallback(Callback):
             os.environ[MLFLOW_URL_LINES] = "true"  # the job's own process (a worker's environment is its own)
         if task is not None and hasattr(task, "hand_over"):
             prepared, self._prepared = self._prepared, None
+            if self._sweep is not None:
+                prepared = self._prepared_jobs.pop(OmegaConf.select(config, "hydra.job.num"), None)
             task.hand_over(prepared=prepared, sweep=self._sweep)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -111,6 +116,7 @@ class CommandCallback(Callback):
         # Hydra 1.4 calls this also after on_multirun_start stopped the command: then no sweep
         # started, and there is nothing to report.
         sweep, self._sweep = self._sweep, None
+        self._prepared_jobs = {}
         if sweep is None:
             return
         lines, outcomes = self._close(sweep, None)
@@ -169,11 +175,23 @@ class CommandCallback(Callback):
         self._close(sweep, reason)
 
 
+def _launcher(config: DictConfig) -> Any:
+    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
+    return choices.get("hydra/launcher")
+
+
+def _quiet_launcher(config: DictConfig) -> None:
+    """Ray's driver folds lines that repeat across workers into ``[repeated 3x across cluster]``
+    notes, which hide per-job lines and arrive late; its documented switch turns that off, read
+    when the launcher first imports Ray (after this)."""
+    if _launcher(config) == "ray" and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
 def _flush_launcher_output(config: DictConfig) -> None:
     """What the launcher still has to print, printed before the closing block: Ray's driver
     streams its workers' lines (and their de-duplication notes) on a thread of its own."""
-    choices = OmegaConf.select(config, "hydra.runtime.choices", default=None) or {}
-    if choices.get("hydra/launcher") != "ray" or "ray" not in sys.modules:
+    if _launcher(config) != "ray" or "ray" not in sys.modules:
         return
     import ray
 

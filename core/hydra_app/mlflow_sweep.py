@@ -33,9 +33,7 @@ The callback holds only plain data (no MLflow client), because joblib pickles it
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence

@@ -37,7 +37,7 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -58,8 +58,9 @@ class FlagError(Exception):
 
 def flag_parser() -> argparse.ArgumentParser:
     """The flags ``hydra.main`` accepts, as Hydra 1.3 documents them (``--help`` of any Hydra
-    app), raising ``FlagError`` instead of printing a usage text and exiting. Our own parser
-    rather than Hydra's private one (``hydra._internal``), which may change in any release."""
+    app), raising ``FlagError`` instead of printing a usage text and exiting. Hydra has no public
+    API for its parser (``get_args_parser`` is in ``hydra._internal``), so this is a copy, which
+    ``tests/test_cli_sweep.py`` compares with Hydra's own."""
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:  # type: ignore[override]
@@ -114,29 +115,26 @@ def sweep_arguments(master: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in params.items()] + task_overrides(master)
 
 
+def basic_sweeper() -> Any:
+    """Hydra's basic sweeper class, found through Hydra's public plugin registry (its module is
+    under ``hydra._internal``)."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    return next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BasicSweeper")
+
+
 def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
     """The jobs of the multirun ``master`` describes, in the basic sweeper's order and numbering
     (``hydra.job.num``); None for another sweeper, which decides its jobs only while it runs.
-
-    The basic sweeper's documented behaviour, from Hydra's public override parser: one column of
-    ``key=value`` strings per key (a later override of a key replaces the earlier one's values
-    and keeps its place), every combination in ``itertools.product`` order."""
+    The basic sweeper's own ``split_arguments`` over Hydra's public override parser."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
 
     if sweeper_choice(master) not in (None, "basic"):
         return None
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(sweep_arguments(master))
-    columns: dict[str, list[str]] = {}
-    for override in parsed:
-        key = override.get_key_element()
-        if not override.is_sweep_override():
-            columns[key] = [f"{key}={override.get_value_element_as_str()}"]
-        elif override.is_discrete_sweep():
-            columns[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:  # interval(...): only sweepers that sample (Optuna) take it
-            raise HydraException(f"the basic sweeper cannot sweep {override.input_line!r}; it takes lists, range(...) and glob(...)")
-    return [Job(num, tuple(job)) for num, job in enumerate(itertools.product(*columns.values()))]
+    (batch,) = basic_sweeper().split_arguments(parsed, None)
+    return [Job(num, tuple(job)) for num, job in enumerate(batch)]
 
 
 def swept_parameters(master: DictConfig, *, single: bool = False) -> dict[str, str]:
@@ -481,6 +479,18 @@ class SweepPlan:
 
     sizes: tuple[tuple[int, int], ...] = ()
     unknown: str | None = None
+    # Job number -> the run the check prepared for it, handed to the job when it runs in this
+    # process (the basic launcher), so its data are loaded once; kept only while the data of
+    # all jobs together stay within ``KEPT_DATA_BYTES``.
+    prepared: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+KEPT_DATA_BYTES = 256 * 2**20
+
+
+def _data_bytes(prepared: Any) -> int:
+    data = prepared.dataset
+    return sum(getattr(a, "nbytes", 0) for a in (data.X_train, data.y_train, data.X_val, data.y_val, prepared.y_train, prepared.y_val))
 
 
 # Searched keys that leave every network's size alone; a search over any other key (model.hidden,
@@ -760,11 +770,17 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan |
     keys = swept_parameters(master, single=True)
     bad: list[tuple[Job, BaseException]] = []
     sizes: list[tuple[int, int]] = []
+    kept: dict[int, Any] = {}
+    held = 0
     for job in jobs:
         try:
-            check_job(job_config(loader, master, job), sizes=sizes)
+            prepared, _ = check_job(job_config(loader, master, job), sizes=sizes)
         except Exception as exc:  # noqa: BLE001 - reported below, as the job would
             bad.append((job, exc))
+            continue
+        held += _data_bytes(prepared)
+        if held <= KEPT_DATA_BYTES:
+            kept[job.num] = prepared
     if bad:
         job, exc = bad[0]
         line, code = describe(exc, overrides=job.overrides)
@@ -780,7 +796,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan |
         # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message)
     check_launcher(master)
-    return SweepPlan(tuple(sizes))
+    return SweepPlan(tuple(sizes), prepared=kept)
 
 
 __all__ = [

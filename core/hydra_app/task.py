@@ -138,7 +138,7 @@ def task(cfg: DictConfig, prepared: Any = None, sweep: Sweep | None = None) -> f
             result, _ = app.run(
                 cfg,
                 overrides,
-                prepared=None if multirun else prepared,
+                prepared=prepared,
                 track=tracker_for(cfg.logger, None if sweep is None else sweep.parent),
                 multirun=multirun,
                 label=label,
