@@ -144,7 +144,8 @@ def check_one_best_everywhere(stdout: str, sweep_dir: Path, client, parent, chil
     assert parent.data.metrics["sweep/best_value"] == value == parent.data.metrics["final/val_loss"]
     assert parent.data.metrics["final/val_accuracy"] == best.data.metrics["final/val_accuracy"]
     assert parent.data.tags["backproplab.best_run_id"] == best.info.run_id
-    assert parent.data.tags["sweep.objective"] == "final_val_loss" and parent.data.tags["sweep.direction"] == "minimize"
+    assert parent.data.tags["sweep.ranked_by"] == "final_val_loss" and parent.data.tags["sweep.direction"] == "minimize"
+    assert parent.data.tags["sweep.objective"] == "auto"
     note = parent.data.tags["mlflow.note.content"]
     assert f"**, final validation loss = {value:.6g} (" in note and f"run id `{best.info.run_id}`" in note
     # The ranked table: one row per child, best first, each linking its run.
@@ -193,24 +194,43 @@ def test_an_untracked_sweep_run_again_reuses_its_jobs_and_another_sweep_there_is
 
 @SLOW
 def test_an_optuna_study_continues_through_its_own_storage(tmp_path):
+    """Where the installed Optuna can keep a study in a database, a second command adds its
+    trials to the first's study; where it cannot, the storage is refused up front, one line,
+    exit 2. Either way a search's folder is not resumed like a grid's."""
     optuna = pytest.importorskip("optuna")
+    from importlib.metadata import version
+
+    from backproplab.hydra_app.preflight import study_storage_problem
+
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    search = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}",
-              "hydra.sweeper.study_name=lr", "optimizer.lr=interval(0.01,1.0)", "trainer.epochs=2", "logger=none"]
-    for folder in ("first", "second"):
-        proc = subprocess.run(_command(*search, f"hydra.sweep.dir={folder}"), cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    study = optuna.load_study(study_name="lr", storage=storage)
-    assert [t.number for t in study.trials] == [0, 1, 2, 3]  # the second command added two trials to the study
-    values = [t.value for t in study.trials]
-    best = yaml_load(tmp_path / "second" / "optimization_results.yaml")
-    assert best["best_value"] == min(values)  # the study's best over both commands
-    # A search's folder is not resumed like a grid: its trials continue through the storage.
-    again = subprocess.run(_command(*search, "hydra.sweep.dir=first"), cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    search = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "optimizer.lr=interval(0.01,1.0)", "trainer.epochs=2", "logger=none"]
+    stored = [f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=lr"]
+    problem = study_storage_problem(version("optuna"), version("sqlalchemy"))
+    if problem is not None:
+        refused = subprocess.run(_command(*search, *stored, "hydra.sweep.dir=stored"), cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith("error: hydra.sweeper.storage='sqlite:///") and line.endswith(
+            f" cannot be used: {problem}; valid: no storage (each search a new study), "
+            'or pip install "sqlalchemy<2" (MLflow accepts >=1.4)'
+        )
+        assert not (tmp_path / "stored").exists() and not (tmp_path / "optuna.db").exists()
+    else:
+        for folder in ("first", "second"):
+            proc = subprocess.run(_command(*search, *stored, f"hydra.sweep.dir={folder}"), cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        study = optuna.load_study(study_name="lr", storage=storage)
+        assert [t.number for t in study.trials] == [0, 1, 2, 3]  # the second command added two trials
+        assert yaml_load(tmp_path / "second" / "optimization_results.yaml")["best_value"] == min(t.value for t in study.trials)
+    # A search's trials are numbered from 0 in each command: its folder is not resumed like a grid's.
+    first = subprocess.run(_command(*search, "hydra.sweep.dir=search"), cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    records = {p: p.read_text() for p in (tmp_path / "search").glob("*/result.json")}
+    again = subprocess.run(_command(*search, "hydra.sweep.dir=search"), cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
-    assert re.fullmatch(r"error: hydra\.sweep\.dir=\S+first already holds a search's trials; a search continues through its "
+    assert re.fullmatch(r"error: hydra\.sweep\.dir=\S+search already holds a search's trials; a search continues through its "
                         r"study's own storage \(hydra\.sweeper\.storage, hydra\.sweeper\.study_name\) into a new sweep folder\n", again.stderr)
-    assert len(optuna.load_study(study_name="lr", storage=storage).trials) == 4
+    assert len(records) == 2 and {p: p.read_text() for p in records} == records
 
 
 def yaml_load(path: Path):

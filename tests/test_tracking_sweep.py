@@ -218,7 +218,7 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
     # No validation split: the best is the lowest final training loss, as a value and as the parent's final/*.
     assert parent.data.metrics["sweep/best_value"] == status["0.001"].data.metrics["final/train_loss"]
     assert parent.data.metrics["final/train_loss"] == status["0.001"].data.metrics["final/train_loss"]
-    assert parent.data.tags["sweep.objective"] == "final_loss"
+    assert parent.data.tags["sweep.ranked_by"] == "final_loss"
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
     rows = summary_rows(client, parent, tmp_path / "rows")
     assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000.0", "FAILED")]

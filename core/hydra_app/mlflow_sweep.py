@@ -298,7 +298,7 @@ class MlflowSweepCallback:
             "sweep/finished_jobs": sum(o.ok for o in outcomes),
             "sweep/failed_jobs": sum(not o.ok for o in outcomes),
         }
-        tags = {"sweep.objective": rule.key, "sweep.direction": rule.direction}
+        tags = {"sweep.objective": rule.objective, "sweep.ranked_by": rule.key, "sweep.direction": rule.direction}
         if best is not None:
             metrics["sweep/best_value"] = float(rule.score(best))  # type: ignore[arg-type]
             # The best child's final numbers on the parent, so that parents sort in the runs table.

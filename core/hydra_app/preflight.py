@@ -676,9 +676,49 @@ def check_launcher(master: DictConfig) -> None:
         ) from None
 
 
+STORAGE_KEY = "hydra.sweeper.storage"
+
+
+def study_storage_problem(optuna_version: str, sqlalchemy_version: str) -> str | None:
+    """Why Optuna cannot keep a study in a database here, or None. Optuna before 3.0 (the only
+    Optuna hydra-optuna-sweeper 1.3 accepts) stamps its schema version on a connection it never
+    commits, which SQLAlchemy 2 rolls back: ``create_study`` then fails on an assertion."""
+    def major(version: str) -> int:
+        head = version.split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    if major(optuna_version) < 3 and major(sqlalchemy_version) >= 2:
+        return (
+            f"Optuna {optuna_version} (the Optuna hydra-optuna-sweeper 1.3 accepts) cannot create its database "
+            f"storage under SQLAlchemy {sqlalchemy_version}"
+        )
+    return None
+
+
+def check_study_storage(master: DictConfig) -> None:
+    """An Optuna search's ``hydra.sweeper.storage`` (a database URL) usable by the installed
+    Optuna, checked before the sweep's parent run exists (Optuna's own failure is a bare
+    AssertionError after it)."""
+    storage = OmegaConf.select(master, STORAGE_KEY, default=None)
+    if sweeper_choice(master) != OPTUNA or storage is None or "://" not in str(storage):
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        problem = study_storage_problem(version("optuna"), version("sqlalchemy"))
+    except PackageNotFoundError:
+        return  # the sweeper's own import reports a missing Optuna
+    if problem is not None:
+        raise ConfigError(
+            key=STORAGE_KEY, value=storage, problem=f"cannot be used: {problem}",
+            valid='no storage (each search a new study), or pip install "sqlalchemy<2" (MLflow accepts >=1.4)',
+        )
+
+
 def _check_search(loader: Any, master: DictConfig) -> SweepPlan | None:
     """A search sweep's launcher and one representative trial; None for the basic sweeper."""
     check_launcher(master)
+    check_study_storage(master)
     trials = search_trials(master, loader)
     if trials is None:
         return None
