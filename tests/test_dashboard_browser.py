@@ -305,7 +305,7 @@ def test_parent_description_names_the_best_child(dashboard, page, tmp_path):
     expect(note).to_be_visible()
     note.scroll_into_view_if_needed()
     page.screenshot(path=tmp_path / "parent_description.png")
-    link = note.locator(f'a[href*="{best_id}"]')
+    link = note.locator(f'a[href*="{best_id}"]').first  # the answer's link; the ranking links it again
     expect(link).to_be_visible()
     expect(note).to_contain_text(best_name)
     # Followed, the link opens the best child in Model training mode (not the GenAI pages).
