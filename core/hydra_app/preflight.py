@@ -416,7 +416,8 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
             loader = GlobalHydra.instance().config_loader()
             # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
             # hydra.mode in the config (experiments such as lr_sweep set it). Composed as a run,
-            # sweep values not yet validated.
+            # sweep values not yet validated. Hydra has no public API for this choice (its
+            # get_mode is in hydra._internal), so it is made here as Hydra documents it.
             try:
                 probe = loader.load_configuration(
                     CONFIG_NAME, list(overrides), run_mode=RunMode.RUN, from_shell=True, validate_sweep_overrides=False
