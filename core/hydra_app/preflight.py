@@ -45,7 +45,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from backproplab.run.sweep import Job, swept_overrides
 
 from .error_report import EXIT_CONFIG, describe
-from .compat import version_base
+from .compat import info_choices, version_base
 from backproplab.errors import BackproplabError, ConfigError
 
 CONF_MODULE = "backproplab.conf"
@@ -82,7 +82,7 @@ def flag_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-name", "-cn")
     parser.add_argument("--config-dir", "-cd")
     parser.add_argument("--experimental-rerun")
-    parser.add_argument("--info", "-i", const="all", nargs="?", choices=["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"])
+    parser.add_argument("--info", "-i", const="all", nargs="?", choices=info_choices())
     return parser
 
 
