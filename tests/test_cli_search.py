@@ -104,7 +104,7 @@ def test_the_parent_records_the_best_trial(search):
     assert ran["data.batch_size"] == str(study["best_params"]["data.batch_size"])
     # The closing lines name the same best job, by its objective.
     best_job = best.data.tags["hydra.job.num"]
-    assert f"best: job #{best_job} (" in proc.stdout and "final_val_loss" in proc.stdout
+    assert f"best: job #{best_job} (" in proc.stdout and "final validation loss" in proc.stdout
 
 
 @pytest.mark.parametrize("launcher", [[], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])

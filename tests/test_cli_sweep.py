@@ -185,14 +185,26 @@ def test_the_last_lines_name_the_best_job_and_the_summary(basic_sweep):
     # the MLflow parent's best child follows.
     best = min(records, key=lambda n: (records[n]["final_val_loss"], n))
     lr, hidden = [o for o in records[best]["overrides"] if o.split("=")[0] in ("optimizer.lr", "model.hidden")]
-    last = proc.stdout.strip().splitlines()[-3:]
+    last = proc.stdout.strip().splitlines()[-9:-2]
     assert last[0] == "sweep: 4 of 4 jobs finished"
-    assert last[1] == f"best: job #{best} ({lr} {hidden}), final validation loss {records[best]['final_val_loss']:.6f}"
-    assert last[2].startswith("results: sweep/sweep_summary.csv ")
+    assert last[1] == "ranking by final validation loss:"
+    assert last[2].split() == ["#", "job", "optimizer.lr", "model.hidden", "validation", "loss", "validation", "accuracy", "epochs"]
+    ranked = sorted(records, key=lambda n: (records[n]["final_val_loss"], n))
+    for line, num in zip(last[3:7], ranked):  # untracked: jobs by number, the rule's value, the epochs run
+        cells = line.split()
+        assert cells[1] == f"#{num}" and cells[4] == f"{records[num]['final_val_loss']:.6f}" and cells[-1] == "4"
+    tail = proc.stdout.strip().splitlines()[-2:]
+    assert tail[0] == (
+        f"best: job #{best} ({lr} {hidden}), final validation loss {records[best]['final_val_loss']:.6f} "
+        "(lowest final validation loss of the finished jobs, trainer.objective=auto)"
+    )
+    assert tail[1].startswith("results: sweep/sweep_summary.csv ")
     with open(cwd / "sweep" / "sweep_summary.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["job"]) for r in rows] == [0, 1, 2, 3]
     assert [float(r["final_loss"]) for r in rows] == [records[n]["final_loss"] for n in range(4)]
+    assert [r["epochs"] for r in rows] == ["4"] * 4
+    assert {int(r["job"]): int(r["rank"]) for r in rows} == {n: i + 1 for i, n in enumerate(ranked)}
 
 
 # -- values under a swept group are set per job (issue 9.2) --------------------------------------
@@ -207,7 +219,8 @@ def test_a_key_of_every_swept_optimizer_but_not_of_the_default(cli, tmp_path):
         assert yaml.safe_load((job / "overrides.yaml").read_text()) == [f"optimizer={name}", "optimizer.beta1=0.95", "trainer.epochs=2", "logger=none"]
         assert yaml.safe_load((job / "config.yaml").read_text())["optimizer"]["beta1"] == 0.95
     # Not a parameter of the sweep: it does not vary.
-    assert "best: job #" in proc.stdout and "beta1" not in proc.stdout.strip().splitlines()[-2]
+    best = next(line for line in proc.stdout.splitlines() if line.startswith("best: job #"))
+    assert "beta1" not in best.split(", final")[0]
 
 
 def test_an_experiments_sweep_is_numbered_as_hydra_numbers_it(cli, tmp_path):
@@ -227,3 +240,28 @@ def test_an_experiments_sweep_is_numbered_as_hydra_numbers_it(cli, tmp_path):
         ran = yaml.safe_load((tmp_path / "sweep" / str(job.num) / ".hydra" / "overrides.yaml").read_text())
         assert list(job.overrides) == ran
         assert json.loads((tmp_path / "sweep" / str(job.num) / "result.json").read_text())["job"] == job.num
+
+
+def test_the_flag_parser_copy_has_hydras_own_flags():
+    """Hydra has no public API for its command-line parser: the copy must accept the flags the
+    installed Hydra's own parser accepts, with the same choices."""
+    from hydra._internal.utils import get_args_parser  # the private original, compared only here
+
+    from backproplab.hydra_app.preflight import flag_parser
+
+    def flags(parser):
+        return {tuple(sorted(a.option_strings)): tuple(a.choices or ()) for a in parser._actions if a.option_strings}
+
+    assert flags(flag_parser()) == flags(get_args_parser())
+
+
+def test_the_basic_sweepers_own_expansion_numbers_the_jobs():
+    """``expand`` is Hydra's BasicSweeper.split_arguments, found through Hydra's plugin registry."""
+    from backproplab.hydra_app.preflight import basic_sweeper, sweep_jobs
+
+    assert basic_sweeper().__name__ == "BasicSweeper"
+    jobs = sweep_jobs(["-m", "optimizer.lr=0.1,0.5", "trainer.epochs=1,2", "optimizer.lr=0.3,0.4"])
+    assert [j.overrides for j in jobs] == [
+        ("optimizer.lr=0.3", "trainer.epochs=1"), ("optimizer.lr=0.3", "trainer.epochs=2"),
+        ("optimizer.lr=0.4", "trainer.epochs=1"), ("optimizer.lr=0.4", "trainer.epochs=2"),
+    ]

@@ -30,7 +30,8 @@ from test_tracking_sweep import DIVERGING_SWEEP, check_diverging_sweep, check_su
 
 pytestmark = pytest.mark.slow
 
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
+# No RAY_DEDUP_LOGS: the command itself turns Ray's de-duplication of repeated lines off.
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def _pids_with(marker: str) -> list[int]:
@@ -168,6 +169,16 @@ def test_a_sweep_on_a_ray_cluster_lands_complete_in_the_server(ray_head, server,
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "sweep: 4 of 4 jobs finished" in proc.stdout
     client, parent, children = sweep_runs(server.url, experiment)
+    # No job's line is folded into a "[repeated 3x across cluster]" note, no MLflow "View run"
+    # line, and the closing block comes last (every job in its ranking), ending with the
+    # parent's address.
+    assert "repeated" not in proc.stdout + proc.stderr and "View run" not in proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    (start,) = [i for i, line in enumerate(lines) if line.startswith("sweep: 4 of 4 jobs finished")]
+    assert lines[start + 1] == "ranking by final loss:" and lines[start + 7].startswith("best: job #")
+    assert sorted(line.split()[2] for line in lines[start + 3: start + 7]) == ["0.1", "0.2", "0.3", "0.4"]
+    assert lines[start + 8].startswith("results: ") and lines[start + 9].startswith("mlflow: sweep summary ")
+    assert lines[start + 10:] == [f"mlflow: open {server.url.rstrip('/')}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}?workflowType=machine_learning"]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["hydra.launcher"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
     assert len(children) == 4

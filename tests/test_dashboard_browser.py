@@ -305,7 +305,7 @@ def test_parent_description_names_the_best_child(dashboard, page, tmp_path):
     expect(note).to_be_visible()
     note.scroll_into_view_if_needed()
     page.screenshot(path=tmp_path / "parent_description.png")
-    link = note.locator(f'a[href*="{best_id}"]')
+    link = note.locator(f'a[href*="{best_id}"]').first  # the answer's link; the ranking links it again
     expect(link).to_be_visible()
     expect(note).to_contain_text(best_name)
     # Followed, the link opens the best child in Model training mode (not the GenAI pages).
@@ -316,6 +316,27 @@ def test_parent_description_names_the_best_child(dashboard, page, tmp_path):
         link.click()
     expect(opened.value).to_have_url(re.compile(rf"/runs/{best_id}\?workflowType=machine_learning"))
     expect(opened.value.get_by_role("heading", name=best_name)).to_be_visible()
+
+
+def test_parent_description_ranks_its_children(dashboard, page, tmp_path):
+    """The parent's description holds the ranked table of its children, rendered as a table:
+    best first, one row per child with its swept value, final loss, epochs and a link to it."""
+    parent = dashboard.client.get_run(dashboard.parent.info.run_id)
+    page.goto(dashboard.run_link(dashboard.parent))
+    table = page.get_by_test_id("note-editor-preview-content").locator("table")
+    expect(table).to_be_visible()
+    table.scroll_into_view_if_needed()
+    page.screenshot(path=tmp_path / "parent_ranking.png")
+    rows = table.locator("tbody tr")
+    expect(rows).to_have_count(len(dashboard.children))
+    expect(table.locator("thead")).to_contain_text("epochs")
+    best = dashboard.client.get_run(parent.data.tags["backproplab.best_run_id"])
+    expect(rows.first.locator("td").first).to_have_text("1")
+    expect(rows.first).to_contain_text(best.info.run_name)
+    for child in dashboard.children:
+        expect(table.locator(f'a[href*="/runs/{child.info.run_id}?workflowType=machine_learning"]')).to_have_count(1)
+    # The parent carries its best child's final numbers, so parents sort with runs.
+    assert parent.data.metrics["final/train_loss"] == best.data.metrics["final/train_loss"]
 
 
 def test_model_is_logged(dashboard, page, tmp_path):

@@ -150,13 +150,15 @@ def test_joblib_workers_nest_under_the_parent(cli, tmp_path):
         assert loss_steps(client, child) == list(range(7))
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
     # The closing lines: the best job, then where the summary is and how to open the parent run.
-    last = proc.stdout.strip().splitlines()[-5:]
+    last = proc.stdout.strip().splitlines()[-9:]
     best = min(children, key=lambda c: c.data.metrics["train/loss"])
     assert last[0] == "sweep: 2 of 2 jobs finished"
-    assert last[1].startswith(f"best: job #{best.data.tags['hydra.job.num']} (optimizer.lr={best.data.params['optimizer.lr']}), final loss ")
-    assert last[2].startswith("results: multirun/") and "/sweep_summary.csv " in last[2]
-    assert last[3].startswith("mlflow: sweep summary ") and f"{parent.info.run_id}/artifacts/sweep_summary.csv" in last[3]
-    assert last[4] == (
+    assert last[1] == "ranking by final loss:"
+    assert [line.split()[1] for line in last[3:5]] == [best.info.run_name, next(c.info.run_name for c in children if c is not best)]
+    assert last[5].startswith(f"best: job #{best.data.tags['hydra.job.num']} (optimizer.lr={best.data.params['optimizer.lr']}), final loss ")
+    assert last[6].startswith("results: multirun/") and "/sweep_summary.csv " in last[6]
+    assert last[7].startswith("mlflow: sweep summary ") and f"{parent.info.run_id}/artifacts/sweep_summary.csv" in last[7]
+    assert last[8] == (
         f"mlflow: mlflow ui --backend-store-uri {uri}   then open "
         f"http://127.0.0.1:5000/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}"
         "?workflowType=machine_learning"
@@ -213,7 +215,10 @@ def test_a_job_that_fails_at_run_time_is_a_failed_child_and_fails_the_parent(cli
     assert parent.data.tags["failure_reason"] == "1 of 2 jobs failed"
     assert parent.data.metrics["sweep/jobs"] == 2
     assert parent.data.metrics["sweep/finished_jobs"] == 1 and parent.data.metrics["sweep/failed_jobs"] == 1
-    assert parent.data.metrics["sweep/best_final_loss"] == pytest.approx(status["0.001"].data.metrics["train/loss"])
+    # No validation split: the best is the lowest final training loss, as a value and as the parent's final/*.
+    assert parent.data.metrics["sweep/best_value"] == status["0.001"].data.metrics["final/train_loss"]
+    assert parent.data.metrics["final/train_loss"] == status["0.001"].data.metrics["final/train_loss"]
+    assert parent.data.tags["sweep.ranked_by"] == "final_loss"
     check_summary(client, parent, children, tmp_path, ["optimizer.lr"])
     rows = summary_rows(client, parent, tmp_path / "rows")
     assert [(r["job"], r["optimizer.lr"], r["status"]) for r in rows] == [("0", "0.001", "FINISHED"), ("1", "1000.0", "FAILED")]
@@ -260,6 +265,8 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
     from backproplab.hydra_app.config_store import register_configs
     from backproplab.hydra_app.preflight import expand
     from backproplab.hydra_app.mlflow_sweep import PARENT_TAG as TAG, MlflowSweepCallback
+    from backproplab.hydra_app.sweep_status import sweep_of
+    from backproplab.run.sweep import summary_rows as rows_of, write_summary
 
     register_configs()
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -269,8 +276,11 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
                        f"hydra.sweep.dir={tmp_path / 'sweep'}"],
             run_mode=RunMode.MULTIRUN,
         )
+    sweep = sweep_of(master)
     callback = MlflowSweepCallback()
-    callback.on_multirun_start(master)
+    callback.start(master, sweep)
+    sweep.decide(set())
+    sweep.write()
     client, (parent_run,) = MlflowClient(uri), MlflowClient(uri).search_runs(["1"])
     jobs = [(lr, bs) for lr in ("0.1", "0.5", "1.0") for bs in ("1", "2")]  # Hydra's order
     # What each job's run is tagged with: the job's overrides as the launcher passes them.
@@ -284,7 +294,9 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
         client.log_batch(run.info.run_id, metrics=[Metric("train/loss", float(num), 0, 0)],
                          params=[mlflow_param("optimizer.lr", lr), mlflow_param("data.batch_size", bs)])
         client.set_terminated(run.info.run_id, "FINISHED")
-    callback.on_multirun_end(master)
+    outcomes = sweep.outcomes(callback.children(sweep))
+    rule = sweep.rule(outcomes)
+    callback.end(sweep, outcomes, rule, write_summary(sweep, rows_of(sweep, outcomes, rule)))
     parent = client.get_run(parent_run.info.run_id)
     assert parent.info.status == "FINISHED"
     rows = summary_rows(client, parent, tmp_path / "rows")
@@ -292,7 +304,8 @@ def test_summary_rows_follow_job_numbers_not_completion_order(tmp_path):
     assert [(r["optimizer.lr"], r["data.batch_size"]) for r in rows] == jobs
     assert [r["run_name"] for r in rows] == [f"job {n}" for n in range(6)]
     assert [float(r["final_loss"]) for r in rows] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    assert list(rows[0])[:4] == ["job", "run_id", "run_name", "status"]
+    assert list(rows[0])[:4] == ["rank", "job", "status", "how"]
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4", "5", "6"]  # lowest final loss first
 
 
 def mlflow_param(key, value):
@@ -404,13 +417,13 @@ def test_the_sweeps_answer_is_on_the_parent_and_every_child_has_the_same_metrics
     assert parent.data.tags["backproplab.best_run_name"] == best.info.run_name
     note = parent.data.tags["mlflow.note.content"]
     link = f"[{best.info.run_name}](#/experiments/{parent.info.experiment_id}/runs/{best.info.run_id}?workflowType=machine_learning)"
-    assert note.startswith(f"**Best run: {link}**, final/val_loss = {best.data.metrics['final/val_loss']:.6g}")
+    assert note.startswith(f"**Best run: {link}**, final validation loss = {best.data.metrics['final/val_loss']:.6g}")
     assert "`trainer.epochs=2`" in note
 
     # The JSON table: MLflow's {"columns", "data"} form, and no column name with a dot.
     path = client.download_artifacts(parent.info.run_id, "sweep_summary.json", dst_path=str(tmp_path / "t"))
     table = json.loads(Path(path).read_text())
-    assert table["columns"][:4] == ["job", "run_id", "run_name", "status"]
+    assert table["columns"][:4] == ["rank", "job", "status", "how"]
     assert {"optimizer/lr", "model/hidden", "final_loss", "final_val_loss"} <= set(table["columns"])
     assert not any("." in c for c in table["columns"])
     assert len(table["data"]) == 4 and all(len(row) == len(table["columns"]) for row in table["data"])
@@ -440,6 +453,7 @@ def test_a_search_for_the_best_accuracy_names_its_best_trial_on_the_parent(cli, 
     best = client.get_run(parent.data.tags["backproplab.best_run_id"])
     assert best.data.metrics["final/val_accuracy"] == max(c.data.metrics["final/val_accuracy"] for c in children)
     assert parent.data.tags["backproplab.best_run_name"] == best.info.run_name
-    assert "(the search's best trial, final_val_accuracy maximized;" in parent.data.tags["mlflow.note.content"]
+    assert "(highest final validation accuracy of the finished jobs, trainer.objective=final_val_accuracy;" in parent.data.tags["mlflow.note.content"]
+    assert parent.data.metrics["sweep/best_value"] == best.data.metrics["final/val_accuracy"] == parent.data.metrics["final/val_accuracy"]
     # Only the learning rate is searched: the network's size is known, and small.
     assert parent.data.tags["backproplab.elementwise_metrics"] == "true"

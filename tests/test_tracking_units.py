@@ -253,31 +253,19 @@ def test_max_points_per_metric_needs_a_known_run_length():
 
 
 # -- sweep parent hand-over ---------------------------------------------------------------------
-def test_parent_file_in_the_sweep_dir_wins_over_the_environment(tmp_path, monkeypatch):
-    stale = sweep_parent.ParentRun("stale", "sqlite:///a.db", "1", ("x",))
-    monkeypatch.setenv(sweep_parent.ENV_VAR, stale.to_json())
-    assert sweep_parent.discover(tmp_path) == stale  # no file: the environment is the fallback
-    fresh = sweep_parent.ParentRun("fresh", "sqlite:///b.db", "2", ("optimizer.lr",))
-    sweep_parent.publish(fresh, tmp_path)
-    monkeypatch.setenv(sweep_parent.ENV_VAR, stale.to_json())
-    assert sweep_parent.discover(tmp_path) == fresh
-    assert json.loads((tmp_path / sweep_parent.FILE_NAME).read_text())["run_id"] == "fresh"
-    sweep_parent.unpublish()
-    assert sweep_parent.discover(None) is None
-
-
 def test_the_sweeps_element_wise_decision_reaches_every_child(tmp_path):
+    from backproplab.run.sweep import Sweep
+
     decided = sweep_parent.ParentRun("p", "sqlite:///a.db", "1", ("model.hidden",), elementwise=False, sampled=True)
-    sweep_parent.publish(decided, tmp_path)
-    back = sweep_parent.discover(tmp_path)
-    sweep_parent.unpublish()
+    Sweep(tmp_path, None, {"model.hidden": "[4],[8]"}, parent=decided).write()  # the sweep's record, as jobs read it
+    back = Sweep.read(tmp_path).parent
     assert back == decided
     # Off for the sweep: a 17-parameter child within its own limit of 64 logs no elements.
     assert not MetricLayout.for_params(_mlp(2, 4, 1), sweep_parent.elementwise_limit(back, 64, 17)).elementwise
     on = sweep_parent.ParentRun("p", "sqlite:///a.db", "1", elementwise=True)
     assert MetricLayout.for_params(_mlp(2, 16, 1), sweep_parent.elementwise_limit(on, 64, 65)).elementwise
     assert sweep_parent.elementwise_limit(None, 64, 65) == 64  # a single run: its own setting
-    # A parent file written before the decision existed still loads: each job decides itself.
+    # A parent written before the decision existed still loads: each job decides itself.
     old = json.dumps({"run_id": "p", "tracking_uri": "sqlite:///a.db", "experiment_id": "1", "swept_keys": ["x"]})
     assert sweep_parent.ParentRun.from_json(old).elementwise is None
 

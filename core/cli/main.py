@@ -73,6 +73,8 @@ def _run_hydra(argv: list[str]) -> int:
         # Hydra composed, before anything is written (backproplab.hydra_app.command); a rejected
         # command, a failed single run and a sweep with failed jobs end with SystemExit and
         # their code, their one line already printed.
+        # hydra.main reads its command line from sys.argv only: Hydra has no public API that
+        # takes the arguments of a run or multirun any other way.
         sys.argv = [sys.argv[0] if sys.argv else "backproplab", *argv]
         hydra_main()
     except (SystemExit, BrokenPipeError):

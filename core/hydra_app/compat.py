@@ -55,3 +55,9 @@ def main_options() -> dict[str, Any]:
     if "execution_whitelist" in inspect.signature(hydra.main).parameters:
         options["execution_whitelist"] = list(EXECUTION_WHITELIST)
     return options
+
+
+def info_choices() -> list[str]:
+    """What ``--info`` takes: Hydra 1.4 adds ``aliases``."""
+    choices = ["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"]
+    return choices if hydra_version() < (1, 4) else [*choices[:1], "aliases", *choices[1:]]

@@ -7,8 +7,8 @@ SIGKILLs every worker as soon as one dies, possibly while another's child run is
 Three parts stop a sweep cleanly instead:
 
 - ``LauncherStop``, the command's SIGINT and SIGTERM handler for the sweep's life: the first
-  signal marks the sweep interrupted (its parent run then ends KILLED) and sends SIGTERM to every
-  worker; then it waits until no child run of the sweep is RUNNING in the store, and raises the
+  signal sends SIGTERM to every worker (the interrupt it raises at the end ends the parent run
+  KILLED, as its children are); then it waits until no child run of the sweep is RUNNING in the store, and raises the
   interrupt itself (exit 130 or 143). joblib, aborting, kills the workers, idle by then.
 - ``WorkerSignals``, each worker's handler, installed at its first job: a signal during a job
   ends the job (a tracked run's own guard, ``track_run``, ends training after the current
@@ -121,7 +121,6 @@ class LauncherStop:
         if self._stopping:  # a second signal while the workers are being stopped changes nothing
             return
         self._stopping = True
-        sweep_parent.interrupted = True
         workers = worker_pids()
         for pid in workers:
             _signal(pid, signal.SIGTERM)

@@ -14,7 +14,7 @@ trained, tracked or written.
 
 A single run gets the same from ``on_run_start`` (``check_run``), on the config Hydra composed
 for it, before ``run_job`` creates ``outputs/DATE/TIME/``, so a rejected run leaves no folder;
-the run then trains what the check prepared (``take_prepared``).
+the run then trains what the check prepared (the command's callback hands it to the task).
 
 ``for_hydra`` rewrites two spellings Hydra cannot compose into equivalent ones it can (see
 there); the CLI hands Hydra the rewritten command line, and everything here composes that.
@@ -37,25 +37,19 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from backproplab.tracking.parent import swept_overrides  # no mlflow: plain strings
+from backproplab.run.sweep import Job, swept_overrides
 
 from .error_report import EXIT_CONFIG, describe
-from .compat import version_base
+from .compat import info_choices, version_base
 from backproplab.errors import BackproplabError, ConfigError
 
 CONF_MODULE = "backproplab.conf"
 CONFIG_NAME = "config"
-
-
-@dataclass(frozen=True)
-class Job:
-    num: int  # hydra.job.num
-    overrides: tuple[str, ...]  # the job's overrides, as the launcher passes them
 
 
 class FlagError(Exception):
@@ -64,8 +58,9 @@ class FlagError(Exception):
 
 def flag_parser() -> argparse.ArgumentParser:
     """The flags ``hydra.main`` accepts, as Hydra 1.3 documents them (``--help`` of any Hydra
-    app), raising ``FlagError`` instead of printing a usage text and exiting. Our own parser
-    rather than Hydra's private one (``hydra._internal``), which may change in any release."""
+    app), raising ``FlagError`` instead of printing a usage text and exiting. Hydra has no public
+    API for its parser (``get_args_parser`` is in ``hydra._internal``), so this is a copy, which
+    ``tests/test_cli_sweep.py`` compares with Hydra's own."""
 
     class Parser(argparse.ArgumentParser):
         def error(self, message: str) -> Any:  # type: ignore[override]
@@ -87,7 +82,7 @@ def flag_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-name", "-cn")
     parser.add_argument("--config-dir", "-cd")
     parser.add_argument("--experimental-rerun")
-    parser.add_argument("--info", "-i", const="all", nargs="?", choices=["all", "config", "defaults", "defaults-tree", "plugins", "searchpath"])
+    parser.add_argument("--info", "-i", const="all", nargs="?", choices=info_choices())
     return parser
 
 
@@ -120,29 +115,26 @@ def sweep_arguments(master: DictConfig) -> list[str]:
     return [f"{key}={value}" for key, value in params.items()] + task_overrides(master)
 
 
+def basic_sweeper() -> Any:
+    """Hydra's basic sweeper class, found through Hydra's public plugin registry (its module is
+    under ``hydra._internal``)."""
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    return next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BasicSweeper")
+
+
 def expand(master: DictConfig, config_loader: Any) -> list[Job] | None:
     """The jobs of the multirun ``master`` describes, in the basic sweeper's order and numbering
     (``hydra.job.num``); None for another sweeper, which decides its jobs only while it runs.
-
-    The basic sweeper's documented behaviour, from Hydra's public override parser: one column of
-    ``key=value`` strings per key (a later override of a key replaces the earlier one's values
-    and keeps its place), every combination in ``itertools.product`` order."""
+    The basic sweeper's own ``split_arguments`` over Hydra's public override parser."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
 
     if sweeper_choice(master) not in (None, "basic"):
         return None
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(sweep_arguments(master))
-    columns: dict[str, list[str]] = {}
-    for override in parsed:
-        key = override.get_key_element()
-        if not override.is_sweep_override():
-            columns[key] = [f"{key}={override.get_value_element_as_str()}"]
-        elif override.is_discrete_sweep():
-            columns[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
-        else:  # interval(...): only sweepers that sample (Optuna) take it
-            raise HydraException(f"the basic sweeper cannot sweep {override.input_line!r}; it takes lists, range(...) and glob(...)")
-    return [Job(num, tuple(job)) for num, job in enumerate(itertools.product(*columns.values()))]
+    (batch,) = basic_sweeper().split_arguments(parsed, None)
+    return [Job(num, tuple(job)) for num, job in enumerate(batch)]
 
 
 def swept_parameters(master: DictConfig, *, single: bool = False) -> dict[str, str]:
@@ -424,7 +416,8 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
             loader = GlobalHydra.instance().config_loader()
             # Hydra's own choice of mode (hydra.main: get_mode, then _run_app): --multirun, or
             # hydra.mode in the config (experiments such as lr_sweep set it). Composed as a run,
-            # sweep values not yet validated.
+            # sweep values not yet validated. Hydra has no public API for this choice (its
+            # get_mode is in hydra._internal), so it is made here as Hydra documents it.
             try:
                 probe = loader.load_configuration(
                     CONFIG_NAME, list(overrides), run_mode=RunMode.RUN, from_shell=True, validate_sweep_overrides=False
@@ -461,26 +454,22 @@ def _sweep(session: _Session) -> tuple[Any, DictConfig, list[Job]] | None:
     return None if jobs is None else (session.loader, master, jobs)
 
 
-def check_job(cfg: DictConfig, *, keep: bool = False, sizes: list[tuple[int, int]] | None = None) -> Any:
+def check_job(cfg: DictConfig, *, sizes: list[tuple[int, int]] | None = None) -> tuple[Any, Any]:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
-    store is reachable is checked once per command: by ``check`` for a single run, by the sweep
-    callback for a multirun. Returns the job's ``TrackingSettings``. ``keep``: hand the prepared
-    run to the job (``take_prepared``), so a single run loads its data once."""
+    store is reachable is checked once per command: by ``check_run`` for a single run, by the
+    sweep's parent for a multirun. Returns (the ``PreparedRun``, the job's ``TrackingSettings``)."""
     from backproplab.run.job import prepare
 
-    global _prepared
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
         prepared = prepare(cfg)
-    if keep:
-        _prepared = (_identity(prepared.config.resolved), prepared)
     from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
     settings = TrackingSettings.from_mapping(prepared.config.logger)
     if sizes is not None:
         sizes.append((prepared.network.n_parameters, settings.elementwise_max_params))
-    return settings
+    return prepared, settings
 
 
 @dataclass(frozen=True)
@@ -491,6 +480,18 @@ class SweepPlan:
 
     sizes: tuple[tuple[int, int], ...] = ()
     unknown: str | None = None
+    # Job number -> the run the check prepared for it, handed to the job when it runs in this
+    # process (the basic launcher), so its data are loaded once; kept only while the data of
+    # all jobs together stay within ``KEPT_DATA_BYTES``.
+    prepared: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+KEPT_DATA_BYTES = 256 * 2**20
+
+
+def _data_bytes(prepared: Any) -> int:
+    data = prepared.dataset
+    return sum(getattr(a, "nbytes", 0) for a in (data.X_train, data.y_train, data.X_val, data.y_val, prepared.y_train, prepared.y_val))
 
 
 # Searched keys that leave every network's size alone; a search over any other key (model.hidden,
@@ -507,29 +508,9 @@ def _size_neutral(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in SIZE_NEUTRAL)
 
 
-# The single run the check prepared, for the job to train: Hydra's task function takes no
-# arguments but its config, so the hand-over is keyed by that config's resolved content, and
-# taken at most once (training changes the network it holds).
-_prepared: tuple[str, Any] | None = None
-
-
-def _identity(resolved: Any) -> str:
+def identity(resolved: Any) -> str:
+    """What tells one resolved config from another, for handing a prepared run to its job."""
     return json.dumps(resolved, sort_keys=True, default=repr)
-
-
-def take_prepared(cfg: DictConfig) -> Any:
-    """The ``PreparedRun`` the up-front check built for exactly ``cfg``, or None."""
-    global _prepared
-    if _prepared is None:
-        return None
-    key, prepared = _prepared
-    _prepared = None
-    from backproplab.run.config import to_container
-
-    try:
-        return prepared if _identity(to_container(cfg)) == key else None
-    except Exception:  # noqa: BLE001 - the job prepares it afresh and reports the problem itself
-        return None
 
 
 # -- search sweepers (Optuna) ------------------------------------------------------------------
@@ -696,9 +677,49 @@ def check_launcher(master: DictConfig) -> None:
         ) from None
 
 
+STORAGE_KEY = "hydra.sweeper.storage"
+
+
+def study_storage_problem(optuna_version: str, sqlalchemy_version: str) -> str | None:
+    """Why Optuna cannot keep a study in a database here, or None. Optuna before 3.0 (the only
+    Optuna hydra-optuna-sweeper 1.3 accepts) stamps its schema version on a connection it never
+    commits, which SQLAlchemy 2 rolls back: ``create_study`` then fails on an assertion."""
+    def major(version: str) -> int:
+        head = version.split(".", 1)[0]
+        return int(head) if head.isdigit() else 0
+
+    if major(optuna_version) < 3 and major(sqlalchemy_version) >= 2:
+        return (
+            f"Optuna {optuna_version} (the Optuna hydra-optuna-sweeper 1.3 accepts) cannot create its database "
+            f"storage under SQLAlchemy {sqlalchemy_version}"
+        )
+    return None
+
+
+def check_study_storage(master: DictConfig) -> None:
+    """An Optuna search's ``hydra.sweeper.storage`` (a database URL) usable by the installed
+    Optuna, checked before the sweep's parent run exists (Optuna's own failure is a bare
+    AssertionError after it)."""
+    storage = OmegaConf.select(master, STORAGE_KEY, default=None)
+    if sweeper_choice(master) != OPTUNA or storage is None or "://" not in str(storage):
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        problem = study_storage_problem(version("optuna"), version("sqlalchemy"))
+    except PackageNotFoundError:
+        return  # the sweeper's own import reports a missing Optuna
+    if problem is not None:
+        raise ConfigError(
+            key=STORAGE_KEY, value=storage, problem=f"cannot be used: {problem}",
+            valid='no storage (each search a new study), or pip install "sqlalchemy<2" (MLflow accepts >=1.4)',
+        )
+
+
 def _check_search(loader: Any, master: DictConfig) -> SweepPlan | None:
     """A search sweep's launcher and one representative trial; None for the basic sweeper."""
     check_launcher(master)
+    check_study_storage(master)
     trials = search_trials(master, loader)
     if trials is None:
         return None
@@ -738,20 +759,22 @@ def _hydra_config_kept() -> Iterator[None]:
         HydraConfig.instance().cfg = saved
 
 
-def check_run(config: DictConfig) -> None:
+def check_run(config: DictConfig) -> Any:
     """A single run's checks on the config Hydra composed for it (``on_run_start``, before
-    ``run_job`` creates its output folder): the run's own preparation, kept for the job
-    (``take_prepared``, so the data are loaded once), then whether the tracking store answers."""
+    ``run_job`` creates its output folder): the run's own preparation, returned for the job to
+    train (the command's callback hands it over, so the data are loaded once), then whether the
+    tracking store answers."""
     with _hydra_config_kept():
         from hydra.core.hydra_config import HydraConfig
 
         cfg = copy.deepcopy(config)  # Hydra's own goes on to run_job unchanged
         HydraConfig.instance().set_config(cfg)  # as run_job does before it reads hydra.run.dir
-        settings = check_job(_task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir"))), keep=True)
+        prepared, settings = check_job(_task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir"))))
     if settings.enabled:
         from backproplab.tracking.reachability import check_reachable
 
         check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
+    return prepared
 
 
 def check_sweep(master: DictConfig) -> SweepPlan | None:
@@ -788,11 +811,17 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan |
     keys = swept_parameters(master, single=True)
     bad: list[tuple[Job, BaseException]] = []
     sizes: list[tuple[int, int]] = []
+    kept: dict[int, Any] = {}
+    held = 0
     for job in jobs:
         try:
-            check_job(job_config(loader, master, job), sizes=sizes)
+            prepared, _ = check_job(job_config(loader, master, job), sizes=sizes)
         except Exception as exc:  # noqa: BLE001 - reported below, as the job would
             bad.append((job, exc))
+            continue
+        held += _data_bytes(prepared)
+        if held <= KEPT_DATA_BYTES:
+            kept[job.num] = prepared
     if bad:
         job, exc = bad[0]
         line, code = describe(exc, overrides=job.overrides)
@@ -808,7 +837,7 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan |
         # A config mistake keeps exit code 2; anything else (a plugin raising) is a failure, 1.
         raise (ConfigError if code == EXIT_CONFIG else BackproplabError)(message)
     check_launcher(master)
-    return SweepPlan(tuple(sizes))
+    return SweepPlan(tuple(sizes), prepared=kept)
 
 
 __all__ = [

@@ -66,7 +66,7 @@ STOPPED_EARLY_TAG = "backproplab.stopped_early"
 MAX_RUN_NAME = 250
 
 
-def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
+def check_tracking(logger: Mapping[str, Any] | None, parent: sweep_parent.ParentRun | None = None) -> str | None:
     """Validate ``logger`` and prove its store is usable; the resolved URI, or None when off.
 
     The app may call this early (before loading data) to fail fast; ``track_run`` does it anyway.
@@ -74,7 +74,7 @@ def check_tracking(logger: Mapping[str, Any] | None) -> str | None:
     settings = TrackingSettings.from_mapping(logger)
     if not settings.enabled:
         return None
-    uri = _uri_for(settings, sweep_parent.current())
+    uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
     connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     return uri
@@ -119,8 +119,9 @@ def _run_name(settings: TrackingSettings, context: RunContext, parent: sweep_par
 
 
 @contextlib.contextmanager
-def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator[Callback]:
-    """Track one run; yields the Callback to hand to the Trainer.
+def track_run(context: RunContext, logger: Mapping[str, Any] | None, parent: sweep_parent.ParentRun | None = None) -> Iterator[Callback]:
+    """Track one run; yields the Callback to hand to the Trainer. ``parent``: the sweep's parent
+    run, for a job of a tracked sweep (the run becomes its child).
 
     With ``logger.name == "none"`` it yields a no-op Callback and touches no store.
     """
@@ -129,7 +130,6 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
         yield Callback()
         return
 
-    parent = sweep_parent.current()
     uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
@@ -265,7 +265,6 @@ def _end(
     """
     where = _position(tracker)
     if isinstance(outcome, KeyboardInterrupt):
-        sweep_parent.interrupted = True
         status, reason = RunStatus.KILLED, f"interrupted by {describe_signal(_signal_of(outcome))}{where}"
     elif outcome is not None:
         status, reason = RunStatus.FAILED, one_line(outcome)
@@ -336,7 +335,6 @@ def _end(
     elif losses and losses not in (reason or ""):
         reason = f"{reason}; {losses}"
     if status == RunStatus.FINISHED and guard.caught:
-        sweep_parent.interrupted = True
         status = RunStatus.KILLED
         reason = f"interrupted by {describe_signal(guard.caught[0])}{where}, while the finished run was being saved"
     try:

@@ -4,20 +4,17 @@ Final metrics (``FINAL_METRICS``) are logged once at a run's end, from its last 
 on every tracked run (FINISHED, FAILED or KILLED alike), so that the runs table and the compare
 view sort and plot them without reading histories.
 
-The best child of a sweep is the one with the lowest ``final/val_loss`` when the sweep has a
-validation split (any finished child has that metric), else the lowest ``final/train_loss``;
-children that did not finish, or whose value is not a finite number, are never best.
+Which child of a sweep is best is the sweep's one rule (``backproplab.run.sweep.BestRule``);
+this module words and draws the answer it gives.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-# EpochSummary field -> final metric (the contract between the issue-12 helpers: fixed names).
+# EpochSummary field -> final metric: fixed names, which the runs table, sweeps and users sort by.
 FINAL_METRICS = {
     "train_loss": "final/train_loss",
     "val_loss": "final/val_loss",
@@ -26,8 +23,6 @@ FINAL_METRICS = {
 }
 # How many epochs the run completed: fewer than trainer.epochs when a callback stopped it early.
 FINAL_EPOCHS = "final/epochs"
-# Stores written before final metrics existed: the latest per-epoch value is the same number.
-_LEGACY = {"final/train_loss": "train/loss", "final/val_loss": "val/loss"}
 
 
 def final_metrics(epochs: Sequence[Any]) -> dict[str, float]:
@@ -40,42 +35,8 @@ def final_metrics(epochs: Sequence[Any]) -> dict[str, float]:
         value = getattr(last, field, None)
         if value is not None:
             out[key] = float(value)
-    out[FINAL_EPOCHS] = float(len(epochs))
+    out[FINAL_EPOCHS] = float(last.epoch + 1)
     return out
-
-
-def final_value(run: Any, key: str) -> float | None:
-    metrics = run.data.metrics
-    value = metrics.get(key, metrics.get(_LEGACY.get(key, ""), None))
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def ranking_metric(children: Iterable[Any]) -> str:
-    """``final/val_loss`` if the sweep has a validation split, else ``final/train_loss``."""
-    finished = [r for r in children if r.info.status == "FINISHED"]
-    return "final/val_loss" if any(final_value(r, "final/val_loss") is not None for r in finished) else "final/train_loss"
-
-
-@dataclass(frozen=True)
-class Best:
-    run: Any
-    metric: str
-    value: float
-    how: str = ""  # why it is best, when not the lowest ``metric`` (a search's own objective)
-
-
-def best_child(children: Sequence[Any], metric: str | None = None) -> Best | None:
-    """The finished child with the lowest finite ``metric`` (default: ``ranking_metric``); the
-    first in ``children``'s order on a tie; None when no child qualifies."""
-    metric = metric or ranking_metric(children)
-    best: Best | None = None
-    for run in children:
-        if run.info.status != "FINISHED":
-            continue
-        value = final_value(run, metric)
-        if value is not None and (best is None or value < best.value):
-            best = Best(run, metric, value)
-    return best
 
 
 def run_link(experiment_id: str, run_id: str) -> str:
@@ -87,20 +48,30 @@ def run_link(experiment_id: str, run_id: str) -> str:
 
 
 def sweep_description(
-    name: str, experiment_id: str, best: Best | None, finished: int, jobs: int, swept: dict[str, str], fixed: dict[str, str]
+    name: str, experiment_id: str, best: Any, rule: Any, finished: int, jobs: int, swept: dict[str, str], fixed: dict[str, str],
+    table: Sequence[str] = (),
 ) -> str:
-    """The parent's ``mlflow.note.content`` (Markdown): the answer first, then what was run."""
+    """The parent's ``mlflow.note.content`` (Markdown): the answer first, then the ranked table
+    of its children (``table``, Markdown lines), then what was run. ``best`` is the sweep's
+    best ``JobOutcome`` under ``rule`` (``backproplab.run.sweep.BestRule``), or None."""
     lines = []
-    if best is not None:
-        child = best.run.info.run_name or best.run.info.run_id
+    if best is not None and best.child is not None:
+        child = best.child.name or best.child.run_id
         lines.append(
-            f"**Best run: [{child}]({run_link(experiment_id, best.run.info.run_id)})**, "
-            f"{best.metric} = {best.value:.6g} ({best.how or f'lowest {best.metric} of the finished runs'}; run id `{best.run.info.run_id}`)."
+            f"**Best run: [{child}]({run_link(experiment_id, best.child.run_id)})**, "
+            f"{rule.name} = {rule.score(best):.6g} ({rule.why}; run id `{best.child.run_id}`)."
         )
+    elif best is not None:
+        lines.append(f"**Best job: #{best.num}** ({best.label}), {rule.name} = {rule.score(best):.6g} ({rule.why}).")
     else:
-        lines.append("**No best run:** no child finished with a finite final loss.")
+        lines.append(f"**No best run:** no child finished with a finite {rule.name}.")
     lines.append("")
     lines.append(f"{name}: {finished} of {jobs} jobs finished.")
+    if table:
+        lines.append("")
+        lines.append(f"**Ranking** by {rule.name}, best first:")
+        lines.append("")
+        lines.extend(table)
     if swept:
         lines.append("")
         lines.append("Swept: " + "; ".join(f"`{k}` = {v}" for k, v in swept.items()) + ".")
@@ -108,7 +79,7 @@ def sweep_description(
         lines.append("")
         lines.append("Fixed: " + " ".join(f"`{k}={v}`" for k, v in fixed.items()) + ".")
     lines.append("")
-    lines.append("Table: `sweep_summary.json` (one row per job); plot: `plots/final_loss.png`.")
+    lines.append("Table: `sweep_summary.csv` and `sweep_summary.json` (one row per job); plot: `plots/final_loss.png`.")
     return "\n".join(lines)
 
 
@@ -132,14 +103,17 @@ def plot_size(labels: Sequence[str]) -> tuple[float, float]:
     return width, height
 
 
-def plot_final_loss(path: Path, bars: Sequence[tuple[str, float | None, str, bool]], metric: str) -> tuple[int, int]:
-    """Sorted horizontal bars of ``(label, value, status, is_best)``: lowest value at the top, its value
+def plot_final_loss(
+    path: Path, bars: Sequence[tuple[str, float | None, str, bool]], metric: str, direction: str = "minimize"
+) -> tuple[int, int]:
+    """Sorted horizontal bars of ``(label, value, status, is_best)``: the best value at the top, its value
     at each bar's end, the best marked, runs without a value at the bottom with their status.
     Returns the image's (width, height) in pixels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    ordered = sorted(bars, key=lambda b: (b[1] is None, b[1] if b[1] is not None else 0.0))
+    sign = -1.0 if direction == "maximize" else 1.0
+    ordered = sorted(bars, key=lambda b: (b[1] is None, sign * b[1] if b[1] is not None else 0.0))
     labels = [b[0] for b in ordered]
     width, height = plot_size(labels)
     fig = Figure(figsize=(width, height), dpi=DPI)
@@ -157,9 +131,9 @@ def plot_final_loss(path: Path, bars: Sequence[tuple[str, float | None, str, boo
     ax.set_xlim(0, top * 1.3)  # room for the value texts
     ax.set_yticks(positions)
     ax.set_yticklabels(labels, fontsize=10)
-    ax.invert_yaxis()  # lowest loss at the top
-    ax.set_xlabel(f"{metric} (lower is better)")
-    ax.set_title("Final loss per run, best first (green: best; red: did not finish)", fontsize=11)
+    ax.invert_yaxis()  # the best at the top
+    ax.set_xlabel(f"{metric} ({'lower' if direction == 'minimize' else 'higher'} is better)")
+    ax.set_title(f"{metric[:1].upper()}{metric[1:]} per run, best first (green: best; red: did not finish)", fontsize=11)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         fig.tight_layout()
