@@ -125,7 +125,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None) -> Iterator
     uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
-    every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
+    every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch, sweep_child=parent is not None)
     client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
     with bounded_http(is_http(uri)):
         yield from _tracked(settings, uri, client, experiment_id, every_iteration, every_epoch, context, parent)
@@ -158,7 +158,7 @@ def _tracked(
     tags["backproplab.n_parameters"] = str(network.n_parameters)
     if context.classes is not None:
         tags["backproplab.classes"] = truncate(json.dumps(context.classes), MAX_TAG_VAL_LENGTH)
-    if settings.max_points_per_metric is not None:
+    if settings.points_cap(sweep_child=parent is not None) is not None:
         # The stride the cap chose, so a reader knows the stored curves are thinned and by what.
         tags["backproplab.iteration_stride"] = str(every_iteration)
         tags["backproplab.epoch_stride"] = str(every_epoch)
@@ -166,8 +166,9 @@ def _tracked(
         tags[PARENT_TAG] = parent.run_id
         if context.job_num is not None:
             tags["hydra.job.num"] = str(context.job_num)  # lets the sweep summary place the run without guessing
+    run_name = _run_name(settings, context, parent)
     with InterruptGuard() as guard:  # from before the run exists until its status is final
-        run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
         tracker: MlflowTracker | None = None
         extras: RunExtras | None = None
@@ -181,7 +182,7 @@ def _tracked(
                 if settings.trace:
                     trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
                 sink = _sink(settings, uri, client, run_id, context.launch_dir)
-                extras = RunExtras(settings, context)
+                extras = RunExtras(settings, context, child_name=run_name if parent is not None else None)
                 tracker = MlflowTracker(
                     layout,
                     BatchWriter(sink, run_id, background=settings.background),
@@ -251,6 +252,7 @@ def _end(
     else:
         status, reason = RunStatus.FINISHED, None
     plots: PlotThread | None = None
+    final: list[tuple[str, float, int, int]] = []
 
     def close() -> None:
         def start_plots() -> None:
@@ -261,7 +263,7 @@ def _end(
                 extras.start(tracker.last_step)
 
         if tracker is not None:
-            _add_final_metrics(tracker)
+            final.extend(_add_final_metrics(tracker))
             tracker.close(before_write=start_plots)
 
     problems = []
@@ -273,7 +275,7 @@ def _end(
         else:
             _log_artifacts(client, run_id, context, tracker, plots)
             if extras is not None and tracker is not None:
-                extras.log(client, run_id, trained=outcome is None)
+                extras.log(client, run_id, trained=outcome is None, final=final)
 
     for action in (close, artifacts):
         try:
@@ -309,14 +311,18 @@ def _end(
     return unrecorded
 
 
-def _add_final_metrics(tracker: MlflowTracker) -> None:
+def _add_final_metrics(tracker: MlflowTracker) -> list[tuple[str, float, int, int]]:
     """``final/*`` from the last completed epoch, written with the run's last metrics (and
-    spooled with them when the server is gone)."""
+    spooled with them when the server is gone); returned as (key, value, timestamp in ms, step),
+    the very rows, for the logged model to link."""
     if not tracker.epochs:
-        return
+        return []
     step, now = tracker.epochs[-1].iterations, time.time()
+    rows = []
     for key, value in final_metrics(tracker.epochs).items():
         tracker.buffer.add_sparse(key, value, now, step)
+        rows.append((key, float(value), int(now * 1000), step))
+    return rows
 
 
 def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, reason: str | None) -> str:
