@@ -120,6 +120,8 @@ def task(cfg: DictConfig) -> float | dict[str, Any] | None:
                 record.update(status="failed", error=str(exc))
     _write_result(out_dir, record, hc)
     print(f"{label}{result.summary()}", flush=True)
+    if result.warning is not None:
+        print(f"{label}warning: {result.warning}", file=sys.stderr, flush=True)
     if record["status"] != "ok" and searching(hc):
         print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
         raise TrialFailed(record["error"])

@@ -22,6 +22,7 @@ from .data import Dataset, load_dataset
 from backproplab.errors import ConfigError
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
+from . import verdict
 from .progress import fmt, make_progress
 from .resources import check_network_memory
 from backproplab.components.registry import Registry
@@ -99,6 +100,9 @@ class RunResult:
     overrides: list[str] = field(default_factory=list)
     # Class names in label order when the data's targets were text, else None.
     classes: list[str] | None = None
+    # Why the run learned little or nothing (chance-level accuracy, a loss that did not fall) and
+    # what to try instead (``verdict``); None when it learned.
+    warning: str | None = None
 
     def _last_epoch(self, key: str) -> Any:
         return self.epochs[-1].get(key) if self.epochs else None
@@ -157,6 +161,7 @@ class RunResult:
             "error": self.error,
             "overrides": self.overrides,
             "classes": self.classes,
+            "warning": self.warning,
         }
 
 
@@ -312,7 +317,10 @@ def run(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
-    return result_of(history, overrides, prepared.dataset.classes), history
+    result = result_of(history, overrides, prepared.dataset.classes)
+    learned = verdict.judge(history.losses[0] if history.losses else None, history.epochs, prepared.dataset, context.config)
+    result.warning = None if learned is None else learned.text()
+    return result, history
 
 
 def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:

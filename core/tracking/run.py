@@ -41,7 +41,7 @@ from .faults import StoreFullError, store_full
 from . import naming
 from .metric_names import MetricLayout
 from .datasets import dataset_name, log_datasets
-from .description import describe, set_note
+from .description import describe, how_to_open, set_note
 from .params import log_params, tracking_tag, truncate
 from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
@@ -213,6 +213,8 @@ def _tracked(
         unrecorded = _end(
             client, run_id, context, tracker, ending, guard, uri, sink if isinstance(sink, SpoolingSink) else None, extras=extras
         )
+    if parent is None and not (isinstance(sink, SpoolingSink) and sink.lost):
+        _print_link(uri, experiment_id, run_id)
     if outcome is not None:
         raise outcome
     if unrecorded is not None:  # trained to the end, but the run is not (all) in the store
@@ -329,7 +331,20 @@ def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, 
     """The run's description: what it is and how it ended, with the epochs it completed and its
     last iteration (see ``description``)."""
     epochs, step = ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
-    return describe(context, dataset_name(context), status, reason, epochs, step)
+    first_loss = None
+    if tracker is not None:
+        steps, values = tracker.summary()
+        # Iteration 0 is always among the stored rows, whatever the stride.
+        first_loss = float(values[0, 0]) if steps.size and steps[0] == 0 else None
+    return describe(context, dataset_name(context), status, reason, epochs, step, first_loss)
+
+
+def _print_link(uri: str, experiment_id: str, run_id: str) -> None:
+    """Where to open the run, as a sweep prints its parent's (a sweep's children print none)."""
+    try:
+        print(f"mlflow: {how_to_open(uri, experiment_id, run_id)}", flush=True)
+    except (BrokenPipeError, ValueError):  # stdout's reader is gone (or stdout closed): the run is saved anyway
+        pass
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:
