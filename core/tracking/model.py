@@ -240,6 +240,68 @@ def register(client: Any, run_id: str, name: str, model_id: str | None = None) -
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = f"models:/{model_id}" if model_id is not None else f"runs:/{run_id}/{MODEL_PATH}"
+    # The logged model's own location rather than ``models:/<id>``: MLflow's SQL registry looks
+    # such a URI up through the process's global tracking URI, not this client's store.
+    source = client.get_logged_model(model_id).artifact_location if model_id is not None else f"runs:/{run_id}/{MODEL_PATH}"
     kwargs = {"model_id": model_id} if model_id is not None else {}
-    return client.create_model_version(name, source, run_id=run_id, **kwargs)
+    version = client.create_model_version(name, source, run_id=run_id, **kwargs)
+    if model_id is not None:
+        _note_version(client, model_id, version)
+    return version
+
+
+def _note_version(client: Any, model_id: str, version: Any) -> None:
+    """The version on its logged model (the tag MLflow's ``register_model`` sets), which the
+    model's page lists under "Model versions"."""
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    known = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    versions = (json.loads(known) if known else []) + [{"name": version.name, "version": version.version}]
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
+
+
+# The tags a sweep parent carries (hydra_app.mlflow_sweep): that it is one, and its best child.
+SWEEP_TAG = "backproplab.sweep"
+BEST_RUN_TAG = "backproplab.best_run_id"
+
+
+def logged_model_of(run: Any) -> str | None:
+    """The id of the model ``run`` logged as its output (MLflow 3), or None."""
+    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    return outputs[-1].model_id if outputs else None
+
+
+def model_run(client: Any, run_id: str | None, experiment_id: str) -> Any:
+    """The run whose model to register: ``run_id`` itself, the best child when it is a sweep
+    parent, and without ``run_id`` the best child of the experiment's latest sweep."""
+    from backproplab.errors import ConfigError
+
+    if run_id is None:
+        parents = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = 'true'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not parents:
+            raise ConfigError("--run is needed: the experiment has no sweep whose best run to register; valid: a run id")
+        run = parents[0]
+    else:
+        run = client.get_run(run_id)
+    if run.data.tags.get(SWEEP_TAG) == "true":
+        best = run.data.tags.get(BEST_RUN_TAG)
+        if best is None:
+            raise ConfigError(f"sweep {run.info.run_name} ({run.info.run_id}) has no best run (no child finished); valid: a child's run id")
+        run = client.get_run(best)
+    return run
+
+
+def register_run(client: Any, run: Any, name: str) -> Any:
+    """A new version of registered model ``name`` from ``run``'s model: its logged model on
+    MLflow 3, else its artifact ``model``."""
+    from backproplab.errors import ConfigError
+
+    model_id = logged_model_of(run) if logged_models_supported(client) else None
+    if model_id is None and not any(a.path == MODEL_PATH for a in client.list_artifacts(run.info.run_id)):
+        raise ConfigError(
+            f"run {run.info.run_name} ({run.info.run_id}) logged no model (it did not train to the end, or ran with "
+            "logger.log_model=false); valid: a run that finished with a model"
+        )
+    return register(client, run.info.run_id, name, model_id)

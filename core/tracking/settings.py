@@ -44,7 +44,7 @@ ON_SERVER_LOSS = ("continue", "stop")
 AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
 # max_points_per_metric=auto: a single run keeps every point; a sweep's child at most this many
 # per metric, because a sweep multiplies a run's share of the store by its jobs (README "Store growth").
-SWEEP_CHILD_MAX_POINTS = 100
+SWEEP_CHILD_MAX_POINTS = 50
 
 
 def _section(logger: Mapping[str, Any], key: str, known: set[str], shape: str = "") -> Mapping[str, Any]:
@@ -97,14 +97,17 @@ def _optional_str(key: str, value: Any) -> str | None:
     return value.strip()
 
 
-def _model_name(value: Any) -> str | None:
-    # The Model Registry's own rule (mlflow.utils.validation._validate_model_name), checked here so
-    # that a bad name stops the run before training instead of failing its registration at the end.
-    if value is None:
+def registered_model_name(value: Any, key: str = "logger.register_model", nullable: bool = True) -> str | None:
+    """``value`` as a Model Registry name (``key`` names it in the error; None passes when
+    ``nullable``). The Registry's own rule (mlflow.utils.validation._validate_model_name), checked
+    here so that a bad name stops the run before training instead of failing its registration at
+    the end."""
+    if value is None and nullable:
         return None
     if not isinstance(value, str) or not value.strip() or any(c in value for c in "/:") or value.strip() == "." or value.strip().startswith(".."):
+        null = " or null" if nullable else ""
         raise ConfigError(
-            f"logger.register_model must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..') or null, got {value!r}"
+            f"{key} must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..'){null}, got {value!r}"
         )
     return value.strip()
 
@@ -228,7 +231,7 @@ class TrackingSettings:
             upgrade_store=_bool("upgrade_store", logger.get("upgrade_store", False)),
             on_server_loss=on_loss,
             log_model=_bool("log_model", logger.get("log_model", True)),
-            register_model=_model_name(logger.get("register_model")),
+            register_model=registered_model_name(logger.get("register_model")),
             images_enabled=_bool("images.enabled", images.get("enabled", True)),
             images_max_per_key=_int("images.max_per_key", images.get("max_per_key", cls.images_max_per_key), 1),
         )
