@@ -82,7 +82,7 @@ def loss_sign(first_loss: float | None, epochs: Sequence[EpochSummary]) -> str |
     fall = (start - end) / start
     if fall >= MIN_LOSS_FALL:
         return None
-    how = "rose" if fall < 0 else f"fell only {fall:.0%}"
+    how = "rose" if fall < 0 else "did not fall" if fall < 0.005 else f"fell only {fall:.0%}"
     return f"the loss {how} ({start:.4g} at the start, {end:.4g} in the last epoch)"
 
 
@@ -97,6 +97,7 @@ def worked_example_settings(config: Mapping[str, Any]) -> bool:
         list(model.get("hidden") or []) == [4]
         and _name(model.get("activation")) == "sigmoid"
         and _name(config.get("optimizer")) in ("sgd", "gd")
+        and (config.get("optimizer") or {}).get("lr", 0.5) == 0.5
         and _name(config.get("initializer")) == "legacy_randn"
     )
 
