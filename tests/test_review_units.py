@@ -35,7 +35,7 @@ def test_auto_caps_a_sweep_child_only(settings, sweep_child, strides):
 
 def _epochs(losses, accuracy=None, val_accuracy=None):
     return [
-        EpochSummary(k, k + 1, loss, train_accuracy=accuracy, val_accuracy=val_accuracy if k == len(losses) - 1 else None)
+        EpochSummary(k, 5 * (k + 1), loss, train_accuracy=accuracy, val_accuracy=val_accuracy if k == len(losses) - 1 else None)
         for k, loss in enumerate(losses)
     ]
 
@@ -70,6 +70,14 @@ def test_chance_is_the_most_frequent_class_not_one_half():
     epochs = _epochs([0.9, 0.2], accuracy=0.8, val_accuracy=0.8)
     found = verdict.judge(0.9, epochs, _dataset([0] * 32 + [1] * 8), MOONS_DEFAULTS)
     assert found is not None and found.signs == ("val accuracy 0.8 is chance level (always answering the most frequent class scores 0.8)",)
+
+
+def test_a_single_iteration_is_not_judged_and_one_epoch_starts_at_the_first_iteration():
+    one = [EpochSummary(0, 1, 0.652, train_accuracy=1.0)]
+    assert verdict.loss_sign(0.652, one) is None  # `backproplab trainer.epochs=1`: nothing to compare
+    epoch = [EpochSummary(0, 5, 0.69)]
+    assert verdict.loss_sign(0.7, epoch) == "the loss fell only 1% (0.7 at the start, 0.69 in the last epoch)"
+    assert verdict.loss_sign(0.9, epoch) is None
 
 
 def test_one_class_or_regression_has_no_chance_level():

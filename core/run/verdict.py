@@ -10,7 +10,8 @@ Two signs, each checked on its own:
   single row is always "right").
 - **a loss that did not fall**: the last epoch's mean training loss is less than
   ``MIN_LOSS_FALL`` below where training started: the first iteration's loss, or the first
-  epoch's mean when that is higher (one example's loss is a noisy start).
+  epoch's mean when that is higher and not the last (one example's loss is a noisy start); not
+  judged for a run of a single iteration.
 
 A flagged run gets a hint: the worked example's network and optimizer, which a ``data=`` choice
 alone keeps, are made for its single row, so the hint names a preset for the data set when one
@@ -73,9 +74,11 @@ def chance_sign(last: EpochSummary, dataset: Dataset | None) -> str | None:
 
 
 def loss_sign(first_loss: float | None, epochs: Sequence[EpochSummary]) -> str | None:
-    if first_loss is None or not epochs:
+    # One iteration has no "after" to compare with.
+    if first_loss is None or not epochs or epochs[-1].iterations < 2:
         return None
-    start = max(first_loss, epochs[0].train_loss)
+    # With one epoch, its mean is the end itself: the start is the first iteration's loss.
+    start = first_loss if len(epochs) == 1 else max(first_loss, epochs[0].train_loss)
     end = epochs[-1].train_loss
     if not (np.isfinite(start) and np.isfinite(end)) or start <= 0:
         return None
