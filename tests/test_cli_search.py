@@ -236,7 +236,9 @@ def test_hydra_prints_no_warnings(cli, args):
     (every warning reaches the console as one 'warning:' line)."""
     proc = cli(*args, "logger=none")
     assert proc.returncode == 0, proc.stderr
-    assert [line for line in proc.stderr.splitlines() if "warning" in line.lower()] == []
+    # A one-epoch job may rightly say it learned nothing (backproplab's own verdict, not Hydra's).
+    learned = "warning: the run learned little or nothing"
+    assert [line for line in proc.stderr.splitlines() if "warning" in line.lower() and learned not in line] == []
 
 
 

@@ -349,11 +349,41 @@ def test_model_is_logged(dashboard, page, tmp_path):
     # The list under that heading (the model's link also repeats in the metrics table, where
     # each metric names its model): the nearest enclosing block that holds a model link.
     listing = heading.locator("xpath=ancestor::div[.//a[contains(@href, '/models/')]][1]")
-    model = listing.get_by_role("link", name="model", exact=True)
+    name = logged_model(dashboard, child).name  # what the model is (data, widths, activation, swept value)
+    model = listing.get_by_role("link", name=name, exact=True)
     model.scroll_into_view_if_needed()
     expect(model).to_be_visible()
     expect(model).to_have_attribute("href", re.compile(r"/models/m-"))
     page.screenshot(path=tmp_path / "logged_model.png")
+
+
+def logged_model(dashboard: Dashboard, run):
+    """The model ``run`` logged as its output (MLflow 3's logged model)."""
+    (output,) = dashboard.client.get_run(run.info.run_id).outputs.model_outputs
+    return dashboard.client.get_logged_model(output.model_id)
+
+
+def test_the_logged_models_page_shows_its_metrics_params_and_datasets(dashboard, page, tmp_path):
+    """A child's logged model, opened on its own page (the experiment's Models tab links it),
+    lists the run's final metrics, its parameters and the datasets it was trained and validated
+    on, under a name that says what it is."""
+    child = dashboard.children[0]
+    model = logged_model(dashboard, child)
+    assert model.name.startswith("moons-mlp-2-4-1-sigmoid lr="), model.name
+    path, query = dashboard.runs_link().split("?", 1)
+    page.goto(f"{path.rsplit('/runs', 1)[0]}/models/{model.model_id}?{query}")
+    expect(page.get_by_role("heading", name=model.name)).to_be_visible()
+    metrics = page.get_by_role("heading", name="Metrics (4)")
+    expect(metrics).to_be_visible()
+    metrics.scroll_into_view_if_needed()
+    for key in ("final/train_loss", "final/val_loss", "final/train_accuracy", "final/val_accuracy"):
+        expect(page.get_by_text(key, exact=True).first).to_be_visible()
+    expect(page.get_by_role("heading", name=f"Parameters ({len(model.params)})")).to_be_visible()
+    expect(page.get_by_text("optimizer.lr", exact=True).first).to_be_visible()
+    # "Datasets used" names the training and the validation split (both "moons", by digest).
+    expect(page.get_by_text("Datasets used", exact=True)).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^moons")).first).to_be_visible()
+    page.screenshot(path=tmp_path / "logged_model_page.png", full_page=True)
 
 
 def test_decision_boundary_images(dashboard, page, tmp_path):

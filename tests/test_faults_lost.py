@@ -276,8 +276,8 @@ def test_reap_leaves_live_processes_and_other_hosts_alone(tmp_path):
     "args, message",
     [
         (["reap", "--bogus"], "error: unknown option '--bogus' for 'backproplab runs reap'; valid: -h, --help, --tracking-uri, --experiment"),
-        (["frob"], "error: backproplab runs: argument {reap,replay,resume}: invalid choice: 'frob'"),
-        ([], "error: backproplab runs needs a command; valid: reap, replay, resume"),
+        (["frob"], "error: backproplab runs: argument {reap,register,replay,resume}: invalid choice: 'frob'"),
+        ([], "error: backproplab runs needs a command; valid: reap, register, replay, resume"),
         (["replay", "missing.jsonl"], "error: spool file missing.jsonl cannot be read"),
         (["reap", "--tracking-uri", "sqlite:///nowhere.db"], "error: --tracking-uri sqlite:///nowhere.db: there is no store at nowhere.db"),
     ],

@@ -149,6 +149,6 @@ def test_a_bad_max_points_per_metric_is_one_line_and_exit_2(cli, tmp_path):
     proc = cli("logger.max_points_per_metric=0", f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: logger.max_points_per_metric must be an integer >= 1 or null (no limit), got 0"
+        "error: logger.max_points_per_metric must be an integer >= 1, auto (at most 50 for a sweep's child, no limit for a single run) or null (no limit), got 0"
     )
     assert not list(tmp_path.iterdir())

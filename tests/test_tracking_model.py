@@ -114,8 +114,14 @@ def test_registered_model_version_has_the_run_as_source(moons_run):
     (version,) = client.search_model_versions("name='moons-net'")
     assert version.run_id == run_id
     assert str(version.version) == "1"
-    # MLflow 3 points the version at the run's logged model, MLflow 2 at the run's artifact path.
-    assert version.source.startswith("models:/") or version.source == f"runs:/{run_id}/model", version.source
+    # MLflow 3 points the version at the run's logged model (its location: MLflow's SQL registry
+    # would look a models:/<id> source up in the global store, not this one), MLflow 2 at the
+    # run's artifact path.
+    outputs = getattr(client.get_run(run_id), "outputs", None)
+    if outputs is not None and outputs.model_outputs:
+        assert version.source == client.get_logged_model(outputs.model_outputs[0].model_id).artifact_location
+    else:
+        assert version.source == f"runs:/{run_id}/model", version.source
 
 
 def test_images_at_several_steps_within_the_bound(moons_run):

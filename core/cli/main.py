@@ -177,7 +177,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args and args[0] == "plugins":
         return _plugins(args[1:])  # argparse: --help / -h print its usage
     if args and args[0] == "runs":
-        return _runs(args[1:])  # reap / replay; argparse: --help / -h print its usage
+        return _runs(args[1:])  # reap / replay / register; argparse: --help / -h print its usage
     if args and args[0] == "explain":
         return _explain(args[1:])
     line = unknown_command(args[0]) if args else None

@@ -50,7 +50,7 @@ from backproplab.run.sweep import RUN, BestRule, ChildRun, JobOutcome, Sweep, ma
 from backproplab.tracking import naming
 from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking import summary as run_summary
-from backproplab.tracking.description import run_page, set_note
+from backproplab.tracking.description import how_to_open, run_page, set_note
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.reachability import is_http, shown_uri
 from backproplab.tracking.settings import TrackingSettings
@@ -373,11 +373,7 @@ def where_to_look(client: MlflowClient, parent: sweep_parent.ParentRun) -> list[
     run. A server is opened at its own address; a local store needs ``mlflow ui`` started on it."""
     artifacts = client.get_run(parent.run_id).info.artifact_uri
     lines = [f"mlflow: sweep summary {artifacts}/sweep_summary.csv (and sweep_summary.json, plots/final_loss.png) of parent run {parent.run_id}"]
-    uri = parent.tracking_uri
-    if is_http(uri):
-        lines.append(f"mlflow: open {run_url(uri, parent)}")
-    else:
-        lines.append(f"mlflow: mlflow ui --backend-store-uri {uri}   then open {run_url('http://127.0.0.1:5000', parent)}")
+    lines.append(f"mlflow: {how_to_open(parent.tracking_uri, parent.experiment_id, parent.run_id)}")
     return lines
 
 

@@ -172,6 +172,8 @@ def task(cfg: DictConfig, prepared: Any = None, sweep: Sweep | None = None) -> f
                 record.update(status="failed", error=str(exc))
     _write_result(out_dir, record, hc, sweep)
     print(f"{label}{result.summary()}", flush=True)
+    if result.warning is not None:
+        print(f"{label}warning: {result.warning}", file=sys.stderr, flush=True)
     if record["status"] != "ok" and searching(hc):
         print(f"{label}job failed: {record['error']}", file=sys.stderr, flush=True)
         raise TrialFailed(record["error"])

@@ -24,6 +24,7 @@ from .data import Dataset, load_dataset
 from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, exception_line
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
+from . import verdict
 from .progress import fmt, make_progress
 from .resources import check_network_memory, check_trace_memory
 from backproplab.components.registry import Registry
@@ -124,6 +125,9 @@ class RunResult:
     epoch_stride: int = 1
     # Why training ended before its epochs, when a callback stopped it (early stopping).
     stop_reason: str | None = None
+    # Why the run learned little or nothing (chance-level accuracy, a loss that did not fall) and
+    # what to try instead (``verdict``); None when it learned.
+    warning: str | None = None
 
     @property
     def n_iterations(self) -> int:
@@ -200,6 +204,7 @@ class RunResult:
             "overrides": self.overrides,
             "classes": self.classes,
             "stop_reason": self.stop_reason,
+            "warning": self.warning,
         }
 
 
@@ -545,7 +550,10 @@ def run(
         close = getattr(progress, "close", None)
         if close is not None:
             close()
-    return result_of(history, overrides, prepared.dataset.classes), history
+    result = result_of(history, overrides, prepared.dataset.classes)
+    learned = verdict.judge(history.losses[0] if history.losses else None, history.epochs, prepared.dataset, context.config)
+    result.warning = None if learned is None else learned.text()
+    return result, history
 
 
 def result_of(history: History, overrides: Sequence[str] = (), classes: Sequence[str] | None = None) -> RunResult:

@@ -94,6 +94,20 @@ def dataset_inputs(context: RunContext) -> list[Any]:
     return inputs
 
 
+def split_of_metric(context: RunContext, key: str) -> tuple[str | None, str | None]:
+    """(dataset name, digest) of the split a final metric is measured on, as the run's dataset
+    input names it: ``final/val_*`` the validation split, any other the training split; (None,
+    None) without data or without that split."""
+    dataset = context.dataset
+    if dataset is None:
+        return None, None
+    validation = key.startswith("final/val_")
+    X, y = (dataset.X_val, dataset.y_val) if validation else (dataset.X_train, dataset.y_train)
+    if X is None or y is None:
+        return None, None
+    return dataset_name(context), digest(X, y)
+
+
 def log_datasets(client: Any, run_id: str, context: RunContext) -> None:
     inputs = dataset_inputs(context)
     if inputs:

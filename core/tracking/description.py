@@ -9,7 +9,12 @@ Written once, when the run ends, for single runs and sweep children alike:
     **FINISHED** after 100 epochs (500 iterations): train loss 0.0312, val loss 0.0451,
     train accuracy 0.994, val accuracy 0.975.
 
-A FAILED or KILLED run says why and where: the reason, the epoch and the iteration.
+A FAILED or KILLED run says why and where: the reason, the epoch and the iteration. A FINISHED
+run that learned little or nothing (chance-level accuracy, a loss that did not fall; see
+``backproplab.run.verdict``) says so in a paragraph of its own, with what to try instead:
+
+    **Learned little or nothing:** val accuracy 0.5 is chance level (...). A data= choice alone
+    keeps the worked example's small sigmoid network ...; try experiment=moons, or ...
 
 Runs that no live process could describe get theirs later, from what the store holds
 (``stored``): a run reaped by ``backproplab runs reap`` (its process was killed outright), and a
@@ -22,6 +27,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from backproplab.numerics.trainer import EpochSummary, Step
+from backproplab.run import verdict
 from backproplab.run.context import RunContext
 
 NOTE_TAG = "mlflow.note.content"
@@ -31,9 +37,24 @@ NOTE_TAG = "mlflow.note.content"
 MODEL_TRAINING_QUERY = "workflowType=machine_learning"
 
 
+# Where `mlflow ui` serves by default: the page of a run in a local store is there once it runs.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
 def run_page(base: str, experiment_id: str, run_id: str) -> str:
     """The address of a run's page on the UI at ``base``, in Model training mode."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_QUERY}"
+
+
+def how_to_open(uri: str, experiment_id: str, run_id: str) -> str:
+    """How a reader opens a run's page: a server at its own address; a local store (sqlite, a
+    database) needs ``mlflow ui`` started on it first. The console's last ``mlflow:`` line, for
+    a single run and a sweep's parent alike."""
+    from .reachability import is_http
+
+    if is_http(uri):
+        return f"open {run_page(uri, experiment_id, run_id)}"
+    return f"mlflow ui --backend-store-uri {uri}   then open {run_page(LOCAL_UI, experiment_id, run_id)}"
 
 
 def set_note(client: Any, run_id: str, text: str) -> None:
@@ -121,6 +142,14 @@ def position(step: Step | None) -> str:
     return f"at epoch {step.epoch + 1}, iteration {step.iteration + 1}"
 
 
+def learning_note(context: RunContext, epochs: Sequence[EpochSummary], first_loss: float | None) -> str | None:
+    """The paragraph of a run that learned little or nothing; None when it learned."""
+    learned = verdict.judge(first_loss, epochs, context.dataset, context.config)
+    if learned is None:
+        return None
+    return f"**Learned little or nothing:** {'; '.join(learned.signs)}. {learned.hint}."
+
+
 def describe(
     context: RunContext,
     data_name: str,
@@ -129,9 +158,11 @@ def describe(
     epochs: Sequence[EpochSummary],
     last_step: Step | None,
     stop_reason: str | None = None,
+    first_loss: float | None = None,
     *,
     resumed_from: Sequence[int] = (),
 ) -> str:
+    """``first_loss``: the first iteration's loss, where the verdict on learning starts."""
     lines = [what(context, data_name), ""]
     if resumed_from:
         times = "once" if len(resumed_from) == 1 else f"{len(resumed_from)} times"
@@ -142,6 +173,9 @@ def describe(
         lines.append(f"**FINISHED** {final_numbers(epochs)}.")
         if stop_reason:  # a callback ended training before its epochs: early stopping
             lines += ["", f"Training {stop_reason}."]
+        note = learning_note(context, epochs, first_loss)
+        if note is not None:
+            lines += ["", note]
     else:
         where, reason = position(last_step), reason or "no reason recorded"
         # A KILLED run's reason already says where; a FAILED one's is the exception alone.

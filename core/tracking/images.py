@@ -3,6 +3,7 @@ UI's step slider replays them.
 
 - ``decision_boundary``: for data sets with two input features, the network's output over the
   plane of the (raw, unstandardised) inputs with the training points on top;
+  the last of them also as the plain artifact ``plots/decision_boundary.png``;
 - ``histograms/W<l>``: per layer, the histogram of the weights ``W<l>`` and of their gradient
   ``dE/dW<l>``.
 
@@ -19,8 +20,10 @@ iterations completed at the end of the epoch, as for the per-epoch metrics.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -340,3 +343,21 @@ class ImageThread:
 def log_images(client: Any, run_id: str, images: list[tuple[str, int, np.ndarray]]) -> None:
     for key, step, pixels in images:
         client.log_image(run_id, pixels, key=key, step=step)
+
+
+FINAL_BOUNDARY_FILE = "decision_boundary.png"
+
+
+def log_final_boundary(client: Any, run_id: str, images: list[tuple[str, int, np.ndarray]]) -> None:
+    """The last decision boundary as the plain artifact ``plots/decision_boundary.png``: what the
+    trained network separates, found beside ``plots/loss.png`` without the image slider."""
+    boundaries = [(step, pixels) for key, step, pixels in images if key == BOUNDARY_KEY]
+    if not boundaries:
+        return
+    from matplotlib.image import imsave
+
+    _, pixels = max(boundaries, key=lambda b: b[0])
+    with tempfile.TemporaryDirectory(prefix="backproplab-boundary-") as tmp:
+        path = Path(tmp) / FINAL_BOUNDARY_FILE
+        imsave(path, pixels)
+        client.log_artifact(run_id, str(path), "plots")

@@ -11,6 +11,10 @@
 
 Both give the run a description (``mlflow.note.content``) saying what happened, as a run that
 ended in its own process has one.
+
+* ``runs register NAME [--run RUN_ID]`` puts a run's model into the Model Registry as a new
+  version of ``NAME``: the best child of a sweep (``--run`` the parent's id, or by default the
+  experiment's latest sweep), or the run ``--run`` names.
 """
 
 from __future__ import annotations
@@ -236,6 +240,29 @@ def _refuse_if_owned(run: Any, path: Path) -> None:
         )
 
 
+def register(name: str, run_id: str | None = None, uri: str | None = None, experiment: str = "backproplab", out: Any = None) -> int:
+    """Register the model of ``run_id`` (a sweep parent: its best child; None: the best child of
+    ``experiment``'s latest sweep) as a new version of ``name``; print which."""
+    from .model import model_run, register_run
+    from .settings import registered_model_name
+    from .spool import bounded_http
+
+    out = out or sys.stdout
+    name = registered_model_name(name, key="backproplab runs register NAME", nullable=False)
+    client, uri = _client(uri)
+    with bounded_http(is_http(uri)):
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise ConfigError(f"--experiment {experiment!r} is not an experiment of {uri}; valid: the experiment the runs were logged to")
+        run = model_run(client, run_id, found.experiment_id)
+        version = register_run(client, run, name)
+    print(
+        f"registered run {run.info.run_name} ({run.info.run_id}) as {name} version {version.version}: load it as models:/{name}/{version.version}",
+        file=out,
+    )
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, as every backproplab error
         raise ConfigError(f"{self.prog}: {message}; see {self.prog} --help")
@@ -246,7 +273,7 @@ def parser() -> argparse.ArgumentParser:
         prog="backproplab runs",
         description="Repair MLflow runs after faults no process could handle.",
     )
-    commands = top.add_subparsers(dest="command", metavar="{reap,replay,resume}", parser_class=_Parser)
+    commands = top.add_subparsers(dest="command", metavar="{reap,register,replay,resume}", parser_class=_Parser)
     reap_parser = commands.add_parser(
         "reap",
         help="mark KILLED the RUNNING runs whose process is gone (kill -9)",
@@ -273,6 +300,16 @@ def parser() -> argparse.ArgumentParser:
     )
     resume_parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id")
     resume_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    register_parser = commands.add_parser(
+        "register",
+        help="register a sweep's best model (or a run's) in the Model Registry",
+        description="Create a new version of registered model NAME from a run's model: the best child of a sweep "
+        "(--run with the parent's id, or by default the latest sweep of the experiment), or the run --run names.",
+    )
+    register_parser.add_argument("name", metavar="NAME", help="the registered model's name")
+    register_parser.add_argument("--run", metavar="RUN_ID", help="a sweep parent (its best child) or a run (default: the latest sweep)")
+    register_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    register_parser.add_argument("--experiment", metavar="NAME", default="backproplab", help="the experiment (default: backproplab)")
     return top
 
 
@@ -286,9 +323,11 @@ def main(argv: Sequence[str]) -> int:
             where = f"backproplab runs {args.command}" if sub else "backproplab runs"
             raise ConfigError(f"unknown option {unknown[0]!r} for '{where}'; valid: {', '.join(valid)}")
         if args.command is None:
-            raise ConfigError("backproplab runs needs a command; valid: reap, replay, resume; see backproplab runs --help")
+            raise ConfigError("backproplab runs needs a command; valid: reap, register, replay, resume; see backproplab runs --help")
         if args.command == "reap":
             return reap(args.tracking_uri, args.experiment)
+        if args.command == "register":
+            return register(args.name, args.run, args.tracking_uri, args.experiment)
         if args.command == "resume":
             from .resume import resume
 

@@ -16,23 +16,43 @@ and its weights and standardisation are read from ``weights.npz`` with ``allow_p
   provided the network's activations, so ``mlflow models serve`` works where they are installed.
 
 On MLflow 3 the same files are also recorded as a logged model of the run (the runs table's
-Models column), and with ``logger.register_model`` a version of that registered model is created.
+Models column, the experiment's Models tab), as MLflow 3 links a model to its results:
+
+- its name says what it is: the data set, the layer widths and the hidden activation
+  (``moons-mlp-2-8-1-tanh``), and for a sweep's child also what the child's run name says
+  (``moons-mlp-2-8-1-tanh lr=0p5``: a model name cannot hold a ``.``);
+- its parameters are the run's params (the config, without the tracking settings);
+- the run's ``final/*`` metrics are logged again with the model's id and the data set split they
+  were measured on (name and digest of the run's dataset input: ``final/train_*`` on the training
+  split, ``final/val_*`` on the validation split), so the model's page lists its metrics and the
+  datasets it was trained and validated on. Same key, value, step and timestamp as the run's own
+  rows, which the store keeps once.
+
+With ``logger.register_model`` a version of that registered model is created (``register``, also
+behind ``backproplab runs register``). MLflow 2 has no logged models: there the model is the run's
+artifact ``model`` alone, and a version's source is ``runs:/<run id>/model``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from backproplab import __version__
 from backproplab.run.context import RunContext
+from .datasets import split_of_metric
+from .naming import MAX_NAME, data_name
+from .params import run_params
 from .store import environment, quiet_loggers
 
 MODEL_PATH = "model"
+# What a logged model's name may not hold (MLflow's rule for logged model names).
+_NOT_IN_NAME = re.compile(r"[/:%\"']")
 _CODE = Path(__file__).with_name("served_model.py")
 _EXAMPLE_ROWS = 5
 
@@ -141,27 +161,75 @@ def write_model(directory: Path, context: RunContext) -> Path:
     return path
 
 
-def log_model(client: Any, run_id: str, context: RunContext, register_as: str | None = None, step: int = 0) -> None:
+def model_name(context: RunContext, run_name: str | None = None) -> str:
+    """``moons-mlp-2-8-1-tanh``: the data set, the layer widths and the hidden activation; with a
+    sweep child's ``run_name`` (``lr=0.5 bs=8``) after it, its dots as ``p`` (``lr=0p5 bs=8``)."""
+    hidden, _ = activation_specs(context)
+    activation = hidden.get("name") if isinstance(hidden, dict) else hidden
+    sizes = "-".join(str(s) for s in context.network.sizes)
+    parts = [data_name(context.config.get("data")) or "data", "mlp", sizes]
+    if activation:
+        parts.append(str(activation))
+    name = "-".join(parts)
+    if run_name:
+        name += " " + re.sub(r"(?<=\d)\.(?=\d)", "p", run_name)
+    return _NOT_IN_NAME.sub("-", name.replace(".", "_"))[:MAX_NAME]
+
+
+def log_model(
+    client: Any,
+    run_id: str,
+    context: RunContext,
+    register_as: str | None = None,
+    step: int = 0,
+    *,
+    name: str = MODEL_PATH,
+    final: Sequence[tuple[str, float, int, int]] = (),
+) -> str | None:
+    """Log the model as the run's artifact ``model`` and (MLflow 3) as its logged model named
+    ``name``, with the run's params and its ``final`` metrics (key, value, timestamp in ms, step);
+    the logged model's id, or None on MLflow 2."""
     with tempfile.TemporaryDirectory(prefix="backproplab-model-") as tmp:
         path = write_model(Path(tmp), context)
         client.log_artifacts(run_id, str(path), MODEL_PATH)
-        model_id = _logged_model(client, run_id, path, step)
+        model_id = _logged_model(client, run_id, path, step, name, run_params(context.config))
+    if model_id is not None and final:
+        _link_metrics(client, run_id, model_id, context, final)
     if register_as is not None:
         register(client, run_id, register_as, model_id)
+    return model_id
 
 
-def _logged_model(client: Any, run_id: str, path: Path, step: int) -> str | None:
+def logged_models_supported(client: Any) -> bool:
+    """Whether the store's MLflow has logged models (MLflow 3); checked by feature, not version."""
+    return hasattr(client, "create_logged_model")
+
+
+def _logged_model(client: Any, run_id: str, path: Path, step: int, name: str, params: dict[str, str]) -> str | None:
     """MLflow 3 lists a run's models from its logged-model outputs; MLflow 2 has none (None)."""
-    if not hasattr(client, "create_logged_model"):
+    if not logged_models_supported(client):
         return None
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
     experiment_id = client.get_run(run_id).info.experiment_id
-    logged = client.create_logged_model(experiment_id, name=MODEL_PATH, source_run_id=run_id, tags={"backproplab.version": __version__})
+    logged = client.create_logged_model(
+        experiment_id, name=name, source_run_id=run_id, tags={"backproplab.version": __version__}, params=params
+    )
     client.log_model_artifacts(logged.model_id, str(path))
     client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step)])
     return logged.model_id
+
+
+def _link_metrics(client: Any, run_id: str, model_id: str, context: RunContext, final: Sequence[tuple[str, float, int, int]]) -> None:
+    """The run's final metrics once more, with the model's id and the split they measure."""
+    from mlflow.entities import Metric
+
+    metrics = []
+    for key, value, timestamp_ms, step in final:
+        dataset, digest = split_of_metric(context, key)
+        metrics.append(Metric(key, value, timestamp_ms, step, model_id=model_id, dataset_name=dataset, dataset_digest=digest))
+    client.log_batch(run_id, metrics=metrics, synchronous=True)
 
 
 def register(client: Any, run_id: str, name: str, model_id: str | None = None) -> Any:
@@ -172,6 +240,68 @@ def register(client: Any, run_id: str, name: str, model_id: str | None = None) -
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    source = f"models:/{model_id}" if model_id is not None else f"runs:/{run_id}/{MODEL_PATH}"
+    # The logged model's own location rather than ``models:/<id>``: MLflow's SQL registry looks
+    # such a URI up through the process's global tracking URI, not this client's store.
+    source = client.get_logged_model(model_id).artifact_location if model_id is not None else f"runs:/{run_id}/{MODEL_PATH}"
     kwargs = {"model_id": model_id} if model_id is not None else {}
-    return client.create_model_version(name, source, run_id=run_id, **kwargs)
+    version = client.create_model_version(name, source, run_id=run_id, **kwargs)
+    if model_id is not None:
+        _note_version(client, model_id, version)
+    return version
+
+
+def _note_version(client: Any, model_id: str, version: Any) -> None:
+    """The version on its logged model (the tag MLflow's ``register_model`` sets), which the
+    model's page lists under "Model versions"."""
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    known = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    versions = (json.loads(known) if known else []) + [{"name": version.name, "version": version.version}]
+    client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
+
+
+# The tags a sweep parent carries (hydra_app.mlflow_sweep): that it is one, and its best child.
+SWEEP_TAG = "backproplab.sweep"
+BEST_RUN_TAG = "backproplab.best_run_id"
+
+
+def logged_model_of(run: Any) -> str | None:
+    """The id of the model ``run`` logged as its output (MLflow 3), or None."""
+    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    return outputs[-1].model_id if outputs else None
+
+
+def model_run(client: Any, run_id: str | None, experiment_id: str) -> Any:
+    """The run whose model to register: ``run_id`` itself, the best child when it is a sweep
+    parent, and without ``run_id`` the best child of the experiment's latest sweep."""
+    from backproplab.errors import ConfigError
+
+    if run_id is None:
+        parents = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{SWEEP_TAG}` = 'true'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not parents:
+            raise ConfigError("--run is needed: the experiment has no sweep whose best run to register; valid: a run id")
+        run = parents[0]
+    else:
+        run = client.get_run(run_id)
+    if run.data.tags.get(SWEEP_TAG) == "true":
+        best = run.data.tags.get(BEST_RUN_TAG)
+        if best is None:
+            raise ConfigError(f"sweep {run.info.run_name} ({run.info.run_id}) has no best run (no child finished); valid: a child's run id")
+        run = client.get_run(best)
+    return run
+
+
+def register_run(client: Any, run: Any, name: str) -> Any:
+    """A new version of registered model ``name`` from ``run``'s model: its logged model on
+    MLflow 3, else its artifact ``model``."""
+    from backproplab.errors import ConfigError
+
+    model_id = logged_model_of(run) if logged_models_supported(client) else None
+    if model_id is None and not any(a.path == MODEL_PATH for a in client.list_artifacts(run.info.run_id)):
+        raise ConfigError(
+            f"run {run.info.run_name} ({run.info.run_id}) logged no model (it did not train to the end, or ran with "
+            "logger.log_model=false); valid: a run that finished with a model"
+        )
+    return register(client, run.info.run_id, name, model_id)

@@ -47,7 +47,7 @@ from . import naming
 from .metric_names import MetricLayout
 from .credentials import redact
 from .datasets import dataset_name, log_datasets
-from .description import describe, set_note
+from .description import describe, how_to_open, set_note
 from .params import log_params, tracking_tag, truncate
 from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
@@ -133,7 +133,7 @@ def track_run(context: RunContext, logger: Mapping[str, Any] | None, parent: swe
     uri = _uri_for(settings, parent)
     _check_writer(settings, uri)
     # Before the store: a stride that cannot be chosen must not leave a run behind.
-    every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch)
+    every_iteration, every_epoch = settings.strides(context.epochs, context.iterations_per_epoch, sweep_child=parent is not None)
     # The store's pages were read up front (a single run's preflight, or its sweep's parent).
     client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store, integrity=False)
     with bounded_http(is_http(uri)):
@@ -167,7 +167,7 @@ def _tracked(
     tags["backproplab.n_parameters"] = str(network.n_parameters)
     if context.classes is not None:
         tags["backproplab.classes"] = truncate(json.dumps(context.classes), MAX_TAG_VAL_LENGTH)
-    if settings.max_points_per_metric is not None:
+    if settings.points_cap(sweep_child=parent is not None) is not None:
         # The stride the cap chose, so a reader knows the stored curves are thinned and by what.
         tags["backproplab.iteration_stride"] = str(every_iteration)
         tags["backproplab.epoch_stride"] = str(every_epoch)
@@ -175,6 +175,7 @@ def _tracked(
         tags[PARENT_TAG] = parent.run_id
         if context.job_num is not None:
             tags["hydra.job.num"] = str(context.job_num)  # lets the sweep summary place the run without guessing
+    run_name = _run_name(settings, context, parent)
     resume = context.resume
     reopened = resume is not None and resume.run_id is not None
     with InterruptGuard() as guard:  # from before the run exists until its status is final
@@ -183,7 +184,7 @@ def _tracked(
             run_id = resume.run_id
             stored = reopen(client, run_id, {**process_tags(), RESUMED_TAG: ",".join(map(str, context.resumed_from))})
         else:
-            run = client.create_run(experiment_id, run_name=_run_name(settings, context, parent), tags=tags)
+            run = client.create_run(experiment_id, run_name=run_name, tags=tags)
             run_id = run.info.run_id
         tracker: MlflowTracker | None = None
         extras: RunExtras | None = None
@@ -198,7 +199,7 @@ def _tracked(
                 if settings.trace:
                     trace = TraceRecorder(network.params, context.epochs * context.iterations_per_epoch)
                 sink = _sink(settings, uri, client, run_id, context.launch_dir)
-                extras = RunExtras(settings, context)
+                extras = RunExtras(settings, context, child_name=run_name if parent is not None else None)
                 tracker = MlflowTracker(
                     layout,
                     BatchWriter(SkipStored(sink, stored) if stored else sink, run_id, background=settings.background),
@@ -233,6 +234,8 @@ def _tracked(
         unrecorded = _end(
             client, run_id, context, tracker, ending, guard, uri, sink if isinstance(sink, SpoolingSink) else None, extras=extras
         )
+    if parent is None and not (isinstance(sink, SpoolingSink) and sink.lost):
+        _print_link(uri, experiment_id, run_id)
     if outcome is not None:
         raise outcome
     if unrecorded is not None:  # trained to the end, but the run is not (all) in the store
@@ -271,6 +274,7 @@ def _end(
     else:
         status, reason = RunStatus.FINISHED, None
     plots: PlotThread | None = None
+    final: list[tuple[str, float, int, int]] = []
 
     def close() -> None:
         def start_plots() -> None:
@@ -281,7 +285,7 @@ def _end(
                 extras.start(tracker.last_step)
 
         if tracker is not None:
-            _add_final_metrics(tracker)
+            final.extend(_add_final_metrics(tracker))
             tracker.close(before_write=start_plots)
 
     problems = []
@@ -293,7 +297,7 @@ def _end(
         else:
             _log_artifacts(client, run_id, context, tracker, plots)
             if extras is not None and tracker is not None:
-                extras.log(client, run_id, trained=outcome is None)
+                extras.log(client, run_id, trained=outcome is None, final=final)
 
     for action in (close, artifacts):
         try:
@@ -351,14 +355,18 @@ def _end(
     return unrecorded
 
 
-def _add_final_metrics(tracker: MlflowTracker) -> None:
+def _add_final_metrics(tracker: MlflowTracker) -> list[tuple[str, float, int, int]]:
     """``final/*`` from the last completed epoch, written with the run's last metrics (and
-    spooled with them when the server is gone)."""
+    spooled with them when the server is gone); returned as (key, value, timestamp in ms, step),
+    the very rows, for the logged model to link."""
     if not tracker.epochs:
-        return
+        return []
     step, now = tracker.epochs[-1].iterations, time.time()
+    rows = []
     for key, value in final_metrics(tracker.epochs).items():
         tracker.buffer.add_sparse(key, value, now, step)
+        rows.append((key, float(value), int(now * 1000), step))
+    return rows
 
 
 def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, reason: str | None) -> str:
@@ -366,7 +374,20 @@ def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, 
     last iteration (see ``description``)."""
     epochs, step = ([], None) if tracker is None else (tracker.epochs, tracker.last_step)
     stop_reason = None if tracker is None else tracker.stop_reason
-    return describe(context, dataset_name(context), status, reason, epochs, step, stop_reason, resumed_from=context.resumed_from)
+    first_loss = None
+    if tracker is not None:
+        steps, values = tracker.summary()
+        # Iteration 0 is always among the stored rows, whatever the stride.
+        first_loss = float(values[0, 0]) if steps.size and steps[0] == 0 else None
+    return describe(context, dataset_name(context), status, reason, epochs, step, stop_reason, first_loss, resumed_from=context.resumed_from)
+
+
+def _print_link(uri: str, experiment_id: str, run_id: str) -> None:
+    """Where to open the run, as a sweep prints its parent's (a sweep's children print none)."""
+    try:
+        print(f"mlflow: {how_to_open(uri, experiment_id, run_id)}", flush=True)
+    except (BrokenPipeError, ValueError):  # stdout's reader is gone (or stdout closed): the run is saved anyway
+        pass
 
 
 def _signal_of(interrupt: KeyboardInterrupt) -> int:

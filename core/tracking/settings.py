@@ -42,6 +42,9 @@ ON_SERVER_LOSS = ("continue", "stop")
 # direct writer (sqlite, PostgreSQL) flushes every second; a server's log_batch costs more, so
 # every 15 s there. The "sqlite" entry is the direct writer's.
 AUTO_FLUSH_INTERVAL_S = {"sqlite": 1.0, "other": 15.0}
+# max_points_per_metric=auto: a single run keeps every point; a sweep's child at most this many
+# per metric, because a sweep multiplies a run's share of the store by its jobs (README "Store growth").
+SWEEP_CHILD_MAX_POINTS = 50
 
 
 def _section(logger: Mapping[str, Any], key: str, known: set[str], shape: str = "") -> Mapping[str, Any]:
@@ -69,12 +72,15 @@ def _int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
 MAX_BUFFERED_METRICS = 100_000_000
 
 
-def _optional_int(key: str, value: Any, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"logger.{key} must be an integer >= {minimum} or null (no limit), got {value!r}")
-    return int(value)
+def _points_cap(value: Any) -> int | str | None:
+    if value == "auto":
+        return "auto"
+    if value is None or (not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1):
+        return None if value is None else int(value)
+    raise ConfigError(
+        f"logger.max_points_per_metric must be an integer >= 1, auto (at most {SWEEP_CHILD_MAX_POINTS} for a sweep's child, "
+        f"no limit for a single run) or null (no limit), got {value!r}"
+    )
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -91,14 +97,17 @@ def _optional_str(key: str, value: Any) -> str | None:
     return value.strip()
 
 
-def _model_name(value: Any) -> str | None:
-    # The Model Registry's own rule (mlflow.utils.validation._validate_model_name), checked here so
-    # that a bad name stops the run before training instead of failing its registration at the end.
-    if value is None:
+def registered_model_name(value: Any, key: str = "logger.register_model", nullable: bool = True) -> str | None:
+    """``value`` as a Model Registry name (``key`` names it in the error; None passes when
+    ``nullable``). The Registry's own rule (mlflow.utils.validation._validate_model_name), checked
+    here so that a bad name stops the run before training instead of failing its registration at
+    the end."""
+    if value is None and nullable:
         return None
     if not isinstance(value, str) or not value.strip() or any(c in value for c in "/:") or value.strip() == "." or value.strip().startswith(".."):
+        null = " or null" if nullable else ""
         raise ConfigError(
-            f"logger.register_model must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..') or null, got {value!r}"
+            f"{key} must be a registered model name (non-empty, without '/' or ':', not '.' or starting with '..'){null}, got {value!r}"
         )
     return value.strip()
 
@@ -112,7 +121,8 @@ class TrackingSettings:
     every_n_iterations: int = 1
     # None: every point every_n_iterations gives. N: at most N points per metric over the run
     # (a long run at one row per iteration grows the sqlite store by ~260 bytes per point).
-    max_points_per_metric: int | None = None
+    # "auto": None for a single run, SWEEP_CHILD_MAX_POINTS for a sweep's child.
+    max_points_per_metric: int | str | None = "auto"
     elementwise_max_params: int = 64
     trace: bool = False
     # Flushing: a full buffer or an elapsed interval triggers one flush of log_batch calls.
@@ -143,7 +153,13 @@ class TrackingSettings:
             return self.flush_interval_s
         return AUTO_FLUSH_INTERVAL_S["sqlite" if sqlite else "other"]
 
-    def strides(self, epochs: int, iterations_per_epoch: int) -> tuple[int, int]:
+    def points_cap(self, sweep_child: bool) -> int | None:
+        """The points per metric a run keeps at most (None: every one), ``auto`` resolved."""
+        if self.max_points_per_metric == "auto":
+            return SWEEP_CHILD_MAX_POINTS if sweep_child else None
+        return self.max_points_per_metric  # type: ignore[return-value]
+
+    def strides(self, epochs: int, iterations_per_epoch: int, sweep_child: bool = False) -> tuple[int, int]:
         """(iteration stride, epoch stride) for a run of ``epochs`` x ``iterations_per_epoch``.
 
         Iteration metrics are logged at iterations 0, s, 2s, ... (as with every_n_iterations
@@ -151,7 +167,8 @@ class TrackingSettings:
         epoch, which the sweep summary reads, is always stored. Either way a metric gets at most
         ``max_points_per_metric`` points.
         """
-        if self.max_points_per_metric is None:
+        cap = self.points_cap(sweep_child)
+        if cap is None:
             return self.every_n_iterations, 1
         total = epochs * iterations_per_epoch
         if total <= 0:
@@ -159,7 +176,6 @@ class TrackingSettings:
                 "logger.max_points_per_metric needs the run's length to choose a stride, "
                 f"but it is unknown (epochs={epochs}, iterations_per_epoch={iterations_per_epoch})"
             )
-        cap = self.max_points_per_metric
         return max(self.every_n_iterations, math.ceil(total / cap)), max(1, math.ceil(epochs / cap))
 
     @classmethod
@@ -205,7 +221,7 @@ class TrackingSettings:
             experiment_name=experiment,
             run_name=_optional_str("run_name", logger.get("run_name")),
             every_n_iterations=_int("every_n_iterations", logger.get("every_n_iterations", 1), 1),
-            max_points_per_metric=_optional_int("max_points_per_metric", logger.get("max_points_per_metric"), 1),
+            max_points_per_metric=_points_cap(logger.get("max_points_per_metric", cls.max_points_per_metric)),
             elementwise_max_params=_int("elementwise_max_params", logger.get("elementwise_max_params", 64), 0),
             trace=_bool("trace", logger.get("trace", False)),
             max_metrics=_int("buffer.max_metrics", buffer.get("max_metrics", cls.max_metrics), 1000, MAX_BUFFERED_METRICS),
@@ -215,7 +231,7 @@ class TrackingSettings:
             upgrade_store=_bool("upgrade_store", logger.get("upgrade_store", False)),
             on_server_loss=on_loss,
             log_model=_bool("log_model", logger.get("log_model", True)),
-            register_model=_model_name(logger.get("register_model")),
+            register_model=registered_model_name(logger.get("register_model")),
             images_enabled=_bool("images.enabled", images.get("enabled", True)),
             images_max_per_key=_int("images.max_per_key", images.get("max_per_key", cls.images_max_per_key), 1),
         )
