@@ -49,7 +49,6 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunStatus
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from backproplab import __version__
@@ -60,6 +59,7 @@ from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking import summary as run_summary
 from backproplab.tracking.description import run_page
 from backproplab.tracking.metric_names import LOSS
+from backproplab.tracking.mlflow_private import MAX_PARAM_VAL_LENGTH
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.reachability import is_http
 from backproplab.tracking.settings import TrackingSettings

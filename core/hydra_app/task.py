@@ -84,6 +84,10 @@ def task(cfg: DictConfig) -> float | dict[str, Any] | None:
         # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
         with warnings.catch_warnings():
             warnings.simplefilter("default", UserWarning)
+            # A library's deprecation warning speaks to its callers' developers, not to the user
+            # of a run, as Python's own default filters say; some (pyparsing's, raised inside an
+            # older matplotlib) are UserWarnings too, which the line above would show.
+            warnings.simplefilter("ignore", DeprecationWarning)
             result, _ = app.run(
                 cfg,
                 overrides,

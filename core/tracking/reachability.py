@@ -51,7 +51,9 @@ LOCK_TIMEOUT_S = 120.0
 
 
 def default_uri(tracking_uri: str | None) -> str:
-    """MLflow's own choice when ``logger.tracking_uri`` is null, without importing mlflow."""
+    """The store a run uses when ``logger.tracking_uri`` is null: MLFLOW_TRACKING_URI if set, else
+    ``sqlite:///mlflow.db`` in the working directory. backproplab's own choice, not MLflow's, whose
+    default was a ``./mlruns`` file store before MLflow 3."""
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
 
 

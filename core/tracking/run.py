@@ -26,7 +26,6 @@ import warnings
 from typing import Any, Iterator, Mapping
 
 from mlflow.entities import RunStatus
-from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from backproplab import __version__
 from backproplab.errors import ConfigError
@@ -40,6 +39,7 @@ from .extras import RunExtras
 from .faults import StoreFullError, store_full
 from . import naming
 from .metric_names import MetricLayout
+from .mlflow_private import MAX_TAG_VAL_LENGTH
 from .datasets import dataset_name, log_datasets
 from .description import describe, set_note
 from .params import log_params, tracking_tag, truncate

@@ -36,13 +36,12 @@ from urllib.parse import urlparse
 import numpy as np
 import sqlalchemy as sa
 from mlflow.entities import LifecycleStage
-from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
-
 from .buffer import Block, LogBatchSink
+from .mlflow_private import METRIC_COLUMNS, sql_tables
 from .signals import signals_held
 
 _FLOAT_MAX = 1.7976931348623157e308
-_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+_COLUMNS = METRIC_COLUMNS
 
 
 def supports_sql_writer(uri: str) -> bool:
@@ -93,9 +92,7 @@ class SqlMetricSink:
         self._engine = engine if engine is not None else engine_for(uri)
         self._last_written: tuple[Block, int] | None = None
         self._lock = threading.Lock()
-        self._metrics = SqlMetric.__table__
-        self._latest = SqlLatestMetric.__table__
-        self._runs = SqlRun.__table__
+        self._metrics, self._latest, self._runs = sql_tables()
         # Compiled once from MLflow's table and run with the driver's executemany on plain
         # tuples: SQLAlchemy's per-row parameter processing would double the cost per metric.
         compiled = sa.insert(self._metrics).values({c: sa.bindparam(c) for c in _COLUMNS}).compile(dialect=self._engine.dialect)

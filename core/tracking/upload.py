@@ -38,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 from mlflow.entities import Metric
 
+from . import mlflow_private
 from .buffer import Block
 from .reachability import is_http
 
@@ -105,21 +106,17 @@ def rest_log_batch(client: Any) -> Callable[[str, Sequence[Metric]], None] | Non
     uri = getattr(client, "tracking_uri", None)
     if not is_http(uri):
         return None
-    try:
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-    except ImportError:  # pragma: no cover - an MLflow that moved them: its client still works
+    if not mlflow_private.rest_available():  # pragma: no cover - an MLflow that moved them: its client still works
         return None
 
     def post(run_id: str, chunk: Sequence[Metric]) -> None:
         if any(getattr(m, "model_id", None) or getattr(m, "dataset_name", None) for m in chunk):
             client.log_batch(run_id, metrics=list(chunk), synchronous=True)  # fields this body does not carry
             return
-        response = http_request(
-            get_default_host_creds(uri), LOG_BATCH_ENDPOINT, "POST",
-            data=log_batch_body(run_id, chunk), extra_headers=_HEADERS, timeout=_timeouts(),
+        response = mlflow_private.rest_call(
+            uri, LOG_BATCH_ENDPOINT, "POST", data=log_batch_body(run_id, chunk), extra_headers=_HEADERS, timeout=_timeouts()
         )
-        verify_rest_response(response, LOG_BATCH_ENDPOINT)
+        mlflow_private.verify_rest_response(response, LOG_BATCH_ENDPOINT)
 
     return post
 
@@ -145,13 +142,10 @@ class BlockUploads:
 
     def usable(self) -> bool:
         if self.available is None:
-            from mlflow.utils.credentials import get_default_host_creds
-            from mlflow.utils.rest_utils import http_request
-
             from .server_app import PROTOCOL, SERVER_ENDPOINT
 
             try:
-                response = http_request(get_default_host_creds(self.uri), SERVER_ENDPOINT, "GET", max_retries=0, timeout=_timeouts()[0])
+                response = mlflow_private.rest_call(self.uri, SERVER_ENDPOINT, "GET", max_retries=0, timeout=_timeouts()[0])
             except Exception:  # noqa: BLE001 - unreachable for now: log_batch's path says so, and asks again next time
                 return False
             try:
@@ -164,22 +158,18 @@ class BlockUploads:
     def send(self, run_id: str, block: Block) -> int:
         """Metrics the server stored (the block's count; duplicates of an earlier send included);
         raises MLflow's errors, as a refused or lost ``log_batch`` does."""
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         from .server_app import BLOCK_ENDPOINT, block_body, pieces
 
         for piece in pieces(block):
-            response = http_request(
-                get_default_host_creds(self.uri), BLOCK_ENDPOINT, "POST",
-                data=block_body(run_id, piece), extra_headers=_HEADERS, timeout=_timeouts(),
+            response = mlflow_private.rest_call(
+                self.uri, BLOCK_ENDPOINT, "POST", data=block_body(run_id, piece), extra_headers=_HEADERS, timeout=_timeouts()
             )
             if response.status_code == 501 or (response.status_code == 404 and not response.text.lstrip().startswith("{")):
                 # Not the app's answer (it answers in MLflow's JSON): the route is gone, or the
                 # store behind it is one it does not write.
                 self.available = False
                 raise AppGone(f"HTTP {response.status_code} from {BLOCK_ENDPOINT}")
-            verify_rest_response(response, BLOCK_ENDPOINT)
+            mlflow_private.verify_rest_response(response, BLOCK_ENDPOINT)
             self.calls += 1
         return block.n_metrics
 
