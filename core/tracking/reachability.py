@@ -120,6 +120,33 @@ def check_http(uri: str) -> None:
         raise ConfigError(
             f"{uri} answered GET /health with HTTP {status}; is logger.tracking_uri an MLflow tracking server?"
         )
+    check_host_allowed(uri)
+
+
+# MLflow's server answers a request whose Host header is not among its --allowed-hosts with this
+# 403 (``mlflow.server.security_utils``) on every path but /health: a worker that reaches the
+# server by a hostname finds it healthy, then has every call refused.
+HOST_REFUSED = "Invalid Host header"
+HOST_PROBE = "/api/2.0/backproplab/host-check"  # no such route: 404 once the Host is allowed
+
+
+def check_host_allowed(uri: str) -> None:
+    """A ConfigError naming the server's fix when its DNS-rebinding check refuses this URI's host."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + HOST_PROBE, timeout=HEALTH_TIMEOUT_S):  # noqa: S310 - user's URI
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code != 403 or HOST_REFUSED not in exc.read(300).decode("utf-8", "replace"):
+            return
+    except (urllib.error.URLError, OSError, ValueError):
+        return  # answered /health a moment ago: the run's own calls report anything else
+    host = urlparse(uri).netloc
+    raise ConfigError(
+        f"MLflow tracking server {uri} refuses requests for the host {host} (HTTP 403, 'Invalid Host header': "
+        f"MLflow's DNS-rebinding protection allows localhost and private IP addresses unless told otherwise); "
+        f"start the server with --allowed-hosts {host} (comma-separated, may include the other names it is reached by) "
+        "or set MLFLOW_SERVER_ALLOWED_HOSTS for it"
+    )
 
 
 POSTGRES_CONNECT_TIMEOUT_S = 3
