@@ -23,6 +23,7 @@ def predictions(stdout: str) -> list[float]:
     return [float(line.split("prediction")[1].split()[0]) for line in stdout.splitlines() if " prediction " in line]
 
 
+@pytest.mark.lowest_deps
 def test_default_run_is_the_worked_example(cli, tmp_path, shipped_data):
     proc = cli("logger=none")
     assert proc.returncode == 0, proc.stderr
@@ -91,6 +92,7 @@ def test_explain_command(cli, shipped_data):
     assert float(row.split()[2]) == pytest.approx(grad["W2"][0][0], abs=1e-6)
 
 
+@pytest.mark.lowest_deps
 def test_default_tracking_store_lands_in_the_working_directory(cli, tmp_path, cli_env):
     env = cli_env()
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -104,12 +106,13 @@ def test_default_tracking_store_lands_in_the_working_directory(cli, tmp_path, cl
     assert not (tmp_path / "mlruns" / "0" / "meta.yaml").exists()  # a file store's default experiment
 
 
+@pytest.mark.lowest_deps
 def test_cfg_of_a_multirun_shows_the_sweeps_config(cli, tmp_path):
     """``-m ... --cfg``: Hydra refuses the pair; backproplab shows the config the multirun composes."""
-    launcher = cli("-m", "hydra/launcher=submitit_slurm", "--cfg", "hydra", "-p", "hydra.launcher")
+    launcher = cli("-m", "hydra/launcher=joblib", "--cfg", "hydra", "-p", "hydra.launcher")  # as docs/cluster.md's submitit_slurm
     assert launcher.returncode == 0, launcher.stderr
     assert launcher.stdout.startswith("# @package hydra.launcher\n")
-    assert "partition: null" in launcher.stdout and "_target_: hydra_plugins.hydra_submitit_launcher" in launcher.stdout
+    assert "\nn_jobs: -1\n" in launcher.stdout and "_target_: hydra_plugins.hydra_joblib_launcher" in launcher.stdout
     sweep = cli("-m", "optimizer.lr=0.1,0.5", "--cfg", "hydra", "-p", "hydra")
     assert sweep.returncode == 0, sweep.stderr
     assert "\nmode: MULTIRUN\n" in sweep.stdout and "\n  - optimizer.lr=0.1,0.5\n" in sweep.stdout

@@ -120,3 +120,14 @@ def test_plugins_filter_warns_of_an_unknown_name_and_is_named_when_it_hides_a_co
     spelled = subprocess.run(run, cwd=tmp_path, env={**env, "BACKPROPLAB_PLUGINS": "Backproplab_Example"},
                              capture_output=True, text=True, timeout=300)
     assert spelled.returncode == 0 and spelled.stderr == "", spelled.stderr
+
+
+def test_the_guides_sample_output_is_the_commands(tmp_path):
+    """docs/plugins.md's ``backproplab plugins`` sample, up to its hypothetical failed plugin."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    sample = re.search(r"```\n\$ backproplab plugins\n(.*?)```", doc, flags=re.S).group(1)
+    shown = sample.split("\nfailed to load:")[0].rstrip("\n")
+    assert cli(tmp_path, "plugins").stdout.rstrip("\n") == shown
+

@@ -26,6 +26,7 @@ def test_generic_names_are_not_importable():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # a hang guard: a fresh venv installs MLflow and the rest from PyPI or pip's cache
 def test_wheel_with_an_extra_installs_and_runs_the_worked_example(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run(

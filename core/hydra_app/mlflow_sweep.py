@@ -260,8 +260,9 @@ class MlflowSweepCallback(Callback):
             line, code = describe(exc)
             print(line, file=sys.stderr, flush=True)
             raise SystemExit(code) from None
-        swept = swept_parameters(config)
-        fixed = fixed_overrides(config, swept)
+        swept_as_given = swept_parameters(config)
+        fixed = fixed_overrides(config, swept_as_given)
+        swept = naming.typed_swept(swept_as_given)  # model.activation.beta=0.5,1.0 as typed, not as handed to Hydra
         elementwise, rule = elementwise_decision(plan)
         search = sweeper_choice(config) not in (None, "basic")
         sweep_dir = _sweep_dir(config)

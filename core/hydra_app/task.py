@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from backproplab.errors import BackproplabError
 from backproplab.run import job as app
+from backproplab.tracking.naming import typed_overrides
 from . import preflight
 from .config_store import register_configs
 from .compat import main_options
@@ -78,7 +79,7 @@ def task(cfg: DictConfig) -> float | dict[str, Any] | None:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     out_dir = Path(hc.runtime.output_dir)
-    label = f"[{' '.join(overrides)}] " if multirun and overrides else ""
+    label = f"[{' '.join(typed_overrides(overrides))}] " if multirun and overrides else ""
     try:
         # Python shows a warning once per code location per process; a fresh filter state per
         # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
