@@ -2,8 +2,8 @@
 block of a run's metrics.
 
 Why: through a plain server every metric goes through MLflow's ``log_batch``, at most 1000 a
-call, and the server spends ~100-300 µs of CPU on each (one ORM object per metric, the run
-loaded twice per call; see the README's "A shared tracking server and PostgreSQL"). That cost,
+call, and the server spends its CPU on each (one ORM object per metric, the run loaded twice
+per call; the README's "A shared tracking server and PostgreSQL" has the figures). That cost,
 not the network, bounds a job's speed-up over per-iteration ``log_metrics``. This app adds
 ``POST /api/2.0/backproplab/runs/log-block``: a block (a flush, ~10,000 metrics) arrives as
 a few packed arrays and goes into MLflow's own ``metrics`` and ``latest_metrics`` tables through

@@ -1,9 +1,10 @@
 """Buffered metrics written straight into an MLflow sqlite or PostgreSQL store's own tables.
 
-Why not ``log_batch``: MLflow 3's SQLAlchemy store builds one ORM object per metric and spends
-about 90 µs on each inside ``log_batch``, which caps the speed-up over per-iteration
-``log_metrics`` at 3-6x for backproplab's metric volume (see benchmarks/bench_tracking.py). The
-same rows, inserted with one SQLAlchemy Core ``executemany`` per block, cost a few µs each.
+Why not ``log_batch``: MLflow 3's SQLAlchemy store builds one ORM object per metric inside
+``log_batch``, a cost per metric that bounds the speed-up over per-iteration ``log_metrics`` at
+backproplab's metric volume. The same rows, inserted with one SQLAlchemy Core ``executemany`` per
+block, cost a small fraction of that (benchmarks/bench_tracking.py measures both; the README's
+"Speed" has the figures).
 
 What keeps this honest:
 

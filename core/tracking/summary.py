@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-# EpochSummary field -> final metric (the contract between the issue-12 helpers: fixed names).
+# EpochSummary field -> final metric (the contract between the helpers that write and read them: fixed names).
 FINAL_METRICS = {
     "train_loss": "final/train_loss",
     "val_loss": "final/val_loss",
