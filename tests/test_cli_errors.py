@@ -428,3 +428,26 @@ def test_head_minus_one_exit_status_is_as_the_readme_says(tmp_path, cli_env, arg
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip().removeprefix("status=") in status, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- a misspelt launcher or sweeper: the closest option, also among the extras' plugins --------------
+@pytest.mark.parametrize(
+    "choice,hidden,valid,meant",
+    [
+        # the Optuna plugin not installed: still the name to install, not just Hydra's own options
+        ("hydra/sweeper=optuan", "hydra_plugins.hydra_optuna_sweeper", "available: basic", "optuna"),
+        ("hydra/launcher=jobli", "hydra_plugins.no_such_plugin", "available: basic, joblib,", "joblib"),
+    ],
+)
+def test_a_misspelt_launcher_or_sweeper_gets_did_you_mean(tmp_path, cli_env, choice, hidden, valid, meant):
+    proc = subprocess.run(
+        [sys.executable, "-c", HIDE_PACKAGE_THEN_CLI, hidden, "-m", choice, "optimizer.lr=0.1,0.5",
+         f"logger.tracking_uri=sqlite:///{tmp_path}/mlflow.db"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == CONFIG, proc.stderr
+    group, value = choice.split("=")
+    line = one_line(proc.stderr)
+    assert line.startswith(f"error: {group}='{value}' is unknown; ") and valid in line, line
+    assert line.endswith(f"did you mean '{meant}'?"), line
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()

@@ -23,6 +23,7 @@ def predictions(stdout: str) -> list[float]:
     return [float(line.split("prediction")[1].split()[0]) for line in stdout.splitlines() if " prediction " in line]
 
 
+@pytest.mark.lowest_deps
 def test_default_run_is_the_worked_example(cli, tmp_path, shipped_data):
     proc = cli("logger=none")
     assert proc.returncode == 0, proc.stderr
@@ -91,15 +92,34 @@ def test_explain_command(cli, shipped_data):
     assert float(row.split()[2]) == pytest.approx(grad["W2"][0][0], abs=1e-6)
 
 
+@pytest.mark.lowest_deps
 def test_default_tracking_store_lands_in_the_working_directory(cli, tmp_path, cli_env):
     env = cli_env()
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = cli(env=env)
     assert proc.returncode == 0, proc.stderr
     assert predictions(proc.stdout) == pytest.approx(WORKED_EXAMPLE, abs=1e-6)
-    # hydra.job.chdir is false: MLflow's default sqlite:///mlflow.db is the user's cwd, not outputs/.
+    # hydra.job.chdir is false: the default sqlite:///mlflow.db is the user's cwd, not outputs/;
+    # backproplab's own default, also on an MLflow whose default is a ./mlruns file store (MLflow 2).
     assert (tmp_path / "mlflow.db").is_file()
     assert not list((tmp_path / "outputs").glob("**/mlflow.db"))
+    assert not (tmp_path / "mlruns" / "0" / "meta.yaml").exists()  # a file store's default experiment
+
+
+@pytest.mark.lowest_deps
+def test_cfg_of_a_multirun_shows_the_sweeps_config(cli, tmp_path):
+    """``-m ... --cfg``: Hydra refuses the pair; backproplab shows the config the multirun composes."""
+    launcher = cli("-m", "hydra/launcher=joblib", "--cfg", "hydra", "-p", "hydra.launcher")  # as docs/cluster.md's submitit_slurm
+    assert launcher.returncode == 0, launcher.stderr
+    assert launcher.stdout.startswith("# @package hydra.launcher\n")
+    assert "\nn_jobs: -1\n" in launcher.stdout and "_target_: hydra_plugins.hydra_joblib_launcher" in launcher.stdout
+    sweep = cli("-m", "optimizer.lr=0.1,0.5", "--cfg", "hydra", "-p", "hydra")
+    assert sweep.returncode == 0, sweep.stderr
+    assert "\nmode: MULTIRUN\n" in sweep.stdout and "\n  - optimizer.lr=0.1,0.5\n" in sweep.stdout
+    assert "\nhydra_help:" not in sweep.stdout and "\nhelp:" not in sweep.stdout  # as Hydra's --cfg hydra
+    job = cli("-m", "optimizer.lr=0.1,0.5", "--cfg", "job", "-p", "nope")
+    assert job.returncode == 2 and job.stderr.strip() == "error: package 'nope' is not in the --cfg job config"
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_plugins_subcommand_is_dispatched(cli):

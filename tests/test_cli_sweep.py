@@ -73,6 +73,7 @@ def test_each_job_equals_the_same_run_alone(basic_sweep, cli, tmp_path, lr, hidd
     assert alone["epochs"] == job["epochs"]
 
 
+@pytest.mark.lowest_deps
 def test_joblib_launcher_gives_identical_jobs(basic_sweep, cli, tmp_path):
     _, cwd = basic_sweep
     proc = cli(

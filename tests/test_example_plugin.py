@@ -102,3 +102,34 @@ def test_the_example_packages_own_tests_pass():
                           cwd=EXAMPLE_DIR, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_plugins_filter_warns_of_an_unknown_name_and_is_named_when_it_hides_a_component(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPROPLAB_", "MLFLOW_"))}
+    run = [sys.executable, "-m", "backproplab", "model.activation=mish", "logger=none", "trainer.epochs=1"]
+    typo = subprocess.run(run, cwd=tmp_path, env={**env, "BACKPROPLAB_PLUGINS": "backproplab_exampel"},
+                          capture_output=True, text=True, timeout=300)
+    assert typo.returncode == 2, typo.stderr
+    warning, error = typo.stderr.strip().splitlines()
+    assert warning == (f"warning: BACKPROPLAB_PLUGINS='backproplab_exampel' names 'backproplab_exampel', which is no "
+                       f"installed plugin's distribution or entry point; installed plugin distributions: {DIST}")
+    assert error.startswith(
+        f"error: model.activation: unknown activation 'mish' ({DIST} {VERSION} (entry point 'example') registers it, "
+        "but BACKPROPLAB_PLUGINS='backproplab_exampel' leaves that plugin out); available: "
+    ), error
+    assert not (tmp_path / "outputs").exists()
+    # A distribution's name is compared as pip compares it: any case, '_' for '-'.
+    spelled = subprocess.run(run, cwd=tmp_path, env={**env, "BACKPROPLAB_PLUGINS": "Backproplab_Example"},
+                             capture_output=True, text=True, timeout=300)
+    assert spelled.returncode == 0 and spelled.stderr == "", spelled.stderr
+
+
+def test_the_guides_sample_output_is_the_commands(tmp_path):
+    """docs/plugins.md's ``backproplab plugins`` sample, up to its hypothetical failed plugin."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    sample = re.search(r"```\n\$ backproplab plugins\n(.*?)```", doc, flags=re.S).group(1)
+    shown = sample.split("\nfailed to load:")[0].rstrip("\n")
+    assert cli(tmp_path, "plugins").stdout.rstrip("\n") == shown
+

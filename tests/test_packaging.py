@@ -6,6 +6,7 @@ This catches what an editable install hides: a subpackage or a YAML file missing
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import venv
@@ -25,7 +26,8 @@ def test_generic_names_are_not_importable():
 
 
 @pytest.mark.slow
-def test_wheel_installs_and_runs_the_worked_example(tmp_path):
+@pytest.mark.timeout(1500)  # a hang guard: a fresh venv installs MLflow and the rest from PyPI or pip's cache
+def test_wheel_with_an_extra_installs_and_runs_the_worked_example(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(REPO)],
@@ -40,7 +42,9 @@ def test_wheel_installs_and_runs_the_worked_example(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     py = env_dir / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", str(wheel)], check=True, capture_output=True, text=True)
+    # As docs/cluster.md installs it on a machine without an index that has backproplab: the wheel
+    # file with an extra, whose packages come from PyPI (or pip's cache).
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"{wheel}[postgres]"], check=True, capture_output=True, text=True)
 
     work = tmp_path / "work"
     work.mkdir()
@@ -74,6 +78,15 @@ def test_wheel_installs_and_runs_the_worked_example(tmp_path):
         cwd=work, env=env, capture_output=True, text=True, timeout=300,
     )
     assert sweep.returncode == 0, sweep.stderr
+    # The extra's driver is there: a closed port is a refused connection, not a missing psycopg.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pg = subprocess.run(
+        [str(env_dir / "bin" / "backproplab"), f"logger.tracking_uri=postgresql+psycopg://u@127.0.0.1:{port}/db", "trainer.epochs=1"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert pg.returncode == 2 and "is not usable after" in pg.stderr and "needs the PostgreSQL driver" not in pg.stderr, pg.stderr
     probe = subprocess.run(
         [str(py), "-c", "import importlib.util as u; print(u.find_spec('core'), u.find_spec('plugins'))"],
         capture_output=True, text=True, cwd="/",

@@ -93,3 +93,25 @@ def test_the_install_step_brings_what_the_test_step_runs(tmp_path):
     install = next(line for line in shell.splitlines() if line.startswith("pip install"))
     assert '"./backproplab-example[test]"' in install.split("#")[0]
     assert shell.index("pip install") < shell.index("pytest ")
+
+
+def test_the_guides_hyperparameter_plugin_passes_the_kit_and_registers_its_key():
+    """docs/plugins.md's Swish: its code as shown, checked by the kit at its default and at the
+    beta its command line sets, and registered with ``beta`` as its one hyperparameter."""
+    from types import SimpleNamespace
+
+    from backproplab.components.loading import load_plugins
+    from backproplab.components.registry import Source
+    from backproplab.testing import check_activation
+
+    section = DOC[DOC.index("## A hyperparameter on the command line"):DOC.index("## Component interfaces")]
+    (code,) = [body for lang, body in re.findall(r"```(\w*)\n(.*?)```", section, flags=re.S) if lang == "python"]
+    namespace: dict = {}
+    exec(compile(code, "docs/plugins.md", "exec"), namespace)  # noqa: S102 - the docs' own example
+    check_activation(namespace["Swish"])
+    check_activation(namespace["Swish"](beta=0.5))
+    plugin = SimpleNamespace(register_activations=namespace["register_activations"])
+    registry = load_plugins([(plugin, Source("swish", "swish-plugin", "0.1"))], entry_points=False).registry
+    assert registry.get("activation", "swish").hyperparameters() == {"beta": 1.0}
+    assert "model.activation=swish model.activation.beta=0.5" in section
+

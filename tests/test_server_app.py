@@ -75,6 +75,7 @@ def post(url: str, body: bytes) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+@pytest.mark.lowest_deps
 def test_a_run_through_the_app_stores_what_log_batch_stores_one_call_per_flush(app_server, produced):
     run_id, sink = train(app_server.url)
 

@@ -4,9 +4,14 @@ unreachable server."""
 from __future__ import annotations
 
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+
+sys.path.insert(0, str(Path(__file__).parent))
+from servers import MlflowServer  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +49,30 @@ def test_unreachable_server_is_one_line_and_no_training(cli, tmp_path):
     )
     assert "iteration" not in proc.stdout
     assert list(tmp_path.iterdir()) == []  # found before Hydra creates outputs/DATE/TIME/
+
+
+class HostCheckingServer(MlflowServer):
+    """A real ``mlflow server`` whose --allowed-hosts leaves out the 127.0.0.1 it is reached by,
+    as docs/cluster.md's server refuses workers that reach it by a hostname."""
+
+    def _warm_up(self) -> None:  # its API answers nothing to this host
+        pass
+
+
+def test_a_server_refusing_the_host_names_its_allowed_hosts_flag(cli, tmp_path):
+    server = HostCheckingServer(f"sqlite:///{tmp_path / 'server' / 'mlflow.db'}", tmp_path / "server",
+                                options=["--allowed-hosts", "mlflow.example.invalid"])
+    work = tmp_path / "work"
+    work.mkdir()
+    with server:
+        proc = cli(f"logger.tracking_uri={server.url}", "trainer.epochs=1", cwd=work)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    host = f"127.0.0.1:{server.port}"
+    assert line.startswith(f"error: MLflow tracking server {server.url} refuses requests for the host {host} (HTTP 403"), line
+    assert f"start the server with --allowed-hosts {host} " in line and "MLFLOW_SERVER_ALLOWED_HOSTS" in line
+    assert "logger.tracking_uri" not in line  # the URI is right; the server is to change
+    assert "iteration" not in proc.stdout and list(work.iterdir()) == []
 
 
 def test_missing_sqlite_directory_is_one_line_and_leaves_nothing(cli, tmp_path):

@@ -82,6 +82,7 @@ def write_both(client, experiment_id, store, blocks):
     return snapshot(client, via_log_batch), snapshot(client, via_sql)
 
 
+@pytest.mark.lowest_deps
 def test_rows_and_latest_values_match_log_batch(client, experiment_id, store):
     blocks = [
         block([0, 1, 2], [[0.7, -1.5, 2.0], [0.6, float("nan"), 2.1], [0.5, float("inf"), -float("inf")]],

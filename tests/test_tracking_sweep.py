@@ -104,6 +104,7 @@ def check_summary(client, parent, children, tmp_path, keys):
     assert plots == {"plots/final_loss.png"}
 
 
+@pytest.mark.lowest_deps
 def test_basic_launcher_sweep_is_a_parent_with_four_children(cli, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = cli("-m", "optimizer.lr=0.1,0.5", "data.batch_size=1,2", f"logger.tracking_uri={uri}")
@@ -339,6 +340,7 @@ def mlflow_server(tmp_path):
         yield server.url
 
 
+@pytest.mark.lowest_deps
 def test_sweep_against_a_real_mlflow_server(cli, tmp_path, mlflow_server):
     proc = cli("-m", "optimizer.lr=0.1,0.5", "data.batch_size=1,2", f"logger.tracking_uri={mlflow_server}", timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -457,3 +459,16 @@ def test_a_search_for_the_best_accuracy_names_its_best_trial_on_the_parent(cli, 
     assert parent.data.metrics["sweep/best_value"] == best.data.metrics["final/val_accuracy"] == parent.data.metrics["final/val_accuracy"]
     # Only the learning rate is searched: the network's size is known, and small.
     assert parent.data.tags["backproplab.elementwise_metrics"] == "true"
+
+
+@pytest.mark.lowest_deps
+def test_a_swept_component_hyperparameter_names_the_runs_as_typed(cli, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = cli("-m", "model.activation=leaky_relu", "model.activation.alpha=0.1,0.2", "trainer.epochs=1", f"logger.tracking_uri={uri}")
+    assert proc.returncode == 0, proc.stderr
+    _client, parent, children = sweep_runs(uri)
+    assert sorted(c.info.run_name for c in children) == ["alpha=0.1", "alpha=0.2"]
+    assert parent.info.run_name == "sweep alpha on seed_example"
+    assert parent.data.params == {"sweep.model.activation.alpha": "0.1,0.2", "trainer.epochs": "1"}
+    assert re.search(r"^\[model\.activation=leaky_relu model\.activation\.alpha=0\.2 trainer\.epochs=1 [^]]*\] final loss", proc.stdout, re.M)
+

@@ -312,6 +312,25 @@ def test_child_names_show_only_what_differs_by_short_keys():
     assert long is not None and len(long) == len("lr=") + 32 and long.endswith("…")
 
 
+def test_a_component_node_is_named_as_typed():
+    """``model.activation=leaky_relu model.activation.alpha=0.1,0.2`` reaches Hydra as component
+    nodes (``{name:leaky_relu,alpha:0.1}``, hydra_app.preflight); names show what was typed."""
+    from backproplab.tracking.naming import child_name, parent_name, typed_overrides, typed_swept
+
+    swept = typed_swept({"model.activation": "{name:leaky_relu,alpha:0.1},{name:leaky_relu,alpha:0.2}", "optimizer.lr": "0.1,0.5"})
+    assert swept == {"model.activation.alpha": "0.1,0.2", "optimizer.lr": "0.1,0.5"}
+    assert child_name(["model.activation={name:leaky_relu,alpha:0.2}", "optimizer.lr=0.5"], swept) == "alpha=0.2 lr=0.5"
+    assert parent_name(swept, "moons") == "sweep alpha, lr on moons"
+    # Names that differ are shown as well; a node that is not a flat {name:...} stays as it is.
+    both = typed_swept({"model.activation": "{name:relu},{name:elu,alpha:0.5}"})
+    assert both == {"model.activation": "relu,elu", "model.activation.alpha": ",0.5"}
+    assert child_name(["model.activation={name:elu,alpha:0.5}"], both) == "activation=elu alpha=0.5"
+    assert typed_swept({"model.hidden": "[4],[8]", "x": "{a:1},{a:2}"}) == {"model.hidden": "[4],[8]", "x": "{a:1},{a:2}"}
+    assert typed_overrides(["model.activation={name:swish,beta:0.5}", "data=moons"]) == [
+        "model.activation=swish", "model.activation.beta=0.5", "data=moons",
+    ]
+
+
 def test_parent_and_single_run_names():
     from backproplab.tracking.naming import parent_name, single_name
 

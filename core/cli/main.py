@@ -67,6 +67,10 @@ def _run_hydra(argv: list[str]) -> int:
         # The multirun mode an experiment chose, and an Optuna search's direction (from
         # trainer.objective), said on the command line, where every Hydra version reads them.
         argv = preflight.for_launch(argv)
+        from backproplab.hydra_app import show_config
+
+        if show_config.wanted(argv):  # -m --cfg: the multirun's config, which Hydra refuses to show
+            return show_config.show(argv)
         from backproplab.hydra_app.task import main as hydra_main
 
         # The run, or every job of a sweep, is checked by the app's Hydra callback on the config

@@ -17,7 +17,9 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -135,11 +137,51 @@ def new_manager() -> pluggy.PluginManager:
     return pm
 
 
+def _normal(name: str) -> str:
+    """A distribution's name as pip compares it (PEP 503): ``Backproplab_Example`` = ``backproplab-example``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _listed(env_value: str) -> set[str]:
+    return {_normal(item.strip()) for item in env_value.split(",") if item.strip()}
+
+
 def _wanted(env_value: str | None, info: PluginInfo) -> bool:
     if info.distribution == BUILTIN_DISTRIBUTION or env_value is None:
         return True
-    wanted = {item.strip() for item in env_value.split(",") if item.strip()}
-    return info.name in wanted or info.distribution in wanted
+    wanted = _listed(env_value)
+    return _normal(info.name) in wanted or _normal(info.distribution) in wanted
+
+
+def _warn_unknown_names(env_value: str, infos: list[PluginInfo]) -> None:
+    """A name in BACKPROPLAB_PLUGINS that is no installed plugin's: a typo would otherwise leave
+    the plugin out without a word."""
+    known = {_normal(n) for info in infos for n in (info.name, info.distribution)}
+    unknown = sorted({item.strip() for item in env_value.split(",") if item.strip() and _normal(item.strip()) not in known})
+    if unknown:
+        installed = sorted({i.distribution for i in infos if i.distribution != BUILTIN_DISTRIBUTION}) or ["(none)"]
+        warnings.warn(
+            f"{PLUGINS_ENV}={env_value!r} names {', '.join(map(repr, unknown))}, which is no installed plugin's "
+            f"distribution or entry point; installed plugin distributions: {', '.join(installed)}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _hidden_provider(left_out: list[tuple[PluginInfo, Callable[[], Any]]], env_value: str, kind: str, name: str) -> str | None:
+    """Why ``name`` is unknown when a plugin that BACKPROPLAB_PLUGINS leaves out registers it;
+    None when none does. Asked only for an unknown name: the left-out plugins are loaded then,
+    quietly, into a registry of their own."""
+    for info, load in left_out:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                found = load_plugins([(load(), info.source)], entry_points=False, strict=False, on_conflict="report")
+            except Exception:  # noqa: BLE001 - a plugin that does not load provides nothing
+                continue
+        if found.registry.owner(kind, name) is not None:
+            return f"{info.source} registers it, but {PLUGINS_ENV}={env_value!r} leaves that plugin out"
+    return None
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
@@ -179,12 +221,16 @@ def load_plugins(
     infos: list[PluginInfo] = []
 
     candidates: list[tuple[PluginInfo, Callable[[], Any]]] = []
+    left_out: list[tuple[PluginInfo, Callable[[], Any]]] = []
     if entry_points:
         for ep in _entry_points():
             dist = ep.dist
             info = PluginInfo(ep.name, _dist_name(ep), dist.version if dist is not None else "?", ep.value)
-            if _wanted(env_value, info):
-                candidates.append((info, ep.load))
+            (candidates if _wanted(env_value, info) else left_out).append((info, ep.load))
+        if env_value is not None:
+            _warn_unknown_names(env_value, [info for info, _ in candidates + left_out])
+            if left_out:
+                registry.left_out = functools.partial(_hidden_provider, left_out, env_value)
     for obj, source in extra:
         info = PluginInfo(source.plugin, source.distribution, source.version, getattr(obj, "__name__", repr(obj)))
         candidates.append((info, lambda obj=obj: obj))

@@ -100,6 +100,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        # (kind, name) -> why a plugin left out by BACKPROPLAB_PLUGINS would have it, or None.
+        self.left_out: Callable[[str, str], str | None] | None = None
 
     @classmethod
     def validate(cls, kind: str, name: Any, factory: Any, source: Source) -> None:
@@ -140,11 +142,12 @@ class Registry:
             return self._entries[kind][name]
         except (KeyError, TypeError):
             available = self.names(kind)
+            hidden = self.left_out(kind, name) if self.left_out is not None and isinstance(name, str) else None
             raise UnknownComponentError(
                 key=kind,
                 value=name,
                 subject=f"unknown {kind} {name!r}",
-                problem="",
+                problem=f"({hidden})" if hidden else "",
                 valid=available,
                 valid_label="available",
                 hint=closest(str(name), available, cutoff=0.5),

@@ -41,7 +41,6 @@ from typing import Any, Iterator, Sequence
 from hydra.core.utils import JobStatus
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunStatus
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from omegaconf import DictConfig, OmegaConf
 
 from backproplab import __version__
@@ -51,6 +50,7 @@ from backproplab.tracking import naming
 from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking import summary as run_summary
 from backproplab.tracking.description import how_to_open, run_page, set_note
+from backproplab.tracking.mlflow_private import MAX_PARAM_VAL_LENGTH
 from backproplab.tracking.params import param_batches, truncate
 from backproplab.tracking.reachability import is_http, shown_uri
 from backproplab.tracking.settings import TrackingSettings
@@ -148,8 +148,10 @@ class MlflowSweepCallback:
         uri = resolve_uri(settings.tracking_uri)
         client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
         fixed = fixed_overrides(config, sweep.swept)
+        # model.activation.beta=0.5,1.0 as typed, not as the node Hydra is handed
+        typed = naming.typed_swept(sweep.swept)
         data = naming.data_name(OmegaConf.to_container(config.data, resolve=False) if "data" in config else None)
-        self._name = settings.run_name or naming.parent_name(sweep.swept, data, search=sweep.sampled)
+        self._name = settings.run_name or naming.parent_name(typed, data, search=sweep.sampled)
         self._fixed = fixed
         if sweep.parent is not None:
             return self._found(client, sweep, uri)
@@ -159,7 +161,7 @@ class MlflowSweepCallback:
         tags.update(
             {
                 "backproplab.sweep": "true",
-                "sweep.params": ",".join(sweep.swept),
+                "sweep.params": ",".join(typed),
                 "sweep.dir": str(sweep.sweep_dir),
                 "hydra.overrides": overrides_tag(list(OmegaConf.select(config, "hydra.overrides.task") or [])),
                 "hydra.sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_")),
@@ -169,12 +171,12 @@ class MlflowSweepCallback:
             }
         )
         run = client.create_run(experiment_id, run_name=truncate(self._name, 250), tags=tags)
-        params = {f"sweep.{k}": v for k, v in sweep.swept.items()}
+        params = {f"sweep.{k}": v for k, v in typed.items()}
         params.update({k: v for k, v in fixed.items() if k not in params})
         for batch in param_batches({k: truncate(v, MAX_PARAM_VAL_LENGTH) for k, v in params.items()}):
             client.log_batch(run.info.run_id, params=batch, synchronous=True)
         sweep.parent = sweep_parent.ParentRun(
-            run.info.run_id, uri, experiment_id, tuple(sweep.swept), elementwise=elementwise, sampled=sweep.sampled
+            run.info.run_id, uri, experiment_id, tuple(typed), elementwise=elementwise, sampled=sweep.sampled
         )
         return set()
 

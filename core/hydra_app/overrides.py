@@ -59,6 +59,7 @@ def check_overrides(args: Sequence[str]) -> None:
             missing = missing_plugin(group, ov.value())
             if missing:
                 raise ConfigError(missing)
+            _check_hydra_plugin_option(group, ov.value())
             continue
         if group not in groups or ov.package is not None or ov.is_delete():
             continue
@@ -108,6 +109,34 @@ def check_overrides(args: Sequence[str]) -> None:
                 )
             if group == "experiment":
                 _experiment_plugins(str(value), config_dir)
+
+
+def _check_hydra_plugin_option(group: str, option: str) -> None:
+    """``hydra/sweeper=optuan``: the options Hydra finds for the group (its own and those of the
+    installed plugins), and the closest one, also among the plugins an extra installs."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from backproplab.errors import ConfigError, closest
+
+    from .compat import version_base
+    from .config_store import CONF_PACKAGE, register_configs
+    from .error_report import PLUGIN_EXTRAS
+
+    installable = {name for (kind, name) in PLUGIN_EXTRAS if kind == group}
+    if option == "basic" or option in installable:  # Hydra's own, or an installed extra's plugin
+        return
+    register_configs()
+    if GlobalHydra.instance().is_initialized():
+        options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    else:
+        with initialize_config_module(CONF_PACKAGE, **version_base()):
+            options = sorted(GlobalHydra.instance().config_loader().get_group_options(group))
+    if option not in options:
+        raise ConfigError(
+            key=group, value=option, problem="is unknown", valid=options, valid_label="available",
+            hint=closest(option, set(options) | installable),
+        )
 
 
 def _experiment_plugins(name: str, config_dir: str | None = None) -> None:

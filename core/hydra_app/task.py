@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from backproplab.errors import BackproplabError
 from backproplab.run import job as app
+from backproplab.tracking.naming import typed_overrides
 from . import preflight
 from .config_store import register_configs
 from .compat import main_options
@@ -124,7 +125,7 @@ def task(cfg: DictConfig, prepared: Any = None, sweep: Sweep | None = None) -> f
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     out_dir = Path(hc.runtime.output_dir)
-    label = f"[{' '.join(overrides)}] " if multirun and overrides else ""
+    label = f"[{' '.join(typed_overrides(overrides))}] " if multirun and overrides else ""
     if multirun and sweep is not None and sweep.decision(int(hc.job.num)) == REUSE:
         record = _reused(out_dir, label, hc)
         if record is not None:
@@ -135,6 +136,10 @@ def task(cfg: DictConfig, prepared: Any = None, sweep: Sweep | None = None) -> f
         # job gives every job of a multirun its own warnings (e.g. the batch_size clamp).
         with warnings.catch_warnings():
             warnings.simplefilter("default", UserWarning)
+            # A library's deprecation warning speaks to its callers' developers, not to the user
+            # of a run, as Python's own default filters say; some (pyparsing's, raised inside an
+            # older matplotlib) are UserWarnings too, which the line above would show.
+            warnings.simplefilter("ignore", DeprecationWarning)
             result, _ = app.run(
                 cfg,
                 overrides,

@@ -42,20 +42,18 @@ def dataset_name(context: RunContext) -> str:
 
 
 def _source(context: RunContext) -> Any:
-    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from .mlflow_private import code_dataset_source, dataset_source_for
 
     path, origin = source_of(context.config.get("data") or {}, context.dataset)
     if path is not None:
         import warnings
 
-        from mlflow.data.dataset_source_registry import resolve_dataset_source
-
         with warnings.catch_warnings():
             # MLflow registers its local-file source twice and warns that a path matches both.
             warnings.simplefilter("ignore", UserWarning)
-            return resolve_dataset_source(path)
+            return dataset_source_for(path)
     # Generated or built in: the generator and the keys that decide its arrays.
-    return CodeDatasetSource({k: str(v) for k, v in origin.items()})
+    return code_dataset_source({k: str(v) for k, v in origin.items()})
 
 
 def _frame(dataset: Dataset, X: np.ndarray, y: np.ndarray) -> Any:

@@ -59,7 +59,7 @@ def how_to_open(uri: str, experiment_id: str, run_id: str) -> str:
 
 def set_note(client: Any, run_id: str, text: str) -> None:
     """``text`` as the run's description, cut to what a tag holds."""
-    from mlflow.utils.validation import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
+    from .mlflow_private import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
 
     from .params import truncate
 

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from backproplab.errors import ConfigError
 from .description import set_note, spooled, stored
 from .credentials import redact, reveal, take_uri
-from .reachability import UriOption, check_http, check_sqlite, is_http
+from .reachability import UriOption, check_http, check_sqlite, default_uri, is_http
 from .tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
 
 EXIT_CONFIG = 2
@@ -49,14 +49,13 @@ def _last_logged(run: Any) -> str:
     return f" after {epochs:.4g} epochs completed{into} (the last metrics it flushed)"
 
 def _client(uri: str | None) -> tuple[Any, str]:
-    """A client for ``uri`` (MLflow's default when None) that must already hold a store; the
+    """A client for ``uri`` (backproplab's default when None) that must already hold a store; the
     URI's credentials moved where MLflow reads them (``credentials.take_uri``)."""
     from urllib.parse import urlparse
 
-    import mlflow
     from mlflow import MlflowClient
 
-    uri = reveal(take_uri(REPAIR_OPTION.key, uri or mlflow.get_tracking_uri()))
+    uri = reveal(take_uri(REPAIR_OPTION.key, uri or default_uri(None)))
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         check_http(uri, REPAIR_OPTION)

@@ -111,8 +111,11 @@ def servable(context: RunContext) -> bool:
     return None not in activation_specs(context)
 
 
-def write_model(directory: Path, context: RunContext) -> Path:
-    """Save the MLflow model of ``context``'s network into ``directory/model``; its path."""
+def write_model(directory: Path, context: RunContext, tracking_uri: str | None = None) -> Path:
+    """Save the MLflow model of ``context``'s network into ``directory/model``; its path.
+    ``tracking_uri``: the run's store. Some MLflow releases (3.9) open a tracking store for their
+    tracing while saving a model, MLflow's default one unless told: a stray ./mlflow.db beside a
+    run that tracks to a server."""
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import ModelSignature
@@ -149,7 +152,8 @@ def write_model(directory: Path, context: RunContext) -> Path:
     path = directory / MODEL_PATH
     # A run's stderr carries its own progress and problems, not MLflow's notices and progress bars
     # about copying two small files.
-    with environment({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}, keep_set=True), quiet_loggers("mlflow.pyfunc", "mlflow.models"):
+    store = {"MLFLOW_TRACKING_URI": tracking_uri} if tracking_uri else {}
+    with environment({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}, keep_set=True), environment(store), quiet_loggers("mlflow.pyfunc", "mlflow.models"):
         mlflow.pyfunc.save_model(
             str(path),
             python_model=str(_CODE),
@@ -190,7 +194,7 @@ def log_model(
     ``name``, with the run's params and its ``final`` metrics (key, value, timestamp in ms, step);
     the logged model's id, or None on MLflow 2."""
     with tempfile.TemporaryDirectory(prefix="backproplab-model-") as tmp:
-        path = write_model(Path(tmp), context)
+        path = write_model(Path(tmp), context, getattr(client, "tracking_uri", None))
         client.log_artifacts(run_id, str(path), MODEL_PATH)
         model_id = _logged_model(client, run_id, path, step, name, run_params(context.config))
     if model_id is not None and final:

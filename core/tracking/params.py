@@ -11,7 +11,8 @@ import json
 from typing import Any, Iterator, Mapping
 
 from mlflow.entities import Param
-from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+from .mlflow_private import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
 from .credentials import redact
 

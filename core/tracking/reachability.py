@@ -75,8 +75,10 @@ LOCK_TIMEOUT_S = 120.0
 
 
 def default_uri(tracking_uri: str | None) -> str:
-    """MLflow's own choice when ``logger.tracking_uri`` is null, without importing mlflow; a
-    password the command line moved out of the URI is put back (``credentials.reveal``)."""
+    """The store a run uses when ``logger.tracking_uri`` is null: MLFLOW_TRACKING_URI if set, else
+    ``sqlite:///mlflow.db`` in the working directory. backproplab's own choice, not MLflow's, whose
+    default was a ``./mlruns`` file store before MLflow 3. A password the command line moved out
+    of the URI is put back (``credentials.reveal``)."""
     return reveal(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db")
 
 
@@ -149,7 +151,8 @@ def _get(uri: str, path: str, timeout: float) -> tuple[int, str, bytes]:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - user's URI
             return response.status, response.headers.get("Content-Type", ""), response.read(65536)
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", "") if exc.headers else "", b""
+        # The start of a refusal's body tells MLflow's host check from an authentication refusal.
+        return exc.code, exc.headers.get("Content-Type", "") if exc.headers else "", exc.read(300)
 
 
 def check_http(uri: str, option: UriOption = RUN_OPTION) -> None:
@@ -171,6 +174,8 @@ def check_http(uri: str, option: UriOption = RUN_OPTION) -> None:
             f"MLflow tracking server {shown} answers /health but not its tracking API (GET {API_PROBE}: {reason}); "
             f"check the server's log, or {option.fix}"
         ) from None
+    if status == 403 and HOST_REFUSED in body:
+        raise _host_refused(uri)
     if status in (401, 403):
         given = "refused the credentials" if _auth_header(uri) else "asks for credentials"
         raise ConfigError(
@@ -190,6 +195,22 @@ def _is_json(body: bytes) -> bool:
         return isinstance(json.loads(body), dict)
     except ValueError:
         return False
+
+
+# MLflow's server answers a request whose Host header is not among its --allowed-hosts with this
+# 403 (``mlflow.server.security_utils``) on every path but /health: a worker that reaches the
+# server by a hostname finds it healthy, then has every call refused.
+HOST_REFUSED = b"Invalid Host header"
+
+
+def _host_refused(uri: str) -> ConfigError:
+    host = urlparse(server_credentials(uri)[0]).netloc
+    return ConfigError(
+        f"MLflow tracking server {redact(uri)} refuses requests for the host {host} (HTTP 403, 'Invalid Host header': "
+        f"MLflow's DNS-rebinding protection allows localhost and private IP addresses unless told otherwise); "
+        f"start the server with --allowed-hosts {host} (comma-separated, may include the other names it is reached by) "
+        "or set MLFLOW_SERVER_ALLOWED_HOSTS for it"
+    )
 
 
 POSTGRES_CONNECT_TIMEOUT_S = 3

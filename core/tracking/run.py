@@ -30,7 +30,6 @@ import warnings
 from typing import Any, Iterator, Mapping
 
 from mlflow.entities import RunStatus
-from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
 from backproplab import __version__
 from backproplab.errors import ConfigError
@@ -46,6 +45,7 @@ from .faults import SpoolWriteError, StoreFullError, UnrecordedError, store_full
 from . import naming
 from .metric_names import MetricLayout
 from .credentials import redact
+from .mlflow_private import MAX_TAG_VAL_LENGTH
 from .datasets import dataset_name, log_datasets
 from .description import describe, how_to_open, set_note
 from .params import log_params, tracking_tag, truncate

@@ -7,7 +7,7 @@ upgrades it, unless the user asked for the upgrade (``logger.upgrade_store=true`
 
 The installed MLflow's revisions are read from its migration scripts
 (``mlflow/store/db_migrations/versions/*.py``, each declaring ``revision`` and
-``down_revision``), located with ``importlib.util.find_spec`` and read as text (3 ms for all): loading
+``down_revision``), located with ``importlib.util.find_spec`` and read as text (milliseconds for all): loading
 them through Alembic's ``ScriptDirectory`` would import mlflow, about a second that the check
 before Hydra creates ``outputs/`` should not cost. tests/test_tracking_stores.py checks that this
 finds the same head as Alembic's ``ScriptDirectory`` over the same folder.

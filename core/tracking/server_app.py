@@ -2,8 +2,8 @@
 block of a run's metrics.
 
 Why: through a plain server every metric goes through MLflow's ``log_batch``, at most 1000 a
-call, and the server spends ~100-300 µs of CPU on each (one ORM object per metric, the run
-loaded twice per call; see the README's "A shared tracking server and PostgreSQL"). That cost,
+call, and the server spends its CPU on each (one ORM object per metric, the run loaded twice
+per call; the README's "A shared tracking server and PostgreSQL" has the figures). That cost,
 not the network, bounds a job's speed-up over per-iteration ``log_metrics``. This app adds
 ``POST /api/2.0/backproplab/runs/log-block``: a block (a flush, ~10,000 metrics) arrives as
 a few packed arrays and goes into MLflow's own ``metrics`` and ``latest_metrics`` tables through
@@ -118,15 +118,15 @@ def parse_block(payload: Any) -> tuple[str, Block]:
 def _validate(block: Block) -> None:
     """MLflow's own checks of a metric's name, value, timestamp and step, as ``log_batch`` makes
     them; once per key for the packed rows, whose values are float64 and steps int64 by construction."""
-    from mlflow.utils.validation import _validate_metric
+    from .mlflow_private import validate_metric
 
     if block.timestamps_ms.size and int(block.timestamps_ms.min()) < 0:
         raise ValueError(f"timestamp {int(block.timestamps_ms.min())}: a timestamp must be a nonnegative long (64-bit integer)")
     first = (float(block.values[0, 0]), int(block.timestamps_ms[0]), int(block.steps[0])) if block.values.size else (0.0, 0, 0)
     for key in block.keys:
-        _validate_metric(key, *first)
+        validate_metric(key, *first)
     for key, value, timestamp, step in block.extra:
-        _validate_metric(key, value, timestamp, step)
+        validate_metric(key, value, timestamp, step)
 
 
 _engines: dict[str, Any] = {}
@@ -136,12 +136,11 @@ _engines_lock = threading.Lock()
 def _store_engine() -> tuple[str, Any] | None:
     """(uri, engine) of the server's backend store, when the SQL writer takes it; one engine per
     server worker process."""
-    from mlflow.server.handlers import _get_tracking_store
-
+    from .mlflow_private import server_store_uri
     from .sql_writer import engine_for, supports_sql_writer
 
-    uri = getattr(_get_tracking_store(), "db_uri", None)
-    if not isinstance(uri, str) or not supports_sql_writer(uri):
+    uri = server_store_uri()
+    if uri is None or not supports_sql_writer(uri):
         return None
     with _engines_lock:
         if uri not in _engines:
@@ -158,10 +157,10 @@ def _error(message: str, code: str, status: int):
 def _server_view():
     from flask import jsonify
 
-    from mlflow.version import VERSION
+    import mlflow
 
     store = _store_engine()
-    return jsonify({"app": "backproplab", "protocol": PROTOCOL, "log_block": store is not None, "mlflow": VERSION})
+    return jsonify({"app": "backproplab", "protocol": PROTOCOL, "log_block": store is not None, "mlflow": mlflow.__version__})
 
 
 def _log_block_view():
@@ -189,14 +188,9 @@ def _log_block_view():
 def create_app(app: Any = None):
     """The ``mlflow.app`` factory: MLflow's Flask app with the two routes; under uvicorn (MLflow's
     default server) wrapped as MLflow wraps its own app, as MLflow's basic-auth app does."""
-    from mlflow.environment_variables import _MLFLOW_SGI_NAME
-    from mlflow.server import app as mlflow_app
+    from .mlflow_private import server_app_for_sgi, server_flask_app
 
-    app = mlflow_app if app is None else app
+    app = server_flask_app() if app is None else app
     app.add_url_rule(SERVER_ENDPOINT, endpoint="backproplab_server", view_func=_server_view, methods=["GET"])
     app.add_url_rule(BLOCK_ENDPOINT, endpoint="backproplab_log_block", view_func=_log_block_view, methods=["POST"])
-    if _MLFLOW_SGI_NAME.get() == "uvicorn":
-        from mlflow.server.fastapi_app import create_fastapi_app
-
-        return create_fastapi_app(app)
-    return app
+    return server_app_for_sgi(app)

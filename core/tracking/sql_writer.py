@@ -1,9 +1,10 @@
 """Buffered metrics written straight into an MLflow sqlite or PostgreSQL store's own tables.
 
-Why not ``log_batch``: MLflow 3's SQLAlchemy store builds one ORM object per metric and spends
-about 90 µs on each inside ``log_batch``, which caps the speed-up over per-iteration
-``log_metrics`` at 3-6x for backproplab's metric volume (see benchmarks/bench_tracking.py). The
-same rows, inserted with one SQLAlchemy Core ``executemany`` per block, cost a few µs each.
+Why not ``log_batch``: MLflow 3's SQLAlchemy store builds one ORM object per metric inside
+``log_batch``, a cost per metric that bounds the speed-up over per-iteration ``log_metrics`` at
+backproplab's metric volume. The same rows, inserted with one SQLAlchemy Core ``executemany`` per
+block, cost a small fraction of that (benchmarks/bench_tracking.py measures both; the README's
+"Speed" has the figures).
 
 What keeps this honest:
 
@@ -36,13 +37,12 @@ from urllib.parse import urlparse
 import numpy as np
 import sqlalchemy as sa
 from mlflow.entities import LifecycleStage
-from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
-
 from .buffer import Block, LogBatchSink
+from .mlflow_private import METRIC_COLUMNS, sql_tables
 from .signals import signals_held
 
 _FLOAT_MAX = 1.7976931348623157e308
-_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+_COLUMNS = METRIC_COLUMNS
 
 
 def supports_sql_writer(uri: str) -> bool:
@@ -93,9 +93,7 @@ class SqlMetricSink:
         self._engine = engine if engine is not None else engine_for(uri)
         self._last_written: tuple[Block, int] | None = None
         self._lock = threading.Lock()
-        self._metrics = SqlMetric.__table__
-        self._latest = SqlLatestMetric.__table__
-        self._runs = SqlRun.__table__
+        self._metrics, self._latest, self._runs = sql_tables()
         # Compiled once from MLflow's table and run with the driver's executemany on plain
         # tuples: SQLAlchemy's per-row parameter processing would double the cost per metric.
         compiled = sa.insert(self._metrics).values({c: sa.bindparam(c) for c in _COLUMNS}).compile(dialect=self._engine.dialect)

@@ -17,22 +17,21 @@ import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import LifecycleStage
 
 from backproplab.errors import ConfigError
-from .credentials import reveal
-from .reachability import check_http, check_postgresql, check_scheme, check_sqlite, check_writable, shown_uri, sqlite_path, store_lock
+from .reachability import check_http, check_postgresql, check_scheme, check_sqlite, check_writable, default_uri, shown_uri, sqlite_path, store_lock
 from .schema import backup_path
 
 CHECK_HTTP_TIMEOUT_S = "4"
 
 
 def resolve_uri(tracking_uri: str | None) -> str:
-    """``None`` means MLflow's own default: MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in
-    the cwd. A password the command line moved out of the URI is put back (``credentials.reveal``)."""
-    return reveal(tracking_uri if tracking_uri is not None else mlflow.get_tracking_uri())
+    """``None`` means backproplab's default (``reachability.default_uri``): MLFLOW_TRACKING_URI if
+    set, else sqlite:///mlflow.db in the cwd. A password the command line moved out of the URI is
+    put back (``credentials.reveal``)."""
+    return default_uri(tracking_uri)
 
 
 @contextlib.contextmanager

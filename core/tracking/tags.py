@@ -8,9 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
-
 from .credentials import redact
+from .mlflow_private import MAX_TAG_VAL_LENGTH
 from .params import truncate
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"

@@ -1,8 +1,8 @@
 """Several ``log_batch`` calls to a tracking server in flight at once.
 
 Why: profiled on a PostgreSQL-backed ``mlflow server`` (benchmarks/bench_cluster.py), a
-``log_batch`` of 1000 metrics takes the server's Python about 150-300 ms of CPU but 1-2.5 s of
-wall time on a shared 2-core machine: the rest is waiting (on PostgreSQL's inserts and its
+``log_batch`` of 1000 metrics takes the server's Python far less CPU time than wall time on a
+shared machine: the rest is waiting (on PostgreSQL's inserts and its
 fsync at commit, on the scheduler). One call after another leaves the server idle while the
 client waits and the client idle while the server works; with a few calls in flight the server's
 worker, the database and the client overlap. Nothing here goes around MLflow's server: every
@@ -38,10 +38,11 @@ from typing import Any, Callable, Sequence
 
 from mlflow.entities import Metric
 
+from . import mlflow_private
 from .buffer import Block
 from .reachability import is_http
 
-# Four calls in flight: benchmarks/bench_cluster.py measured 1, 2, 4 and 8 against 1- and
+# Four calls in flight: benchmarks/bench_cluster.py compares 1, 2, 4 and 8 against 1- and
 # 2-worker servers; beyond two or three the gain flattens, and each extra call holds one more
 # chunk and one more database connection on the server.
 IN_FLIGHT = 4
@@ -69,9 +70,9 @@ def log_batch_body(run_id: str, chunk: Sequence[Metric]) -> str:
 
 # "Connection: close": a kept-alive connection stays with the server worker process that
 # accepted it, so a job's few connections can pin its uploads to one or two of a multi-worker
-# server's processes (measured on a 2-worker server: 7 s and 11 s of CPU for the two). A new
-# connection per call goes to whichever worker accepts first, an idle one: 8-9 s each, and the
-# run's uploads 5-10% shorter. The handshake is a millisecond against the call's ~150 ms.
+# server's processes, unevenly. A new connection per call goes to whichever worker accepts first,
+# an idle one, which spreads the work and shortens the run's uploads; the handshake is small
+# against the call's own time.
 _HEADERS = {"Content-Type": "application/json", "Connection": "close"}
 
 # How long a metric upload waits for the server's answer once connected (connecting keeps
@@ -95,31 +96,26 @@ def rest_log_batch(client: Any) -> Callable[[str, Sequence[Metric]], None] | Non
     the client's own call must be used (not an http(s) server, or an MLflow without the helpers).
 
     Why: profiled against a real server (benchmarks/bench_cluster.py), ``MlflowClient.log_batch``
-    spends ~50 us of the job's CPU per metric turning entities into protobuf and then into
-    indented JSON (``json.dumps(indent=2)``, Python's slow encoder), about 5 s of a 2000-iteration
-    worked example's 104,004 metrics, on the same cores the server needs. This body is the same
-    request, compact, built in ~3 us per metric. It goes through MLflow's own ``http_request``
+    spends much of the job's CPU per metric turning entities into protobuf and then into
+    indented JSON (``json.dumps(indent=2)``, Python's slow encoder), on the same cores the server
+    needs. This body is the same request, compact, built at a small fraction of that cost. It goes through MLflow's own ``http_request``
     with the credentials MLflow's REST store reads (``get_default_host_creds``), so retries,
     timeouts, TLS and auth settings, and the errors a refused or lost call raises, are MLflow's.
     """
     uri = getattr(client, "tracking_uri", None)
     if not is_http(uri):
         return None
-    try:
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-    except ImportError:  # pragma: no cover - an MLflow that moved them: its client still works
+    if not mlflow_private.rest_available():  # pragma: no cover - an MLflow that moved them: its client still works
         return None
 
     def post(run_id: str, chunk: Sequence[Metric]) -> None:
         if any(getattr(m, "model_id", None) or getattr(m, "dataset_name", None) for m in chunk):
             client.log_batch(run_id, metrics=list(chunk), synchronous=True)  # fields this body does not carry
             return
-        response = http_request(
-            get_default_host_creds(uri), LOG_BATCH_ENDPOINT, "POST",
-            data=log_batch_body(run_id, chunk), extra_headers=_HEADERS, timeout=_timeouts(),
+        response = mlflow_private.rest_call(
+            uri, LOG_BATCH_ENDPOINT, "POST", data=log_batch_body(run_id, chunk), extra_headers=_HEADERS, timeout=_timeouts()
         )
-        verify_rest_response(response, LOG_BATCH_ENDPOINT)
+        mlflow_private.verify_rest_response(response, LOG_BATCH_ENDPOINT)
 
     return post
 
@@ -145,13 +141,10 @@ class BlockUploads:
 
     def usable(self) -> bool:
         if self.available is None:
-            from mlflow.utils.credentials import get_default_host_creds
-            from mlflow.utils.rest_utils import http_request
-
             from .server_app import PROTOCOL, SERVER_ENDPOINT
 
             try:
-                response = http_request(get_default_host_creds(self.uri), SERVER_ENDPOINT, "GET", max_retries=0, timeout=_timeouts()[0])
+                response = mlflow_private.rest_call(self.uri, SERVER_ENDPOINT, "GET", max_retries=0, timeout=_timeouts()[0])
             except Exception:  # noqa: BLE001 - unreachable for now: log_batch's path says so, and asks again next time
                 return False
             try:
@@ -164,22 +157,18 @@ class BlockUploads:
     def send(self, run_id: str, block: Block) -> int:
         """Metrics the server stored (the block's count; duplicates of an earlier send included);
         raises MLflow's errors, as a refused or lost ``log_batch`` does."""
-        from mlflow.utils.credentials import get_default_host_creds
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
         from .server_app import BLOCK_ENDPOINT, block_body, pieces
 
         for piece in pieces(block):
-            response = http_request(
-                get_default_host_creds(self.uri), BLOCK_ENDPOINT, "POST",
-                data=block_body(run_id, piece), extra_headers=_HEADERS, timeout=_timeouts(),
+            response = mlflow_private.rest_call(
+                self.uri, BLOCK_ENDPOINT, "POST", data=block_body(run_id, piece), extra_headers=_HEADERS, timeout=_timeouts()
             )
             if response.status_code == 501 or (response.status_code == 404 and not response.text.lstrip().startswith("{")):
                 # Not the app's answer (it answers in MLflow's JSON): the route is gone, or the
                 # store behind it is one it does not write.
                 self.available = False
                 raise AppGone(f"HTTP {response.status_code} from {BLOCK_ENDPOINT}")
-            verify_rest_response(response, BLOCK_ENDPOINT)
+            mlflow_private.verify_rest_response(response, BLOCK_ENDPOINT)
             self.calls += 1
         return block.n_metrics
 
