@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from backproplab import Callback, EpochSummary, History, Trainer, hookimpl
