@@ -246,3 +246,33 @@ def test_runs_resume_judges_a_run_as_runs_reap_does():
     for stopped, why in refusals:
         with pytest.raises(ConfigError, match=why):
             judge(stopped, lambda pid, start: "alive")
+
+
+SCHEDULES = {
+    "step": {"name": "step", "step_size": 1, "gamma": 0.5},
+    # threshold 0.5: no epoch counts as an improvement, so the rate falls after every epoch and
+    # the plateau's counters matter for the rate a continued run resumes at.
+    "plateau": {"name": "plateau", "factor": 0.5, "patience": 0, "threshold": 0.5},
+}
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+@settings(max_examples=3, deadline=None)
+@given(at=st.integers(0, EPOCHS * PER_EPOCH - 1))
+def test_a_scheduled_run_resumes_at_the_rate_and_state_of_the_uninterrupted_one(schedule, at):
+    cfg = {**config(OPTIMIZERS["adam"]), "schedule": SCHEDULES[schedule]}
+    prepared = job.prepare(cfg)
+    expected, _ = job.run(cfg, prepared=prepared)
+    expected_params = {k: v.copy() for k, v in prepared.network.params.items()}
+    assert len({e["lr"] for e in expected.epochs}) > 1  # the schedule changes the rate during the run
+    with pytest.MonkeyPatch.context() as monkeypatch, tempfile.TemporaryDirectory() as tmp:
+        stop_at(monkeypatch, at)
+        with pytest.raises(Terminated):
+            job.run(cfg, output_dir=tmp)
+        monkeypatch.undo()
+        result, _ = job.run(cfg, output_dir=tmp)
+        final = files.read(Path(tmp) / files.DIRECTORY)
+    assert final.finished and final.resumed_from == [at]
+    assert result.losses == expected.losses and result.epochs == expected.epochs
+    for key, value in expected_params.items():
+        assert np.array_equal(final.params[key], value)
