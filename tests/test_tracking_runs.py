@@ -369,7 +369,9 @@ def test_interrupt_kills_the_run_after_flushing(tmp_path, store, experiment, sig
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    name, iterations = out.split()[1], int(out.split()[2])
+    # The run's own lines (its MLflow link) come before the script's.
+    (ended,) = [line for line in out.splitlines() if line.startswith("INTERRUPTED ")]
+    name, iterations = ended.split()[1], int(ended.split()[2])
     assert name == ("Terminated" if signum == signal.SIGTERM else "KeyboardInterrupt")
     client, run = only_run(store, experiment)
     assert run.info.status == "KILLED"

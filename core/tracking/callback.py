@@ -58,7 +58,10 @@ class MlflowTracker(Callback):
         # Pictures of learning (images.py): parameters and gradients copied at a few chosen epochs.
         self.snapshots = snapshots
         self._snapshot_iteration = -1 if snapshots is None else snapshots.grad_iteration
-        self.epochs: list[EpochSummary] = []
+        # The epochs' summaries, kept as the trainer's History keeps them: all of a run of up to
+        # HISTORY_POINTS epochs, an evenly thinned record of a longer one, so that a tracked run's
+        # memory does not grow with its length either.
+        self._epochs = History()
         self.last_step: Step | None = None
         self.stop_reason: str | None = None  # why training ended early, when a callback ended it
         # Unknown (0) only for callers that do not say: then whole epochs, which still agree
@@ -81,10 +84,21 @@ class MlflowTracker(Callback):
         epochs count for the final metrics, the description and the plots, and the next
         iteration's row carries the ``epoch`` value of the last one's end, as it would have
         uninterrupted. A long run's history is thinned; the counts come from its last epoch."""
-        self.epochs = list(history.epochs)
+        self._epochs = History(
+            epochs=list(history.epochs), last_epoch=history.last_epoch, epoch_stride=history.epoch_stride,
+            max_points=history.max_points,
+        )
         last = history.last_epoch
         if last is not None:
             self._epoch_pending = (last.iterations, last.epoch + 1 if self._ipe is None else last.iterations / self._ipe)
+
+    @property
+    def epochs(self) -> list[EpochSummary]:
+        """The epochs' summaries as kept (see ``__init__``), always ending with the last epoch."""
+        kept, last = self._epochs.epochs, self._epochs.last_epoch
+        if last is not None and (not kept or kept[-1] is not last):
+            return [*kept, last]
+        return kept
 
     def flush_and_wait(self) -> None:
         """Everything buffered written into the store before this returns (before a checkpoint)."""
@@ -127,7 +141,7 @@ class MlflowTracker(Callback):
             self.flush()
 
     def on_epoch_end(self, summary: EpochSummary) -> None:
-        self.epochs.append(summary)  # all of them: the loss plot is not thinned
+        self._epochs.add_epoch(summary)
         if self.snapshots is not None:
             self.snapshots.epoch_end(summary)
             self._snapshot_iteration = self.snapshots.grad_iteration

@@ -132,7 +132,7 @@ def final_numbers(epochs: Sequence[EpochSummary]) -> str:
         numbers.append(f"train accuracy {_number(last.train_accuracy)}")
     if last.val_accuracy is not None:
         numbers.append(f"val accuracy {_number(last.val_accuracy)}")
-    return f"after {len(epochs)} epochs ({last.iterations} iterations): " + ", ".join(numbers)
+    return f"after {last.epoch + 1} epochs ({last.iterations} iterations): " + ", ".join(numbers)
 
 
 def position(step: Step | None) -> str:
