@@ -136,8 +136,8 @@ def test_meta_tests_fail_for_a_hook_without_docs_or_tests(tmp_path):
     assert missing_docs(spec, docs) == ["register_schedulers"]
     assert missing_tests(spec, TESTS) == ["register_schedulers"]
 
-    documented = docs.replace("## Component interfaces",
-                              "### register_schedulers(register)\n\nSomething else entirely.\n\n## Component interfaces")
+    end = docs.index("\n## ", docs.index("## Hook reference"))  # the end of the Hook reference
+    documented = docs[:end] + "\n\n### register_schedulers(register)\n\nSomething else entirely.\n" + docs[end:]
     assert missing_docs(spec, documented) == []
     assert stale_docs(spec, documented) == ["register_schedulers"]
 

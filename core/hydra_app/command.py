@@ -92,6 +92,7 @@ class CommandCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         plan = _stop_if_rejected(preflight.check_sweep, config)
+        _stop_if_rejected(preflight.check_store, config)
         # Before the sweep's record and the parent run are read or written: both live in the
         # sweep's folder, whose name this settles.
         self._folder = _stop_if_rejected(lambda c: take_output_folder(c, RunMode.MULTIRUN), config)

@@ -146,7 +146,8 @@ class MlflowSweepCallback:
         logger = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
         settings = TrackingSettings.from_mapping(logger)  # type: ignore[arg-type]
         uri = resolve_uri(settings.tracking_uri)
-        client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store)
+        # The store's pages were checked up front (preflight.check_store).
+        client, experiment_id = connect(uri, settings.experiment_name, upgrade_store=settings.upgrade_store, integrity=False)
         fixed = fixed_overrides(config, sweep.swept)
         # model.activation.beta=0.5,1.0 as typed, not as the node Hydra is handed
         typed = naming.typed_swept(sweep.swept)

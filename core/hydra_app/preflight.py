@@ -777,6 +777,18 @@ def check_run(config: DictConfig) -> Any:
     return prepared
 
 
+def check_store(config: DictConfig) -> None:
+    """Whether a tracked sweep's store answers and is sound (the cheap half, without mlflow),
+    before the sweep's folder is claimed: a refused store leaves nothing behind, as for a run."""
+    from backproplab.tracking.reachability import check_reachable
+    from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
+
+    logger = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
+    settings = TrackingSettings.from_mapping(logger)  # type: ignore[arg-type]
+    if settings.enabled:
+        check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
+
+
 def check_sweep(master: DictConfig) -> SweepPlan | None:
     """Every job of the multirun Hydra composed as ``master`` (``on_multirun_start``, before the
     sweeper writes anything), composed with Hydra's own config loader and checked as the job
