@@ -24,6 +24,10 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 
+# The logged model's tag that lists its registered versions, as MLflow's own ``register_model``
+# sets it (the model page's "Model versions"); MLflow names it only in an internal module.
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
 # The columns of MLflow's SQL tables that the direct writer (``sql_writer``) reads and writes.
 METRIC_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
 LATEST_METRIC_COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
@@ -127,7 +131,7 @@ def dataset_source_for(path: str) -> Any:
 
 
 __all__ = [
-    "MAX_ENTITY_KEY_LENGTH", "MAX_PARAM_VAL_LENGTH", "MAX_PARAMS_TAGS_PER_BATCH", "MAX_TAG_VAL_LENGTH",
+    "MAX_ENTITY_KEY_LENGTH", "MAX_PARAM_VAL_LENGTH", "MAX_PARAMS_TAGS_PER_BATCH", "MAX_TAG_VAL_LENGTH", "MLFLOW_MODEL_VERSIONS",
     "METRIC_COLUMNS", "LATEST_METRIC_COLUMNS", "RUN_COLUMNS", "METRIC_IDENTITY", "SqlTables", "sql_tables",
     "validate_metric", "server_store_uri", "server_flask_app", "server_app_for_sgi", "rest_available", "rest_call",
     "verify_rest_response", "code_dataset_source", "dataset_source_for",

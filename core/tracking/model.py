@@ -257,7 +257,7 @@ def register(client: Any, run_id: str, name: str, model_id: str | None = None) -
 def _note_version(client: Any, model_id: str, version: Any) -> None:
     """The version on its logged model (the tag MLflow's ``register_model`` sets), which the
     model's page lists under "Model versions"."""
-    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+    from .mlflow_private import MLFLOW_MODEL_VERSIONS
 
     known = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
     versions = (json.loads(known) if known else []) + [{"name": version.name, "version": version.version}]

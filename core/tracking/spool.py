@@ -33,9 +33,8 @@ from mlflow.entities import Metric
 from backproplab.errors import BackproplabError, ConfigError
 from .buffer import Block, MAX_METRICS_PER_BATCH
 from .credentials import public, redact
-from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
-
 from .faults import SpoolWriteError, spool_write_error
+from .mlflow_private import MAX_TAG_VAL_LENGTH
 from .params import truncate
 from .reachability import check_http
 from .store import environment
