@@ -27,6 +27,7 @@ import signal
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from mlflow.entities import RunStatus
@@ -213,7 +214,7 @@ def _tracked(
                     snapshots=extras.snapshots,
                 )
                 tracker.run_id = run_id
-                tracker.publish_checkpoint = functools.partial(publish, client, run_id)
+                tracker.publish_checkpoint = functools.partial(_publish_unless_lost, client, run_id, sink)
                 if resume is not None:
                     tracker.continue_after(resume.history_state)
                 guard.interrupting()
@@ -380,6 +381,15 @@ def _note_text(context: RunContext, tracker: MlflowTracker | None, status: str, 
         # Iteration 0 is always among the stored rows, whatever the stride.
         first_loss = float(values[0, 0]) if steps.size and steps[0] == 0 else None
     return describe(context, dataset_name(context), status, reason, epochs, step, stop_reason, first_loss, resumed_from=context.resumed_from)
+
+
+def _publish_unless_lost(client: Any, run_id: str, sink: Any, directory: Path) -> None:
+    """The checkpoint as the run's artifacts, unless its server is lost: an upload would wait out
+    every retry of a dead server while training stands still, and the checkpoint is in the
+    output folder anyway (``continuation.publish`` says so when an upload fails)."""
+    if isinstance(sink, SpoolingSink) and sink.lost:
+        return
+    publish(client, run_id, directory)
 
 
 def _print_link(uri: str, experiment_id: str, run_id: str) -> None:
