@@ -29,8 +29,10 @@ def shipped_data() -> Path:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a CLI subprocess: the user's, minus switches that change its output."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "BACKPROPLAB_TRACEBACK")}
+    """The environment for a CLI subprocess: the user's, minus switches that change its output,
+    and minus MLFLOW_TRACKING_URI, which would send a run that names no store away from the test's
+    own folder (a test that wants it passes it in ``extra``)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "BACKPROPLAB_TRACEBACK", "MLFLOW_TRACKING_URI")}
     env.update(extra)
     return env
 
