@@ -17,6 +17,8 @@ Both stop on ``stop()`` (or leaving the ``with`` block), their processes and fol
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
 import os
 import pwd
 import shutil
@@ -25,10 +27,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 DB_USER = "backproplab"
 MLFLOW_TEMPLATE = "mlflow_template"
@@ -39,6 +42,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def http_serving(handler: type[http.server.BaseHTTPRequestHandler], **attributes: Any) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A small HTTP server of the test's own on 127.0.0.1 (a free port), answering with
+    ``handler`` on a thread for the block; ``attributes`` are set on it before it serves."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def postgres_bin() -> Path | None:

@@ -14,7 +14,6 @@ import http.server
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,7 +22,7 @@ from hypothesis import given, settings, strategies as st
 from mlflow import MlflowClient
 
 from conftest import cli_env
-from servers import MlflowServer, free_port
+from servers import MlflowServer, free_port, http_serving
 
 pytestmark = pytest.mark.slow
 
@@ -139,14 +138,8 @@ class _BrokenApi(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def broken_api():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BrokenApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_serving(_BrokenApi) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("api, what", [("500", "gave HTTP 500"), ("html", "gave a text/html page, not JSON")])

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import cli_env
-from servers import MlflowServer
+from servers import MlflowServer, http_serving
 from test_faults_lost import Lines, finish, wait_until
 from test_tracking_stores import NAMESPACE_PROBLEM
 
@@ -80,17 +79,9 @@ def mlflow_server(tmp_path_factory):
 
 @pytest.fixture
 def proxy(mlflow_server):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
-    server.upstream = mlflow_server.port
-    server.failing = False
-    server.uri = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_serving(_Proxy, upstream=mlflow_server.port, failing=False) as server:
+        server.uri = f"http://127.0.0.1:{server.server_address[1]}"
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _start(cwd: Path, *args: str) -> subprocess.Popen:
