@@ -1,6 +1,6 @@
 """Core speed, measured against minimal hand-written numpy loops in the same process.
 
-Two cases from issue 2:
+Two cases:
 
 * large: [784, 256, 128, 10], relu hidden, softmax output, cross_entropy, sgd, batch 128,
   float32, synthetic data. Throughput (samples/s) of ``Trainer.fit`` vs a hand-written loop

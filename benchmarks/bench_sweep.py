@@ -1,4 +1,4 @@
-"""What tracking costs a whole command, from the shell, and how fast a store grows (issue 9).
+"""What tracking costs a whole command, from the shell, and how fast a store grows.
 
 Three measurements, each of the real ``backproplab`` command in a subprocess, in temporary
 directories holding a sqlite store created beforehand (a user's store usually exists already):

@@ -1,6 +1,6 @@
 """What MLflow tracking costs, measured in one process against temporary sqlite stores.
 
-Two cases from issue 4, each with the default logging (every metric, every iteration):
+Two cases, each with the default logging (every metric, every iteration):
 
 * worked example: 3-4-1 sigmoid/bce/sgd lr 0.5, one example, 2000 iterations
   (50 metrics per iteration: batch/loss, epoch, 6 norms, 21 grad/* and 21 param/* elements);

@@ -197,7 +197,7 @@ SWEEP_CASES = {
         r"^error: 2 of 2 sweep jobs are invalid \(#0, #1\), so no job was started; the first, #0 \(\+trainr.x=1\): "
         r"trainr is not a key of the config; .*did you mean 'trainer'\?$",
     ),
-    # A value under a swept group is checked on each job's own config (issue 9.2): valid for
+    # A value under a swept group is checked on each job's own config: valid for
     # adam's jobs, one error naming the sgd jobs.
     "optimizer key valid for only some jobs": (
         ["-m", "optimizer=sgd,adam,sgd", "optimizer.beta1=0.95"],
@@ -336,7 +336,7 @@ def test_a_closed_stdout_ends_quietly(tmp_path, cli_env, args):
         assert record["status"] == "failed" and "Broken pipe" in record["error"]
 
 
-# -- a launcher or sweeper from an extra that is not installed (issue 9.5) -------------------------
+# -- a launcher or sweeper from an extra that is not installed -------------------------
 # Each plugin is hidden from the command's imports (HIDE_PACKAGE_THEN_CLI), as if not installed.
 @pytest.mark.parametrize(
     "choice,extra,package",

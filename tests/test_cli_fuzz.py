@@ -1,4 +1,4 @@
-"""Fuzzing the command line (issue 14): any value for any key of the composed config ends in
+"""Fuzzing the command line: any value for any key of the composed config ends in
 exit 0, or in exit 2 with one ``error:`` line that names the key; never a traceback, never
 exit 1 from a bad config value.
 

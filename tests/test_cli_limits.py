@@ -1,4 +1,4 @@
-"""Values beyond what the run can take (issue 14 item 7): seeds beyond 32 bits, numbers too large
+"""Values beyond what the run can take: seeds beyond 32 bits, numbers too large
 for a float, keys too long for a file name, networks and data sets larger than the machine's
 memory, files that are not UTF-8 text, absurd batch sizes and epoch counts. Each used to escape
 as a raw exception with exit code 1 (ValueError, OverflowError, OSError, MemoryError,

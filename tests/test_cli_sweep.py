@@ -173,7 +173,7 @@ def test_joblib_workers_print_warnings_as_the_basic_launcher_does(cli):
     assert "UserWarning" not in proc.stderr and "app.py" not in proc.stderr
 
 
-# -- the end of a sweep says where the answer is (issue 9.7) --------------------------------------
+# -- the end of a sweep says where the answer is --------------------------------------
 def test_the_last_lines_name_the_best_job_and_the_summary(basic_sweep):
     proc, cwd = basic_sweep
     records = {}
@@ -208,7 +208,7 @@ def test_the_last_lines_name_the_best_job_and_the_summary(basic_sweep):
     assert {int(r["job"]): int(r["rank"]) for r in rows} == {n: i + 1 for i, n in enumerate(ranked)}
 
 
-# -- values under a swept group are set per job (issue 9.2) --------------------------------------
+# -- values under a swept group are set per job --------------------------------------
 def test_a_key_of_every_swept_optimizer_but_not_of_the_default(cli, tmp_path):
     import yaml
 

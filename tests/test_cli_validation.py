@@ -120,7 +120,7 @@ def test_a_non_finite_learning_rate_says_what_is_valid(cli, value):
     assert one_line(proc.stderr) == f"error: optimizer.lr={value} is invalid; valid: a finite number > 0"
 
 
-# -- activation hyperparameters take the optimizer's syntax (issue 9.3) ----------------------------
+# -- activation hyperparameters take the optimizer's syntax ----------------------------
 LEAKY = ["data=moons", "data.n_samples=40", "model.hidden=[4]", "trainer.epochs=3", "initializer=he_normal"]
 
 

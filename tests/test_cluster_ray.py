@@ -1,4 +1,4 @@
-"""Sweeps through Hydra's Ray launcher on a real Ray cluster (issue 10).
+"""Sweeps through Hydra's Ray launcher on a real Ray cluster.
 
 One Ray head per module, started with ``ray start --head --block`` on 127.0.0.1 only, and a real
 ``mlflow server`` (a real PostgreSQL as its backend store, artifacts served by the server, so

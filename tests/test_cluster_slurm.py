@@ -1,4 +1,4 @@
-"""Sweeps through Hydra's submitit launcher on a real single-node SLURM cluster (issue 10).
+"""Sweeps through Hydra's submitit launcher on a real single-node SLURM cluster.
 
 The fixture starts Debian's ``munged``, ``slurmctld`` and ``slurmd`` (``slurm-wlm``, installed by
 .ci/run) with a generated ``slurm.conf`` in a temporary folder, as root. Slurm 22.05 has no

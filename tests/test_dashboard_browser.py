@@ -264,7 +264,7 @@ def test_one_click_on_model_training_is_remembered_as_the_readme_says(dashboard,
     page.screenshot(path=tmp_path / "run_page_remembered_mode.png")
 
 
-# -- checks of issue 12's other items (switch on once they are merged) -------------------------
+# -- the dashboard's other pages -------------------------------------------------------------
 # Each opens its page the way the tests above do; rename check_* to test_* to collect it.
 def test_the_sweeps_last_line_opens_the_parent_in_model_training_mode(dashboard, page, tmp_path):
     """The address the sweep prints last opens the parent run, with its description, in Model
@@ -281,7 +281,7 @@ def test_the_sweeps_last_line_opens_the_parent_in_model_training_mode(dashboard,
 
 
 def test_first_chart_is_the_loss(dashboard, page, tmp_path):
-    """Item 1: the first chart of a child's Model metrics tab is the per-iteration loss."""
+    """The first chart of a child's Model metrics tab is the per-iteration loss."""
     from backproplab.tracking.metric_names import LOSS
 
     child = dashboard.children[0]
@@ -296,7 +296,7 @@ def test_first_chart_is_the_loss(dashboard, page, tmp_path):
 
 
 def test_parent_description_names_the_best_child(dashboard, page, tmp_path):
-    """Item 2: the parent's description names and links the best child (tags from i12-sweep)."""
+    """The parent's description names and links the best child."""
     tags = dashboard.client.get_run(dashboard.parent.info.run_id).data.tags
     best_id, best_name = tags["backproplab.best_run_id"], tags["backproplab.best_run_name"]
     assert best_id in {c.info.run_id for c in dashboard.children}
@@ -340,7 +340,7 @@ def test_parent_description_ranks_its_children(dashboard, page, tmp_path):
 
 
 def test_model_is_logged(dashboard, page, tmp_path):
-    """Item 8: a child's Overview lists its logged model ``model`` (MLflow 3 keeps a logged model
+    """A child's Overview lists its logged model ``model`` (MLflow 3 keeps a logged model
     beside the run's artifacts, under the experiment's Models)."""
     child = dashboard.children[0]
     page.goto(dashboard.run_link(child))
@@ -435,7 +435,7 @@ def card_picture_step(page: Page, card) -> int:
 
 
 def test_the_image_card_draws_the_boundary_and_its_slider_replays_it(dashboard, page, tmp_path):
-    """Item 9 on the Model metrics tab, as README "Dashboard" walks it: MLflow 3.17's image card
+    """The pictures on the Model metrics tab, as README "Dashboard" walks it: MLflow 3.17's image card
     opens at step 0 and draws only a picture logged at that exact step, so the untrained
     network's boundary (step 0) is the first picture; with the run's parameters hidden (the
     card's Configure, "Show run parameters"), it fits in the card; the card's slider (keyboard,

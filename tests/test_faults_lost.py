@@ -1,5 +1,5 @@
-"""Faults that no handler in the run's process can catch, on the real command (issue 14, items 2
-and 10): a tracking server killed mid-run, and the run's own process killed with SIGKILL.
+"""Faults that no handler in the run's process can catch, on the real command: a tracking server
+killed mid-run, and the run's own process killed with SIGKILL.
 
 Each test waits for an event (metrics visible in the store, a line on stderr), never for a
 fixed time, to hit its moment; every wait is bounded.

@@ -1,4 +1,4 @@
-"""Signals at any moment of a tracked run, sent to the real command (issue 14).
+"""Signals at any moment of a tracked run, sent to the real command.
 
 A run interrupted by any number of SIGINT or SIGTERM signals, during training or while it is
 being saved, ends KILLED with every metric it logged and its artifacts, and the command exits

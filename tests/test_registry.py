@@ -107,7 +107,7 @@ def test_closest():
 
 
 def test_the_default_registry_holds_every_required_builtin():
-    """The names issue 2 requires, registered by the backproplab distribution's own entry points."""
+    """The built-in names, registered by the backproplab distribution's own entry points."""
     reg = bp.get_registry()
     required = {
         "activation": ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "identity", "softmax", "silu", "gelu"],

@@ -1,4 +1,4 @@
-"""Context on every run (issue 12): the data sets as MLflow dataset inputs with training and
+"""Context on every run: the data sets as MLflow dataset inputs with training and
 validation contexts, a description that states the run and its final numbers, an ``epoch``
 metric to plot against, and params without the tracking settings or literal "null" values.
 

@@ -1,4 +1,4 @@
-"""The servable model and the pictures of learning (issue 12, items 8 and 9), from real CLI runs
+"""The servable model and the pictures of learning, from real CLI runs
 into real sqlite stores: pyfunc predictions against the network's own forward pass, the Model
 Registry, the image keys and steps with their bound, and a real ``mlflow models serve``."""
 

@@ -1,4 +1,4 @@
-"""Tracking stores that cannot be used as they are (issue 14, "Faults lose nothing").
+"""Tracking stores that cannot be used as they are.
 
 Each fault is reproduced through the real command in a subprocess with real files: a read-only
 mount, a store written by MLflow 2.22.5, three processes creating one store at once, URIs and

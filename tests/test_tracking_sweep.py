@@ -367,7 +367,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_the_sweeps_answer_is_on_the_parent_and_every_child_has_the_same_metrics(cli, tmp_path):
-    """Issue 12: final metrics on every child, the best child named and linked on the parent,
+    """Final metrics on every child, the best child named and linked on the parent,
     readable names, one element-wise decision for a sweep over widths, the fixed overrides as
     params, a summary table without dotted columns and a readable final-loss plot."""
     from backproplab.tracking.summary import DPI, plot_size
