@@ -89,6 +89,28 @@ class EarlyStopping(Callback):
         self._trainer = None  # the callback keeps no network alive after the run
         self._best_params = None
 
+    # A resumed run stops at the uninterrupted run's epoch, with its best parameters: the watch
+    # so far travels in the run's checkpoint (npz: numbers as 0-d arrays, -1 and NaN for none).
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {
+            "best": np.float64(np.nan if self.best is None else self.best),
+            "best_epoch": np.int64(-1 if self.best_epoch is None else self.best_epoch),
+            "stopped_epoch": np.int64(-1 if self.stopped_epoch is None else self.stopped_epoch),
+            "wait": np.int64(self.wait),
+        }
+        if self._best_params is not None:
+            state.update({f"best_params/{name}": value.copy() for name, value in self._best_params.items()})
+        return {key: np.asarray(value) for key, value in state.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        best, best_epoch, stopped = float(state["best"]), int(state["best_epoch"]), int(state["stopped_epoch"])
+        self.best = None if np.isnan(best) else best
+        self.best_epoch = None if best_epoch < 0 else best_epoch
+        self.stopped_epoch = None if stopped < 0 else stopped
+        self.wait = int(state["wait"])
+        kept = {key.removeprefix("best_params/"): value.copy() for key, value in state.items() if key.startswith("best_params/")}
+        self._best_params = kept or None
+
 
 @hookimpl
 def register_callbacks(register):

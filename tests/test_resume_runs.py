@@ -276,3 +276,62 @@ def test_a_scheduled_run_resumes_at_the_rate_and_state_of_the_uninterrupted_one(
     assert result.losses == expected.losses and result.epochs == expected.epochs
     for key, value in expected_params.items():
         assert np.array_equal(final.params[key], value)
+
+
+# Stops after epoch 5 of 12, best epoch 2: a kill at any of its 25 iterations falls before the
+# best epoch, between it and the stop, or in the epoch the stop comes at.
+EARLY_STOPPING = {"early_stopping": {"patience": 3, "min_delta": 0.01, "restore_best": True}}
+
+
+def early_stopping_config() -> dict:
+    cfg = {**config(OPTIMIZERS["sgd"]), "callbacks": EARLY_STOPPING}
+    cfg["trainer"] = {**cfg["trainer"], "epochs": 12}
+    return cfg
+
+
+_early: list = []
+
+
+def early_stopped():
+    if not _early:
+        prepared = job.prepare(early_stopping_config())
+        result, history = job.run(early_stopping_config(), prepared=prepared)
+        _early.append((result, history.stop_reason, {k: v.copy() for k, v in prepared.network.params.items()}))
+    return _early[0]
+
+
+@settings(max_examples=6, deadline=None)
+@given(at=st.integers(0, 5 * PER_EPOCH - 1))
+def test_an_early_stopped_run_resumes_to_the_same_stop_and_best_parameters(at):
+    expected, reason, expected_params = early_stopped()
+    assert len(expected.epochs) == 5 and reason == "stopped early at epoch 5; best epoch 2; parameters of epoch 2 restored"
+    with pytest.MonkeyPatch.context() as monkeypatch, tempfile.TemporaryDirectory() as tmp:
+        stop_at(monkeypatch, at)
+        with pytest.raises(Terminated):
+            job.run(early_stopping_config(), output_dir=tmp)
+        monkeypatch.undo()
+        saved = files.read(Path(tmp) / files.DIRECTORY)
+        (state,) = saved.callback_state.values()
+        assert int(state["wait"]) >= 0 and ("best_params/W1" in state) == (at >= PER_EPOCH)
+        result, history = job.run(early_stopping_config(), output_dir=tmp)
+        final = files.read(Path(tmp) / files.DIRECTORY)
+    assert final.finished and final.resumed_from == [at] and history.stop_reason == reason
+    assert result.losses == expected.losses and result.epochs == expected.epochs
+    for key, value in expected_params.items():
+        assert np.array_equal(final.params[key], value)
+
+
+def test_a_run_killed_after_its_early_stop_was_saved_trains_no_further(tmp_path):
+    """The end's checkpoint is written before the run is marked finished: a kill between the two
+    leaves an unfinished checkpoint of a run that had stopped early; continuing it stops there."""
+    expected, reason, expected_params = early_stopped()
+    job.run(early_stopping_config(), output_dir=tmp_path)
+    saved = files.read(tmp_path / files.DIRECTORY)
+    saved.finished = False
+    files.write(tmp_path / files.DIRECTORY, saved, record_only=True)
+    result, history = job.run(early_stopping_config(), output_dir=tmp_path)
+    final = files.read(tmp_path / files.DIRECTORY)
+    assert final.finished and history.stop_reason == reason
+    assert result.losses == expected.losses and result.epochs == expected.epochs
+    for key, value in expected_params.items():
+        assert np.array_equal(final.params[key], value)

@@ -242,6 +242,37 @@ class StopsAtOnce:
         self.trainer.stop_training = True
 
 
+class Patient:
+    """Stops once the training loss has not fallen by 0.05 for two epochs, counting in its own
+    fields: a run resumed with a fresh copy counts afresh."""
+
+    def on_train_begin(self, trainer):
+        self.trainer, self.best, self.wait = trainer, None, 0
+
+    def on_epoch_end(self, summary):
+        if self.best is None or summary.train_loss < self.best - 0.05:
+            self.best, self.wait = summary.train_loss, 0
+            return
+        self.wait += 1
+        if self.wait > 1:
+            self.trainer.stop_training = True
+
+
+class ExportsOnly(Patient):
+    def state_dict(self):
+        return {"wait": np.asarray(self.wait)}
+
+
+class ForgetsItsBest(Patient):
+    """Exports its count but not its best value."""
+
+    def state_dict(self):
+        return {"wait": np.asarray(self.wait)}
+
+    def load_state_dict(self, state):
+        self.wait = int(state["wait"])
+
+
 class CopiesLr:
     """Reads a copy of its rate taken in __init__: a schedule cannot reach it."""
 
@@ -259,6 +290,9 @@ class CopiesLr:
     (Forgets, check_schedule, "reset the schedule's state in initial_lr"),
     (WritesSteps, check_callback, "read-only"),
     (Meddles, check_callback, "a callback reads, it does not train"),
+    (Patient, check_callback, r"keeps state across epochs; add state_dict\(\)/load_state_dict\(\)"),
+    (ExportsOnly, check_callback, "has state_dict but no load_state_dict"),
+    (ForgetsItsBest, check_callback, "the state is incomplete or not restored"),
     (CopiesLr, check_optimizer, "read self.lr at every step"),
 ])
 def test_the_kit_catches_a_broken_schedule_callback_or_optimizer(component, check, message):

@@ -197,6 +197,31 @@ class Callback:
     def on_train_end(self, history: History) -> None: ...
 
 
+def stateful_callbacks(callbacks: Iterable[Any]) -> dict[str, Any]:
+    """The callbacks that keep state a checkpoint must carry (``state_dict``/``load_state_dict``,
+    as optimizers have), by a key of their place and class: a continued fit has the same
+    callbacks in the same order (its config is the checkpoint's), so the key finds each one's."""
+    return {
+        f"{i}.{type(cb).__name__}": cb
+        for i, cb in enumerate(callbacks)
+        if callable(getattr(cb, "state_dict", None)) and callable(getattr(cb, "load_state_dict", None))
+    }
+
+
+def _restore_callbacks(callbacks: Sequence[Any], states: Mapping[str, Mapping[str, np.ndarray]] | None) -> None:
+    """Each stateful callback given the state it had at the checkpoint, after its
+    ``on_train_begin`` (which starts its watch afresh)."""
+    for key, cb in stateful_callbacks(callbacks).items():
+        if states is not None and key in states:
+            cb.load_state_dict(dict(states[key]))
+        else:
+            warnings.warn(
+                f"the checkpoint holds no state for callback {type(cb).__name__}: it watches the continued run afresh, "
+                "which may stop it at another epoch than the uninterrupted run",
+                stacklevel=3,
+            )
+
+
 def _hooks(callbacks: Iterable[Any], name: str) -> list[Any]:
     """Bound hook methods that do something: no-op base methods are skipped on the hot path."""
     base = getattr(Callback, name)
@@ -337,12 +362,15 @@ class Trainer:
         validation_data: tuple[Any, Any] | None = None,
         start: Position | None = None,
         history: History | None = None,
+        callback_state: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     ) -> History:
         """Train for ``epochs`` epochs; every input is checked before the first iteration.
 
-        ``start`` and ``history`` continue a fit from a checkpoint: the network's parameters and
-        the optimizer's state are those saved at ``start``, and ``history`` what had been trained
-        before it; the rest of the fit is then the one an uninterrupted fit would have done."""
+        ``start``, ``history`` and ``callback_state`` continue a fit from a checkpoint: the
+        network's parameters and the optimizer's state are those saved at ``start``, ``history``
+        what had been trained before it, and ``callback_state`` the stateful callbacks' states
+        (``stateful_callbacks``); the rest of the fit is then the one an uninterrupted fit would
+        have done. A history that a callback stopped (``stop_reason``) trains no further."""
         net, loss = self.network, self.loss
         X = net.check_input(X)
         y = prepare_targets(loss, y, net)
@@ -382,6 +410,11 @@ class Trainer:
             optimizer.lr = lr
         for cb in _hooks(self.callbacks, "on_train_begin"):
             cb(self)
+        last_epoch = self.epochs
+        if start is not None:
+            _restore_callbacks(self.callbacks, callback_state)
+            if history.stop_reason is not None:  # stopped early before the checkpoint: it ended there
+                self.stop_reason, last_epoch = history.stop_reason, first_epoch
         on_iteration = _hooks(self.callbacks, "on_iteration")
         on_epoch_end = _hooks(self.callbacks, "on_epoch_end")
         accuracy_fn = getattr(loss, "accuracy", None)
@@ -392,7 +425,7 @@ class Trainer:
         # A diverging run is reported once, as NonFiniteLossError at the first non-finite loss,
         # rather than as numpy overflow warnings from deep inside a matmul.
         with np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(first_epoch, self.epochs):
+            for epoch in range(first_epoch, last_epoch):
                 self.epoch = epoch
                 self._epoch_rng_state = rng.bit_generator.state
                 order = rng.permutation(n) if shuffle else None

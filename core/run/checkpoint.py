@@ -4,7 +4,8 @@ The folder is the job's output folder's ``checkpoint/`` (and a copy of it is the
 ``checkpoint/`` artifacts). No pickle anywhere:
 
 - ``state.npz`` holds the arrays: the parameters (``param/W1``, ...), the optimizer's state
-  (``optimizer/<its key>``), the run's ``History`` as the trainer keeps it (its bounded record of
+  (``optimizer/<its key>``), each stateful callback's state (``callback/<its place and
+  class>/<its key>``: early stopping's best epoch, patience and best parameters), the run's ``History`` as the trainer keeps it (its bounded record of
   losses, ``losses``, and of epoch summaries, ``epochs``: one row of ``EPOCH_COLUMNS`` each, NaN
   for a figure the run has not got, and its last epoch, ``last_epoch``), and the bytes of the
   JSON record written with it (``state_json``);
@@ -43,6 +44,7 @@ FORMAT = 1
 DIRECTORY = "checkpoint"
 STATE_JSON = "state.json"
 STATE_NPZ = "state.npz"
+_CALLBACK = "callback/"
 _PARAM, _OPTIMIZER, _LOSSES, _EPOCHS, _LAST_EPOCH, _RECORD = "param/", "optimizer/", "losses", "epochs", "last_epoch", "state_json"
 EPOCH_COLUMNS = ("epoch", "iterations", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
 
@@ -67,6 +69,9 @@ class Checkpoint:
     job_num: int | None = None
     launch_dir: str | None = None
     output_dir: str | None = None
+    # Each stateful callback's state, by ``trainer.stateful_callbacks``'s key; None in a
+    # checkpoint written before callbacks kept state.
+    callback_state: dict[str, dict[str, np.ndarray]] | None = field(default_factory=dict)
 
     @property
     def iteration(self) -> int:
@@ -102,7 +107,9 @@ class Checkpoint:
                 "loss_stride": self.history_state.loss_stride,
                 "epoch_stride": self.history_state.epoch_stride,
                 "max_points": self.history_state.max_points,
+                "stop_reason": self.history_state.stop_reason,
             },
+            "callbacks": None if self.callback_state is None else sorted(self.callback_state),
             "resumed_from": list(self.resumed_from),
             "optimizer_keys": sorted(self.optimizer_state),
             "config": self.config,
@@ -148,6 +155,8 @@ def write(directory: Path, checkpoint: Checkpoint, *, record_only: bool = False)
     if not record_only:
         arrays: dict[str, np.ndarray] = {f"{_PARAM}{name}": np.asarray(value) for name, value in checkpoint.params.items()}
         arrays.update({f"{_OPTIMIZER}{key}": np.asarray(value) for key, value in checkpoint.optimizer_state.items()})
+        for owner, state in (checkpoint.callback_state or {}).items():
+            arrays.update({f"{_CALLBACK}{owner}/{key}": np.asarray(value) for key, value in state.items()})
         h = checkpoint.history_state
         arrays[_LOSSES] = np.asarray(h.losses, dtype=np.float64)
         arrays[_EPOCHS] = _epoch_rows(h.epochs)
@@ -219,7 +228,20 @@ def read(directory: Path) -> Checkpoint | None:
         job_num=record.get("job_num"),
         launch_dir=record.get("launch_dir"),
         output_dir=record.get("output_dir"),
+        callback_state=_callback_state(record, arrays),
     )
+
+
+def _callback_state(record: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]] | None:
+    owners = record.get("callbacks")
+    if owners is None:
+        return None
+    state: dict[str, dict[str, np.ndarray]] = {owner: {} for owner in owners}
+    for name, value in arrays.items():
+        if name.startswith(_CALLBACK):
+            owner, _, key = name[len(_CALLBACK):].partition("/")
+            state.setdefault(owner, {})[key] = value
+    return state
 
 
 def _history(record: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> History:
@@ -235,6 +257,7 @@ def _history(record: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> His
         loss_stride=int(kept["loss_stride"]),
         epoch_stride=int(kept["epoch_stride"]),
         max_points=int(kept["max_points"]),
+        stop_reason=kept.get("stop_reason"),
     )
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from backproplab.numerics.trainer import Callback, EpochSummary, History, Step
+from backproplab.numerics.trainer import Callback, EpochSummary, History, Step, stateful_callbacks
 from . import checkpoint as files
 from .stopping import STOP_SIGNALS, interrupt_for, signal_name
 
@@ -124,6 +124,7 @@ class Checkpointer(Callback):
             position=trainer.position(),
             params={name: value.copy() for name, value in trainer.network.params.items()},
             optimizer_state=optimizer_state(trainer.optimizer),
+            callback_state={key: dict(cb.state_dict()) for key, cb in stateful_callbacks(trainer.callbacks).items() if cb is not self},
             history_state=trainer.history.copy(),
             config=self.config,
             finished=finished,

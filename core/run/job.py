@@ -391,7 +391,8 @@ def _fit(prepared: PreparedRun, trainer: Trainer, resume: Checkpoint | None = No
         if resume is None:
             return trainer.fit(prepared.dataset.X_train, prepared.y_train, validation_data=validation)
         return trainer.fit(
-            prepared.dataset.X_train, prepared.y_train, validation_data=validation, start=resume.position, history=resume.history()
+            prepared.dataset.X_train, prepared.y_train, validation_data=validation, start=resume.position, history=resume.history(),
+            callback_state=resume.callback_state,
         )
     except BackproplabError:
         raise

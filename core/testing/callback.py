@@ -5,16 +5,21 @@ A callback watches a real (small) training run. It must run with and without val
 must not write what it is shown (a ``Step``'s arrays are read-only views; writing one raises),
 and must not change the training it watches: every iteration's loss is the one a run without it
 has, for as many iterations as it lets the run go. It may stop training early, and on a stop it
-may restore parameters (early stopping's ``restore_best``).
+may restore parameters (early stopping's ``restore_best``). A callback that keeps state across
+epochs (a best value, a count of epochs without improvement) exports it with ``state_dict()``
+and takes it back with ``load_state_dict(state)``, as an optimizer does, so that a run resumed
+from a checkpoint ends as the uninterrupted one does.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
 
 from backproplab.components.build import build_network, build_trainer
+from backproplab.numerics.trainer import stateful_callbacks
 
 from ._checks import register_check, run_checks
 from ._subject import builds_from_keywords, call, fail, fresh
@@ -30,15 +35,23 @@ def _data(seed: int):
     return X[:30], y[:30], X[30:], y[30:]
 
 
-def _fit(component: Any, callbacks: list[Any], *, seed: int, validation: bool, epochs: int):
+def _fit(component: Any, callbacks: list[Any], *, seed: int, validation: bool, epochs: int, resume: Any = None):
+    """A small run watched by ``callbacks``; ``resume``: (position, parameters, history, callback
+    state) of a checkpoint to continue from."""
     __tracebackhide__ = True
     X, y, X_val, y_val = _data(seed)
     net = build_network([2, 6, 1], activation="tanh", output_activation="sigmoid", seed=seed)
     trainer = build_trainer(net, loss="bce", optimizer={"name": "sgd", "lr": 0.5}, callbacks=callbacks,
                             batch_size=8, epochs=epochs, seed=seed)
     data = "with validation data" if validation else "without validation data"
+    continued = {}
+    if resume is not None:
+        position, params, history, state = resume
+        net.set_params(params)
+        continued = {"start": position, "history": history, "callback_state": state}
+        data += f", continued from the end of epoch {position.epoch}"
     history = call(KIND, component, f"watching a {epochs}-epoch run {data}", trainer.fit, X, y,
-                   validation_data=(X_val, y_val) if validation else None)
+                   validation_data=(X_val, y_val) if validation else None, **continued)
     return trainer, history
 
 
@@ -78,6 +91,77 @@ def check_callback_is_deterministic(callback: Any, *, seed: int = 0, epochs: int
     for name, value in first.network.params.items():
         if not np.array_equal(value, second.network.params[name]):
             fail(KIND, callback, f"two fresh copies left different values of {name} behind")
+
+
+class _Checkpoints:
+    """What a checkpoint holds at the end of each epoch the run goes on from: the position, the
+    parameters, the history and the watched callback's state (through npz, as a checkpoint
+    stores it). Placed after the callback, so its ``on_epoch_end`` has run."""
+
+    def __init__(self, component: Any) -> None:
+        self.component = component
+        self.taken: list[tuple[Any, ...]] = []
+        self._trainer: Any = None
+
+    def on_train_begin(self, trainer: Any) -> None:
+        self._trainer = trainer
+
+    def on_epoch_end(self, summary: Any) -> None:
+        __tracebackhide__ = True
+        trainer = self._trainer
+        if trainer.stop_training:
+            return
+        state = {}
+        for key, watched in stateful_callbacks(trainer.callbacks[:1]).items():
+            exported = call(KIND, self.component, "state_dict()", watched.state_dict)
+            state[key] = _through_npz(self.component, exported)
+        params = {name: value.copy() for name, value in trainer.network.params.items()}
+        self.taken.append((trainer.position(), params, trainer.history.copy(), state))
+
+
+def _through_npz(component: Any, state: Any) -> dict[str, np.ndarray]:
+    __tracebackhide__ = True
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        fail(KIND, component, f"state_dict() returned {type(state).__name__}; valid: a dict of string keys to numpy arrays")
+    for key, value in state.items():
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            fail(KIND, component, f"state_dict()[{key!r}] is {type(value).__name__}; valid: a numeric numpy array "
+                 "(a 0-d array for a scalar), which a checkpoint's npz file stores without pickle")
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+@register_check(KIND)
+def check_callback_state_round_trips(callback: Any, *, seed: int = 0, epochs: int = EPOCHS) -> None:
+    """A run resumed from a checkpoint ends as the uninterrupted one: continued from the end of
+    any epoch, with the state ``state_dict()`` exported there loaded into a fresh callback, it
+    stops at the same epoch with the same losses and parameters. A callback with one of the two
+    methods and not the other cannot be checkpointed; one with neither must keep no state across
+    epochs: a fresh instance watching the continued run ends it as the uninterrupted run ends."""
+    __tracebackhide__ = True
+    has = [callable(getattr(callback, m, None)) for m in ("state_dict", "load_state_dict")]
+    if any(has) and not all(has):
+        present, missing = ("state_dict", "load_state_dict") if has[0] else ("load_state_dict", "state_dict")
+        fail(KIND, callback, f"has {present} but no {missing}: a checkpoint needs both, to export the state and to take it back")
+    how = "with its state_dict()" if all(has) else "by a fresh instance (it has no state_dict())"
+    checkpoints = _Checkpoints(callback)
+    whole, expected = _fit(callback, [fresh(KIND, callback), checkpoints], seed=seed, validation=True, epochs=epochs)
+    for resume in checkpoints.taken:
+        trainer, history = _fit(callback, [fresh(KIND, callback)], seed=seed, validation=True, epochs=epochs, resume=resume)
+        where = f"watched {how} from the end of epoch {resume[0].epoch}"
+        if (len(history.epochs), history.stop_reason) != (len(expected.epochs), expected.stop_reason):
+            fault = ("the state is incomplete or not restored" if all(has) else
+                     "it keeps state across epochs; add state_dict()/load_state_dict() (docs/plugins.md) so a resumed run keeps it")
+            fail(KIND, callback, f"{where}, the run ended after {len(history.epochs)} epochs ({history.stop_reason!r}); "
+                 f"uninterrupted, after {len(expected.epochs)} ({expected.stop_reason!r}): {fault}")
+        if history.losses != expected.losses:
+            fail(KIND, callback, f"{where}, the run's losses differ from the uninterrupted run's")
+        for name, value in whole.network.params.items():
+            if not np.array_equal(value, trainer.network.params[name]):
+                fail(KIND, callback, f"{where}, the run ended with other values of {name} than the uninterrupted run")
 
 
 def check_callback(callback: Any, **options: Any) -> None:
