@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import http.server
 import os
 import pwd
@@ -58,6 +59,59 @@ def http_serving(handler: type[http.server.BaseHTTPRequestHandler], **attributes
     finally:
         server.shutdown()
         server.server_close()
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    """Forwards each request to ``server.upstream`` (a port on 127.0.0.1) and its answer back,
+    unless ``refuse`` answers it with a status of its own (503: a server in trouble, a proxy's
+    limit). HTTP/1.0, one connection per request: nothing here depends on kept-alive ones."""
+
+    def refuse(self, body: bytes) -> int | None:
+        return None
+
+    def _forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = self.refuse(body)
+        if status is not None:
+            self._reply(status, {"Content-Type": "text/plain"}, http.client.responses[status].encode())
+            return
+        try:
+            answer = self._upstream(body)
+        finally:
+            self.done()
+        self._reply(*answer)
+
+    def done(self) -> None:
+        """After a forwarded request's answer came back, before the caller has it (the caller
+        may send its next request the moment it has)."""
+
+    def _upstream(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=120)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            upstream.request(self.command, self.path, body=body or None, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+            kept = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+            return response.status, kept, data
+        finally:
+            upstream.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the run gave up on the call (its timeout) and will send it again
+
+    def log_message(self, *args) -> None:
+        pass
 
 
 def postgres_bin() -> Path | None:

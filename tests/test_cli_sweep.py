@@ -162,6 +162,19 @@ def test_the_check_composes_each_job_like_the_launcher(tmp_path):
     assert check_multirun(["-m", "data=csv", f"data.path={data}", "data.seed=${hydra:job.num}", "trainer.epochs=1,2"]) == 2
 
 
+def test_the_check_loads_each_distinct_data_set_once(monkeypatch):
+    """Jobs that differ in anything but the data's arrays (a learning rate, the batch size or the
+    order) share one load; a different noise is another data set."""
+    from backproplab.hydra_app.preflight import check_multirun
+    from backproplab.run import job
+
+    loads, load = [], job.load_dataset
+    monkeypatch.setattr(job, "load_dataset", lambda cfg, registry=None: loads.append(dict(cfg)["noise"]) or load(cfg, registry))
+    jobs = ["-m", "data=moons", "optimizer.lr=0.1,0.5", "data.batch_size=8,16", "data.shuffle=true,false", "data.noise=0.1,0.2"]
+    assert check_multirun(jobs) == 16
+    assert sorted(loads) == [0.1, 0.2]
+
+
 def test_joblib_workers_print_warnings_as_the_basic_launcher_does(cli):
     """A worker process never runs the CLI's main(): the job itself installs the one-line format."""
     proc = cli(

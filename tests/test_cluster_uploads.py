@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from backproplab.run.context import RunContext
 from backproplab.tracking import track_run, upload
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import MlflowServer  # noqa: E402
+from servers import MlflowServer, Proxy, http_serving  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -183,19 +184,34 @@ def test_a_replay_sends_every_chunk_concurrently_and_raises_the_first_failure(se
     assert used[-1][1] is None  # a refusal (no such run) is not sent again one at a time
 
 
+class _OneCallAtATime(Proxy):
+    """Turns away (503) every call that arrives while another is in progress, as a proxy's
+    concurrency limit or a busy single-worker server does; forwards the others."""
+
+    def refuse(self, body: bytes) -> int | None:
+        with self.server.lock:
+            if self.server.in_progress:
+                self.server.turned_away += 1
+                return 503
+            self.server.in_progress += 1
+        return None
+
+    def done(self) -> None:
+        with self.server.lock:
+            self.server.in_progress -= 1
+
+
 def test_a_server_that_turns_concurrent_calls_away_gets_them_one_at_a_time(tmp_path, produced, capsys, monkeypatch):
-    """uvicorn's ``--limit-concurrency`` answers 503 to every call beyond the one in progress,
-    as a busy single-worker server or a proxy's limit does. Without retries, the run's first
-    concurrent calls fail; the run sends them again one at a time, keeps to one call at a time,
-    says so once, and stores exactly what it produced."""
+    """Without retries, the run's first concurrent calls fail; the run sends them again one at a
+    time, keeps to one call at a time, says so once, and stores exactly what it produced."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # a setting the run keeps: the user's
-    # uvicorn counts the open connections, the call's own and the client's idle kept-alive one: 3
-    # lets one call at a time through.
-    options = ["--uvicorn-opts", "--limit-concurrency 3"]
-    with MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "server", options=options) as srv:
-        run_id, sink = train(srv.url)
+    monkeypatch.chdir(tmp_path)  # a spool, if the run needed one, is the test's
+    with MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "server") as srv:
+        with http_serving(_OneCallAtATime, upstream=srv.port, lock=threading.Lock(), in_progress=0, turned_away=0) as proxy:
+            url = f"http://127.0.0.1:{proxy.server_address[1]}"
+            run_id, sink = train(url)
+            turned_away = proxy.turned_away
         history, latest = stored(srv.url, run_id)
-        turned_away = (srv.root / "server.log").read_text().count("503 Service Unavailable")
     assert turned_away >= 1
     assert sink.uploads.in_flight == 1 and "too many 503 error responses" in str(sink.uploads.backed_off)
     notes = [line for line in capsys.readouterr().err.splitlines() if "one call at a time" in line]

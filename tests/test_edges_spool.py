@@ -10,8 +10,6 @@ A full disk is a real tmpfs mounted on the spool folder in a private mount names
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import json
 import shutil
 import signal
@@ -24,7 +22,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conftest import cli_env
-from servers import MlflowServer, http_serving
+from servers import MlflowServer, Proxy, http_serving
 from test_faults_lost import Lines, finish, wait_until
 from test_tracking_stores import NAMESPACE_PROBLEM
 
@@ -36,38 +34,10 @@ METRIC_UPLOADS = ("/api/2.0/mlflow/runs/log-batch", "/api/2.0/backproplab/runs/l
 LOST = "warning: MLflow tracking server {uri} stopped answering while writing metrics ("
 
 
-class _Proxy(http.server.BaseHTTPRequestHandler):
-    def _forward(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.server.failing and self.path.split("?")[0] in METRIC_UPLOADS and b'"metrics": [{' in body.replace(b'":[', b'": ['):
-            self._reply(503, {"Content-Type": "text/plain"}, b"Service Unavailable")
-            return
-        upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=120)
-        try:
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-            upstream.request(self.command, self.path, body=body or None, headers=headers)
-            response = upstream.getresponse()
-            data = response.read()
-            kept = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
-            self._reply(response.status, kept, data)
-        finally:
-            upstream.close()
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
-
-    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the run gave up on the call (its timeout) and will send it again
-
-    def log_message(self, *args) -> None:
-        pass
+class _Proxy(Proxy):
+    def refuse(self, body: bytes) -> int | None:
+        uploading = self.path.split("?")[0] in METRIC_UPLOADS and b'"metrics": [{' in body.replace(b'":[', b'": [')
+        return 503 if self.server.failing and uploading else None
 
 
 @pytest.fixture(scope="module")

@@ -454,16 +454,18 @@ def _sweep(session: _Session) -> tuple[Any, DictConfig, list[Job]] | None:
     return None if jobs is None else (session.loader, master, jobs)
 
 
-def check_job(cfg: DictConfig, *, sizes: list[tuple[int, int]] | None = None) -> tuple[Any, Any]:
+def check_job(cfg: DictConfig, *, sizes: list[tuple[int, int]] | None = None, loaded: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """The checks a run makes before it trains, on one composed job: ``app.prepare`` (config,
     data, components), then the ``logger`` node as ``track_run`` reads it. Whether the tracking
     store is reachable is checked once per command: by ``check_run`` for a single run, by the
-    sweep's parent for a multirun. Returns (the ``PreparedRun``, the job's ``TrackingSettings``)."""
+    sweep's parent for a multirun. ``loaded``: the data sets the sweep's check has loaded so far
+    (``app.prepare``), so that a sweep over a hundred learning rates loads its data once.
+    Returns (the ``PreparedRun``, the job's ``TrackingSettings``)."""
     from backproplab.run.job import prepare
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
-        prepared = prepare(cfg)
+        prepared = prepare(cfg, loaded=loaded)
     from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
     settings = TrackingSettings.from_mapping(prepared.config.logger)
@@ -489,9 +491,14 @@ class SweepPlan:
 KEPT_DATA_BYTES = 256 * 2**20
 
 
-def _data_bytes(prepared: Any) -> int:
+def _data_bytes(prepared: Any, counted: Any = ()) -> int:
+    """The memory ``prepared`` adds to the runs ``counted``: its data set only if none of them
+    shares it (jobs of one data set share its arrays), its encoded targets always."""
     data = prepared.dataset
-    return sum(getattr(a, "nbytes", 0) for a in (data.X_train, data.y_train, data.X_val, data.y_val, prepared.y_train, prepared.y_val))
+    own = sum(getattr(a, "nbytes", 0) for a in (prepared.y_train, prepared.y_val))
+    if any(other.dataset is data for other in counted):
+        return own
+    return own + sum(getattr(a, "nbytes", 0) for a in (data.X_train, data.y_train, data.X_val, data.y_val))
 
 
 # Searched keys that leave every network's size alone; a search over any other key (model.hidden,
@@ -824,14 +831,15 @@ def _check_sweep(sweep: tuple[Any, DictConfig, list[Job]] | None) -> SweepPlan |
     bad: list[tuple[Job, BaseException]] = []
     sizes: list[tuple[int, int]] = []
     kept: dict[int, Any] = {}
+    loaded: dict[str, Any] = {}
     held = 0
     for job in jobs:
         try:
-            prepared, _ = check_job(job_config(loader, master, job), sizes=sizes)
+            prepared, _ = check_job(job_config(loader, master, job), sizes=sizes, loaded=loaded)
         except Exception as exc:  # noqa: BLE001 - reported below, as the job would
             bad.append((job, exc))
             continue
-        held += _data_bytes(prepared)
+        held += _data_bytes(prepared, counted=kept.values())
         if held <= KEPT_DATA_BYTES:
             kept[job.num] = prepared
     if bad:

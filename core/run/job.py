@@ -9,6 +9,7 @@ share them; every object is built fresh per call, so jobs of one multirun share 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -301,14 +302,28 @@ def _dry_iteration(registry: Registry, config: RunConfig, network: Network, data
         )
 
 
-def prepare(cfg: Any, registry: Registry | None = None) -> PreparedRun:
-    """Validate ``cfg`` (a composed DictConfig or plain mapping) and build the run's objects."""
+def data_key(data: Mapping[str, Any]) -> str:
+    """What decides a data set's arrays: every ``data`` key but the two that decide only the
+    order the trainer takes them in."""
+    return json.dumps({k: v for k, v in dict(data).items() if k not in ("batch_size", "shuffle")}, sort_keys=True, default=repr)
+
+
+def prepare(cfg: Any, registry: Registry | None = None, *, loaded: dict[str, Dataset] | None = None) -> PreparedRun:
+    """Validate ``cfg`` (a composed DictConfig or plain mapping) and build the run's objects.
+
+    ``loaded``: data sets already loaded, by ``data_key``, shared with other runs prepared with
+    the same dict (a sweep's check loads each distinct data set once); training only reads them."""
     registry = registry or get_registry()
     config = validate(cfg, registry)
     loss = _build(registry, "loss", config.loss.as_spec(), "loss")
     # Before the data are loaded: a loss that does not fit the output activation is a config error.
     check_output_activation(loss, config.model.output_activation, registry, loss_name=config.loss.name, cli=True)
-    dataset = load_dataset(config.data, registry)
+    key = data_key(config.data) if loaded is not None else ""
+    dataset = loaded.get(key) if loaded is not None else None
+    if dataset is None:
+        dataset = load_dataset(config.data, registry)
+        if loaded is not None:
+            loaded[key] = dataset
     width = output_width(dataset, loss, config.loss.name, config.model.output_width)
     model = config.model
     _check_size(config, dataset, width)
