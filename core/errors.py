@@ -128,13 +128,23 @@ class NonFiniteLossError(BackproplabError, FloatingPointError):
     """Training produced a NaN or infinite loss; the loop stops at the first one.
 
     ``epoch`` and ``iteration`` are 0-based indices, like ``Step`` and MLflow's step (the global
-    iteration); the message counts from 1, as the progress lines do ("iteration 41/70")."""
+    iteration); the message counts from 1, as the progress lines do ("iteration 41/70").
 
-    def __init__(self, loss: float, epoch: int, iteration: int):
-        self.loss, self.epoch, self.iteration = loss, epoch, iteration
+    ``at_fault`` is the part that turned finite inputs into NaN, a bug of its own rather than a
+    learning rate too large: ``("activation", layer)`` (0-based) or ``("loss", None)``; None when
+    no part did. ``culprit`` names it as the user chose it (``model.activation=...``)."""
+
+    def __init__(self, loss: float, epoch: int, iteration: int, at_fault: tuple[str, int | None] | None = None, culprit: str | None = None):
+        self.loss, self.epoch, self.iteration, self.at_fault = loss, epoch, iteration, at_fault
+        where = f"non-finite loss {loss!r} at epoch {epoch + 1}, iteration {iteration + 1}"
+        if at_fault is None:
+            super().__init__(f"{where}; try a smaller optimizer.lr or standardised inputs (data.standardize=true)")
+            return
+        kind, layer = at_fault
+        part = culprit or (f"the {kind}" if layer is None else f"the activation of layer {layer + 1}")
         super().__init__(
-            f"non-finite loss {loss!r} at epoch {epoch + 1}, iteration {iteration + 1}; "
-            "try a smaller optimizer.lr or standardised inputs (data.standardize=true)"
+            f"{where}; {part} returned NaN for finite inputs: the component is at fault, not the learning rate; "
+            "fix the plugin or choose another component"
         )
 
 

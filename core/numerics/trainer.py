@@ -327,7 +327,7 @@ class Trainer:
         y_hat = net.forward(xb)
         loss_value = float(self.loss.value(y_hat, yb))
         if not math.isfinite(loss_value):
-            raise NonFiniteLossError(loss_value, self.epoch, self.iteration)
+            raise NonFiniteLossError(loss_value, self.epoch, self.iteration, at_fault=_nan_source(net, loss_value))
         grads = net.backward(self.loss.grad(y_hat, yb))
         if step is not None:
             for g in grads.values():
@@ -488,6 +488,21 @@ class Trainer:
         self.iteration, self.epoch = start.iteration, start.epoch
         self._loss_sum, self._correct = start.epoch_loss_sum, start.epoch_correct
         return within
+
+
+def _nan_source(network: Network, loss_value: float) -> tuple[str, int | None] | None:
+    """The part of the last forward pass that turned finite inputs into NaN: that is a bug of
+    its own (0/0, inf - inf, the log of a negative), where an infinity may be an honest overflow
+    of too large a step. None when no part did (the weights themselves overflowed)."""
+    zs, activations = network.cache
+    for layer, (z, a) in enumerate(zip(zs, activations[1:])):
+        if not np.isfinite(z).all():
+            return None
+        if np.isnan(a).any():
+            return ("activation", layer)
+        if not np.isfinite(a).all():
+            return None
+    return ("loss", None) if math.isnan(loss_value) else None
 
 
 def _read_only(arr: np.ndarray) -> np.ndarray:

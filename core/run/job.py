@@ -22,7 +22,7 @@ from backproplab.components.build import build_network
 from backproplab.components.probe import PROBE_ROWS, Part, dry_iteration
 from .config import MAX_ITERATIONS, RunConfig, owner, validate
 from .data import Dataset, load_dataset
-from backproplab.errors import BackproplabError, ComponentError, ConfigError, PluginError, exception_line
+from backproplab.errors import BackproplabError, ComponentError, ConfigError, NonFiniteLossError, PluginError, exception_line
 from backproplab.numerics.network import Network
 from backproplab.components.loading import get_registry
 from . import verdict
@@ -409,6 +409,10 @@ def _fit(prepared: PreparedRun, trainer: Trainer, resume: Checkpoint | None = No
             prepared.dataset.X_train, prepared.y_train, validation_data=validation, start=resume.position, history=resume.history(),
             callback_state=resume.callback_state,
         )
+    except NonFiniteLossError as exc:
+        if exc.at_fault is None:
+            raise
+        raise NonFiniteLossError(exc.loss, exc.epoch, exc.iteration, exc.at_fault, _part_at_fault(exc.at_fault, prepared)) from None
     except BackproplabError:
         raise
     except Exception as exc:
@@ -420,6 +424,21 @@ def _fit(prepared: PreparedRun, trainer: Trainer, resume: Checkpoint | None = No
             f"{culprit} raised {exception_line(exc, with_type=True)} at epoch {trainer.epoch + 1}, iteration {trainer.iteration + 1}; "
             "fix the plugin or choose another component"
         ) from exc
+
+
+def _part_at_fault(at_fault: tuple[str, int | None], prepared: PreparedRun) -> str | None:
+    """``key=name (kind 'name' from <distribution>), layer k`` for the trainer's ``at_fault``."""
+    kind, layer = at_fault
+    if kind == "activation" and layer is not None:
+        role = "output_activation" if layer == prepared.network.n_layers - 1 else "activation"
+        where = f", layer {layer + 1},"
+    else:
+        role, where = kind, ""
+    info = next((c for c in prepared.components if c.kind == kind and c.role == role), None)
+    if info is None:
+        return None
+    key = f"model.{role}" if kind == "activation" else role
+    return Part(kind, info.name, key, info.source).label() + where
 
 
 def _component_raising(exc: BaseException, prepared: PreparedRun) -> str | None:
