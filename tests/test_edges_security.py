@@ -112,6 +112,28 @@ def test_a_token_in_a_query_string_is_refused_without_showing_it(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("written", ["plain", "interpolated"])
+@pytest.mark.parametrize("multirun", [False, True])
+def test_a_secret_a_config_file_puts_into_the_config_is_refused_before_anything_is_written(tmp_path, written, multirun):
+    """An experiment of the user's (``--config-dir``) with a database password in its URI, as
+    text or through ``${oc.env:...}``: Hydra would copy the text into .hydra/config.yaml, and
+    the run's checkpoint would keep the resolved value."""
+    uri = f"postgresql://{ADMIN}:{SECRET}@127.0.0.1:{free_port()}/db"
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    value = uri if written == "plain" else "${oc.env:STORE_URI}"
+    (tmp_path / "conf" / "experiment" / "mine.yaml").write_text(f"# @package _global_\nlogger:\n  tracking_uri: {value}\n")
+    (tmp_path / "run").mkdir()
+    sweep = ["-m", "optimizer.lr=0.1,0.2"] if multirun else []
+    env = _clean_env(STORE_URI=uri)
+    proc = _command("--config-dir", str(tmp_path / "conf"), *sweep, *QUICK, "experiment=mine", cwd=tmp_path / "run", env=env)
+    assert proc.returncode == 2, proc.stderr
+    how = "from a config file" if written == "plain" else "through an interpolation"
+    line = f"error: logger.tracking_uri=postgresql://{ADMIN}:***@127.0.0.1:"
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith(line) and f"puts a secret into the config {how}" in proc.stderr
+    assert "PGPASSWORD or ~/.pgpass for PostgreSQL" in proc.stderr and SECRET not in proc.stdout + proc.stderr
+    assert list((tmp_path / "run").iterdir()) == []
+
+
 class _BrokenApi(http.server.BaseHTTPRequestHandler):
     """/health answers 200; every API call fails as ``server.api`` says: 500, or an HTML page."""
 

@@ -766,11 +766,42 @@ def _hydra_config_kept() -> Iterator[None]:
         HydraConfig.instance().cfg = saved
 
 
+def check_no_secrets(config: DictConfig) -> None:
+    """Refuse a password or token that a config file puts into the config, written out or through
+    an interpolation (``${oc.env:...}``): Hydra copies the composed config into
+    ``.hydra/config.yaml``, and the run's checkpoint and records hold it resolved. The command
+    line's are gone by now: ``credentials.take_credentials`` moved them into the environment."""
+    from backproplab.tracking.credentials import redact
+
+    def walk(node: Any, key: str, how: str) -> None:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                walk(value, f"{key}.{name}" if key else str(name), how)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{key}[{i}]", how)
+        elif isinstance(node, str) and redact(node) != node:
+            raise ConfigError(
+                f"{key}={redact(node)} puts a secret into the config{how}; valid: the URI on the command line (backproplab "
+                "moves its password into the environment), MLFLOW_TRACKING_PASSWORD for a server, PGPASSWORD or "
+                "~/.pgpass for PostgreSQL"
+            )
+
+    walk(OmegaConf.to_container(config, resolve=False), "", " from a config file, which Hydra copies into the run's .hydra/config.yaml")
+    run_keys = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+    try:
+        resolved = OmegaConf.to_container(run_keys, resolve=True)
+    except Exception:  # noqa: BLE001 - a broken interpolation is the run's own check's to report
+        return
+    walk(resolved, "", " through an interpolation, which the run's checkpoint keeps resolved")
+
+
 def check_run(config: DictConfig) -> Any:
     """A single run's checks on the config Hydra composed for it (``on_run_start``, before
     ``run_job`` creates its output folder): the run's own preparation, returned for the job to
     train (the command's callback hands it over, so the data are loaded once), then whether the
     tracking store answers."""
+    check_no_secrets(config)
     with _hydra_config_kept():
         from hydra.core.hydra_config import HydraConfig
 
@@ -803,6 +834,7 @@ def check_sweep(master: DictConfig) -> SweepPlan | None:
     trial. The sizes the sweep's element-wise decision needs; None when nothing was checked."""
     from hydra.core.global_hydra import GlobalHydra
 
+    check_no_secrets(master)
     loader = GlobalHydra.instance().config_loader()
     with _hydra_config_kept():
         jobs = expand(master, loader)
