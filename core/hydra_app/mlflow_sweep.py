@@ -337,7 +337,7 @@ class MlflowSweepCallback:
             run_summary.plot_final_loss(root / "plots" / "final_loss.png", bars, rule.name, rule.direction)
             client.log_artifacts(parent.run_id, str(root))
         if rows:
-            columns = summary_columns(sweep.swept)
+            columns = summary_columns(sweep.columns)
             numeric = {"rank", "job", "epochs", *(c for c in columns if c.startswith(("final_", "last_")))}
             table = {
                 run_summary.table_column(c): [None if r[c] == "" else (r[c] if c in numeric else str(r[c])) for r in rows]
@@ -360,7 +360,7 @@ class MlflowSweepCallback:
                 return None
             return f"[open]({run_summary.run_link(parent.experiment_id, o.child.run_id)})"
 
-        table = markdown_table(ranking_table(outcomes, rule, list(sweep.swept), link=link))
+        table = markdown_table(ranking_table(outcomes, rule, sweep.columns, link=link))
         text = run_summary.sweep_description(
             self._name, parent.experiment_id, best, rule, sum(o.ok for o in outcomes), len(outcomes), sweep.swept, self._fixed, table
         )

@@ -26,6 +26,7 @@ import csv
 import json
 import math
 import os
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,60 @@ class Job:
 
     num: int  # hydra.job.num
     overrides: tuple[str, ...]  # the job's overrides, as the launcher passes them
+
+
+# A component node on the command line, ``{name:swish,beta:0.5}``: how backproplab hands Hydra
+# ``model.activation=swish model.activation.beta=0.5`` (hydra_app.preflight). Names show it as typed.
+_NODE = re.compile(r"\{([^{}]*)\}")
+
+
+def node_items(text: str) -> dict[str, str] | None:
+    """``{name:swish,beta:0.5}`` -> ``{"name": "swish", "beta": "0.5"}``; None for anything else
+    (a plain value, a node whose values hold commas or nodes)."""
+    match = _NODE.fullmatch(text.strip())
+    if match is None:
+        return None
+    items = {}
+    for part in match.group(1).split(","):
+        key, sep, value = part.partition(":")
+        if not sep or not key.strip():
+            return None
+        items[key.strip()] = value.strip()
+    return items if "name" in items else None
+
+
+def typed_overrides(overrides: Sequence[str]) -> list[str]:
+    """``model.activation={name:swish,beta:0.5}`` as the user typed it: ``model.activation=swish
+    model.activation.beta=0.5``; every other override unchanged."""
+    out = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        items = node_items(value) if sep else None
+        if items is None:
+            out.append(override)
+            continue
+        out.append(f"{key}={items.pop('name')}")
+        out += [f"{key}.{param}={v}" for param, v in items.items()]
+    return out
+
+
+def typed_swept(swept: Mapping[str, str]) -> dict[str, str]:
+    """Swept keys as typed: ``model.activation`` swept over ``{name:swish,beta:0.5},{name:swish,beta:1.0}``
+    is ``model.activation.beta`` swept over ``0.5,1.0`` (and ``model.activation`` itself where the
+    names differ); any other key as it is."""
+    out: dict[str, str] = {}
+    for key, text in swept.items():
+        nodes = [node_items(m.group(0)) for m in _NODE.finditer(text)]
+        if not nodes or None in nodes or ",".join(m.group(0) for m in _NODE.finditer(text)) != text.strip():
+            out[key] = text
+            continue
+        varying = {}
+        for param in dict.fromkeys(p for node in nodes for p in node):  # type: ignore[union-attr]
+            values = [node.get(param, "") for node in nodes]  # type: ignore[union-attr]
+            if len(set(values)) > 1:
+                varying[key if param == "name" else f"{key}.{param}"] = ",".join(dict.fromkeys(values))
+        out.update(varying or {key: text})
+    return out
 
 
 def swept_overrides(overrides: Sequence[str], keys: Iterable[str]) -> list[str]:
@@ -340,7 +395,13 @@ class Sweep:
 
     # -- outcomes --------------------------------------------------------------------------------
     def label(self, overrides: Sequence[str]) -> str:
-        return " ".join(swept_overrides(overrides, self.swept) or overrides)
+        return " ".join(typed_overrides(swept_overrides(overrides, self.swept) or overrides))
+
+    @property
+    def columns(self) -> list[str]:
+        """The swept keys as typed, one column each in the summary and the ranking: a sweep of
+        ``model.activation.beta`` is that key, not a node ``{name:swish,beta:0.5}``."""
+        return list(typed_swept(self.swept))
 
     def outcomes(self, children: Sequence[ChildRun] = ()) -> list[JobOutcome]:
         """Every job's outcome, in job order: its result.json and its child run (matched by the
@@ -397,7 +458,7 @@ def summary_rows(sweep: Sweep, outcomes: Sequence[JobOutcome], rule: BestRule) -
     ranks = {o.num: i + 1 for i, o in enumerate(rule.rank(outcomes)) if rule.score(o) is not None}
     rows = []
     for o in outcomes:
-        values = _swept_values(o, sweep.swept)
+        values = _swept_values(o, sweep.columns)
         row: dict[str, Any] = {"rank": ranks.get(o.num, ""), "job": o.num, "status": o.status, "how": o.how, **values}
         for key in VALUE_KEYS:
             value = o.value(key)
@@ -413,7 +474,7 @@ def summary_rows(sweep: Sweep, outcomes: Sequence[JobOutcome], rule: BestRule) -
 
 def _swept_values(outcome: JobOutcome, swept: Iterable[str]) -> dict[str, str]:
     given = {}
-    for item in outcome.overrides:
+    for item in typed_overrides(outcome.overrides):
         key, sep, value = item.partition("=")
         if sep:
             given[key.lstrip("+~")] = value
@@ -434,7 +495,7 @@ def _epochs_text(epochs: float) -> str | int:
 def write_summary(sweep: Sweep, rows: Sequence[Mapping[str, Any]]) -> Path:
     path = sweep.sweep_dir / SUMMARY_FILE
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=summary_columns(sweep.swept))
+        writer = csv.DictWriter(fh, fieldnames=summary_columns(sweep.columns))
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -514,7 +575,7 @@ def closing_lines(sweep: Sweep, outcomes: Sequence[JobOutcome], rule: BestRule, 
     if outcomes:
         shown = min(n, RANKED_ON_CONSOLE)
         lines.append(f"ranking by {rule.name}" + (f" (the {shown} best of {n})" if shown < n else "") + ":")
-        lines += ["  " + line for line in text_table(ranking_table(outcomes, rule, list(sweep.swept), limit=RANKED_ON_CONSOLE))]
+        lines += ["  " + line for line in text_table(ranking_table(outcomes, rule, sweep.columns, limit=RANKED_ON_CONSOLE))]
     lines.append(best_line(rule.best(outcomes), rule))
     lines.append(f"results: {_shown(summary)} (one row per job; each job's folder under {_shown(sweep.sweep_dir)} has its result.json)")
     return lines
@@ -522,5 +583,6 @@ def closing_lines(sweep: Sweep, outcomes: Sequence[JobOutcome], rule: BestRule, 
 
 __all__ = [
     "Job", "ParentRun", "ChildRun", "JobOutcome", "BestRule", "Sweep", "SweepMismatch", "swept_overrides", "job_records",
+    "node_items", "typed_overrides", "typed_swept",
     "summary_rows", "write_summary", "ranking_table", "closing_lines", "REUSE", "RESUME", "RUN",
 ]

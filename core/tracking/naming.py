@@ -16,9 +16,10 @@ each value is cut at ``MAX_VALUE`` characters.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from backproplab.run.sweep import typed_overrides, typed_swept
 
 MAX_NAME = 120
 MAX_VALUE = 32
@@ -52,58 +53,9 @@ def short_keys(keys: Iterable[str]) -> dict[str, str]:
     return out
 
 
-# A component node on the command line, ``{name:swish,beta:0.5}``: how backproplab hands Hydra
-# ``model.activation=swish model.activation.beta=0.5`` (hydra_app.preflight). Names show it as typed.
-_NODE = re.compile(r"\{([^{}]*)\}")
-
-
-def _node_items(text: str) -> dict[str, str] | None:
-    """``{name:swish,beta:0.5}`` -> ``{"name": "swish", "beta": "0.5"}``; None for anything else
-    (a plain value, a node whose values hold commas or nodes)."""
-    match = _NODE.fullmatch(text.strip())
-    if match is None:
-        return None
-    items = {}
-    for part in match.group(1).split(","):
-        key, sep, value = part.partition(":")
-        if not sep or not key.strip():
-            return None
-        items[key.strip()] = value.strip()
-    return items if "name" in items else None
-
-
-def typed_overrides(overrides: Sequence[str]) -> list[str]:
-    """``model.activation={name:swish,beta:0.5}`` as the user typed it: ``model.activation=swish
-    model.activation.beta=0.5``; every other override unchanged."""
-    out = []
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        items = _node_items(value) if sep else None
-        if items is None:
-            out.append(override)
-            continue
-        out.append(f"{key}={items.pop('name')}")
-        out += [f"{key}.{param}={v}" for param, v in items.items()]
-    return out
-
-
-def typed_swept(swept: Mapping[str, str]) -> dict[str, str]:
-    """Swept keys as typed: ``model.activation`` swept over ``{name:swish,beta:0.5},{name:swish,beta:1.0}``
-    is ``model.activation.beta`` swept over ``0.5,1.0`` (and ``model.activation`` itself where the
-    names differ); any other key as it is."""
-    out: dict[str, str] = {}
-    for key, text in swept.items():
-        nodes = [_node_items(m.group(0)) for m in _NODE.finditer(text)]
-        if not nodes or None in nodes or ",".join(m.group(0) for m in _NODE.finditer(text)) != text.strip():
-            out[key] = text
-            continue
-        varying = {}
-        for param in dict.fromkeys(p for node in nodes for p in node):  # type: ignore[union-attr]
-            values = [node.get(param, "") for node in nodes]  # type: ignore[union-attr]
-            if len(set(values)) > 1:
-                varying[key if param == "name" else f"{key}.{param}"] = ",".join(dict.fromkeys(values))
-        out.update(varying or {key: text})
-    return out
+# Overrides and swept keys that carry a component node (``{name:swish,beta:0.5}``) are named as
+# the user typed them, by the sweep's own rules (``run.sweep``).
+__all__ = ["child_name", "parent_name", "single_name", "short_keys", "data_name", "typed_overrides", "typed_swept"]
 
 
 def _sampled(value: str) -> str:
