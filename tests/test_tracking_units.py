@@ -11,7 +11,8 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from backproplab.errors import ConfigError
 from backproplab.tracking import parent as sweep_parent
-from backproplab.tracking.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, LogBatchSink, MetricBuffer
+from backproplab.tracking.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, LogBatchSink
+from backproplab.tracking.callback import MetricBuffer
 from backproplab.tracking.metric_names import MetricLayout, element_names
 from backproplab.tracking.params import flatten, param_batches
 from backproplab.tracking.settings import TrackingSettings

@@ -51,7 +51,8 @@ from backproplab.tracking import parent as sweep_parent
 from backproplab.tracking import summary as run_summary
 from backproplab.tracking.description import how_to_open, run_page, set_note
 from backproplab.tracking.mlflow_private import MAX_PARAM_VAL_LENGTH
-from backproplab.tracking.params import param_batches, truncate
+from backproplab.tracking.limits import truncate
+from backproplab.tracking.params import param_batches
 from backproplab.tracking.reachability import is_http, shown_uri
 from backproplab.tracking.settings import TrackingSettings
 from backproplab.tracking.spool import bounded_http

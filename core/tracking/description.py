@@ -61,7 +61,7 @@ def set_note(client: Any, run_id: str, text: str) -> None:
     """``text`` as the run's description, cut to what a tag holds."""
     from .mlflow_private import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
 
-    from .params import truncate
+    from .limits import truncate
 
     client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 

@@ -49,7 +49,8 @@ from .credentials import redact
 from .mlflow_private import MAX_TAG_VAL_LENGTH
 from .datasets import dataset_name, log_datasets
 from .description import describe, how_to_open, set_note
-from .params import log_params, tracking_tag, truncate
+from .limits import truncate
+from .params import log_params, tracking_tag
 from .settings import TrackingSettings
 from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
 from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path

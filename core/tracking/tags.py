@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 
 from .credentials import redact
 from .mlflow_private import MAX_TAG_VAL_LENGTH
-from .params import truncate
+from .limits import truncate
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 OWN_COMMIT_TAG = "backproplab.git_commit"
