@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from backproplab.errors import BackproplabError
 from backproplab.run import job as app
-from backproplab.tracking.naming import typed_overrides
+from backproplab.tracking.records.naming import typed_overrides
 from . import preflight
 from .config_store import register_configs
 from .compat import main_options

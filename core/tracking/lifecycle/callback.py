@@ -13,10 +13,10 @@ from typing import Any, Callable
 import numpy as np
 
 from backproplab.numerics.trainer import Callback, EpochSummary, History, Step
-from .buffer import BatchWriter, Block
-from .metric_names import EPOCH, EPOCH_METRICS, MetricLayout
-from .images import Snapshots
-from .trace import TraceRecorder
+from ..transport.buffer import BatchWriter, Block
+from ..records.metric_names import EPOCH, EPOCH_METRICS, MetricLayout
+from ..records.images import Snapshots
+from ..records.trace import TraceRecorder
 
 
 class MetricBuffer:

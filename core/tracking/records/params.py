@@ -12,10 +12,10 @@ from typing import Any, Iterator, Mapping
 
 from mlflow.entities import Param
 
-from .mlflow_private import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+from ..mlflow_private import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
-from .credentials import redact
-from .limits import truncate
+from ..transport.credentials import redact
+from ..transport.limits import truncate
 
 
 def _format(value: Any) -> str:
