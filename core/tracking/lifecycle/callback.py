@@ -1,7 +1,8 @@
 """The trainer callback that turns each ``Step`` into one buffered row of metrics.
 
 ``on_iteration`` runs inside the training loop, so it only copies numbers into a preallocated
-row (no MLflow objects, no dicts of metric names); everything else happens at flush time.
+row of a ``MetricBuffer`` (no MLflow objects, no dicts of metric names); everything else happens
+at flush time, when the rows leave as a ``Block`` for the transport's writer.
 """
 
 from __future__ import annotations

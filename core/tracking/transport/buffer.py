@@ -2,10 +2,11 @@
 
 A single MLflow write costs milliseconds while a small network trains in microseconds per
 iteration, so the hot path only copies numbers into a row of a preallocated array (the tracker's
-``callback.MetricBuffer``), and the rows leave it as a ``Block``. At flush time a block goes to a
-sink: ``LogBatchSink`` builds MLflow ``Metric`` objects and sends
-``log_batch`` calls of at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit), and
-``sql_writer.SqlMetricSink`` inserts the same rows into a sqlite or PostgreSQL store's tables directly.
+``lifecycle.callback.MetricBuffer``), and the rows leave it as a ``Block``. At flush time a block
+goes to a sink: ``LogBatchSink`` builds MLflow ``Metric`` objects and sends ``log_batch`` calls of
+at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit), and ``sql_writer.SqlMetricSink``
+inserts the same rows into a sqlite or PostgreSQL store's tables directly. A block is keys, steps,
+timestamps and values: nothing here knows what a metric's name means.
 
 The writer is synchronous by default; ``background=True`` moves conversion and writes to one
 thread, which overlaps the sqlite commit with training (see benchmarks/bench_tracking.py).
