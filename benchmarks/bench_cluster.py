@@ -26,7 +26,7 @@ fixtures' own helpers. Then, all in one run, side by side:
    ratio. Target >= 5x.
 5. **Through a server running backproplab's app** (``mlflow server --app-name backproplab``,
    same store, same ``--workers``): the same tracked run, one call per flush
-   (``tracking.server_app``), against the same baseline; and its ingestion from 1..4 jobs, each
+   (``tracking.transport.server_app``), against the same baseline; and its ingestion from 1..4 jobs, each
    sending blocks of 10,000 metrics one call at a time.
 
 Repetitions are interleaved and the best is kept. A script, not a test: wall-clock numbers never
@@ -70,8 +70,8 @@ def ingest_job(uri: str, experiment: str, n_metrics: int, in_flight: int) -> Non
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
-    from backproplab.tracking.buffer import Block
-    from backproplab.tracking.upload import BlockUploads, ParallelUploads
+    from backproplab.tracking.transport.buffer import Block
+    from backproplab.tracking.transport.upload import BlockUploads, ParallelUploads
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -123,7 +123,7 @@ def request_path(upload, request: str):
 
 def ingestion(url: str, jobs: int, n_metrics: int, tag: str, in_flight: int) -> float:
     """Metrics per second the server at ``url`` took from ``jobs`` concurrent job processes."""
-    from backproplab.tracking.store import connect
+    from backproplab.tracking.transport.store import connect
 
     experiment = f"ingest {tag} {jobs} {in_flight}"
     connect(url, experiment)  # created once, not by racing jobs
@@ -168,7 +168,7 @@ def main() -> None:
 
     from bench_tracking import time_naive, time_none, time_tracked, worked_example
     from servers import MlflowServer, Postgres
-    from backproplab.tracking import upload
+    from backproplab.tracking.transport import upload
 
     upload_default = upload.IN_FLIGHT
     in_flights = [int(k) for k in args.in_flight.split(",")]
@@ -216,7 +216,7 @@ def main() -> None:
                 row = "  ".join(f"{jobs} job{'s' if jobs > 1 else ' '} {max(rates[(name, jobs, 0)]):8.0f}/s" for jobs in job_counts)
                 print(f"  {name:<11} app, a block per call:  {row}")
 
-            from backproplab.tracking.store import connect
+            from backproplab.tracking.transport.store import connect
 
             connect(direct, "warm-up")
             none, sql = [], []

@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="100000,1000000,2000000")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    from backproplab.tracking.reachability import check_sqlite
+    from backproplab.tracking.transport.reachability import check_sqlite
 
     print("| metric rows | store | check without quick_check | with quick_check | added | per 100 MB | integrity_check |")
     print("|---|---|---|---|---|---|---|")

@@ -225,8 +225,8 @@ def bench_in_process(runs: int, root: Path) -> None:
     import backproplab as bp
     from backproplab.run.context import RunContext
     from backproplab.tracking import track_run
-    from backproplab.tracking.artifacts import plot_grad_norms, plot_loss
-    from backproplab.tracking.metric_names import MetricLayout
+    from backproplab.tracking.records.artifacts import plot_grad_norms, plot_loss
+    from backproplab.tracking.records.metric_names import MetricLayout
     from mlflow import MlflowClient
     from mlflow.entities import Param
 

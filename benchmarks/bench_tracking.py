@@ -50,7 +50,7 @@ import backproplab as bp
 from backproplab import datasets
 from backproplab.run.context import RunContext
 from backproplab.tracking import track_run
-from backproplab.tracking.metric_names import LOSS, MetricLayout
+from backproplab.tracking.records.metric_names import LOSS, MetricLayout
 
 
 
@@ -262,7 +262,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
         os.chdir(tmp)  # the sqlite store's artifacts go to ./mlruns: keep them in the temp dir
         uri = f"sqlite:///{tmp}/mlflow.db"
-        from backproplab.tracking.store import connect
+        from backproplab.tracking.transport.store import connect
 
         connect(uri, "warm-up")  # the schema is created once per store; not part of any figure
         if args.only_extras:

@@ -1,4 +1,4 @@
-"""Several ``log_batch`` calls in flight to a real ``mlflow server`` (tracking/upload.py) store
+"""Several ``log_batch`` calls in flight to a real ``mlflow server`` (tracking/transport/upload.py) store
 exactly what the run produced: every point of every metric once, with its value and step, and
 the latest value of each metric (MLflow's ``latest_metrics`` bookkeeping, which concurrent
 batches update under row locks) equal to the one of the highest step.
@@ -22,7 +22,8 @@ from mlflow import MlflowClient
 
 import backproplab as bp
 from backproplab.run.context import RunContext
-from backproplab.tracking import track_run, upload
+from backproplab.tracking import track_run
+from backproplab.tracking.transport import upload
 
 sys.path.insert(0, str(Path(__file__).parent))
 from servers import MlflowServer, Proxy, http_serving  # noqa: E402
@@ -262,8 +263,8 @@ def test_a_block_sent_again_after_an_interruption_sends_only_what_was_not_stored
     import threading
     import time
 
-    from backproplab.tracking.buffer import Block
-    from backproplab.tracking.spool import Spool, SpoolingSink, spool_path
+    from backproplab.tracking.transport.buffer import Block
+    from backproplab.tracking.transport.spool import Spool, SpoolingSink, spool_path
 
     keys, steps = tuple(f"k{j:02d}" for j in range(50)), 800  # 40 chunks of 1000
     rng = np.random.default_rng(1)

@@ -282,7 +282,7 @@ def test_the_sweeps_last_line_opens_the_parent_in_model_training_mode(dashboard,
 
 def test_first_chart_is_the_loss(dashboard, page, tmp_path):
     """The first chart of a child's Model metrics tab is the per-iteration loss."""
-    from backproplab.tracking.metric_names import LOSS
+    from backproplab.tracking.records.metric_names import LOSS
 
     child = dashboard.children[0]
     page.goto(dashboard.run_link(child, "model-metrics"))

@@ -346,7 +346,7 @@ def test_a_name_that_stands_for_two_columns_is_refused(tmp_path, header, options
 
 def test_a_feature_called_target_keeps_its_column_in_the_mlflow_record():
     from backproplab.run.data import Dataset
-    from backproplab.tracking.datasets import _frame
+    from backproplab.tracking.records.datasets import _frame
 
     X, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0.0, 1.0])
     ds = Dataset("csv", "binary", X, y, feature_names=["target", "x"])

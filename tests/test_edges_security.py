@@ -202,7 +202,7 @@ _PASSWORDS = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126)
 @settings(max_examples=200, deadline=None)
 @given(user=st.from_regex(r"[a-z][a-z0-9_.-]{0,12}", fullmatch=True), password=_PASSWORDS, scheme=st.sampled_from(["http", "https", "postgresql+psycopg", "mysql"]))
 def test_no_password_survives_redaction_or_the_command_line(user, password, scheme):
-    from backproplab.tracking.credentials import redact, reveal, take_credentials
+    from backproplab.tracking.transport.credentials import redact, reveal, take_credentials
 
     uri = f"{scheme}://{user}:{quote(password, safe='')}@127.0.0.1:5071/db"
     for text in (uri, f"error: {uri} is not reachable", f"a=1 logger.tracking_uri={uri} b=2"):

@@ -76,7 +76,7 @@ def test_a_store_damaged_in_the_middle_is_refused_before_anything_is_written(tmp
 
 def test_the_advised_recovery_gives_a_store_a_run_can_use(tmp_path, damaged_store):
     """The line's advice works: .recover salvages the rows into a store that passes the check."""
-    from backproplab.tracking.reachability import check_sqlite
+    from backproplab.tracking.transport.reachability import check_sqlite
 
     if shutil.which("sqlite3") is None:
         pytest.skip("the sqlite3 command-line shell is not installed")

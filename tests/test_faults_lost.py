@@ -240,7 +240,7 @@ def test_reap_leaves_live_processes_and_other_hosts_alone(tmp_path):
     client = MlflowClient(uri)
     experiment = client.create_experiment("mine")
     here = socket.gethostname()
-    from backproplab.tracking.tags import process_start
+    from backproplab.tracking.records.tags import process_start
 
     alive = client.create_run(experiment, tags={"backproplab.host": here, "backproplab.pid": str(os.getpid()),
                                                 "backproplab.pid_start": process_start(os.getpid())})

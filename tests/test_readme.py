@@ -48,7 +48,7 @@ def test_every_builtin_component_is_named_in_the_readme():
 
 def test_every_metric_family_is_documented():
     from backproplab.numerics import trainer
-    from backproplab.tracking import metric_names
+    from backproplab.tracking.records import metric_names
 
     # The per-epoch names live beside EpochSummary, which schedules and callbacks read them from.
     text = "".join(Path(module.__file__).read_text(encoding="utf-8") for module in (metric_names, trainer))

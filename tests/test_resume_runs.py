@@ -228,7 +228,7 @@ def test_every_stop_signal_checkpoints_at_the_next_iteration_and_resumes(signum,
 def test_runs_resume_judges_a_run_as_runs_reap_does():
     from types import SimpleNamespace
 
-    from backproplab.tracking.resume import judge
+    from backproplab.tracking.lifecycle.resume import judge
 
     def run(status, **tags):
         return SimpleNamespace(info=SimpleNamespace(run_id="r1", status=status), data=SimpleNamespace(tags=tags))

@@ -12,8 +12,8 @@ from backproplab.numerics.trainer import EpochSummary
 from backproplab.run import verdict
 from backproplab.run.context import RunContext
 from backproplab.run.data import Dataset
-from backproplab.tracking.model import model_name
-from backproplab.tracking.settings import SWEEP_CHILD_MAX_POINTS, TrackingSettings
+from backproplab.tracking.records.model import model_name
+from backproplab.tracking.lifecycle.settings import SWEEP_CHILD_MAX_POINTS, TrackingSettings
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``mlflow server --app-name backproplab`` (tracking/server_app.py), a real server on 127.0.0.1
+"""``mlflow server --app-name backproplab`` (tracking/transport/server_app.py), a real server on 127.0.0.1
 over a sqlite file and over the session's real PostgreSQL: a run's metrics go one call per flush
 and the store holds exactly what MLflow's ``log_batch`` would have stored; duplicates, bad bodies,
 a missing or finished run, and the server's loss are handled as through ``log_batch``; the rest
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from backproplab.tracking import server_app, upload
-from backproplab.tracking.buffer import Block
+from backproplab.tracking.transport import server_app, upload
+from backproplab.tracking.transport.buffer import Block
 
 sys.path.insert(0, str(Path(__file__).parent))
 from servers import MlflowServer  # noqa: E402
@@ -164,7 +164,7 @@ def test_the_rest_of_mlflows_server_is_unchanged(app_server):
 
 
 def test_a_plain_server_and_writer_log_batch_get_mlflows_call(tmp_path):
-    from backproplab.tracking.spool import Spool, SpoolingSink
+    from backproplab.tracking.transport.spool import Spool, SpoolingSink
 
     with MlflowServer(f"sqlite:///{tmp_path}/plain.db", tmp_path / "plain") as plain:
         assert upload.BlockUploads(MlflowClient(plain.url)).usable() is False
@@ -178,7 +178,7 @@ def test_a_plain_server_and_writer_log_batch_get_mlflows_call(tmp_path):
 
 
 def test_a_lost_app_server_spools_the_block_and_the_run_writes_it_when_the_server_is_back(tmp_path, capsys):
-    from backproplab.tracking.spool import Spool, SpoolingSink, bounded_http
+    from backproplab.tracking.transport.spool import Spool, SpoolingSink, bounded_http
 
     srv = MlflowServer(f"sqlite:///{tmp_path}/server.db", tmp_path / "server", options=["--app-name", "backproplab"]).start()
     with bounded_http():  # a run's HTTP retry limits, as track_run sets them
@@ -222,7 +222,7 @@ def test_the_body_round_trips_exactly():
 
 
 def test_a_server_restarted_without_the_app_mid_run_gets_log_batch(tmp_path, capsys):
-    from backproplab.tracking.spool import Spool, SpoolingSink, bounded_http
+    from backproplab.tracking.transport.spool import Spool, SpoolingSink, bounded_http
 
     store = f"sqlite:///{tmp_path}/server.db"
     app = MlflowServer(store, tmp_path / "app", options=["--app-name", "backproplab"]).start()

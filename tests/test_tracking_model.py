@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 import backproplab as bp
 from backproplab.errors import ConfigError
-from backproplab.tracking.settings import TrackingSettings
+from backproplab.tracking.lifecycle.settings import TrackingSettings
 from conftest import cli_env
 
 pytestmark = pytest.mark.slow
@@ -213,7 +213,7 @@ def test_mlflow_models_serve_answers_with_the_networks_outputs(tmp_path):
 
 @pytest.mark.parametrize("epochs, bound", [(1, 10), (7, 10), (10, 10), (12, 4), (1000, 10), (3, 1)])
 def test_chosen_epochs_are_bounded_spread_and_end_with_the_last(epochs, bound):
-    from backproplab.tracking.images import chosen_epochs
+    from backproplab.tracking.records.images import chosen_epochs
 
     chosen = chosen_epochs(epochs, bound)
     assert len(chosen) == min(epochs, bound) and chosen == sorted(set(chosen))
@@ -233,7 +233,7 @@ class _StopAfter(bp.Callback):
 
 
 def test_snapshots_copy_params_at_epoch_ends_and_the_last_batch_gradients():
-    from backproplab.tracking.images import Snapshots
+    from backproplab.tracking.records.images import Snapshots
 
     class Recorder(bp.Callback):
         """What the trainer shows at each iteration, to compare the snapshots with."""
@@ -272,7 +272,7 @@ def test_snapshots_copy_params_at_epoch_ends_and_the_last_batch_gradients():
 
 @pytest.mark.parametrize("bound, steps", [(1, [36]), (2, [0, 36]), (3, [0, 16, 36])])
 def test_the_untrained_network_counts_against_the_bound(bound, steps):
-    from backproplab.tracking.images import Snapshots
+    from backproplab.tracking.records.images import Snapshots
 
     net = bp.build_network([2, 3, 1], "tanh", "sigmoid")
     snapshots = Snapshots(net.params, epochs=9, iterations_per_epoch=4, max_per_key=bound)
@@ -290,7 +290,7 @@ def test_every_key_has_a_picture_at_step_0_where_mlflows_card_opens():
     """MLflow 3.17's image card starts at step 0 and draws only a picture logged at exactly its
     step: the untrained network's boundary and weight histograms are that first view."""
     from backproplab.run.data import Dataset
-    from backproplab.tracking.images import ImageThread, PlaneData, Snapshots
+    from backproplab.tracking.records.images import ImageThread, PlaneData, Snapshots
 
     net = bp.build_network([2, 4, 1], "tanh", "sigmoid")
     snapshots = Snapshots(net.params, epochs=3, iterations_per_epoch=4, max_per_key=3)
@@ -318,7 +318,7 @@ def test_every_key_has_a_picture_at_step_0_where_mlflows_card_opens():
 
 
 def test_a_run_stopped_early_gets_its_last_boundary_where_it_stopped():
-    from backproplab.tracking.images import Snapshots
+    from backproplab.tracking.records.images import Snapshots
 
     X = np.random.default_rng(0).normal(size=(20, 2))
     net = bp.build_network([2, 3, 1], "tanh", "sigmoid")

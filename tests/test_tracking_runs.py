@@ -391,7 +391,7 @@ def test_a_server_that_never_answers_is_one_line_after_a_bounded_wait():
     """A port that accepts connections and then says nothing (a hung server, a wrong service)
     must not leave the user waiting on MLflow's retries: the health check's own timeout, well
     under the 10 s the user is promised, ends it with one line."""
-    from backproplab.tracking import reachability, store
+    from backproplab.tracking.transport import reachability, store
 
     assert reachability.HEALTH_TIMEOUT_S < 10 and float(store.CHECK_HTTP_TIMEOUT_S) < 10
     with socket.socket() as silent:

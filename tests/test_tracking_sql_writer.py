@@ -19,9 +19,9 @@ import backproplab as bp
 from backproplab.errors import ConfigError
 from backproplab.run.context import RunContext
 from backproplab.tracking import check_tracking, track_run
-from backproplab.tracking.buffer import Block, LogBatchSink
-from backproplab.tracking.settings import TrackingSettings
-from backproplab.tracking.sql_writer import SqlMetricSink
+from backproplab.tracking.transport.buffer import Block, LogBatchSink
+from backproplab.tracking.lifecycle.settings import TrackingSettings
+from backproplab.tracking.transport.sql_writer import SqlMetricSink
 
 KEYS = ("loss", "grad/w1_1_1", "param/b1_1")
 
@@ -186,13 +186,13 @@ def test_a_tracked_run_uses_the_chosen_writer_and_logs_the_same(client, store, w
     ],
 )
 def test_only_sqlite_files_and_postgresql_are_written_directly(uri, direct):
-    from backproplab.tracking.sql_writer import supports_sql_writer
+    from backproplab.tracking.transport.sql_writer import supports_sql_writer
 
     assert supports_sql_writer(uri) is direct
 
 
 def test_a_write_cut_short_by_ctrl_c_is_sent_again_at_close(client, experiment_id, store):
-    from backproplab.tracking.buffer import BatchWriter
+    from backproplab.tracking.transport.buffer import BatchWriter
 
     run_id = new_run(client, experiment_id)
     sql = SqlMetricSink(store, run_id, client)
@@ -222,7 +222,7 @@ def test_a_signal_during_the_transaction_waits_for_the_commit(client, experiment
     import os
     import signal
 
-    from backproplab.tracking.signals import InterruptGuard
+    from backproplab.tracking.transport.signals import InterruptGuard
 
     run_id = new_run(client, experiment_id)
     sink = SqlMetricSink(store, run_id, client)

@@ -183,7 +183,7 @@ def test_head_revision_is_alembics():
     import mlflow
     from alembic.script import ScriptDirectory
 
-    from backproplab.tracking import schema
+    from backproplab.tracking.transport import schema
 
     folder = Path(mlflow.__file__).parent / "store" / "db_migrations"
     heads = ScriptDirectory(str(folder)).get_heads()
@@ -205,7 +205,7 @@ def test_store_of_an_older_mlflow_is_refused_and_left_as_it_was(work, old_store)
 
 
 def test_upgrade_store_true_keeps_a_copy_then_upgrades(work, old_store):
-    from backproplab.tracking import schema
+    from backproplab.tracking.transport import schema
 
     original = old_store.read_bytes()
     proc, _ = _run([f"logger.tracking_uri=sqlite:///{old_store}", "logger.upgrade_store=true", "trainer.epochs=1"], work)
@@ -358,7 +358,7 @@ def test_full_disk_is_one_readable_line_and_result_json_counts_the_iterations(tm
 def test_a_store_whose_writer_was_killed_mid_transaction_passes_the_check(tmp_path, fresh_store):
     """A run killed during a flush leaves a hot journal; a read-only connection cannot roll it
     back, and the check must not call such a store damaged."""
-    from backproplab.tracking.reachability import check_reachable
+    from backproplab.tracking.transport.reachability import check_reachable
 
     store = tmp_path / "mlflow.db"
     shutil.copy(fresh_store, store)
@@ -374,7 +374,7 @@ def test_a_store_whose_writer_was_killed_mid_transaction_passes_the_check(tmp_pa
     subprocess.run([sys.executable, "-c", killer, str(store)], timeout=60)
     assert store.with_name("mlflow.db-journal").exists()
     check_reachable(f"sqlite:///{store}")
-    from backproplab.tracking import schema
+    from backproplab.tracking.transport import schema
 
     assert _revision(store) == schema.migrations()[0]
     with sqlite3.connect(store) as db:  # rolled back: the killed transaction's table is gone

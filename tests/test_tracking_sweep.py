@@ -370,7 +370,7 @@ def test_the_sweeps_answer_is_on_the_parent_and_every_child_has_the_same_metrics
     """Final metrics on every child, the best child named and linked on the parent,
     readable names, one element-wise decision for a sweep over widths, the fixed overrides as
     params, a summary table without dotted columns and a readable final-loss plot."""
-    from backproplab.tracking.summary import DPI, plot_size
+    from backproplab.tracking.records.summary import DPI, plot_size
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = cli(

@@ -10,11 +10,12 @@ import pytest
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 
 from backproplab.errors import ConfigError
-from backproplab.tracking import parent as sweep_parent
-from backproplab.tracking.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, LogBatchSink, MetricBuffer
-from backproplab.tracking.metric_names import MetricLayout, element_names
-from backproplab.tracking.params import flatten, param_batches
-from backproplab.tracking.settings import TrackingSettings
+from backproplab.tracking.lifecycle import parent as sweep_parent
+from backproplab.tracking.transport.buffer import MAX_METRICS_PER_BATCH, BatchWriter, Block, LogBatchSink
+from backproplab.tracking.lifecycle.callback import MetricBuffer
+from backproplab.tracking.records.metric_names import MetricLayout, element_names
+from backproplab.tracking.records.params import flatten, param_batches
+from backproplab.tracking.lifecycle.settings import TrackingSettings
 
 
 def worked_example_params() -> dict[str, np.ndarray]:
@@ -98,7 +99,7 @@ def test_flatten_gives_dotted_keys_and_yaml_spelled_values():
 
 
 def test_run_params_leave_out_the_tracking_settings_and_nulls():
-    from backproplab.tracking.params import run_params, tracking_tag
+    from backproplab.tracking.records.params import run_params, tracking_tag
 
     config = {
         "optimizer": {"name": "sgd", "lr": 0.5, "nesterov": False},
@@ -294,7 +295,7 @@ def test_elementwise_decision_is_on_only_when_every_job_fits():
 
 # -- run names ----------------------------------------------------------------------------------
 def test_child_names_show_only_what_differs_by_short_keys():
-    from backproplab.tracking.naming import child_name, short_keys
+    from backproplab.tracking.records.naming import child_name, short_keys
 
     overrides = ["data=moons", "optimizer.lr=0.5", "data.batch_size=8", "model.hidden=[4]", "logger.tracking_uri=sqlite:///x.db"]
     assert child_name(overrides, ["optimizer.lr", "data.batch_size", "model.hidden"]) == "lr=0.5 bs=8 hidden=[4]"
@@ -315,7 +316,7 @@ def test_child_names_show_only_what_differs_by_short_keys():
 def test_a_component_node_is_named_as_typed():
     """``model.activation=leaky_relu model.activation.alpha=0.1,0.2`` reaches Hydra as component
     nodes (``{name:leaky_relu,alpha:0.1}``, hydra_app.preflight); names show what was typed."""
-    from backproplab.tracking.naming import child_name, parent_name, typed_overrides, typed_swept
+    from backproplab.tracking.records.naming import child_name, parent_name, typed_overrides, typed_swept
 
     swept = typed_swept({"model.activation": "{name:leaky_relu,alpha:0.1},{name:leaky_relu,alpha:0.2}", "optimizer.lr": "0.1,0.5"})
     assert swept == {"model.activation.alpha": "0.1,0.2", "optimizer.lr": "0.1,0.5"}
@@ -332,7 +333,7 @@ def test_a_component_node_is_named_as_typed():
 
 
 def test_parent_and_single_run_names():
-    from backproplab.tracking.naming import parent_name, single_name
+    from backproplab.tracking.records.naming import parent_name, single_name
 
     assert parent_name({"optimizer.lr": "0.1,0.5", "data.batch_size": "1,2"}, "moons") == "sweep lr, bs on moons"
     assert parent_name({"data": "moons,circles", "optimizer.lr": "0.1,0.5"}, "moons") == "sweep lr on moons,circles"
@@ -345,7 +346,7 @@ def test_parent_and_single_run_names():
 def test_git_commit_tag_is_the_users_project_and_backproplabs_own_is_separate(tmp_path):
     import subprocess
 
-    from backproplab.tracking.tags import GIT_COMMIT_TAG, OWN_COMMIT_TAG, base_tags
+    from backproplab.tracking.records.tags import GIT_COMMIT_TAG, OWN_COMMIT_TAG, base_tags
 
     project = tmp_path / "my-experiments"
     project.mkdir()
@@ -367,7 +368,7 @@ def test_git_commit_tag_is_the_users_project_and_backproplabs_own_is_separate(tm
 
 def test_params_npz_keeps_the_networks_dtype(tmp_path):
     import backproplab as bp
-    from backproplab.tracking.artifacts import write_params
+    from backproplab.tracking.records.artifacts import write_params
 
     net = bp.build_network([3, 2, 1], "tanh", dtype="float32", seed=0)
     write_params(tmp_path / "params.npz", net.params)
@@ -379,7 +380,7 @@ def test_params_npz_keeps_the_networks_dtype(tmp_path):
 
 def test_failure_reason_reads_like_the_console_for_our_errors_and_keeps_foreign_types():
     from backproplab.errors import ConfigError, NonFiniteLossError
-    from backproplab.tracking.tags import one_line
+    from backproplab.tracking.records.tags import one_line
 
     assert one_line(NonFiniteLossError(float("inf"), 0, 4)).startswith("non-finite loss inf at epoch 1, iteration 5; try")
     assert one_line(ConfigError("optimizer.lr='abc'\n  is invalid")) == "optimizer.lr='abc'; is invalid"  # as the console joins lines
@@ -388,7 +389,7 @@ def test_failure_reason_reads_like_the_console_for_our_errors_and_keeps_foreign_
 
 # -- plots drawn on a thread --------------------------------------------------------------------
 def test_plot_thread_draws_both_plots_and_cleans_up():
-    from backproplab.tracking.artifacts import PlotThread
+    from backproplab.tracking.records.artifacts import PlotThread
 
     layout = MetricLayout.for_params({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, 64)
     summary = (np.arange(5), np.linspace(1.0, 0.1, 5)[:, None] * np.ones((5, layout.n_summary)))
@@ -401,7 +402,7 @@ def test_plot_thread_draws_both_plots_and_cleans_up():
 
 
 def test_plot_thread_hands_a_drawing_error_to_the_caller():
-    from backproplab.tracking.artifacts import PlotThread
+    from backproplab.tracking.records.artifacts import PlotThread
 
     layout = MetricLayout.for_params({"W1": np.zeros((2, 2)), "b1": np.zeros(2)}, 64)
     broken = (np.arange(5), np.zeros((5, 0)))  # no loss column: drawing must fail
@@ -417,7 +418,7 @@ def test_the_loss_warning_keeps_the_cause_of_a_long_http_error():
     # the end, and it is the only part that tells a dead server from a slow or failing one.
     import requests
 
-    from backproplab.tracking.spool import short
+    from backproplab.tracking.transport.spool import short
 
     with pytest.raises(requests.ConnectionError) as caught:
         requests.post("http://127.0.0.1:9/api/2.0/mlflow/runs/log-batch", timeout=2)
@@ -437,7 +438,7 @@ def test_a_refused_connection_is_never_connected_and_a_timeout_is_not():
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
 
-    from backproplab.tracking.upload import is_server_loss, never_connected
+    from backproplab.tracking.transport.upload import is_server_loss, never_connected
 
     def failure(uri: str) -> BaseException:
         with pytest.raises(Exception) as caught:

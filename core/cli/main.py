@@ -49,7 +49,7 @@ def _plugins(argv: list[str]) -> int:
 
 def _runs(argv: list[str]) -> int:
     # Imported only here: mlflow costs seconds that explain, plugins and logger=none never pay.
-    from backproplab.tracking.maintenance import main as runs_main
+    from backproplab.tracking.lifecycle.maintenance import main as runs_main
 
     return runs_main(argv)
 
@@ -57,7 +57,7 @@ def _runs(argv: list[str]) -> int:
 def _run_hydra(argv: list[str]) -> int:
     from backproplab.hydra_app import preflight
     from backproplab.hydra_app.overrides import check_overrides
-    from backproplab.tracking.credentials import redact, take_credentials
+    from backproplab.tracking.transport.credentials import redact, take_credentials
 
     try:
         # First, before Hydra copies the overrides into .hydra/, the config, job names and tags.
@@ -91,7 +91,7 @@ def _run_hydra(argv: list[str]) -> int:
         print(line, file=sys.stderr, flush=True)
         # A sweep parent left open (the launcher raised: Ray lost, a job's worker died) is ended
         # FAILED at exit with this reason; before the multirun started there is none to end.
-        from backproplab.tracking import parent as sweep_parent
+        from backproplab.tracking.lifecycle import parent as sweep_parent
 
         sweep_parent.stop_reason = line.removeprefix("error: ")
         return code

@@ -197,7 +197,7 @@ class CommandCallback(Callback):
         sweep, self._sweep = self._sweep, None
         if sweep is None or self._tracking is None:
             return
-        from backproplab.tracking import parent as sweep_parent
+        from backproplab.tracking.lifecycle import parent as sweep_parent
 
         reason = sweep_parent.stop_reason
         if reason in ("interrupted", "interrupted (SIGTERM)", "interrupted (SIGINT)"):

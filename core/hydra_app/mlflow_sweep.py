@@ -46,17 +46,18 @@ from omegaconf import DictConfig, OmegaConf
 from backproplab import __version__
 from backproplab.errors import ConfigError
 from backproplab.run.sweep import RUN, BestRule, ChildRun, JobOutcome, Sweep, markdown_table, ranking_table
-from backproplab.tracking import naming
-from backproplab.tracking import parent as sweep_parent
-from backproplab.tracking import summary as run_summary
-from backproplab.tracking.description import how_to_open, run_page, set_note
+from backproplab.tracking.records import naming
+from backproplab.tracking.lifecycle import parent as sweep_parent
+from backproplab.tracking.records import summary as run_summary
+from backproplab.tracking.records.description import how_to_open, run_page, set_note
 from backproplab.tracking.mlflow_private import MAX_PARAM_VAL_LENGTH
-from backproplab.tracking.params import param_batches, truncate
-from backproplab.tracking.reachability import is_http, shown_uri
-from backproplab.tracking.settings import TrackingSettings
-from backproplab.tracking.spool import bounded_http
-from backproplab.tracking.store import connect, resolve_uri
-from backproplab.tracking.tags import base_tags, one_line, overrides_tag, process_tags
+from backproplab.tracking.transport.limits import truncate
+from backproplab.tracking.records.params import param_batches
+from backproplab.tracking.transport.reachability import is_http, shown_uri
+from backproplab.tracking.lifecycle.settings import TrackingSettings
+from backproplab.tracking.transport.spool import bounded_http
+from backproplab.tracking.transport.store import connect, resolve_uri
+from backproplab.tracking.records.tags import base_tags, one_line, overrides_tag, process_tags
 
 from .preflight import SweepPlan, task_overrides
 

@@ -32,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backproplab.tracking import parent as sweep_parent
-from backproplab.tracking.signals import interrupt_for
+from backproplab.tracking.lifecycle import parent as sweep_parent
+from backproplab.tracking.transport.signals import interrupt_for
 
 WORKER_MODULE = "popen_loky_posix"  # what loky runs a worker process as (``python -m ...``)
 # How often the command asks the store whether the child runs are saved, and a worker checks

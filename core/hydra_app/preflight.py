@@ -466,7 +466,7 @@ def check_job(cfg: DictConfig, *, sizes: list[tuple[int, int]] | None = None, lo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the job shows its own warnings when it runs
         prepared = prepare(cfg, loaded=loaded)
-    from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
+    from backproplab.tracking.lifecycle.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
     settings = TrackingSettings.from_mapping(prepared.config.logger)
     if sizes is not None:
@@ -771,7 +771,7 @@ def check_no_secrets(config: DictConfig) -> None:
     an interpolation (``${oc.env:...}``): Hydra copies the composed config into
     ``.hydra/config.yaml``, and the run's checkpoint and records hold it resolved. The command
     line's are gone by now: ``credentials.take_credentials`` moved them into the environment."""
-    from backproplab.tracking.credentials import redact
+    from backproplab.tracking.transport.credentials import redact
 
     def walk(node: Any, key: str, how: str) -> None:
         if isinstance(node, dict):
@@ -809,7 +809,7 @@ def check_run(config: DictConfig) -> Any:
         HydraConfig.instance().set_config(cfg)  # as run_job does before it reads hydra.run.dir
         prepared, settings = check_job(_task_config(cfg, str(OmegaConf.select(cfg, "hydra.run.dir"))))
     if settings.enabled:
-        from backproplab.tracking.reachability import check_reachable
+        from backproplab.tracking.transport.reachability import check_reachable
 
         check_reachable(settings.tracking_uri, upgrade_store=settings.upgrade_store)
     return prepared
@@ -818,8 +818,8 @@ def check_run(config: DictConfig) -> Any:
 def check_store(config: DictConfig) -> None:
     """Whether a tracked sweep's store answers and is sound (the cheap half, without mlflow),
     before the sweep's folder is claimed: a refused store leaves nothing behind, as for a run."""
-    from backproplab.tracking.reachability import check_reachable
-    from backproplab.tracking.settings import TrackingSettings  # no mlflow import: settings are plain checks
+    from backproplab.tracking.transport.reachability import check_reachable
+    from backproplab.tracking.lifecycle.settings import TrackingSettings  # no mlflow import: settings are plain checks
 
     logger = OmegaConf.to_container(config.logger, resolve=True) if "logger" in config else None
     settings = TrackingSettings.from_mapping(logger)  # type: ignore[arg-type]

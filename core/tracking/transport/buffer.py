@@ -1,10 +1,12 @@
-"""Metrics buffered in preallocated numpy arrays and written a block at a time.
+"""Metrics written a block at a time.
 
 A single MLflow write costs milliseconds while a small network trains in microseconds per
-iteration, so the hot path only copies numbers into a row of a preallocated array. At flush
-time a ``Block`` goes to a sink: ``LogBatchSink`` builds MLflow ``Metric`` objects and sends
-``log_batch`` calls of at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit), and
-``sql_writer.SqlMetricSink`` inserts the same rows into a sqlite or PostgreSQL store's tables directly.
+iteration, so the hot path only copies numbers into a row of a preallocated array (the tracker's
+``lifecycle.callback.MetricBuffer``), and the rows leave it as a ``Block``. At flush time a block
+goes to a sink: ``LogBatchSink`` builds MLflow ``Metric`` objects and sends ``log_batch`` calls of
+at most ``MAX_METRICS_PER_BATCH`` metrics (MLflow's own limit), and ``sql_writer.SqlMetricSink``
+inserts the same rows into a sqlite or PostgreSQL store's tables directly. A block is keys, steps,
+timestamps and values: nothing here knows what a metric's name means.
 
 The writer is synchronous by default; ``background=True`` moves conversion and writes to one
 thread, which overlaps the sqlite commit with training (see benchmarks/bench_tracking.py).
@@ -19,8 +21,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from mlflow.entities import Metric
-
-from .metric_names import MetricLayout
 
 MAX_METRICS_PER_BATCH = 1000
 
@@ -50,49 +50,6 @@ class Block:
         metrics = self.metrics()
         for start in range(0, len(metrics), size):
             yield metrics[start : start + size]
-
-
-class MetricBuffer:
-    """Preallocated rows of per-iteration values plus a short list of sparse (per-epoch) metrics.
-
-    The caller writes ``values[n]``, ``steps[n]`` and ``times[n]`` and advances ``n``; ``full``
-    tells it when to ``take`` a block. The leading summary columns (loss and norms) of every
-    block are kept so the run's plots can be drawn after the metrics have left the process.
-    """
-
-    def __init__(self, layout: MetricLayout, max_metrics: int) -> None:
-        self.layout = layout
-        self.capacity = max(1, max_metrics // layout.n_columns)
-        self.values = np.zeros((self.capacity, layout.n_columns), dtype=np.float64)
-        self.steps = np.zeros(self.capacity, dtype=np.int64)
-        self.times = np.zeros(self.capacity, dtype=np.float64)  # seconds since the epoch
-        self.n = 0
-        self.extra: list[tuple[str, float, int, int]] = []
-        self._summary_steps: list[np.ndarray] = []
-        self._summary_values: list[np.ndarray] = []
-
-    def add_sparse(self, key: str, value: float, timestamp_s: float, step: int) -> None:
-        self.extra.append((key, float(value), int(timestamp_s * 1000), int(step)))
-
-    def take(self) -> Block | None:
-        n = self.n
-        if n == 0 and not self.extra:
-            return None
-        values = self.values[:n].copy()
-        self.layout.finish_rows(values)
-        steps = self.steps[:n].copy()
-        self._summary_steps.append(steps)
-        self._summary_values.append(values[:, : self.layout.n_summary].copy())
-        block = Block(self.layout.keys, steps, (self.times[:n] * 1000).astype(np.int64), values, self.extra)
-        self.n = 0
-        self.extra = []
-        return block
-
-    def summary(self) -> tuple[np.ndarray, np.ndarray]:
-        """(steps, loss-and-norm columns) of everything taken so far, for plotting."""
-        if not self._summary_steps:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.layout.n_summary))
-        return np.concatenate(self._summary_steps), np.concatenate(self._summary_values)
 
 
 class LogBatchSink:

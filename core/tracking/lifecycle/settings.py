@@ -134,11 +134,11 @@ class TrackingSettings:
     # a copy to <file>.bak-<revision>); false: such a store is refused, the upgrade is the user's call.
     upgrade_store: bool = False
     on_server_loss: str = "continue"
-    # The trained network as an MLflow pyfunc model at artifact path "model" (tracking/model.py),
+    # The trained network as an MLflow pyfunc model at artifact path "model" (tracking/records/model.py),
     # and registered under this name in the Model Registry when one is given.
     log_model: bool = True
     register_model: str | None = None
-    # Decision-boundary and histogram pictures through log_image (tracking/images.py): at most
+    # Decision-boundary and histogram pictures through log_image (tracking/records/images.py): at most
     # images_max_per_key per image key, so the store and the end of a run stay bounded.
     images_enabled: bool = True
     images_max_per_key: int = 10

@@ -34,8 +34,8 @@ from backproplab.errors import BackproplabError, ConfigError
 from .buffer import Block, MAX_METRICS_PER_BATCH
 from .credentials import public, redact
 from .faults import SpoolWriteError, spool_write_error
-from .mlflow_private import MAX_TAG_VAL_LENGTH
-from .params import truncate
+from ..mlflow_private import MAX_TAG_VAL_LENGTH
+from .limits import truncate
 from .reachability import check_http
 from .store import environment
 from . import upload

@@ -48,7 +48,7 @@ from backproplab.run.context import RunContext
 from .datasets import split_of_metric
 from .naming import MAX_NAME, data_name
 from .params import run_params
-from .store import environment, quiet_loggers
+from ..transport.store import environment, quiet_loggers
 
 MODEL_PATH = "model"
 # What a logged model's name may not hold (MLflow's rule for logged model names).
@@ -257,7 +257,7 @@ def register(client: Any, run_id: str, name: str, model_id: str | None = None) -
 def _note_version(client: Any, model_id: str, version: Any) -> None:
     """The version on its logged model (the tag MLflow's ``register_model`` sets), which the
     model's page lists under "Model versions"."""
-    from .mlflow_private import MLFLOW_MODEL_VERSIONS
+    from ..mlflow_private import MLFLOW_MODEL_VERSIONS
 
     known = client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
     versions = (json.loads(known) if known else []) + [{"name": version.name, "version": version.version}]

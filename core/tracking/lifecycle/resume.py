@@ -33,7 +33,7 @@ from backproplab.run import checkpoint as checkpoint_files
 from backproplab.run.checkpoint import Checkpoint
 from backproplab.run.stopping import describe_signal, exit_code, signal_of
 from .continuation import ARTIFACT_DIR
-from .tags import HOST_TAG, PID_START_TAG, PID_TAG, one_line
+from ..records.tags import HOST_TAG, PID_START_TAG, PID_TAG, one_line
 
 RESULT_FILE = "result.json"
 # A failure_reason that says a signal ended the run, not an error in it.
@@ -129,8 +129,8 @@ def resume(run_id: str, client: Any, uri: str, process_state: ProcessState, out:
     from backproplab.run import job
 
     from .run import track_run
-    from .spool import bounded_http
-    from .reachability import is_http
+    from ..transport.spool import bounded_http
+    from ..transport.reachability import is_http
 
     out = out or sys.stdout
     with bounded_http(is_http(uri)):

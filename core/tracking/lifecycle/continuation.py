@@ -19,8 +19,8 @@ import numpy as np
 
 from backproplab.errors import ConfigError
 from backproplab.run.checkpoint import STATE_JSON, STATE_NPZ
-from .buffer import Block, Sink
-from .tags import one_line
+from ..transport.buffer import Block, Sink
+from ..records.tags import one_line
 
 FAILURE_TAG = "failure_reason"
 RESUMED_TAG = "backproplab.resumed_from"

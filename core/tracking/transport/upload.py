@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 
 from mlflow.entities import Metric
 
-from . import mlflow_private
+from .. import mlflow_private
 from .buffer import Block
 from .reachability import is_http
 

@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .credentials import redact
-from .mlflow_private import MAX_TAG_VAL_LENGTH
-from .params import truncate
+from ..transport.credentials import redact
+from ..mlflow_private import MAX_TAG_VAL_LENGTH
+from ..transport.limits import truncate
 
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 OWN_COMMIT_TAG = "backproplab.git_commit"

@@ -118,7 +118,7 @@ def parse_block(payload: Any) -> tuple[str, Block]:
 def _validate(block: Block) -> None:
     """MLflow's own checks of a metric's name, value, timestamp and step, as ``log_batch`` makes
     them; once per key for the packed rows, whose values are float64 and steps int64 by construction."""
-    from .mlflow_private import validate_metric
+    from ..mlflow_private import validate_metric
 
     if block.timestamps_ms.size and int(block.timestamps_ms.min()) < 0:
         raise ValueError(f"timestamp {int(block.timestamps_ms.min())}: a timestamp must be a nonnegative long (64-bit integer)")
@@ -136,7 +136,7 @@ _engines_lock = threading.Lock()
 def _store_engine() -> tuple[str, Any] | None:
     """(uri, engine) of the server's backend store, when the SQL writer takes it; one engine per
     server worker process."""
-    from .mlflow_private import server_store_uri
+    from ..mlflow_private import server_store_uri
     from .sql_writer import engine_for, supports_sql_writer
 
     uri = server_store_uri()
@@ -188,7 +188,7 @@ def _log_block_view():
 def create_app(app: Any = None):
     """The ``mlflow.app`` factory: MLflow's Flask app with the two routes; under uvicorn (MLflow's
     default server) wrapped as MLflow wraps its own app, as MLflow's basic-auth app does."""
-    from .mlflow_private import server_app_for_sgi, server_flask_app
+    from ..mlflow_private import server_app_for_sgi, server_flask_app
 
     app = server_flask_app() if app is None else app
     app.add_url_rule(SERVER_ENDPOINT, endpoint="backproplab_server", view_func=_server_view, methods=["GET"])

@@ -37,28 +37,29 @@ from backproplab.errors import ConfigError
 from backproplab.run.context import RunContext
 from backproplab.numerics.trainer import Callback
 from . import parent as sweep_parent
-from .artifacts import PlotThread, log_run_artifacts
-from .buffer import BatchWriter, LogBatchSink
+from ..records.artifacts import PlotThread, log_run_artifacts
+from ..transport.buffer import BatchWriter, LogBatchSink
 from .callback import MlflowTracker
 from .continuation import RESUMED_TAG, SkipStored, publish, reopen
 from .extras import RunExtras
-from .faults import SpoolWriteError, StoreFullError, UnrecordedError, store_full
-from . import naming
-from .metric_names import MetricLayout
-from .credentials import redact
-from .mlflow_private import MAX_TAG_VAL_LENGTH
-from .datasets import dataset_name, log_datasets
-from .description import describe, how_to_open, set_note
-from .params import log_params, tracking_tag, truncate
+from ..transport.faults import SpoolWriteError, StoreFullError, UnrecordedError, store_full
+from ..records import naming
+from ..records.metric_names import MetricLayout
+from ..transport.credentials import redact
+from ..mlflow_private import MAX_TAG_VAL_LENGTH
+from ..records.datasets import dataset_name, log_datasets
+from ..records.description import describe, how_to_open, set_note
+from ..transport.limits import truncate
+from ..records.params import log_params, tracking_tag
 from .settings import TrackingSettings
-from .signals import InterruptGuard, Terminated, describe_signal, interrupt_for
-from .spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
-from .sql_writer import SqlMetricSink, supports_sql_writer
-from .reachability import is_http, shown_uri
-from .store import connect, resolve_uri
-from .summary import final_metrics
-from .tags import base_tags, component_tags, one_line, overrides_tag, process_tags
-from .trace import TraceRecorder
+from ..transport.signals import InterruptGuard, Terminated, describe_signal, interrupt_for
+from ..transport.spool import LocalArtifacts, ServerLost, Spool, SpoolingSink, bounded_http, spool_path
+from ..transport.sql_writer import SqlMetricSink, supports_sql_writer
+from ..transport.reachability import is_http, shown_uri
+from ..transport.store import connect, resolve_uri
+from ..records.summary import final_metrics
+from ..records.tags import base_tags, component_tags, one_line, overrides_tag, process_tags
+from ..records.trace import TraceRecorder
 
 PARENT_TAG = "mlflow.parentRunId"
 FAILURE_TAG = "failure_reason"

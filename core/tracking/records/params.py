@@ -12,11 +12,10 @@ from typing import Any, Iterator, Mapping
 
 from mlflow.entities import Param
 
-from .mlflow_private import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+from ..mlflow_private import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
-from .credentials import redact
-
-TRUNCATION_MARK = "...[truncated]"
+from ..transport.credentials import redact
+from ..transport.limits import truncate
 
 
 def _format(value: Any) -> str:
@@ -29,12 +28,6 @@ def _format(value: Any) -> str:
         return json.dumps(value, default=str, separators=(", ", ": "))
     except (TypeError, ValueError):
         return str(value)
-
-
-def truncate(value: str, limit: int) -> str:
-    if len(value) <= limit:
-        return value
-    return value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

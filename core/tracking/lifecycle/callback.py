@@ -1,7 +1,8 @@
 """The trainer callback that turns each ``Step`` into one buffered row of metrics.
 
 ``on_iteration`` runs inside the training loop, so it only copies numbers into a preallocated
-row (no MLflow objects, no dicts of metric names); everything else happens at flush time.
+row of a ``MetricBuffer`` (no MLflow objects, no dicts of metric names); everything else happens
+at flush time, when the rows leave as a ``Block`` for the transport's writer.
 """
 
 from __future__ import annotations
@@ -13,10 +14,53 @@ from typing import Any, Callable
 import numpy as np
 
 from backproplab.numerics.trainer import Callback, EpochSummary, History, Step
-from .buffer import BatchWriter, MetricBuffer
-from .metric_names import EPOCH, EPOCH_METRICS, MetricLayout
-from .images import Snapshots
-from .trace import TraceRecorder
+from ..transport.buffer import BatchWriter, Block
+from ..records.metric_names import EPOCH, EPOCH_METRICS, MetricLayout
+from ..records.images import Snapshots
+from ..records.trace import TraceRecorder
+
+
+class MetricBuffer:
+    """Preallocated rows of per-iteration values plus a short list of sparse (per-epoch) metrics.
+
+    The caller writes ``values[n]``, ``steps[n]`` and ``times[n]`` and advances ``n``; ``full``
+    tells it when to ``take`` a block. The leading summary columns (loss and norms) of every
+    block are kept so the run's plots can be drawn after the metrics have left the process.
+    """
+
+    def __init__(self, layout: MetricLayout, max_metrics: int) -> None:
+        self.layout = layout
+        self.capacity = max(1, max_metrics // layout.n_columns)
+        self.values = np.zeros((self.capacity, layout.n_columns), dtype=np.float64)
+        self.steps = np.zeros(self.capacity, dtype=np.int64)
+        self.times = np.zeros(self.capacity, dtype=np.float64)  # seconds since the epoch
+        self.n = 0
+        self.extra: list[tuple[str, float, int, int]] = []
+        self._summary_steps: list[np.ndarray] = []
+        self._summary_values: list[np.ndarray] = []
+
+    def add_sparse(self, key: str, value: float, timestamp_s: float, step: int) -> None:
+        self.extra.append((key, float(value), int(timestamp_s * 1000), int(step)))
+
+    def take(self) -> Block | None:
+        n = self.n
+        if n == 0 and not self.extra:
+            return None
+        values = self.values[:n].copy()
+        self.layout.finish_rows(values)
+        steps = self.steps[:n].copy()
+        self._summary_steps.append(steps)
+        self._summary_values.append(values[:, : self.layout.n_summary].copy())
+        block = Block(self.layout.keys, steps, (self.times[:n] * 1000).astype(np.int64), values, self.extra)
+        self.n = 0
+        self.extra = []
+        return block
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, loss-and-norm columns) of everything taken so far, for plotting."""
+        if not self._summary_steps:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.layout.n_summary))
+        return np.concatenate(self._summary_steps), np.concatenate(self._summary_values)
 
 
 class MlflowTracker(Callback):

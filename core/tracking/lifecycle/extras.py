@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from backproplab.numerics.trainer import Step
 from backproplab.run.context import RunContext
-from .images import ImageThread, PlaneData, Snapshots, log_final_boundary, log_images
-from .model import log_model, model_name, servable
+from ..records.images import ImageThread, PlaneData, Snapshots, log_final_boundary, log_images
+from ..records.model import log_model, model_name, servable
 from .settings import TrackingSettings
 
 

@@ -18,7 +18,7 @@ What keeps this honest:
   rule: the row with the greatest (step, timestamp, value) wins;
 * a block is one transaction, so a failure leaves the store as it was; a block that hits a
   duplicate row is handed to ``log_batch``, whose de-duplication is MLflow's business (or, in
-  the tracking server's app, ``tracking.server_app``, skipped row by row: the same rule, cheaper);
+  the tracking server's app, ``server_app``, skipped row by row: the same rule, cheaper);
 * the run's row is locked for the transaction (``FOR UPDATE`` on PostgreSQL; sqlite has one
   writer at a time anyway), so two blocks of one run never race on its ``latest_metrics`` rows;
 * logging into a run that is no longer active fails, as ``log_batch`` would.
@@ -38,7 +38,7 @@ import numpy as np
 import sqlalchemy as sa
 from mlflow.entities import LifecycleStage
 from .buffer import Block, LogBatchSink
-from .mlflow_private import METRIC_COLUMNS, sql_tables
+from ..mlflow_private import METRIC_COLUMNS, sql_tables
 from .signals import signals_held
 
 _FLOAT_MAX = 1.7976931348623157e308

@@ -50,7 +50,7 @@ def how_to_open(uri: str, experiment_id: str, run_id: str) -> str:
     """How a reader opens a run's page: a server at its own address; a local store (sqlite, a
     database) needs ``mlflow ui`` started on it first. The console's last ``mlflow:`` line, for
     a single run and a sweep's parent alike."""
-    from .reachability import is_http
+    from ..transport.reachability import is_http
 
     if is_http(uri):
         return f"open {run_page(uri, experiment_id, run_id)}"
@@ -59,9 +59,9 @@ def how_to_open(uri: str, experiment_id: str, run_id: str) -> str:
 
 def set_note(client: Any, run_id: str, text: str) -> None:
     """``text`` as the run's description, cut to what a tag holds."""
-    from .mlflow_private import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
+    from ..mlflow_private import MAX_TAG_VAL_LENGTH  # mlflow only when a note is written
 
-    from .params import truncate
+    from ..transport.limits import truncate
 
     client.set_tag(run_id, NOTE_TAG, truncate(text, MAX_TAG_VAL_LENGTH))
 

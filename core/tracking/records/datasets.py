@@ -42,7 +42,7 @@ def dataset_name(context: RunContext) -> str:
 
 
 def _source(context: RunContext) -> Any:
-    from .mlflow_private import code_dataset_source, dataset_source_for
+    from ..mlflow_private import code_dataset_source, dataset_source_for
 
     path, origin = source_of(context.config.get("data") or {}, context.dataset)
     if path is not None:

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from backproplab.errors import ConfigError
-from .description import set_note, spooled, stored
-from .credentials import redact, reveal, take_uri
-from .reachability import UriOption, check_http, check_sqlite, default_uri, is_http
-from .tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
+from ..records.description import set_note, spooled, stored
+from ..transport.credentials import redact, reveal, take_uri
+from ..transport.reachability import UriOption, check_http, check_sqlite, default_uri, is_http
+from ..records.tags import HOST_TAG, PID_START_TAG, PID_TAG, process_start
 
 EXIT_CONFIG = 2
 FAILURE_TAG = "failure_reason"
@@ -99,7 +99,7 @@ def reap(uri: str | None = None, experiment: str | None = None, out: Any = None)
     """Mark KILLED every RUNNING run of this host whose process is gone; print what was done."""
     from mlflow.entities import RunStatus, ViewType
 
-    from .spool import bounded_http
+    from ..transport.spool import bounded_http
 
     out = out or sys.stdout
     client, uri = _client(uri)
@@ -154,9 +154,9 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
     """Write a spool's metrics, artifacts and final status into its run; then remove the spool."""
     from mlflow.entities import RunStatus
 
-    from .buffer import MAX_METRICS_PER_BATCH
-    from .spool import METRICS_LOST_TAG, Spool, bounded_http, damaged_artifacts, metrics_of, read_spool
-    from .upload import send_all
+    from ..transport.buffer import MAX_METRICS_PER_BATCH
+    from ..transport.spool import METRICS_LOST_TAG, Spool, bounded_http, damaged_artifacts, metrics_of, read_spool
+    from ..transport.upload import send_all
 
     out = out or sys.stdout
     path = Path(spool_file)
@@ -242,9 +242,9 @@ def _refuse_if_owned(run: Any, path: Path) -> None:
 def register(name: str, run_id: str | None = None, uri: str | None = None, experiment: str = "backproplab", out: Any = None) -> int:
     """Register the model of ``run_id`` (a sweep parent: its best child; None: the best child of
     ``experiment``'s latest sweep) as a new version of ``name``; print which."""
-    from .model import model_run, register_run
+    from ..records.model import model_run, register_run
     from .settings import registered_model_name
-    from .spool import bounded_http
+    from ..transport.spool import bounded_http
 
     out = out or sys.stdout
     name = registered_model_name(name, key="backproplab runs register NAME", nullable=False)

@@ -5,7 +5,7 @@
 dtype, feature and output column names) with the installed backproplab and its plugins, then
 reads the weights and the standardisation from ``weights.npz`` with ``allow_pickle=False``.
 ``predict`` takes the features by name, standardises them as in training, and returns the
-network's outputs, one column per output (see ``backproplab.tracking.model``).
+network's outputs, one column per output (see ``backproplab.tracking.records.model``).
 
 Not imported by backproplab itself: ``set_model`` below is what MLflow looks for when it runs
 the file.
