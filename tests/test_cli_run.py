@@ -157,11 +157,12 @@ def test_a_single_run_loads_its_data_once(tmp_path, cli_env):
     )
     assert proc.returncode == 0, proc.stderr
     assert "loads=1" in proc.stderr.splitlines()
-    # A multirun checks every job in the launching process, and each job (basic launcher, same
-    # process) trains what its check prepared: each job's data are loaded once.
+    # A multirun checks every job in the launching process, loading each distinct data set once,
+    # and each job (basic launcher, same process) trains what its check prepared: a sweep over
+    # the learning rate loads its one data set once.
     proc = subprocess.run(
         [sys.executable, "-c", COUNT_LOADS, "-m", "data=marks", "trainer.epochs=1", "optimizer.lr=0.1,0.2", "logger=none"],
         cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "loads=2" in proc.stderr.splitlines()
+    assert "loads=1" in proc.stderr.splitlines()

@@ -197,3 +197,39 @@ def test_runs_resume_refuses_in_one_line(tmp_path):
     unknown = run_cli(tmp_path, "runs", "resume", "0123456789abcdef", "--tracking-uri", uri)
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
     assert unknown.stderr.startswith("error: run '0123456789abcdef' is not in ")
+
+
+EARLY = ["data=moons", "model.hidden=[6]", "optimizer.lr=3", "trainer.epochs=30", "trainer.checkpoint_every_s=0",
+         "callbacks=[early_stopping]", "callbacks.early_stopping.patience=2", "callbacks.early_stopping.restore_best=true",
+         "logger.buffer.flush_interval_s=0.000001"]
+
+
+def test_an_early_stopped_run_killed_after_its_best_epoch_resumes_to_the_same_stop(tmp_path):
+    """kill -9 after the best epoch, before the stop: the resumed run must know its best epoch,
+    its patience count and the best parameters, or it stops elsewhere and saves others."""
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    done = run_cli(whole, *EARLY, f"logger.tracking_uri=sqlite:///{whole}/mlflow.db", f"hydra.run.dir={whole}/run")
+    assert done.returncode == 0, done.stderr
+    status, expected_history, expected_params = recorded(whole)
+    stopped = the_run(whole)[1].data.tags["backproplab.stopped_early"]
+    assert stopped.startswith("stopped early at epoch ") and "; parameters of epoch " in stopped
+    iterations = len(expected_history["batch/loss"])
+    assert iterations < 30 * 5  # it did stop early
+
+    folder = tmp_path / "killed"
+    folder.mkdir()
+    at = iterations - 2  # in the epoch the stop comes at, after the best one
+    proc = stopped_at(folder, at, [*EARLY, f"logger.tracking_uri=sqlite:///{folder}/mlflow.db", f"hydra.run.dir={folder}/run"])
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run_id = the_run(folder)[1].info.run_id
+    resumed = run_cli(folder, "runs", "resume", run_id, "--tracking-uri", f"sqlite:///{folder}/mlflow.db")
+    assert resumed.returncode == 0, resumed.stderr
+
+    status, history, params = recorded(folder)
+    assert status == "FINISHED" and the_run(folder)[1].data.tags["backproplab.stopped_early"] == stopped
+    for key in ("batch/loss", "train/loss", "val/loss"):
+        assert history[key] == expected_history[key], key
+    for key, value in expected_params.items():
+        assert np.array_equal(params[key], value), key
