@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 # hydra_compat: repeated on Hydra 1.4 by .ci/run.
 pytestmark = [pytest.mark.slow, pytest.mark.hydra_compat]
@@ -166,3 +167,16 @@ def test_a_single_run_loads_its_data_once(tmp_path, cli_env):
     )
     assert proc.returncode == 0, proc.stderr
     assert "loads=1" in proc.stderr.splitlines()
+
+
+def test_overrides_may_stand_on_both_sides_of_a_flag(cli):
+    """Hydra's parser takes the overrides as one positional list: split by a flag, they ended in
+    its usage text. The flags move ahead, each with its value; nothing else changes."""
+    from backproplab.hydra_app.preflight import options_first
+
+    assert options_first(["a=1", "--config-dir", "d", "b=2", "-m", "c=3", "--info", "config", "--cfg=job", "-i", "e=4"]) == [
+        "--config-dir", "d", "-m", "--info", "config", "--cfg=job", "-i", "a=1", "b=2", "c=3", "e=4"]
+    proc = cli("data=xor", "--cfg", "job", "trainer.epochs=3", "logger=none")
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["data"]["name"] == "xor" and shown["trainer"]["epochs"] == 3

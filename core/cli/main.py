@@ -197,7 +197,9 @@ def _main(argv: Sequence[str] | None) -> int:
     # Hydra prints --info (and its [HYDRA] lines) through logging, whose handlers report a write
     # to a closed stdout with a traceback of their own; the command's own errors are not logged.
     logging.raiseExceptions = False
-    return _run_hydra(args)
+    from backproplab.hydra_app.preflight import options_first
+
+    return _run_hydra(options_first(args))
 
 
 __all__ = ["main", "EXIT_CONFIG"]

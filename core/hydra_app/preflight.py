@@ -86,6 +86,33 @@ def flag_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_first(args: Sequence[str]) -> list[str]:
+    """``args`` with Hydra's flags (each with its value) ahead of the overrides, each group in its
+    own order. Hydra's parser reads the overrides as one positional list, so overrides on both
+    sides of a flag (``backproplab data=xor --config-dir conf experiment=mine``) would end in its
+    usage text; the flags' place on the command line means nothing to Hydra."""
+    actions = {name: action for action in flag_parser()._actions for name in action.option_strings}
+    flags: list[str] = []
+    overrides: list[str] = []
+    tokens = list(args)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        action = actions.get(token.split("=", 1)[0]) if token.startswith("-") else None
+        i += 1
+        if action is None:
+            overrides.append(token)
+            continue
+        flags.append(token)
+        if "=" in token or action.nargs == 0 or i >= len(tokens):
+            continue
+        following = tokens[i]
+        if action.nargs is None or (action.nargs == "?" and action.choices is not None and following in action.choices):
+            flags.append(following)
+            i += 1
+    return flags + overrides
+
+
 def hydra_args(args: Sequence[str]) -> Any | None:
     """Hydra's own reading of the command line (flags, overrides); None if it is malformed."""
     try:
