@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -169,3 +170,21 @@ def call(kind: str, component: Any, doing: str, fn, *args, **kwargs):
         raise
     except Exception as exc:
         fail(kind, component, f"{doing} raised {type(exc).__name__}: {exc}")
+
+
+def through_npz(kind: str, component: Any, state: Any) -> dict[str, np.ndarray]:
+    """A component's ``state_dict()`` written with ``np.savez`` and read back without pickle, as
+    a run's checkpoint stores it; a state that cannot be stored so fails the check."""
+    __tracebackhide__ = True
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        fail(kind, component, f"state_dict() returned {type(state).__name__}; valid: a dict of string keys to numpy arrays")
+    for key, value in state.items():
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            fail(kind, component, f"state_dict()[{key!r}] is {type(value).__name__}"
+                 f"{'' if not isinstance(value, np.ndarray) else ' of objects'}; valid: a numeric numpy array "
+                 "(a 0-d array for a scalar), which a checkpoint's npz file stores without pickle")
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as stored:
+        return {key: stored[key] for key in stored.files}

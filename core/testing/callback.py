@@ -13,7 +13,6 @@ from a checkpoint ends as the uninterrupted one does.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from backproplab.components.build import build_network, build_trainer
 from backproplab.numerics.trainer import stateful_callbacks
 
 from ._checks import register_check, run_checks
-from ._subject import builds_from_keywords, call, fail, fresh
+from ._subject import builds_from_keywords, call, fail, fresh, through_npz
 
 KIND = "callback"
 EPOCHS = 6
@@ -114,24 +113,9 @@ class _Checkpoints:
         state = {}
         for key, watched in stateful_callbacks(trainer.callbacks[:1]).items():
             exported = call(KIND, self.component, "state_dict()", watched.state_dict)
-            state[key] = _through_npz(self.component, exported)
+            state[key] = through_npz(KIND, self.component, exported)
         params = {name: value.copy() for name, value in trainer.network.params.items()}
         self.taken.append((trainer.position(), params, trainer.history.copy(), state))
-
-
-def _through_npz(component: Any, state: Any) -> dict[str, np.ndarray]:
-    __tracebackhide__ = True
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        fail(KIND, component, f"state_dict() returned {type(state).__name__}; valid: a dict of string keys to numpy arrays")
-    for key, value in state.items():
-        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
-            fail(KIND, component, f"state_dict()[{key!r}] is {type(value).__name__}; valid: a numeric numpy array "
-                 "(a 0-d array for a scalar), which a checkpoint's npz file stores without pickle")
-    buffer = io.BytesIO()
-    np.savez(buffer, **state)
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as stored:
-        return {key: stored[key] for key in stored.files}
 
 
 @register_check(KIND)

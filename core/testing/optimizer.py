@@ -13,13 +13,12 @@ optimizer must keep no state between steps at all.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 
 from ._checks import register_check, run_checks
-from ._subject import call, fail, fresh, keyword_hyperparameters
+from ._subject import call, fail, fresh, keyword_hyperparameters, through_npz
 
 KIND = "optimizer"
 STEPS = 5
@@ -216,23 +215,6 @@ def _stateful(component: Any) -> bool:
     return all(has)
 
 
-def _through_npz(component: Any, state: Any) -> dict[str, np.ndarray]:
-    """``state`` written with ``np.savez`` and read back without pickle, as a checkpoint does."""
-    __tracebackhide__ = True
-    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        fail(KIND, component, f"state_dict() returned {type(state).__name__}; valid: a dict of string keys to numpy arrays")
-    for key, value in state.items():
-        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
-            fail(KIND, component, f"state_dict()[{key!r}] is {type(value).__name__}"
-                 f"{'' if not isinstance(value, np.ndarray) else ' of objects'}; valid: a numeric numpy array "
-                 "(a 0-d array for a scalar), which an npz file stores without pickle")
-    buffer = io.BytesIO()
-    np.savez(buffer, **state)
-    buffer.seek(0)
-    with np.load(buffer, allow_pickle=False) as stored:
-        return {key: stored[key] for key in stored.files}
-
-
 @register_check(KIND)
 def check_optimizer_state_round_trips(optimizer: Any, *, seed: int = 0) -> None:
     """A run resumed from a checkpoint continues bit for bit: ``state_dict()`` exported after a
@@ -259,7 +241,7 @@ def check_optimizer_state_round_trips(optimizer: Any, *, seed: int = 0) -> None:
         _step(optimizer, original, params, grads[t], t)
     exported = call(KIND, optimizer, "state_dict()", original.state_dict)
     snapshot = {k: np.array(v, copy=True) for k, v in exported.items()} if isinstance(exported, dict) else exported
-    state = _through_npz(optimizer, exported)
+    state = through_npz(KIND, optimizer, exported)
     resumed, resumed_params = fresh(KIND, optimizer), {k: v.copy() for k, v in params.items()}
     call(KIND, optimizer, "load_state_dict(state) on a fresh instance", resumed.load_state_dict, state)
     for t in range(STEPS, 2 * STEPS):
