@@ -18,10 +18,13 @@ import logging
 import os
 import re
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from backproplab.errors import closest
 from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, stdout_closed, tracebacks_wanted
+
+if TYPE_CHECKING:  # Hydra's app is imported only for a command that runs it
+    from backproplab.hydra_app.command import Launch
 
 SUBCOMMANDS = ("explain", "plugins", "runs")
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
@@ -55,6 +58,13 @@ def _runs(argv: list[str]) -> int:
 
 
 def _run_hydra(argv: list[str]) -> int:
+    from backproplab.hydra_app.command import launching
+
+    with launching() as launch:
+        return _launched(argv, launch)
+
+
+def _launched(argv: list[str], launch: Launch) -> int:
     from backproplab.hydra_app import preflight
     from backproplab.hydra_app.overrides import check_overrides
     from backproplab.tracking.transport.credentials import redact, take_credentials
@@ -91,9 +101,7 @@ def _run_hydra(argv: list[str]) -> int:
         print(line, file=sys.stderr, flush=True)
         # A sweep parent left open (the launcher raised: Ray lost, a job's worker died) is ended
         # FAILED at exit with this reason; before the multirun started there is none to end.
-        from backproplab.tracking.lifecycle import parent as sweep_parent
-
-        sweep_parent.stop_reason = line.removeprefix("error: ")
+        launch.stop_reason = line.removeprefix("error: ")
         return code
     return 0
 

@@ -27,11 +27,14 @@ exceptions as warnings. Stopping the command is therefore ``SystemExit``, which 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import traceback
 import warnings
-from typing import Any
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -49,6 +52,33 @@ from .task import tracked
 # MLflow's own "View run ... at: URL" line after each run it ends (MLflow's documented switch):
 # in a sweep, dozens of them would bury the closing block, which names the parent's address.
 MLFLOW_URL_LINES = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
+@dataclass
+class Launch:
+    """One ``backproplab`` command as its command line and its Hydra callback share it:
+    ``stop_reason`` is the one-line error that stopped a multirun before its end (a launcher
+    that could not start its jobs), which the command line learns when ``hydra.main`` raises and
+    the callback records as why the sweep's parent FAILED, at exit."""
+
+    stop_reason: str | None = None
+
+
+# Hydra builds its callbacks from the config and passes them nothing from its own caller: the
+# command line opens a Launch for its call of hydra.main, and the callback takes it when a sweep
+# starts and keeps it.
+CURRENT_LAUNCH: ContextVar[Launch | None] = ContextVar("backproplab_launch", default=None)
+
+
+@contextlib.contextmanager
+def launching() -> Iterator[Launch]:
+    """A Launch that the command's callback finds, for the block (the command line's)."""
+    launch = Launch()
+    token = CURRENT_LAUNCH.set(launch)
+    try:
+        yield launch
+    finally:
+        CURRENT_LAUNCH.reset(token)
 
 
 def _stop_if_rejected(check: Any, config: DictConfig) -> Any:
@@ -72,11 +102,12 @@ class CommandCallback(Callback):
         self._folder: Any = None  # the lock on a folder the user named, held until the command ends
         self._launcher_pid: int | None = None  # the command's pid, when its jobs run in worker processes
         self._stop: LauncherStop | None = None
+        self._launch: Launch | None = None  # the command line's, taken when a sweep starts
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into joblib and Ray workers with each job: the sweep, not a prepared run, and
-        # not the command's own lock on its folder.
-        return {**self.__dict__, "_prepared": None, "_prepared_jobs": {}, "_folder": None}
+        # not the command's own lock on its folder nor its launch.
+        return {**self.__dict__, "_prepared": None, "_prepared_jobs": {}, "_folder": None, "_launch": None}
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._prepared = _stop_if_rejected(preflight.check_run, config)
@@ -91,6 +122,7 @@ class CommandCallback(Callback):
             folder.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._launch = CURRENT_LAUNCH.get()
         plan = _stop_if_rejected(preflight.check_sweep, config)
         _stop_if_rejected(preflight.check_store, config)
         # Before the sweep's record and the parent run are read or written: both live in the
@@ -197,9 +229,7 @@ class CommandCallback(Callback):
         sweep, self._sweep = self._sweep, None
         if sweep is None or self._tracking is None:
             return
-        from backproplab.tracking.lifecycle import parent as sweep_parent
-
-        reason = sweep_parent.stop_reason
+        reason = None if self._launch is None else self._launch.stop_reason
         if reason in ("interrupted", "interrupted (SIGTERM)", "interrupted (SIGINT)"):
             reason = "interrupted"
         elif reason:

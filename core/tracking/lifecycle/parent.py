@@ -9,13 +9,7 @@ from __future__ import annotations
 
 from backproplab.run.sweep import ParentRun, swept_overrides
 
-__all__ = ["ParentRun", "elementwise_limit", "swept_overrides", "stop_reason"]
-
-# The one-line error that stopped a multirun before its end (a launcher that could not start its
-# jobs), set by the command line; an unfinished sweep's parent then says why it FAILED. The
-# command line hands Hydra its arguments and gets back only the exception, while the sweep's
-# parent is ended by the app's callback at exit: Hydra passes no object between the two.
-stop_reason: str | None = None
+__all__ = ["ParentRun", "elementwise_limit", "swept_overrides"]
 
 
 def elementwise_limit(parent: ParentRun | None, own_limit: int, n_parameters: int) -> int:
