@@ -78,4 +78,6 @@ def register_callbacks(register: Register) -> None:
     """Called once at start-up. Call ``register(name, factory, aliases=())`` for each training
     callback. A callback provides any of ``on_train_begin(trainer)``, ``on_iteration(step)``,
     ``on_epoch_end(summary)`` and ``on_train_end(history)``; it may stop training by setting
-    ``trainer.stop_training = True``. Return nothing."""
+    ``trainer.stop_training = True``. One that keeps state across epochs exports it with
+    ``state_dict()``/``load_state_dict(state)``, so a resumed run ends as the uninterrupted one.
+    Return nothing."""
