@@ -24,7 +24,7 @@ from backproplab.errors import closest
 from backproplab.hydra_app.error_report import EXIT_CONFIG, TRACEBACK_ENV, describe, one_line_warnings, stdout_closed, tracebacks_wanted
 
 if TYPE_CHECKING:  # Hydra's app is imported only for a command that runs it
-    from backproplab.hydra_app.command import Launch
+    from backproplab.hydra_app.launch import Launch
 
 SUBCOMMANDS = ("explain", "plugins", "runs")
 # A bare word: not a flag (-m), not an override (key=value, ~key, +key=value, group@pkg=...).
@@ -58,7 +58,7 @@ def _runs(argv: list[str]) -> int:
 
 
 def _run_hydra(argv: list[str]) -> int:
-    from backproplab.hydra_app.command import launching
+    from backproplab.hydra_app.launch import launching
 
     with launching() as launch:
         return _launched(argv, launch)

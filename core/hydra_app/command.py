@@ -27,14 +27,11 @@ exceptions as warnings. Stopping the command is therefore ``SystemExit``, which 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import sys
 import traceback
 import warnings
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -44,6 +41,7 @@ from backproplab.run.sweep import Sweep, closing_lines, summary_rows, write_summ
 
 from . import preflight
 from .error_report import EXIT_FAILED, describe, tracebacks_wanted
+from .launch import CURRENT_LAUNCH, Launch
 from .output_folder import take_output_folder
 from .parallel_stop import LauncherStop, WorkerSignals
 from .sweep_status import sweep_of
@@ -52,33 +50,6 @@ from .task import tracked
 # MLflow's own "View run ... at: URL" line after each run it ends (MLflow's documented switch):
 # in a sweep, dozens of them would bury the closing block, which names the parent's address.
 MLFLOW_URL_LINES = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
-
-
-@dataclass
-class Launch:
-    """One ``backproplab`` command as its command line and its Hydra callback share it:
-    ``stop_reason`` is the one-line error that stopped a multirun before its end (a launcher
-    that could not start its jobs), which the command line learns when ``hydra.main`` raises and
-    the callback records as why the sweep's parent FAILED, at exit."""
-
-    stop_reason: str | None = None
-
-
-# Hydra builds its callbacks from the config and passes them nothing from its own caller: the
-# command line opens a Launch for its call of hydra.main, and the callback takes it when a sweep
-# starts and keeps it.
-CURRENT_LAUNCH: ContextVar[Launch | None] = ContextVar("backproplab_launch", default=None)
-
-
-@contextlib.contextmanager
-def launching() -> Iterator[Launch]:
-    """A Launch that the command's callback finds, for the block (the command line's)."""
-    launch = Launch()
-    token = CURRENT_LAUNCH.set(launch)
-    try:
-        yield launch
-    finally:
-        CURRENT_LAUNCH.reset(token)
 
 
 def _stop_if_rejected(check: Any, config: DictConfig) -> Any:
