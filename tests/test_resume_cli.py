@@ -10,7 +10,9 @@ skip them."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,16 +159,22 @@ def test_sigterm_writes_a_checkpoint_there_and_the_same_command_continues_the_ru
     assert proc.stderr.read().strip().splitlines()[-1] == "interrupted (SIGTERM)"
     _, run = the_run(tmp_path)
     assert run.info.status == "KILLED"
-    assert run.data.tags["failure_reason"].startswith("interrupted by SIGTERM at epoch 2, iteration 8")
-    state = (tmp_path / "run" / "checkpoint" / "state.json").read_text()
-    assert f'"iteration": {at},' in state and '"reason": "SIGTERM"' in state
+    # The run stops before the first iteration that begins after Python ran the handler: iteration
+    # 7 here, or a later one when the kernel handed the signal to another of the process's threads
+    # and that thread waited for a core. The run names the iteration its checkpoint holds.
+    match = re.match(r"interrupted by SIGTERM at epoch (\d+), iteration (\d+)", run.data.tags["failure_reason"])
+    assert match, run.data.tags["failure_reason"]
+    stopped = int(match.group(2)) - 1
+    assert at <= stopped < ITERATIONS and int(match.group(1)) == stopped // 5 + 1
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert (state["iteration"], state["reason"]) == (stopped, "SIGTERM")
 
     again = run_cli(tmp_path, *command(tmp_path, "adam"))  # a requeued job: same command, same folder
     assert again.returncode == 0, again.stderr
     assert_as_uninterrupted(tmp_path, "adam")
     _, after = the_run(tmp_path)
     assert after.info.run_id == run.info.run_id
-    assert after.data.tags["backproplab.resumed_from"] == str(at)
+    assert after.data.tags["backproplab.resumed_from"] == str(stopped)
     assert '"finished": true' in (tmp_path / "run" / "checkpoint" / "state.json").read_text()
 
 
