@@ -27,7 +27,7 @@ def test_import_contracts_hold():
         pytest.fail("lint-imports is not installed; it comes with the [test] extra (import-linter)")
     proc = subprocess.run([lint, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "BROKEN" not in proc.stdout and "Contracts: 9 kept, 0 broken" in proc.stdout, proc.stdout[-2000:]
+    assert "BROKEN" not in proc.stdout and "Contracts: 10 kept, 0 broken" in proc.stdout, proc.stdout[-2000:]
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -54,8 +54,10 @@ def test_builtin_plugins_import_only_what_a_third_party_may(path):
         ("tracking/transport/buffer.py", "from backproplab.tracking.records import metric_names",
          "Tracking's rooms: lifecycle > records > transport"),
         ("tracking/transport/reachability.py", "import mlflow", "The checks before a run starts import no mlflow"),
+        ("hydra_app/hydra_private.py", "from backproplab.hydra_app import preflight",
+         "The Hydra adapter imports no other backproplab module"),
     ],
-    ids=["package-layers", "tracking-rooms", "checks-without-mlflow"],
+    ids=["package-layers", "tracking-rooms", "checks-without-mlflow", "hydra-adapter"],
 )
 def test_contracts_are_not_vacuous(tmp_path, module, upward, contract):
     # The same contracts on a copy of the package with one forbidden import added must fail, so a

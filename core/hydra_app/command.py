@@ -8,7 +8,8 @@ config it composed itself, so nothing here composes the run again:
   prints its one line and exits 2, leaving no folder. The run the check prepared is handed to
   the task in ``on_job_start``, so its data are loaded once.
 - ``on_multirun_start`` (before the sweeper writes anything): every job of the sweep composed
-  and checked (``preflight.check_sweep``); the sweep's one object (``run.sweep.Sweep``), which
+  and checked (``preflight.check_sweep``), through a config loader that keeps each job's
+  composition for the sweeper's and the basic launcher's requests (``ComposedOnce``); the sweep's one object (``run.sweep.Sweep``), which
   continues the sweep recorded in the same folder (or refuses another sweep there); when
   tracking is on, the MLflow parent run, new or continued (``mlflow_sweep``); each job's
   decision (reuse, resume, run); then the sweep's record in its folder.
@@ -40,7 +41,9 @@ from omegaconf import DictConfig, OmegaConf
 from backproplab.run.sweep import Sweep, closing_lines, summary_rows, write_summary
 
 from . import preflight
+from .composed_once import ComposedOnce
 from .error_report import EXIT_FAILED, describe, tracebacks_wanted
+from .hydra_private import replace_config_loader
 from .launch import CURRENT_LAUNCH, Launch
 from .output_folder import take_output_folder
 from .parallel_stop import LauncherStop, WorkerSignals
@@ -74,11 +77,14 @@ class CommandCallback(Callback):
         self._launcher_pid: int | None = None  # the command's pid, when its jobs run in worker processes
         self._stop: LauncherStop | None = None
         self._launch: Launch | None = None  # the command line's, taken when a sweep starts
+        self._composed: ComposedOnce | None = None  # the sweep's job configs, composed once
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled into joblib and Ray workers with each job: the sweep, not a prepared run, and
         # not the command's own lock on its folder nor its launch.
-        return {**self.__dict__, "_prepared": None, "_prepared_jobs": {}, "_folder": None, "_launch": None}
+        return {
+            **self.__dict__, "_prepared": None, "_prepared_jobs": {}, "_folder": None, "_launch": None, "_composed": None,
+        }
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._prepared = _stop_if_rejected(preflight.check_run, config)
@@ -94,6 +100,7 @@ class CommandCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._launch = CURRENT_LAUNCH.get()
+        self._composed = replace_config_loader(ComposedOnce)
         plan = _stop_if_rejected(preflight.check_sweep, config)
         _stop_if_rejected(preflight.check_store, config)
         # Before the sweep's record and the parent run are read or written: both live in the
@@ -148,12 +155,18 @@ class CommandCallback(Callback):
             stop.uninstall()
         sweep, self._sweep = self._sweep, None
         self._prepared_jobs = {}
+        self._forget_compositions()
         if sweep is None:
             return
         try:
             self._end_sweep(sweep, config)
         finally:
             self._release_folder()
+
+    def _forget_compositions(self) -> None:
+        composed, self._composed = self._composed, None
+        if composed is not None:
+            composed.forget()
 
     def _end_sweep(self, sweep: Sweep, config: DictConfig) -> None:
         lines, outcomes = self._close(sweep, None)

@@ -411,6 +411,7 @@ class _Session:
     loader: Any  # Hydra's config loader, as hydra.main initialises it
     overrides: list[str]  # the command line's overrides plus the hydra.mode Hydra will add
     multirun: bool
+    probe: DictConfig | None = None  # composed as a run, sweep values not validated; None if it did not compose
 
 
 @contextlib.contextmanager
@@ -457,7 +458,7 @@ def _session(args: Sequence[str]) -> Iterator[_Session | None]:
                 overrides.append("hydra.mode=MULTIRUN")
             elif not multirun and mode is None:
                 overrides.append("hydra.mode=RUN")
-            yield _Session(loader, overrides, multirun)
+            yield _Session(loader, overrides, multirun, probe)
     finally:
         HydraConfig.instance().cfg = saved
 
@@ -622,6 +623,8 @@ def for_launch(args: Sequence[str]) -> list[str]:
             text.split("=", 1)[0].lstrip("+~") == "hydra.mode" for text in (ns.overrides or [] if ns is not None else [])
         ):
             extra.append("hydra.mode=MULTIRUN")
+        if session.probe is not None and sweeper_choice(session.probe) != OPTUNA:
+            return args + extra  # the sweeper is chosen alike in a run's config: no need to compose the master
         try:
             master = session.loader.load_configuration(CONFIG_NAME, session.overrides, run_mode=RunMode.MULTIRUN, from_shell=True)
         except Exception:  # noqa: BLE001 - check() reports it as the sweep would
