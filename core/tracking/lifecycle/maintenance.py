@@ -267,6 +267,10 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}; see {self.prog} --help")
 
 
+# What --tracking-uri means to every command but replay, which defaults to the spool's own URI.
+STORE_HELP = "the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+
+
 def parser() -> argparse.ArgumentParser:
     top = _Parser(
         prog="backproplab runs",
@@ -280,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
         "kill -9, by the OOM killer, ...), with a failure_reason saying so. Runs of other hosts and runs whose process "
         "still lives are listed and left alone. Sweep parents are included.",
     )
-    reap_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    reap_parser.add_argument("--tracking-uri", metavar="URI", help=STORE_HELP)
     reap_parser.add_argument("--experiment", metavar="NAME", help="only this experiment (default: every active one)")
     replay_parser = commands.add_parser(
         "replay",
@@ -298,7 +302,7 @@ def parser() -> argparse.ArgumentParser:
         "uninterrupted. A FINISHED run, a live one, or one without a checkpoint is refused (exit 2).",
     )
     resume_parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run id")
-    resume_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    resume_parser.add_argument("--tracking-uri", metavar="URI", help=STORE_HELP)
     register_parser = commands.add_parser(
         "register",
         help="register a sweep's best model (or a run's) in the Model Registry",
@@ -307,7 +311,7 @@ def parser() -> argparse.ArgumentParser:
     )
     register_parser.add_argument("name", metavar="NAME", help="the registered model's name")
     register_parser.add_argument("--run", metavar="RUN_ID", help="a sweep parent (its best child) or a run (default: the latest sweep)")
-    register_parser.add_argument("--tracking-uri", metavar="URI", help="the store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+    register_parser.add_argument("--tracking-uri", metavar="URI", help=STORE_HELP)
     register_parser.add_argument("--experiment", metavar="NAME", default="backproplab", help="the experiment (default: backproplab)")
     return top
 
