@@ -217,3 +217,30 @@ def test_no_password_survives_redaction_or_the_command_line(user, password, sche
     else:
         assert arg == f"logger.tracking_uri={masked}"
         assert reveal(arg.split("=", 1)[1], environ) == uri
+
+
+class _StoreRefusing:
+    """A client whose store answers get_run with an error that quotes a URI, as a database
+    driver's connection error does."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def get_run(self, run_id: str):
+        raise RuntimeError(self.message)
+
+
+@pytest.mark.parametrize("offset", range(90, 130, 2))  # the cut at 160 falls before, inside and after the password
+def test_a_store_error_cut_to_one_line_never_keeps_part_of_a_password(offset):
+    """The store's reason is cut to fit the line: masked first, then cut, so a cut that falls
+    inside the password cannot leave a piece the mask no longer recognises."""
+    from backproplab.errors import ConfigError
+    from backproplab.tracking.transport.store import stored_run
+
+    password = "Zq8secretWORD77"
+    reason = "x" * offset + f" postgresql+psycopg://alice:{password}@127.0.0.1:5432/mlflow refused"
+    with pytest.raises(ConfigError) as raised:
+        stored_run(_StoreRefusing(reason), "abc", missing="run abc is not in this store", valid="another store")
+    message = str(raised.value)
+    assert message.startswith("run abc is not in this store (RuntimeError: ") and message.endswith("); valid: another store")
+    assert "Zq8s" not in message, message

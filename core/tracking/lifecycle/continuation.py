@@ -17,7 +17,6 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from backproplab.errors import ConfigError
 from backproplab.run.checkpoint import STATE_JSON, STATE_NPZ
 from ..transport.buffer import Block, Sink
 from ..records.tags import one_line
@@ -35,13 +34,12 @@ def latest_steps(run: Any) -> dict[str, int]:
 def reopen(client: Any, run_id: str, tags: Mapping[str, str]) -> dict[str, int]:
     """Set the checkpoint's run RUNNING again, with ``tags`` (this process's, the resumes);
     its latest stored step per metric key."""
-    try:
-        run = client.get_run(run_id)
-    except Exception as exc:  # noqa: BLE001 - one line: the store does not hold this run
-        raise ConfigError(
-            f"the checkpoint's MLflow run {run_id} is not in this store ({one_line(exc)[:160]}); "
-            "valid: logger.tracking_uri of the store the run was logged to"
-        ) from None
+    from ..transport.store import stored_run
+
+    run = stored_run(
+        client, run_id, missing=f"the checkpoint's MLflow run {run_id} is not in this store",
+        valid="logger.tracking_uri of the store the run was logged to",
+    )
     stored = latest_steps(run)
     client.update_run(run_id, status="RUNNING")
     if FAILURE_TAG in run.data.tags:

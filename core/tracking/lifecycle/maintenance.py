@@ -156,6 +156,7 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
 
     from ..transport.buffer import MAX_METRICS_PER_BATCH
     from ..transport.spool import METRICS_LOST_TAG, Spool, bounded_http, damaged_artifacts, metrics_of, read_spool
+    from ..transport.store import stored_run
     from ..transport.upload import send_all
 
     out = out or sys.stdout
@@ -165,13 +166,10 @@ def replay(spool_file: str, uri: str | None = None, out: Any = None) -> int:
     run_id = header["run_id"]
     spool = Spool(path, run_id, uri)
     with bounded_http(is_http(uri)):
-        try:
-            run = client.get_run(run_id)
-        except Exception as exc:  # noqa: BLE001 - one line: the store does not hold this run
-            raise ConfigError(
-                f"run {run_id} of spool file {path} is not in {redact(uri)} ({redact(' '.join(str(exc).split())[:160])}); "
-                "valid: --tracking-uri of the store the run was created in"
-            ) from None
+        run = stored_run(
+            client, run_id, missing=f"run {run_id} of spool file {path} is not in {redact(uri)}",
+            valid="--tracking-uri of the store the run was created in",
+        )
         if run.info.status == "RUNNING":
             _refuse_if_owned(run, path)
         metrics = metrics_of(rows)

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from mlflow import MlflowClient
-from mlflow.entities import LifecycleStage
+from mlflow.entities import LifecycleStage, Run
 
-from backproplab.errors import ConfigError
+from backproplab.errors import ConfigError, exception_line
+from .credentials import redact
 from .reachability import check_http, check_postgresql, check_scheme, check_sqlite, check_writable, default_uri, shown_uri, sqlite_path, store_lock
 from .schema import backup_path
 
@@ -137,6 +138,16 @@ def _upgrade(uri: str, path: Path, revision: str) -> None:
             f"`mlflow db upgrade {uri}` failed ({lines[-1].strip() if lines else f'exit {proc.returncode}'}); "
             f"the store before the attempt is {backup}"
         )
+
+
+def stored_run(client: MlflowClient, run_id: str, *, missing: str, valid: str) -> Run:
+    """``client.get_run(run_id)``; else a one-line ConfigError: ``missing`` (the run named, and
+    where it is not), the store's own reason, and ``valid``. The reason is redacted before it is
+    cut, so a cut can never split a password out of the pattern that masks it."""
+    try:
+        return client.get_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - one line: the store does not hold this run
+        raise ConfigError(f"{missing} ({redact(exception_line(exc))[:160]}); valid: {valid}") from None
 
 
 def ensure_experiment(client: MlflowClient, name: str) -> str:
