@@ -9,10 +9,11 @@ config it composed itself, so nothing here composes the run again:
   the task in ``on_job_start``, so its data are loaded once.
 - ``on_multirun_start`` (before the sweeper writes anything): every job of the sweep composed
   and checked (``preflight.check_sweep``), through a config loader that keeps each job's
-  composition for the sweeper's and the basic launcher's requests (``ComposedOnce``); the sweep's one object (``run.sweep.Sweep``), which
-  continues the sweep recorded in the same folder (or refuses another sweep there); when
-  tracking is on, the MLflow parent run, new or continued (``mlflow_sweep``); each job's
-  decision (reuse, resume, run); then the sweep's record in its folder.
+  composition for the sweeper's and the basic launcher's requests (``ComposedOnce``); the
+  sweep's one object (``run.sweep.Sweep``), which continues the sweep recorded in the same
+  folder (or refuses another sweep there); when tracking is on, the MLflow parent run, new or
+  continued (``mlflow_sweep``); each job's decision (reuse, resume, run); then the sweep's
+  record in its folder.
 - ``on_job_start`` / ``on_job_end`` (each job's process, also a joblib or Ray worker, which
   gets this object pickled after ``on_multirun_start``): the sweep handed to the task, MLflow's
   own "View run" lines off, and a failed job's child run made sure of.
